@@ -1,0 +1,268 @@
+//! Settings of the aggregator, read from environment variables (the Lambda)
+//! or from the command line (`tailrace-aggregator consume`, whose flags fall
+//! back to the same variables).
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `TAILRACE_METADATA` | `s3://bucket/key` of the IP → application CSV | none: every client is `unknown` |
+//! | `TAILRACE_NAMESPACE` | CloudWatch namespace | `Tailrace` |
+//! | `TAILRACE_METADATA_TTL` | how long a fetched metadata file is trusted before a conditional re-read | `60s` |
+//! | `TAILRACE_RAW_FORMAT` | Apache `LogFormat` (or preset) of raw-line records | `combined` |
+//! | `TAILRACE_RAW_SERVICE` | `Service` dimension for raw-line and Kinesis-Agent JSON records | `raw` |
+//! | `TAILRACE_WINDOW` | window length for raw-line and Kinesis-Agent JSON records | `5m` |
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Environment variable naming the metadata file.
+pub const ENV_METADATA: &str = "TAILRACE_METADATA";
+/// Environment variable naming the CloudWatch namespace.
+pub const ENV_NAMESPACE: &str = "TAILRACE_NAMESPACE";
+/// Environment variable with the metadata re-read interval.
+pub const ENV_METADATA_TTL: &str = "TAILRACE_METADATA_TTL";
+/// Environment variable with the LogFormat of raw-line records.
+pub const ENV_RAW_FORMAT: &str = "TAILRACE_RAW_FORMAT";
+/// Environment variable with the service name given to raw and JSON records.
+pub const ENV_RAW_SERVICE: &str = "TAILRACE_RAW_SERVICE";
+/// Environment variable with the window length for raw and JSON records.
+pub const ENV_WINDOW: &str = "TAILRACE_WINDOW";
+
+/// Default CloudWatch namespace.
+pub const DEFAULT_NAMESPACE: &str = "Tailrace";
+/// Default metadata TTL.
+pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(60);
+/// Default LogFormat for raw-line records.
+pub const DEFAULT_RAW_FORMAT: &str = "combined";
+/// Default service name for raw-line and JSON records.
+pub const DEFAULT_RAW_SERVICE: &str = "raw";
+/// Default window for raw-line and JSON records.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+
+/// A setting that could not be understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The value of a variable or flag is wrong.
+    #[error("{name}={value:?}: {reason}")]
+    Invalid {
+        /// Variable or flag name.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+}
+
+/// Where an object lives in S3 (`s3://bucket/key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+}
+
+impl FromStr for S3Location {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rest = s
+            .strip_prefix("s3://")
+            .ok_or_else(|| "expected s3://bucket/key".to_string())?;
+        let (bucket, key) = rest
+            .split_once('/')
+            .ok_or_else(|| "expected s3://bucket/key (no key)".to_string())?;
+        if bucket.is_empty() || key.is_empty() {
+            return Err("expected s3://bucket/key (empty bucket or key)".into());
+        }
+        Ok(S3Location {
+            bucket: bucket.into(),
+            key: key.into(),
+        })
+    }
+}
+
+impl fmt::Display for S3Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// Everything the handler needs to know besides its AWS clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The metadata file; `None` maps every client to `unknown`.
+    pub metadata: Option<S3Location>,
+    /// CloudWatch namespace.
+    pub namespace: String,
+    /// How long a fetched metadata file is used before a conditional re-read.
+    pub metadata_ttl: Duration,
+    /// LogFormat string or preset for raw-line records.
+    pub raw_format: String,
+    /// `Service` dimension for raw-line and Kinesis-Agent JSON records.
+    pub raw_service: String,
+    /// Window length in seconds for raw-line and Kinesis-Agent JSON records.
+    pub window_secs: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            metadata: None,
+            namespace: DEFAULT_NAMESPACE.into(),
+            metadata_ttl: DEFAULT_METADATA_TTL,
+            raw_format: DEFAULT_RAW_FORMAT.into(),
+            raw_service: DEFAULT_RAW_SERVICE.into(),
+            window_secs: DEFAULT_WINDOW.as_secs() as u32,
+        }
+    }
+}
+
+impl Settings {
+    /// Read the settings from the process environment.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Read the settings through `lookup` (the environment, or a map in tests).
+    /// Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut settings = Settings::default();
+        if let Some(v) = get(ENV_METADATA) {
+            settings.metadata = Some(parse_s3(ENV_METADATA, &v)?);
+        }
+        if let Some(v) = get(ENV_NAMESPACE) {
+            settings.namespace = parse_namespace(ENV_NAMESPACE, &v)?;
+        }
+        if let Some(v) = get(ENV_METADATA_TTL) {
+            settings.metadata_ttl = parse_duration(ENV_METADATA_TTL, &v)?;
+        }
+        if let Some(v) = get(ENV_RAW_FORMAT) {
+            settings.raw_format = v;
+        }
+        if let Some(v) = get(ENV_RAW_SERVICE) {
+            settings.raw_service = v.trim().to_string();
+        }
+        if let Some(v) = get(ENV_WINDOW) {
+            settings.window_secs = parse_window(ENV_WINDOW, &v)?;
+        }
+        Ok(settings)
+    }
+}
+
+/// Parse `s3://bucket/key` for the setting `name`.
+pub fn parse_s3(name: &'static str, value: &str) -> Result<S3Location, ConfigError> {
+    value.trim().parse().map_err(|reason| ConfigError::Invalid {
+        name,
+        value: value.into(),
+        reason,
+    })
+}
+
+/// Check a CloudWatch namespace (1–255 chars, no leading `AWS/`).
+pub fn parse_namespace(name: &'static str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name,
+        value: value.into(),
+        reason: reason.into(),
+    };
+    if v.is_empty() || v.len() > 255 {
+        return Err(invalid("a namespace is 1 to 255 characters"));
+    }
+    if v.starts_with("AWS/") {
+        return Err(invalid("namespaces starting with AWS/ are reserved"));
+    }
+    Ok(v.into())
+}
+
+/// Parse a humantime duration (`60s`, `5m`, `1h 30m`).
+pub fn parse_duration(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value.trim()).map_err(|e| ConfigError::Invalid {
+        name,
+        value: value.into(),
+        reason: format!("expected a duration like 60s or 5m: {e}"),
+    })
+}
+
+/// Parse a window length: whole seconds, at least 1 s, dividing a day.
+pub fn parse_window(name: &'static str, value: &str) -> Result<u32, ConfigError> {
+    let d = parse_duration(name, value)?;
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name,
+        value: value.into(),
+        reason: reason.into(),
+    };
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 {
+        return Err(invalid(
+            "a window is a whole number of seconds, at least 1s",
+        ));
+    }
+    let secs = d.as_secs();
+    if 86_400 % secs != 0 {
+        return Err(invalid(
+            "a window must divide a day evenly (e.g. 1m, 5m, 15m, 1h)",
+        ));
+    }
+    Ok(secs as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = settings(&[]).expect("defaults");
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.namespace, "Tailrace");
+        assert_eq!(s.window_secs, 300);
+        assert_eq!(s.metadata_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn all_set() {
+        let s = settings(&[
+            (ENV_METADATA, "s3://b/dir/meta.csv"),
+            (ENV_NAMESPACE, "Web"),
+            (ENV_METADATA_TTL, "2s"),
+            (ENV_RAW_FORMAT, "common"),
+            (ENV_RAW_SERVICE, "shop"),
+            (ENV_WINDOW, "1m"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.metadata,
+            Some(S3Location {
+                bucket: "b".into(),
+                key: "dir/meta.csv".into()
+            })
+        );
+        assert_eq!(s.namespace, "Web");
+        assert_eq!(s.metadata_ttl, Duration::from_secs(2));
+        assert_eq!(s.raw_format, "common");
+        assert_eq!(s.raw_service, "shop");
+        assert_eq!(s.window_secs, 60);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = settings(&[(ENV_METADATA, "bucket/key")]).unwrap_err();
+        assert!(e.to_string().contains("TAILRACE_METADATA"), "{e}");
+        assert!(settings(&[(ENV_WINDOW, "7m")]).is_err());
+        assert!(settings(&[(ENV_WINDOW, "0s")]).is_err());
+        assert!(settings(&[(ENV_METADATA_TTL, "soon")]).is_err());
+        assert!(settings(&[(ENV_NAMESPACE, "AWS/EC2")]).is_err());
+    }
+}
