@@ -1,0 +1,755 @@
+//! Time: compiling `%t` / `%{format}t` into a small program once, parsing a time part
+//! of a line by hand (a fixed-position fast path for Apache's default
+//! `[%d/%b/%Y:%H:%M:%S %z]`), combining several parts into one [`LogTime`], and
+//! writing RFC 3339 / CLF text.
+
+use crate::parse::{Expected, ParseError};
+
+/// A point in time as logged: seconds since the Unix epoch (UTC), nanoseconds, and the
+/// UTC offset the line was written with (kept so RFC 3339 output shows it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogTime {
+    /// Seconds since 1970-01-01T00:00:00Z.
+    pub unix_secs: i64,
+    /// Nanoseconds within the second (0..1e9).
+    pub nanos: u32,
+    /// Offset from UTC of the logged local time, in seconds (`-0700` is -25200).
+    pub offset_secs: i32,
+}
+
+impl LogTime {
+    /// Append RFC 3339 text with the original offset, e.g. `2000-10-10T13:55:36-07:00`.
+    /// A non-zero fraction is written with 3, 6 or 9 digits, whichever is exact.
+    pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
+        let local = self.unix_secs.saturating_add(i64::from(self.offset_secs));
+        let (y, m, d) = civil_from_days(local.div_euclid(86_400));
+        let sod = local.rem_euclid(86_400);
+        write_year(out, y);
+        out.push(b'-');
+        push2(out, m);
+        out.push(b'-');
+        push2(out, d);
+        out.push(b'T');
+        push2(out, (sod / 3600) as u32);
+        out.push(b':');
+        push2(out, (sod / 60 % 60) as u32);
+        out.push(b':');
+        push2(out, (sod % 60) as u32);
+        if self.nanos != 0 {
+            out.push(b'.');
+            let (v, digits) = if self.nanos % 1_000_000 == 0 {
+                (self.nanos / 1_000_000, 3)
+            } else if self.nanos % 1_000 == 0 {
+                (self.nanos / 1_000, 6)
+            } else {
+                (self.nanos, 9)
+            };
+            push_padded(out, v, digits);
+        }
+        let off = self.offset_secs;
+        out.push(if off < 0 { b'-' } else { b'+' });
+        let a = off.unsigned_abs();
+        push2(out, a / 3600);
+        out.push(b':');
+        push2(out, a / 60 % 60);
+    }
+
+    /// Append Apache's default `%t` text without the brackets,
+    /// e.g. `10/Oct/2000:13:55:36 -0700` (the fraction is not written).
+    pub fn write_clf(&self, out: &mut Vec<u8>) {
+        let local = self.unix_secs.saturating_add(i64::from(self.offset_secs));
+        let (y, m, d) = civil_from_days(local.div_euclid(86_400));
+        let sod = local.rem_euclid(86_400);
+        push2(out, d);
+        out.push(b'/');
+        let idx = (m as usize).saturating_sub(1).min(11);
+        out.extend_from_slice(&MONTHS[idx][..3]);
+        out.push(b'/');
+        write_year(out, y);
+        out.push(b':');
+        push2(out, (sod / 3600) as u32);
+        out.push(b':');
+        push2(out, (sod / 60 % 60) as u32);
+        out.push(b':');
+        push2(out, (sod % 60) as u32);
+        out.push(b' ');
+        let off = self.offset_secs;
+        out.push(if off < 0 { b'-' } else { b'+' });
+        let a = off.unsigned_abs();
+        push2(out, a / 3600);
+        push2(out, a / 60 % 60);
+    }
+}
+
+fn write_year(out: &mut Vec<u8>, y: i64) {
+    if (0..=9999).contains(&y) {
+        push_padded(out, y as u32, 4);
+    } else {
+        out.extend_from_slice(y.to_string().as_bytes());
+    }
+}
+
+fn push2(out: &mut Vec<u8>, v: u32) {
+    out.push(b'0' + (v / 10 % 10) as u8);
+    out.push(b'0' + (v % 10) as u8);
+}
+
+fn push_padded(out: &mut Vec<u8>, v: u32, digits: u32) {
+    let mut div = 10u32.pow(digits - 1);
+    while div > 0 {
+        out.push(b'0' + (v / div % 10) as u8);
+        div /= 10;
+    }
+}
+
+const MONTHS: [&[u8]; 12] = [
+    b"January",
+    b"February",
+    b"March",
+    b"April",
+    b"May",
+    b"June",
+    b"July",
+    b"August",
+    b"September",
+    b"October",
+    b"November",
+    b"December",
+];
+const WEEKDAYS: [&[u8]; 7] = [
+    b"Sunday",
+    b"Monday",
+    b"Tuesday",
+    b"Wednesday",
+    b"Thursday",
+    b"Friday",
+    b"Saturday",
+];
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Inverse of [`days_from_civil`].
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// One conversion of a strftime-style pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tok {
+    Lit(u8),
+    /// `%n`, `%t`: any run of white space (possibly empty).
+    Space,
+    Year4,
+    Year2,
+    Month,
+    MonthName,
+    Day,
+    DaySpace,
+    Yday,
+    Hour,
+    Hour12,
+    Minute,
+    Second,
+    AmPm,
+    Weekday,
+    Zone,
+    ZoneName,
+    Epoch,
+}
+
+/// What one `%t` / `%{..}t` directive writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TimeFormat {
+    /// `%d/%b/%Y:%H:%M:%S %z`, in brackets for plain `%t`.
+    Clf {
+        brackets: bool,
+    },
+    Strf(Vec<Tok>),
+    Sec,
+    Msec,
+    Usec,
+    MsecFrac,
+    UsecFrac,
+}
+
+/// A compiled time directive: the format and whether it logs the end of the request
+/// (`end:`) rather than its start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TimeSpec {
+    pub format: TimeFormat,
+    pub end: bool,
+}
+
+const STRF_KNOWN: &str =
+    "%Y %y %m %d %e %j %H %I %M %S %p %b %h %B %a %A %z %Z %s %T %F %D %R %n %t %%";
+
+impl TimeSpec {
+    /// Compile the argument of `%{..}t` (`None` for plain `%t`). On error: char offset
+    /// within the argument and a message.
+    pub(crate) fn compile(arg: Option<&str>) -> Result<TimeSpec, (usize, String)> {
+        let Some(arg) = arg else {
+            return Ok(TimeSpec {
+                format: TimeFormat::Clf { brackets: true },
+                end: false,
+            });
+        };
+        let (end, body, skip) = if let Some(b) = arg.strip_prefix("begin:") {
+            (false, b, 6)
+        } else if let Some(b) = arg.strip_prefix("end:") {
+            (true, b, 4)
+        } else {
+            (false, arg, 0)
+        };
+        let format = match body {
+            "sec" => TimeFormat::Sec,
+            "msec" => TimeFormat::Msec,
+            "usec" => TimeFormat::Usec,
+            "msec_frac" => TimeFormat::MsecFrac,
+            "usec_frac" => TimeFormat::UsecFrac,
+            "" => TimeFormat::Clf { brackets: true },
+            "%d/%b/%Y:%H:%M:%S %z" => TimeFormat::Clf { brackets: false },
+            _ => TimeFormat::Strf(compile_strf(body).map_err(|(o, m)| (o + skip, m))?),
+        };
+        Ok(TimeSpec { format, end })
+    }
+}
+
+fn compile_strf(body: &str) -> Result<Vec<Tok>, (usize, String)> {
+    let mut toks = Vec::new();
+    let mut it = body.chars().enumerate().peekable();
+    while let Some((i, c)) = it.next() {
+        if c != '%' {
+            let mut buf = [0u8; 4];
+            toks.extend(c.encode_utf8(&mut buf).bytes().map(Tok::Lit));
+            continue;
+        }
+        let Some((_, k)) = it.next() else {
+            return Err((
+                i,
+                "expected a conversion letter after '%' in time format".into(),
+            ));
+        };
+        match k {
+            'Y' => toks.push(Tok::Year4),
+            'y' => toks.push(Tok::Year2),
+            'm' => toks.push(Tok::Month),
+            'd' => toks.push(Tok::Day),
+            'e' => toks.push(Tok::DaySpace),
+            'j' => toks.push(Tok::Yday),
+            'H' => toks.push(Tok::Hour),
+            'I' => toks.push(Tok::Hour12),
+            'M' => toks.push(Tok::Minute),
+            'S' => toks.push(Tok::Second),
+            'p' => toks.push(Tok::AmPm),
+            'b' | 'h' | 'B' => toks.push(Tok::MonthName),
+            'a' | 'A' => toks.push(Tok::Weekday),
+            'z' => toks.push(Tok::Zone),
+            'Z' => toks.push(Tok::ZoneName),
+            's' => toks.push(Tok::Epoch),
+            'n' | 't' => toks.push(Tok::Space),
+            '%' => toks.push(Tok::Lit(b'%')),
+            'T' => toks.extend([
+                Tok::Hour,
+                Tok::Lit(b':'),
+                Tok::Minute,
+                Tok::Lit(b':'),
+                Tok::Second,
+            ]),
+            'R' => toks.extend([Tok::Hour, Tok::Lit(b':'), Tok::Minute]),
+            'F' => toks.extend([
+                Tok::Year4,
+                Tok::Lit(b'-'),
+                Tok::Month,
+                Tok::Lit(b'-'),
+                Tok::Day,
+            ]),
+            'D' => toks.extend([
+                Tok::Month,
+                Tok::Lit(b'/'),
+                Tok::Day,
+                Tok::Lit(b'/'),
+                Tok::Year2,
+            ]),
+            other => {
+                return Err((
+                    i,
+                    format!("unknown time conversion %{other} (expected one of {STRF_KNOWN}, or sec, msec, usec, msec_frac, usec_frac)"),
+                ))
+            }
+        }
+    }
+    Ok(toks)
+}
+
+/// The parts of a time seen so far in one line (one accumulator for `begin:` parts,
+/// one for `end:` parts).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TimeAcc {
+    seen: bool,
+    has_year: bool,
+    has_epoch: bool,
+    hour12: bool,
+    /// 0 unknown, 1 AM, 2 PM
+    ampm: u8,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    yday: u16,
+    year: i32,
+    offset: i32,
+    nanos: u32,
+    epoch: i64,
+}
+
+impl TimeAcc {
+    /// Whether any part of this time was parsed.
+    pub(crate) fn seen(&self) -> bool {
+        self.seen
+    }
+
+    /// Combine the parts into a time; `None` when they do not name an instant
+    /// (no year and no epoch seconds). Without `%z` the offset is 0 (UTC).
+    pub(crate) fn finish(&self) -> Option<LogTime> {
+        let unix_secs = if self.has_epoch {
+            self.epoch
+        } else if self.has_year {
+            let days = if self.month != 0 && self.day != 0 {
+                days_from_civil(
+                    i64::from(self.year),
+                    u32::from(self.month),
+                    u32::from(self.day),
+                )
+            } else if self.yday != 0 {
+                days_from_civil(i64::from(self.year), 1, 1) + i64::from(self.yday) - 1
+            } else {
+                return None;
+            };
+            let mut hour = i64::from(self.hour);
+            if self.hour12 {
+                hour %= 12;
+            }
+            if self.ampm == 2 {
+                hour = hour % 12 + 12;
+            }
+            let local =
+                days * 86_400 + hour * 3600 + i64::from(self.minute) * 60 + i64::from(self.second);
+            local - i64::from(self.offset)
+        } else {
+            return None;
+        };
+        Some(LogTime {
+            unix_secs,
+            nanos: self.nanos,
+            offset_secs: self.offset,
+        })
+    }
+}
+
+#[inline]
+fn digit(b: &[u8], i: usize) -> Option<u32> {
+    match b.get(i) {
+        Some(c @ b'0'..=b'9') => Some(u32::from(c - b'0')),
+        _ => None,
+    }
+}
+
+#[inline]
+fn two(b: &[u8], i: usize) -> Option<u32> {
+    Some(digit(b, i)? * 10 + digit(b, i + 1)?)
+}
+
+fn err(column: usize, what: &'static str) -> ParseError {
+    ParseError {
+        column,
+        expected: Expected::Text(what),
+    }
+}
+
+/// Month number (1-12) of a three-letter English abbreviation.
+#[inline]
+fn month_abbr(b: &[u8]) -> Option<u8> {
+    let k = [b.first()? | 0x20, b.get(1)? | 0x20, b.get(2)? | 0x20];
+    Some(match &k {
+        b"jan" => 1,
+        b"feb" => 2,
+        b"mar" => 3,
+        b"apr" => 4,
+        b"may" => 5,
+        b"jun" => 6,
+        b"jul" => 7,
+        b"aug" => 8,
+        b"sep" => 9,
+        b"oct" => 10,
+        b"nov" => 11,
+        b"dec" => 12,
+        _ => return None,
+    })
+}
+
+/// Parse `+hhmm` / `-hhmm` (also `+hh:mm`, `Z`) at `p`; returns (offset secs, new pos).
+fn parse_zone(b: &[u8], p: usize) -> Option<(i32, usize)> {
+    let sign = match b.get(p)? {
+        b'+' => 1,
+        b'-' => -1,
+        b'Z' => return Some((0, p + 1)),
+        _ => return None,
+    };
+    let h = two(b, p + 1)?;
+    let (m, end) = if b.get(p + 3) == Some(&b':') {
+        (two(b, p + 4)?, p + 6)
+    } else {
+        (two(b, p + 3)?, p + 5)
+    };
+    if h > 23 || m > 59 {
+        return None;
+    }
+    Some((sign * (h * 3600 + m * 60) as i32, end))
+}
+
+/// Parse Apache's default time text `dd/Mon/yyyy:HH:MM:SS +zzzz` at `p` (after the `[`).
+#[inline]
+fn parse_clf(b: &[u8], p: usize, acc: &mut TimeAcc) -> Result<usize, ParseError> {
+    let day = two(b, p).ok_or_else(|| err(p, "two-digit day in %t"))?;
+    if b.get(p + 2) != Some(&b'/') {
+        return Err(err(p + 2, "'/' after the day in %t"));
+    }
+    let month = month_abbr(b.get(p + 3..p + 6).unwrap_or(&[]))
+        .ok_or_else(|| err(p + 3, "month name (Jan..Dec) in %t"))?;
+    if b.get(p + 6) != Some(&b'/') {
+        return Err(err(p + 6, "'/' after the month in %t"));
+    }
+    let year = (|| Some(two(b, p + 7)? * 100 + two(b, p + 9)?))()
+        .ok_or_else(|| err(p + 7, "four-digit year in %t"))?;
+    if b.get(p + 11) != Some(&b':') {
+        return Err(err(p + 11, "':' after the year in %t"));
+    }
+    let hour = two(b, p + 12).ok_or_else(|| err(p + 12, "two-digit hour in %t"))?;
+    if b.get(p + 14) != Some(&b':') {
+        return Err(err(p + 14, "':' after the hour in %t"));
+    }
+    let minute = two(b, p + 15).ok_or_else(|| err(p + 15, "two-digit minute in %t"))?;
+    if b.get(p + 17) != Some(&b':') {
+        return Err(err(p + 17, "':' after the minute in %t"));
+    }
+    let second = two(b, p + 18).ok_or_else(|| err(p + 18, "two-digit second in %t"))?;
+    if b.get(p + 20) != Some(&b' ') {
+        return Err(err(p + 20, "' ' before the UTC offset in %t"));
+    }
+    let (offset, end) =
+        parse_zone(b, p + 21).ok_or_else(|| err(p + 21, "UTC offset like -0700 in %t"))?;
+    if !(1..=31).contains(&day) || hour > 24 || minute > 59 || second > 60 {
+        return Err(err(p, "a valid date and time in %t"));
+    }
+    acc.seen = true;
+    acc.has_year = true;
+    acc.year = year as i32;
+    acc.month = month;
+    acc.day = day as u8;
+    acc.hour = hour as u8;
+    acc.minute = minute as u8;
+    acc.second = second as u8;
+    acc.offset = offset;
+    Ok(end)
+}
+
+/// Read up to `max` digits (at least one) at `p`: (value, new pos).
+#[inline]
+fn digits(b: &[u8], p: usize, max: usize) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    let mut i = p;
+    while i < b.len() && i - p < max {
+        match b[i] {
+            c @ b'0'..=b'9' => v = v * 10 + u64::from(c - b'0'),
+            _ => break,
+        }
+        i += 1;
+    }
+    (i > p).then_some((v, i))
+}
+
+/// Parse the time part `spec` at `p`, filling `acc`; returns the end of the part and
+/// the span of its text (inside the brackets for `%t`).
+pub(crate) fn parse(
+    spec: &TimeSpec,
+    b: &[u8],
+    p: usize,
+    acc: &mut TimeAcc,
+) -> Result<(usize, usize, usize), ParseError> {
+    match &spec.format {
+        TimeFormat::Clf { brackets: true } => {
+            if b.get(p) != Some(&b'[') {
+                return Err(err(p, "'[' to open %t"));
+            }
+            let end = parse_clf(b, p + 1, acc)?;
+            if b.get(end) != Some(&b']') {
+                return Err(err(end, "']' to close %t"));
+            }
+            Ok((end + 1, p + 1, end))
+        }
+        TimeFormat::Clf { brackets: false } => {
+            let end = parse_clf(b, p, acc)?;
+            Ok((end, p, end))
+        }
+        TimeFormat::Sec | TimeFormat::Msec | TimeFormat::Usec => {
+            let neg = b.get(p) == Some(&b'-');
+            let start = p + usize::from(neg);
+            let (v, end) = digits(b, start, 19)
+                .ok_or_else(|| err(start, "digits for epoch time in %{..}t"))?;
+            let v = if neg { -(v as i64) } else { v as i64 };
+            let (secs, nanos) = match spec.format {
+                TimeFormat::Sec => (v, 0),
+                TimeFormat::Msec => (v.div_euclid(1000), v.rem_euclid(1000) * 1_000_000),
+                _ => (v.div_euclid(1_000_000), v.rem_euclid(1_000_000) * 1000),
+            };
+            acc.seen = true;
+            acc.has_epoch = true;
+            acc.epoch = secs;
+            acc.nanos = nanos as u32;
+            Ok((end, p, end))
+        }
+        TimeFormat::MsecFrac | TimeFormat::UsecFrac => {
+            let n = if spec.format == TimeFormat::MsecFrac {
+                3
+            } else {
+                6
+            };
+            let (v, end) = digits(b, p, n)
+                .filter(|&(_, e)| e - p == n)
+                .ok_or_else(|| err(p, "fraction digits for %{msec_frac}t / %{usec_frac}t"))?;
+            acc.seen = true;
+            acc.nanos = (v * if n == 3 { 1_000_000 } else { 1000 }) as u32;
+            Ok((end, p, end))
+        }
+        TimeFormat::Strf(toks) => {
+            let end = parse_strf(toks, b, p, acc)?;
+            Ok((end, p, end))
+        }
+    }
+}
+
+fn parse_strf(
+    toks: &[Tok],
+    b: &[u8],
+    mut p: usize,
+    acc: &mut TimeAcc,
+) -> Result<usize, ParseError> {
+    acc.seen = true;
+    for tok in toks {
+        let num = |p: usize,
+                   max: usize,
+                   lo: u64,
+                   hi: u64,
+                   what: &'static str|
+         -> Result<(u64, usize), ParseError> {
+            match digits(b, p, max) {
+                Some((v, e)) if (lo..=hi).contains(&v) => Ok((v, e)),
+                _ => Err(err(p, what)),
+            }
+        };
+        match *tok {
+            Tok::Lit(c) => {
+                if b.get(p) != Some(&c) {
+                    return Err(ParseError {
+                        column: p,
+                        expected: Expected::Byte(c),
+                    });
+                }
+                p += 1;
+            }
+            Tok::Space => {
+                while matches!(b.get(p), Some(b' ' | b'\t')) {
+                    p += 1;
+                }
+            }
+            Tok::Year4 => {
+                let (v, e) = num(p, 4, 0, 9999, "four-digit year (%Y) in %{..}t")?;
+                acc.has_year = true;
+                acc.year = v as i32;
+                p = e;
+            }
+            Tok::Year2 => {
+                let (v, e) = num(p, 2, 0, 99, "two-digit year (%y) in %{..}t")?;
+                acc.has_year = true;
+                acc.year = if v < 69 {
+                    2000 + v as i32
+                } else {
+                    1900 + v as i32
+                };
+                p = e;
+            }
+            Tok::Month => {
+                let (v, e) = num(p, 2, 1, 12, "month 01-12 (%m) in %{..}t")?;
+                acc.month = v as u8;
+                p = e;
+            }
+            Tok::Day | Tok::DaySpace => {
+                if *tok == Tok::DaySpace && b.get(p) == Some(&b' ') {
+                    p += 1;
+                }
+                let (v, e) = num(p, 2, 1, 31, "day of month 01-31 (%d) in %{..}t")?;
+                acc.day = v as u8;
+                p = e;
+            }
+            Tok::Yday => {
+                let (v, e) = num(p, 3, 1, 366, "day of year 001-366 (%j) in %{..}t")?;
+                acc.yday = v as u16;
+                p = e;
+            }
+            Tok::Hour | Tok::Hour12 => {
+                let (v, e) = if *tok == Tok::Hour {
+                    num(p, 2, 0, 24, "hour 00-23 (%H) in %{..}t")?
+                } else {
+                    num(p, 2, 1, 12, "hour 01-12 (%I) in %{..}t")?
+                };
+                acc.hour = v as u8;
+                acc.hour12 |= *tok == Tok::Hour12;
+                p = e;
+            }
+            Tok::Minute => {
+                let (v, e) = num(p, 2, 0, 59, "minute 00-59 (%M) in %{..}t")?;
+                acc.minute = v as u8;
+                p = e;
+            }
+            Tok::Second => {
+                let (v, e) = num(p, 2, 0, 60, "second 00-60 (%S) in %{..}t")?;
+                acc.second = v as u8;
+                p = e;
+            }
+            Tok::AmPm => {
+                let k = b.get(p..p + 2).map(|s| [s[0] | 0x20, s[1] | 0x20]);
+                acc.ampm = match k {
+                    Some([b'a', b'm']) => 1,
+                    Some([b'p', b'm']) => 2,
+                    _ => return Err(err(p, "AM or PM (%p) in %{..}t")),
+                };
+                p += 2;
+            }
+            Tok::MonthName => {
+                let m = month_abbr(b.get(p..p + 3).unwrap_or(&[]))
+                    .ok_or_else(|| err(p, "month name (%b) in %{..}t"))?;
+                acc.month = m;
+                p += name_len(&b[p..], MONTHS[usize::from(m) - 1]);
+            }
+            Tok::Weekday => {
+                let w = WEEKDAYS
+                    .iter()
+                    .find(|w| {
+                        b.get(p..p + 3)
+                            .is_some_and(|s| s.eq_ignore_ascii_case(&w[..3]))
+                    })
+                    .ok_or_else(|| err(p, "weekday name (%a) in %{..}t"))?;
+                p += name_len(&b[p..], w);
+            }
+            Tok::Zone => {
+                let (o, e) = parse_zone(b, p)
+                    .ok_or_else(|| err(p, "UTC offset like -0700 (%z) in %{..}t"))?;
+                acc.offset = o;
+                p = e;
+            }
+            Tok::ZoneName => {
+                let s = p;
+                while b.get(p).is_some_and(u8::is_ascii_alphabetic) {
+                    p += 1;
+                }
+                if p == s {
+                    return Err(err(p, "time zone name (%Z) in %{..}t"));
+                }
+                if matches!(&b[s..p], b"UTC" | b"GMT" | b"Z") {
+                    acc.offset = 0;
+                }
+            }
+            Tok::Epoch => {
+                let neg = b.get(p) == Some(&b'-');
+                let s = p + usize::from(neg);
+                let (v, e) =
+                    digits(b, s, 19).ok_or_else(|| err(s, "epoch seconds (%s) in %{..}t"))?;
+                acc.has_epoch = true;
+                acc.epoch = if neg { -(v as i64) } else { v as i64 };
+                p = e;
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Length of a month/weekday name at the start of `b`: the full name if it is there,
+/// else the three-letter abbreviation.
+fn name_len(b: &[u8], full: &[u8]) -> usize {
+    if b.len() >= full.len() && b[..full.len()].eq_ignore_ascii_case(full) {
+        full.len()
+    } else {
+        3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_round_trip() {
+        for z in [-800_000i64, -1, 0, 1, 11_240, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+        assert_eq!(days_from_civil(2000, 10, 10), 11_240);
+    }
+
+    #[test]
+    fn rfc3339() {
+        let t = LogTime {
+            unix_secs: 971_211_336,
+            nanos: 0,
+            offset_secs: -7 * 3600,
+        };
+        let mut out = Vec::new();
+        t.write_rfc3339(&mut out);
+        assert_eq!(out, b"2000-10-10T13:55:36-07:00");
+        out.clear();
+        t.write_clf(&mut out);
+        assert_eq!(out, b"10/Oct/2000:13:55:36 -0700");
+        out.clear();
+        LogTime {
+            unix_secs: 0,
+            nanos: 123_000_000,
+            offset_secs: 0,
+        }
+        .write_rfc3339(&mut out);
+        assert_eq!(out, b"1970-01-01T00:00:00.123+00:00");
+        out.clear();
+        LogTime {
+            unix_secs: 0,
+            nanos: 123_456_000,
+            offset_secs: 5 * 3600 + 1800,
+        }
+        .write_rfc3339(&mut out);
+        assert_eq!(out, b"1970-01-01T05:30:00.123456+05:30");
+    }
+
+    #[test]
+    fn compile_errors() {
+        assert!(TimeSpec::compile(Some("%Y %Q")).is_err());
+        assert!(TimeSpec::compile(Some("%Y %")).is_err());
+        assert!(TimeSpec::compile(Some("end:usec_frac")).is_ok_and(|s| s.end));
+    }
+}
