@@ -30,7 +30,8 @@ pub enum ClientKey {
 
 impl ClientKey {
     /// Parses the client field of a log line: an IPv4 or IPv6 address (also in brackets,
-    /// `[::1]`), else a name (lossy UTF-8, truncated to [`MAX_NAME_BYTES`]).
+    /// `[::1]`; surrounding ASCII whitespace ignored), else a name (verbatim, lossy UTF-8,
+    /// truncated to [`MAX_NAME_BYTES`]).
     pub fn from_text(text: &[u8]) -> ClientKey {
         if let Some(key) = parse_ip(text) {
             return key;
@@ -68,6 +69,7 @@ impl fmt::Display for ClientKey {
 }
 
 fn parse_ip(text: &[u8]) -> Option<ClientKey> {
+    let text = text.trim_ascii();
     // The longest IPv6 text form is 45 bytes (plus brackets); don't even look at longer input.
     if text.is_empty() || text.len() > 47 {
         return None;
@@ -128,6 +130,10 @@ mod tests {
             ClientKey::Name("10.0.0.256".into())
         );
         assert_eq!(ClientKey::from_text(b"").to_string(), "");
+        assert_eq!(
+            ClientKey::from_text(b" 10.0.0.1\t"),
+            ClientKey::V4([10, 0, 0, 1])
+        );
     }
 
     #[test]

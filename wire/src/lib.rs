@@ -25,6 +25,36 @@
 //! - [`classify`], [`raw`], [`kpl`]: the other record kinds.
 //!
 //! Pure: no I/O, no AWS types.
+//!
+//! # Example
+//!
+//! ```
+//! use tailrace_wire::{classify, ClientKey, ClientStats, Partial, RecordKind, MAX_RECORD_BYTES};
+//!
+//! // Agent: count lines per client, then encode the window (split if large).
+//! let mut stats = ClientStats::default();
+//! stats.record(Some(200), 512, Some(1_250));
+//! let partial = Partial {
+//!     host_id: "i-0abc".into(),
+//!     service: "checkout".into(),
+//!     flow: "access".into(),
+//!     window_start: 1_700_000_100,
+//!     window_secs: 300,
+//!     groups: vec![(ClientKey::from_text(b"10.0.0.1"), stats)],
+//!     ..Partial::default()
+//! };
+//! let mut next_sequence = 1;
+//! let records = partial.encode_split(MAX_RECORD_BYTES - 64, &mut next_sequence);
+//!
+//! // Aggregator: classify, decode, merge.
+//! assert_eq!(classify(&records[0]), RecordKind::Partial);
+//! let decoded = Partial::decode(&records[0]).expect("valid record");
+//! assert_eq!(decoded.total().requests, 1);
+//! assert_eq!(decoded.groups[0].0.to_string(), "10.0.0.1");
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod classify;
 mod client;
