@@ -1,1 +1,25 @@
-//! placeholder
+//! tailrace agent: tail Apache access logs, parse them with their own
+//! `LogFormat`, pre-aggregate them on the host into event-time windows (or
+//! pack raw lines), and ship them to a Kinesis Data Stream, checkpointing
+//! file offsets only after Kinesis acknowledged what came before them.
+//!
+//! The data path, one module per step (see `docs/ARCHITECTURE.md`):
+//! [`tailer`] (which files, through rotation) → [`watcher`] (lines out of one
+//! file) → [`packer`] (raw) or [`aggregate`] (windows) → [`record`] (bounded
+//! queue) → [`shipper`] (PutRecords, retries) → [`ledger`] (what is
+//! acknowledged) → [`checkpoint`] (what is durable). [`runtime`] wires them.
+
+pub mod aggregate;
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod identity;
+pub mod ledger;
+pub mod packer;
+pub mod progress;
+pub mod record;
+pub mod runtime;
+pub mod shipper;
+pub mod stats;
+pub mod tailer;
+pub mod watcher;

@@ -1,1 +1,288 @@
-//! placeholder
+//! Test kit for tailrace's component and end-to-end tests.
+//!
+//! Tests run against real servers, started by the tests themselves on
+//! 127.0.0.1: `moto_server` for Kinesis, S3 and CloudWatch, and the binaries
+//! this workspace builds (`tailrace`, `tailrace-aggregator`). This crate owns
+//! starting and stopping those processes and reading results back, so each
+//! test states only its scenario and its assertions.
+//!
+//! Binaries are found next to the test executable (`target/<profile>/`); the
+//! README's test command builds them first (`cargo build --workspace --bins`).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_kinesis::types::ShardIteratorType;
+
+/// Region every test uses; moto accepts any.
+pub const REGION: &str = "us-east-1";
+
+/// A `moto_server` process listening on a free loopback port.
+///
+/// Lives as long as the value: dropping it kills the server, so a failing
+/// test never leaves one behind.
+pub struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    /// Start `moto_server` on 127.0.0.1 and wait until it accepts connections.
+    pub fn start() -> Result<Moto> {
+        let port = free_port()?;
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting moto_server (pip install 'moto[server]>=5.2.5')")?;
+        let mut moto = Moto { child, port };
+        wait_for_port(port, Duration::from_secs(30))
+            .with_context(|| format!("moto_server did not listen on 127.0.0.1:{port}"))?;
+        if let Some(status) = moto.child.try_wait()? {
+            bail!("moto_server exited early: {status}");
+        }
+        Ok(moto)
+    }
+
+    /// The endpoint URL to give SDK clients and binaries.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The loopback port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// An SDK config pointed at this server with dummy static credentials.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        sdk_config_for(&self.endpoint()).await
+    }
+
+    /// Environment for child processes so the SDK's default chain finds dummy
+    /// credentials and never asks the instance metadata service.
+    pub fn child_env(&self) -> Vec<(&'static str, String)> {
+        child_env()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Environment variables giving a child process dummy AWS credentials.
+pub fn child_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+/// An SDK config for an arbitrary endpoint (a fault-injecting proxy, say).
+pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "tailrace-tests",
+        ))
+        .load()
+        .await
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Wait until something accepts TCP connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("nothing listened on {addr} within {timeout:?}")
+}
+
+/// Path of a binary built by this workspace (`tailrace`, `tailrace-aggregator`).
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable has no target/<profile> ancestor")?;
+    let path = profile_dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build the binaries first (cargo build --workspace --bins)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Create a Kinesis stream and wait until it is ACTIVE.
+pub async fn create_stream(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    shards: i32,
+) -> Result<()> {
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .with_context(|| format!("creating stream {name}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await?;
+        let active = out
+            .stream_description_summary()
+            .map(|s| s.stream_status().as_str() == "ACTIVE")
+            .unwrap_or(false);
+        if active {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("stream {name} not ACTIVE after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One record read back from a stream.
+#[derive(Debug, Clone)]
+pub struct StreamRecord {
+    /// Shard the record is on.
+    pub shard_id: String,
+    /// Sequence number Kinesis assigned.
+    pub sequence_number: String,
+    /// Partition key the producer chose.
+    pub partition_key: String,
+    /// The record's data.
+    pub data: Vec<u8>,
+}
+
+/// Read every record on every shard of `stream`, from the oldest.
+pub async fn read_stream(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<Vec<StreamRecord>> {
+    let shards = client.list_shards().stream_name(stream).send().await?;
+    let mut records = Vec::new();
+    for shard in shards.shards() {
+        let shard_id = shard.shard_id().to_string();
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(&shard_id)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await?
+            .shard_iterator()
+            .map(str::to_string);
+        while let Some(it) = iterator.take() {
+            let out = client
+                .get_records()
+                .shard_iterator(it)
+                .limit(10_000)
+                .send()
+                .await?;
+            let got = out.records().len();
+            for r in out.records() {
+                records.push(StreamRecord {
+                    shard_id: shard_id.clone(),
+                    sequence_number: r.sequence_number().to_string(),
+                    partition_key: r.partition_key().unwrap_or_default().to_string(),
+                    data: r.data().as_ref().to_vec(),
+                });
+            }
+            if got == 0 || out.millis_behind_latest() == Some(0) && got < 10_000 {
+                break;
+            }
+            iterator = out.next_shard_iterator().map(str::to_string);
+        }
+    }
+    Ok(records)
+}
+
+/// A child process killed (SIGKILL) when dropped, for binaries under test.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// Send a signal by number (e.g. `libc`-free: 15 = TERM, 9 = KILL) via `kill(1)`.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.0.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} {} failed", self.0.id());
+        }
+        Ok(())
+    }
+
+    /// Wait for exit up to `timeout`; returns the exit status or an error on timeout.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("process {} did not exit within {timeout:?}", self.0.id());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Poll `check` every 100 ms until it returns `Some`, or fail after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

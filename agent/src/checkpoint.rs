@@ -1,0 +1,244 @@
+//! The durable checkpoint file: `<state_dir>/checkpoints.json`.
+//!
+//! One file per agent holds, per (flow, file identity), the offset up to which
+//! every line was acknowledged by Kinesis, plus per-flow counters. It is
+//! written atomically (temp file, fsync, rename, fsync of the directory), so a
+//! crash leaves either the old or the new version, never a torn one. The
+//! format is a tagged, versioned enum: a change of format is a new variant.
+//!
+//! A file that cannot be parsed (disk corruption, a hand edit) is moved aside
+//! and the agent starts without checkpoints, loudly: crash-looping on it would
+//! stop every flow.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{FileKey, Fingerprint};
+use crate::ledger::Position;
+
+const FILE_NAME: &str = "checkpoints.json";
+const LOCK_NAME: &str = "lock";
+
+/// One file's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheckpoint {
+    /// Flow that reads the file.
+    pub flow: String,
+    /// Device + inode.
+    #[serde(flatten)]
+    pub key: FileKey,
+    /// Fingerprint of the first bytes.
+    pub fingerprint: Fingerprint,
+    /// Last path the file was seen at.
+    pub path: PathBuf,
+    /// Resume offset: every byte before it was acknowledged.
+    pub offset: u64,
+}
+
+impl From<Position> for FileCheckpoint {
+    fn from(p: Position) -> Self {
+        FileCheckpoint {
+            flow: p.flow,
+            key: p.key,
+            fingerprint: p.fingerprint,
+            path: p.path,
+            offset: p.offset,
+        }
+    }
+}
+
+/// Per-flow durable state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowState {
+    /// Next record sequence number for aggregate partials.
+    pub next_sequence: u64,
+}
+
+/// Everything the checkpoint file holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// File positions.
+    pub files: Vec<FileCheckpoint>,
+    /// Per-flow state.
+    pub flows: BTreeMap<String, FlowState>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "version")]
+enum OnDisk {
+    #[serde(rename = "1")]
+    V1 {
+        files: Vec<FileCheckpoint>,
+        #[serde(default)]
+        flows: BTreeMap<String, FlowState>,
+    },
+}
+
+/// Errors reading or writing the state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// Another agent holds the state directory.
+    #[error("{path}: another tailrace agent uses this state directory")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The state directory: the checkpoint file and the lock that keeps a second
+/// agent out. Lives as long as the agent runs.
+pub struct Store {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl Store {
+    /// Open (creating if needed) and lock the state directory.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let lock_path = dir.join(LOCK_NAME);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked { path: lock_path })
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// Path of the checkpoint file.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
+    /// Load the checkpoint; a missing file is an empty state, a corrupt one is
+    /// moved aside (and reported) and also yields an empty state.
+    pub fn load(&self) -> Result<State, StoreError> {
+        let path = self.path();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        match serde_json::from_slice::<OnDisk>(&bytes) {
+            Ok(OnDisk::V1 { files, flows }) => Ok(State { files, flows }),
+            Err(e) => {
+                let aside = self.dir.join(format!(
+                    "{FILE_NAME}.corrupt-{}",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0)
+                ));
+                tracing::error!(
+                    path = %path.display(),
+                    moved_to = %aside.display(),
+                    error = %e,
+                    "checkpoint file is unreadable; moved aside, starting without checkpoints"
+                );
+                fs::rename(&path, &aside).map_err(io_err(&path))?;
+                Ok(State::default())
+            }
+        }
+    }
+
+    /// Write the checkpoint atomically.
+    pub fn save(&self, state: &State) -> Result<(), StoreError> {
+        let path = self.path();
+        let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
+        let body = serde_json::to_vec_pretty(&OnDisk::V1 {
+            files: state.files.clone(),
+            flows: state.flows.clone(),
+        })
+        .map_err(|e| io_err(&tmp)(io::Error::other(e)))?;
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&body).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tailrace-ckpt-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn round_trip_and_lock() -> Result<(), StoreError> {
+        let dir = tempdir("rt");
+        let store = Store::open(&dir)?;
+        assert!(matches!(Store::open(&dir), Err(StoreError::Locked { .. })));
+        assert_eq!(store.load()?, State::default());
+        let mut state = State::default();
+        state.files.push(FileCheckpoint {
+            flow: "web".into(),
+            key: FileKey { dev: 3, ino: 4 },
+            fingerprint: Fingerprint { len: 10, hash: 99 },
+            path: "/var/log/a".into(),
+            offset: 1234,
+        });
+        state
+            .flows
+            .insert("web".into(), FlowState { next_sequence: 7 });
+        store.save(&state)?;
+        assert_eq!(store.load()?, state);
+        drop(store);
+        let _ = fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn torn_file_is_moved_aside() -> Result<(), StoreError> {
+        let dir = tempdir("torn");
+        let store = Store::open(&dir)?;
+        fs::write(store.path(), b"{\"version\":\"1\",\"files\":[{\"fl").map_err(io_err(&dir))?;
+        assert_eq!(store.load()?, State::default());
+        let aside = fs::read_dir(&dir)
+            .map_err(io_err(&dir))?
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
+        assert!(aside, "corrupt checkpoint kept for inspection");
+        drop(store);
+        let _ = fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}

@@ -1,0 +1,650 @@
+//! The agent's YAML configuration: its shape, its defaults, and validation.
+//!
+//! Parsing and validation happen in one place so `tailrace check` and
+//! `tailrace run` reject exactly the same files. Every error names the file,
+//! the line and column (from the YAML parser, or from the span of the value a
+//! semantic check rejected), the key, and what was expected. Unknown keys are
+//! errors: a misspelt `allowed_latness` must not silently fall back to the
+//! default.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use tailrace_logformat::LogFormat;
+
+/// Kinesis' limit on one record: data plus partition key.
+pub const KINESIS_MAX_RECORD_BYTES: u64 = 1_048_576;
+/// Longest partition key Kinesis accepts, in characters.
+pub const KINESIS_MAX_PARTITION_KEY: usize = 256;
+
+/// A configuration problem, rendered as `file:line:column: key: what is expected`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML did not deserialize (syntax, wrong type, unknown key).
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message, which carries line, column and a snippet.
+        message: String,
+    },
+    /// The YAML was well-formed but one or more values are not acceptable.
+    #[error("{}", render_problems(path, problems))]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Every problem found, not only the first.
+        problems: Vec<Problem>,
+    },
+}
+
+/// One semantic problem in a well-formed config file.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// 1-based line of the offending value (0 when unknown).
+    pub line: u64,
+    /// 1-based column of the offending value (0 when unknown).
+    pub column: u64,
+    /// Dotted key path, e.g. `flows[0].window`.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "{}:{}:{}: {}: {}",
+            path.display(),
+            p.line,
+            p.column,
+            p.key,
+            p.message
+        ));
+    }
+    out
+}
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where checkpoints live.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Host identity carried in partials: `auto` (EC2 instance id via IMDSv2, else hostname) or a literal.
+    #[serde(default = "default_host_id")]
+    pub host_id: String,
+    /// How often checkpoints are written when they changed.
+    #[serde(
+        default = "default_checkpoint_interval",
+        deserialize_with = "de_duration"
+    )]
+    pub checkpoint_interval: Duration,
+    /// How long SIGTERM may take to flush and wait for acknowledgements.
+    #[serde(default = "default_shutdown_timeout", deserialize_with = "de_duration")]
+    pub shutdown_timeout: Duration,
+    /// AWS settings shared by all flows.
+    #[serde(default)]
+    pub aws: AwsConfig,
+    /// The log flows: which files, how to parse them, where to send them.
+    pub flows: Vec<Spanned<FlowConfig>>,
+}
+
+/// AWS client settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Region; default from the SDK's chain (env, profile, IMDS).
+    pub region: Option<String>,
+    /// Endpoint override, e.g. a local emulator.
+    pub endpoint_url: Option<String>,
+}
+
+/// Where to start reading a file that has no checkpoint yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    /// From the first byte.
+    Beginning,
+    /// From the current end (only new lines), for files present at startup.
+    End,
+}
+
+/// What a flow sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Every line as written, packed into records.
+    Raw,
+    /// Per-window partial aggregates per client.
+    Aggregate,
+}
+
+/// How records get their partition key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionKey {
+    /// A random key per record: spreads load over all shards.
+    Random,
+    /// The host id: keeps one host's records on one shard.
+    HostId,
+    /// A fixed key.
+    Fixed(String),
+}
+
+impl<'de> Deserialize<'de> for PartitionKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "random" => Ok(PartitionKey::Random),
+            "host_id" => Ok(PartitionKey::HostId),
+            _ if s.is_empty() || s.chars().count() > KINESIS_MAX_PARTITION_KEY => {
+                Err(de::Error::custom(
+                    "expected `random`, `host_id` or a fixed key of 1 to 256 characters",
+                ))
+            }
+            _ => Ok(PartitionKey::Fixed(s)),
+        }
+    }
+}
+
+/// One flow: a set of files with one format going to one stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Unique name; appears in checkpoints, partials and metrics.
+    pub name: String,
+    /// Glob patterns of files to tail. Rotated copies may match too.
+    pub paths: Spanned<Vec<String>>,
+    /// Glob patterns (matched against the file name) to skip; default: compressed files.
+    #[serde(default = "default_exclude")]
+    pub exclude: Vec<String>,
+    /// A preset (`common`, `combined`, `vhost_combined`) or an Apache LogFormat string.
+    pub format: Spanned<String>,
+    /// Where to start in files with no checkpoint.
+    #[serde(default = "default_start_at")]
+    pub start_at: StartAt,
+    /// Kinesis stream name (or ARN).
+    pub stream: String,
+    /// `raw` or `aggregate`.
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    /// Partition key strategy; default `random`.
+    #[serde(default = "default_partition_key")]
+    pub partition_key: PartitionKey,
+    /// Longest line shipped whole; longer lines are truncated and counted.
+    #[serde(default = "default_max_line", deserialize_with = "de_size")]
+    pub max_line_bytes: u64,
+    /// Largest record the agent builds (data + key ≤ 1 MiB).
+    #[serde(default = "default_record_bytes", deserialize_with = "de_size")]
+    pub max_record_bytes: u64,
+    /// How long a partly filled raw record waits for more lines.
+    #[serde(default = "default_linger", deserialize_with = "de_duration")]
+    pub linger: Duration,
+    /// Aggregate mode: window length (tumbling, aligned to the epoch).
+    #[serde(default = "default_window", deserialize_with = "de_spanned_duration")]
+    pub window: Spanned<Duration>,
+    /// Aggregate mode: how long a window stays open after event time passes its end.
+    #[serde(default = "default_lateness", deserialize_with = "de_duration")]
+    pub allowed_lateness: Duration,
+    /// Aggregate mode: the Service dimension; default the flow name.
+    pub service: Option<String>,
+    /// Aggregate mode: the field holding the client (default `%a`/`%h`), e.g. `x_forwarded_for`.
+    pub client_field: Option<Spanned<String>>,
+    /// With `client_field`: take the address N from the right (the one your N-th proxy appended); default 1.
+    #[serde(default = "default_trusted_proxies")]
+    pub trusted_proxies: u32,
+    /// Aggregate mode: most distinct clients per window; the rest are merged into one overflow group.
+    #[serde(default = "default_max_groups")]
+    pub max_groups_per_window: usize,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/tailrace")
+}
+fn default_host_id() -> String {
+    "auto".into()
+}
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_exclude() -> Vec<String> {
+    ["*.gz", "*.bz2", "*.xz", "*.zst", "*.zip", "*.lz4"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+fn default_start_at() -> StartAt {
+    StartAt::End
+}
+fn default_mode() -> Mode {
+    Mode::Raw
+}
+fn default_partition_key() -> PartitionKey {
+    PartitionKey::Random
+}
+fn default_max_line() -> u64 {
+    1_048_576
+}
+fn default_record_bytes() -> u64 {
+    KINESIS_MAX_RECORD_BYTES
+}
+fn default_linger() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_window() -> Spanned<Duration> {
+    Spanned::new(
+        Duration::from_secs(300),
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+fn default_lateness() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_trusted_proxies() -> u32 {
+    1
+}
+fn default_max_groups() -> usize {
+    100_000
+}
+
+/// Parse `5m`, `30s`, `1h 30m`, `250ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("expected a duration like `30s`, `5m` or `1h` ({e})"))
+}
+
+/// Parse a byte size: `1048576`, `512 KiB`, `4 MiB`, `1 GiB`, `10 MB`, `1k`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim();
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "expected a size like `512 KiB` or `4 MiB`, got unit `{unit}`"
+            ))
+        }
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("expected a size like `512 KiB` or `4 MiB`, got `{s}`"))?;
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(format!("expected a non-negative size, got `{s}`"));
+    }
+    Ok((value * mult as f64) as u64)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrStr {
+    Num(u64),
+    Str(String),
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(de::Error::custom)
+}
+
+fn de_spanned_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Duration>, D::Error> {
+    let s: Spanned<String> = Spanned::deserialize(d)?;
+    let value = parse_duration(&s.value).map_err(de::Error::custom)?;
+    Ok(Spanned::new(value, s.referenced, s.defined))
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::Num(n) => Ok(n),
+        NumOrStr::Str(s) => parse_size(&s).map_err(de::Error::custom),
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Raw => "raw",
+            Mode::Aggregate => "aggregate",
+        })
+    }
+}
+
+/// A flow after validation: the config plus what was compiled from it.
+#[derive(Debug)]
+pub struct Flow {
+    /// The flow as configured.
+    pub config: FlowConfig,
+    /// The compiled LogFormat.
+    pub format: LogFormat,
+    /// Index of `client_field` in the format, when configured.
+    pub client_field: Option<usize>,
+}
+
+impl Flow {
+    /// The flow's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+    /// The Service dimension for this flow's partials.
+    pub fn service(&self) -> &str {
+        self.config.service.as_deref().unwrap_or(&self.config.name)
+    }
+}
+
+/// A validated configuration, ready to run.
+#[derive(Debug)]
+pub struct Validated {
+    /// Top-level settings (flows moved out into `flows`).
+    pub state_dir: PathBuf,
+    /// Configured host id (`auto` or a literal).
+    pub host_id: String,
+    /// Checkpoint write interval.
+    pub checkpoint_interval: Duration,
+    /// SIGTERM budget.
+    pub shutdown_timeout: Duration,
+    /// AWS settings.
+    pub aws: AwsConfig,
+    /// The flows, compiled.
+    pub flows: Vec<Flow>,
+}
+
+impl Validated {
+    /// The flow called `name`.
+    pub fn flow(&self, name: &str) -> Option<&Flow> {
+        self.flows.iter().find(|f| f.name() == name)
+    }
+}
+
+/// Read, parse and validate a config file.
+pub fn load(path: &Path) -> Result<Validated, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parse and validate config text; `path` is used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Validated, ConfigError> {
+    let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    validate(path, config)
+}
+
+fn validate(path: &Path, config: Config) -> Result<Validated, ConfigError> {
+    let mut problems = Vec::new();
+    let mut flows = Vec::new();
+    if config.flows.is_empty() {
+        problems.push(Problem {
+            line: 0,
+            column: 0,
+            key: "flows".into(),
+            message: "expected at least one flow".into(),
+        });
+    }
+    if config.host_id.trim().is_empty() {
+        problems.push(Problem {
+            line: 0,
+            column: 0,
+            key: "host_id".into(),
+            message: "expected `auto` or a non-empty host id".into(),
+        });
+    }
+    if config.checkpoint_interval < Duration::from_millis(100) {
+        problems.push(Problem {
+            line: 0,
+            column: 0,
+            key: "checkpoint_interval".into(),
+            message: "expected at least 100ms".into(),
+        });
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, spanned) in config.flows.into_iter().enumerate() {
+        let at = spanned.referenced;
+        let flow = spanned.value;
+        let mut problem = |loc: serde_saphyr::Location, key: &str, message: String| {
+            let loc = if loc == serde_saphyr::Location::UNKNOWN {
+                at
+            } else {
+                loc
+            };
+            problems.push(Problem {
+                line: loc.line(),
+                column: loc.column(),
+                key: format!("flows[{i}].{key}"),
+                message,
+            });
+        };
+        if flow.name.is_empty()
+            || !flow
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            problem(
+                at,
+                "name",
+                format!(
+                    "expected letters, digits, `-`, `_` or `.`, got `{}`",
+                    flow.name
+                ),
+            );
+        } else if !names.insert(flow.name.clone()) {
+            problem(
+                at,
+                "name",
+                format!("flow name `{}` is used twice", flow.name),
+            );
+        }
+        if flow.paths.value.is_empty() {
+            problem(
+                flow.paths.referenced,
+                "paths",
+                "expected at least one glob".into(),
+            );
+        }
+        for p in &flow.paths.value {
+            if let Err(e) = glob::Pattern::new(p) {
+                problem(
+                    flow.paths.referenced,
+                    "paths",
+                    format!("`{p}` is not a valid glob: {e}"),
+                );
+            } else if !p.starts_with('/') {
+                problem(
+                    flow.paths.referenced,
+                    "paths",
+                    format!("`{p}` must be an absolute path (the service's working directory is not yours)"),
+                );
+            }
+        }
+        for p in &flow.exclude {
+            if let Err(e) = glob::Pattern::new(p) {
+                problem(at, "exclude", format!("`{p}` is not a valid glob: {e}"));
+            }
+        }
+        if flow.stream.is_empty() {
+            problem(at, "stream", "expected a Kinesis stream name".into());
+        }
+        if flow.max_record_bytes < 1024 || flow.max_record_bytes > KINESIS_MAX_RECORD_BYTES {
+            problem(
+                at,
+                "max_record_bytes",
+                format!(
+                    "expected between 1 KiB and 1 MiB (Kinesis' limit), got {}",
+                    flow.max_record_bytes
+                ),
+            );
+        }
+        if flow.max_line_bytes < 64 {
+            problem(at, "max_line_bytes", "expected at least 64 bytes".into());
+        }
+        let window = flow.window.value;
+        if flow.mode == Mode::Aggregate
+            && (window < Duration::from_secs(60)
+                || window > Duration::from_secs(3600)
+                || window.subsec_nanos() != 0)
+        {
+            problem(
+                flow.window.referenced,
+                "window",
+                format!(
+                    "expected whole seconds between 1m and 1h, got {}",
+                    humantime::format_duration(window)
+                ),
+            );
+        }
+        if flow.allowed_lateness > Duration::from_secs(24 * 3600) {
+            problem(at, "allowed_lateness", "expected at most 24h".into());
+        }
+        if flow.max_groups_per_window == 0 {
+            problem(at, "max_groups_per_window", "expected at least 1".into());
+        }
+        let format = match LogFormat::compile(&flow.format.value) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                problem(
+                    flow.format.referenced,
+                    "format",
+                    format!("LogFormat does not compile: {e}"),
+                );
+                None
+            }
+        };
+        let mut client_field = None;
+        if let Some(format) = &format {
+            if flow.mode == Mode::Aggregate && !format.has_time() {
+                problem(
+                    flow.format.referenced,
+                    "format",
+                    "aggregate mode needs a time field (%t or %{...}t) to window by".into(),
+                );
+            }
+            if let Some(cf) = &flow.client_field {
+                match format.field_index(&cf.value) {
+                    Some(idx) => client_field = Some(idx),
+                    None => problem(
+                        cf.referenced,
+                        "client_field",
+                        format!(
+                            "the format has no field `{}` (it has: {})",
+                            cf.value,
+                            format.field_names().collect::<Vec<_>>().join(", ")
+                        ),
+                    ),
+                }
+            } else if flow.mode == Mode::Aggregate && format.field_index("client").is_none() {
+                problem(
+                    flow.format.referenced,
+                    "format",
+                    "aggregate mode needs the client: add %h or %a, or set client_field".into(),
+                );
+            }
+        }
+        if let Some(format) = format {
+            flows.push(Flow {
+                config: flow,
+                format,
+                client_field,
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        });
+    }
+    Ok(Validated {
+        state_dir: config.state_dir,
+        host_id: config.host_id,
+        checkpoint_interval: config.checkpoint_interval,
+        shutdown_timeout: config.shutdown_timeout,
+        aws: config.aws,
+        flows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Validated, ConfigError> {
+        parse(Path::new("test.yaml"), text)
+    }
+
+    const GOOD: &str = "state_dir: /tmp/x\nflows:\n  - name: web\n    paths: [\"/var/log/apache2/access.log*\"]\n    format: combined\n    stream: s\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let v = parse_str(GOOD).expect("valid");
+        let f = &v.flows[0];
+        assert_eq!(f.config.mode, Mode::Raw);
+        assert_eq!(f.config.start_at, StartAt::End);
+        assert_eq!(f.config.window.value, Duration::from_secs(300));
+        assert_eq!(f.config.partition_key, PartitionKey::Random);
+        assert_eq!(f.service(), "web");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_location() {
+        let text = format!("{GOOD}    allowed_latness: 1m\n");
+        let err = parse_str(&text).expect_err("unknown key").to_string();
+        assert!(err.contains("allowed_latness"), "{err}");
+        assert!(err.contains("test.yaml"), "{err}");
+        assert!(err.contains('7'), "line 7 expected in: {err}");
+    }
+
+    #[test]
+    fn bad_values_are_all_reported() {
+        let text = "flows:\n  - name: web\n    paths: [\"relative/*.log\"]\n    format: \"%h %Z\"\n    stream: s\n    mode: aggregate\n    window: 10s\n";
+        let err = parse_str(text).expect_err("invalid").to_string();
+        assert!(err.contains("flows[0].paths"), "{err}");
+        assert!(err.contains("flows[0].format"), "{err}");
+        assert!(err.contains("flows[0].window"), "{err}");
+        assert!(err.contains("test.yaml:7:"), "window line: {err}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("4 MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("1 MB"), Ok(1_000_000));
+        assert!(parse_size("4 parsecs").is_err());
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

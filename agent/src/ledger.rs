@@ -1,0 +1,312 @@
+//! The ledger: which byte offsets are safe to checkpoint.
+//!
+//! Every reading of a file (a *source*: one file identity, one generation; a
+//! `copytruncate` starts a new generation) has an entry. The reader moves the
+//! entry's `processed` offset forward as it hands lines to a record or a
+//! window; whatever holds lines that Kinesis has not yet acknowledged (a
+//! record being filled or in flight, an open window) places a *hold* at the
+//! offset of its first line, and releases it on acknowledgement. The offset
+//! safe to checkpoint is the lowest hold, or `processed` when nothing holds.
+//!
+//! The ledger is shared by the reader threads and the shipper (acks) behind
+//! one mutex; the data path touches it once per record or window, never per
+//! line.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::identity::{FileKey, Fingerprint};
+
+/// Identifies one reading of one file generation for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceId(pub u64);
+
+/// A hold on a source at an offset, released when its record is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// The source held.
+    pub source: SourceId,
+    /// The first byte not yet acknowledged.
+    pub offset: u64,
+}
+
+/// What the ledger knows of one source.
+#[derive(Debug, Clone)]
+pub struct SourceEntry {
+    /// The flow reading it.
+    pub flow: String,
+    /// Device + inode.
+    pub key: FileKey,
+    /// Fingerprint of the first bytes (as far as known).
+    pub fingerprint: Fingerprint,
+    /// Last path it was seen at.
+    pub path: PathBuf,
+    /// Offset through which lines were handed to a record or a window.
+    pub processed: u64,
+    /// Offsets held by unacknowledged records and open windows, with counts.
+    holds: BTreeMap<u64, u32>,
+    /// The reader closed it (rotated away and drained, or deleted).
+    pub closed: bool,
+    /// A newer generation of the same file exists (after truncation).
+    pub superseded: bool,
+}
+
+impl SourceEntry {
+    /// The offset safe to resume from after a crash.
+    pub fn checkpoint_offset(&self) -> u64 {
+        self.holds
+            .keys()
+            .next()
+            .map_or(self.processed, |&h| h.min(self.processed))
+    }
+
+    /// Whether unacknowledged data still depends on this source.
+    pub fn is_held(&self) -> bool {
+        !self.holds.is_empty()
+    }
+}
+
+/// One checkpointable position, as the checkpoint file stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Flow name.
+    pub flow: String,
+    /// Device + inode.
+    pub key: FileKey,
+    /// Fingerprint of the first bytes.
+    pub fingerprint: Fingerprint,
+    /// Last known path.
+    pub path: PathBuf,
+    /// Resume offset.
+    pub offset: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: u64,
+    sources: HashMap<SourceId, SourceEntry>,
+    /// Bumped on every change, so the checkpointer can skip idle writes.
+    version: u64,
+}
+
+/// Shared, cheaply cloneable handle to the ledger.
+#[derive(Clone, Default)]
+pub struct Ledger {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves counts that are still
+        // consistent (each operation is a single map update), so recover.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Register a new source starting at `offset`.
+    pub fn open(
+        &self,
+        flow: &str,
+        key: FileKey,
+        fingerprint: Fingerprint,
+        path: PathBuf,
+        offset: u64,
+    ) -> SourceId {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = SourceId(inner.next_id);
+        for e in inner.sources.values_mut() {
+            if e.key == key && e.flow == flow {
+                e.superseded = true;
+            }
+        }
+        inner.sources.insert(
+            id,
+            SourceEntry {
+                flow: flow.to_string(),
+                key,
+                fingerprint,
+                path,
+                processed: offset,
+                holds: BTreeMap::new(),
+                closed: false,
+                superseded: false,
+            },
+        );
+        inner.version += 1;
+        id
+    }
+
+    /// The reader handed everything before `offset` to a record or window.
+    pub fn set_processed(&self, id: SourceId, offset: u64) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.sources.get_mut(&id) {
+            if e.processed != offset {
+                e.processed = offset;
+                inner.version += 1;
+            }
+        }
+    }
+
+    /// Update what is known of a source (its fingerprint grew, it was renamed).
+    pub fn update(&self, id: SourceId, fingerprint: Fingerprint, path: Option<PathBuf>) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.sources.get_mut(&id) {
+            e.fingerprint = fingerprint;
+            if let Some(p) = path {
+                e.path = p;
+            }
+            inner.version += 1;
+        }
+    }
+
+    /// Place holds.
+    pub fn hold(&self, holds: &[Hold]) {
+        let mut inner = self.lock();
+        for h in holds {
+            if let Some(e) = inner.sources.get_mut(&h.source) {
+                *e.holds.entry(h.offset).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// Release holds placed earlier (their records were acknowledged).
+    pub fn release(&self, holds: &[Hold]) {
+        let mut inner = self.lock();
+        for h in holds {
+            if let Some(e) = inner.sources.get_mut(&h.source) {
+                if let Some(count) = e.holds.get_mut(&h.offset) {
+                    *count -= 1;
+                    if *count == 0 {
+                        e.holds.remove(&h.offset);
+                    }
+                }
+            }
+        }
+        inner.version += 1;
+    }
+
+    /// The reader is done with a source; it is forgotten once nothing holds it.
+    pub fn close(&self, id: SourceId) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.sources.get_mut(&id) {
+            e.closed = true;
+        }
+        inner.version += 1;
+    }
+
+    /// A copy of one entry.
+    pub fn entry(&self, id: SourceId) -> Option<SourceEntry> {
+        self.lock().sources.get(&id).cloned()
+    }
+
+    /// Total holds outstanding (records or windows not yet acknowledged).
+    pub fn outstanding(&self) -> usize {
+        self.lock()
+            .sources
+            .values()
+            .map(|e| e.holds.values().map(|&c| c as usize).sum::<usize>())
+            .sum()
+    }
+
+    /// Change counter: equal values mean nothing changed in between.
+    pub fn version(&self) -> u64 {
+        self.lock().version
+    }
+
+    /// Positions to checkpoint now, one per (flow, file), dropping closed
+    /// sources that nothing holds any more. Closed sources are kept in the
+    /// checkpoint (so a restart does not re-read a rotated file that still
+    /// matches the glob) as long as they are held or their file exists.
+    pub fn positions(&self) -> Vec<Position> {
+        let mut inner = self.lock();
+        inner.sources.retain(|_, e| !(e.closed && !e.is_held()));
+        let mut best: HashMap<(String, FileKey), (SourceId, Position)> = HashMap::new();
+        for (id, e) in &inner.sources {
+            let pos = Position {
+                flow: e.flow.clone(),
+                key: e.key,
+                fingerprint: e.fingerprint,
+                path: e.path.clone(),
+                offset: e.checkpoint_offset(),
+            };
+            let slot = best
+                .entry((e.flow.clone(), e.key))
+                .or_insert((*id, pos.clone()));
+            // The newest generation of a file wins.
+            if *id > slot.0 {
+                *slot = (*id, pos);
+            }
+        }
+        let mut out: Vec<Position> = best.into_values().map(|(_, p)| p).collect();
+        out.sort_by(|a, b| (&a.flow, a.key).cmp(&(&b.flow, b.key)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> FileKey {
+        FileKey { dev: 1, ino: 2 }
+    }
+
+    #[test]
+    fn checkpoint_is_lowest_hold_or_processed() {
+        let l = Ledger::new();
+        let s = l.open("f", key(), Fingerprint::EMPTY, "/a".into(), 0);
+        l.set_processed(s, 100);
+        assert_eq!(l.positions()[0].offset, 100);
+        let a = Hold {
+            source: s,
+            offset: 100,
+        };
+        let b = Hold {
+            source: s,
+            offset: 150,
+        };
+        l.hold(&[a]);
+        l.set_processed(s, 150);
+        l.hold(&[b]);
+        l.set_processed(s, 200);
+        assert_eq!(l.positions()[0].offset, 100);
+        // acknowledged out of order: the later record first
+        l.release(&[b]);
+        assert_eq!(l.positions()[0].offset, 100);
+        l.release(&[a]);
+        assert_eq!(l.positions()[0].offset, 200);
+    }
+
+    #[test]
+    fn closed_sources_vanish_once_released() {
+        let l = Ledger::new();
+        let s = l.open("f", key(), Fingerprint::EMPTY, "/a".into(), 0);
+        let h = Hold {
+            source: s,
+            offset: 0,
+        };
+        l.hold(&[h]);
+        l.close(s);
+        assert_eq!(l.positions().len(), 1);
+        l.release(&[h]);
+        assert!(l.positions().is_empty());
+    }
+
+    #[test]
+    fn newest_generation_is_checkpointed() {
+        let l = Ledger::new();
+        let old = l.open("f", key(), Fingerprint::EMPTY, "/a".into(), 0);
+        l.set_processed(old, 500);
+        let new = l.open("f", key(), Fingerprint::EMPTY, "/a".into(), 0);
+        l.set_processed(new, 10);
+        let p = l.positions();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].offset, 10);
+    }
+}

@@ -1,0 +1,484 @@
+//! The tailer: one flow's loop over all of its files, through rotation.
+//!
+//! It owns every [`FileWatcher`] of a flow and decides which files exist, what
+//! each one is, and where reading starts:
+//! - discovery expands the flow's globs (promptly on a `notify` event, and on
+//!   a polling interval as the fallback for file systems without events);
+//! - a file is known by device + inode; a new one resumes from its checkpoint
+//!   when the fingerprint agrees (inode reuse otherwise), starts where an
+//!   active file's reading stands when it is a `copytruncate` copy of it, and
+//!   else starts at the beginning (or the end, for files present at startup
+//!   with `start_at: end`);
+//! - a file whose path no longer leads to it (renamed away, deleted) is read
+//!   until it is drained and quiet, then closed: Apache keeps writing to a
+//!   renamed log until it is signalled;
+//! - a truncated file starts over at 0 as a new source;
+//! - files rotated while the agent was down are found next to their last
+//!   known path and drained from their checkpoint.
+//!
+//! The tailer runs on its own thread; the sink it feeds may block, which is
+//! how a slow Kinesis slows reading down (the file is the buffer).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use notify::Watcher as _;
+
+use crate::checkpoint::FileCheckpoint;
+use crate::config::StartAt;
+use crate::identity::{FileKey, Fingerprint, MIN_COPY_FINGERPRINT};
+use crate::ledger::Ledger;
+use crate::watcher::{FileWatcher, LineSink, Polled, SinkClosed};
+
+/// How a tailer behaves; built from a flow's config.
+#[derive(Debug, Clone)]
+pub struct TailerSettings {
+    /// Flow name (ledger and checkpoint key).
+    pub flow: String,
+    /// Globs of files to read.
+    pub paths: Vec<String>,
+    /// Globs of file names to skip.
+    pub exclude: Vec<String>,
+    /// Where files without a checkpoint start, for files present at startup.
+    pub start_at: StartAt,
+    /// Longest line passed whole.
+    pub max_line: usize,
+    /// How often to expand the globs without a file-system event.
+    pub discover_interval: Duration,
+    /// How long to sleep when nothing happened and no event came.
+    pub poll_interval: Duration,
+    /// How long a rotated-away or deleted file must be quiet before closing.
+    pub rotate_quiet: Duration,
+}
+
+impl TailerSettings {
+    /// Defaults for the timing knobs.
+    pub fn new(
+        flow: &str,
+        paths: Vec<String>,
+        exclude: Vec<String>,
+        start_at: StartAt,
+        max_line: usize,
+    ) -> Self {
+        TailerSettings {
+            flow: flow.to_string(),
+            paths,
+            exclude,
+            start_at,
+            max_line,
+            discover_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(250),
+            rotate_quiet: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Bytes read from one file before moving to the next (fairness).
+const READ_BUDGET: u64 = 4 * 1024 * 1024;
+
+/// One flow's file server. Lives for the flow's lifetime on its own thread.
+pub struct Tailer {
+    settings: TailerSettings,
+    ledger: Ledger,
+    patterns: Vec<String>,
+    exclude: Vec<glob::Pattern>,
+    watchers: Vec<FileWatcher>,
+    /// Checkpoints of this flow not yet claimed by an open file.
+    checkpoints: HashMap<FileKey, FileCheckpoint>,
+    first_scan: bool,
+    /// Paths we could not open, so each is reported once until it recovers.
+    unreadable: HashSet<PathBuf>,
+    fs_events: Option<mpsc::Receiver<()>>,
+    fs_watcher: Option<notify::RecommendedWatcher>,
+    watched_dirs: HashSet<PathBuf>,
+    last_discover: Option<Instant>,
+}
+
+impl Tailer {
+    /// A tailer for one flow, resuming from `checkpoints` (this flow's only).
+    pub fn new(
+        settings: TailerSettings,
+        ledger: Ledger,
+        checkpoints: Vec<FileCheckpoint>,
+    ) -> Tailer {
+        let exclude = settings
+            .exclude
+            .iter()
+            .filter_map(|p| glob::Pattern::new(p).ok())
+            .collect();
+        let (tx, rx) = mpsc::channel();
+        let fs_watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok() {
+                let _ = tx.send(());
+            }
+        })
+        .map_err(|e| tracing::warn!(error = %e, "file-system events unavailable; polling only"))
+        .ok();
+        Tailer {
+            patterns: settings.paths.clone(),
+            settings,
+            ledger,
+            exclude,
+            watchers: Vec::new(),
+            checkpoints: checkpoints.into_iter().map(|c| (c.key, c)).collect(),
+            first_scan: true,
+            unreadable: HashSet::new(),
+            fs_events: fs_watcher.as_ref().map(|_| rx),
+            fs_watcher,
+            watched_dirs: HashSet::new(),
+            last_discover: None,
+        }
+    }
+
+    /// Number of files open.
+    pub fn open_files(&self) -> usize {
+        self.watchers.len()
+    }
+
+    /// Run until `stop` is set or the sink closes; then flush the sink.
+    pub fn run(&mut self, sink: &mut dyn LineSink, stop: &AtomicBool) -> Result<(), SinkClosed> {
+        while !stop.load(Ordering::Relaxed) {
+            let due = self
+                .last_discover
+                .is_none_or(|t| t.elapsed() >= self.settings.discover_interval);
+            if due {
+                self.discover();
+            }
+            let progressed = self.poll_all(sink)?;
+            sink.tick()?;
+            self.close_quiet();
+            if !progressed {
+                self.wait_for_event();
+            }
+        }
+        sink.flush()
+    }
+
+    /// Read every file once to its end (replay), then flush.
+    pub fn drain_once(&mut self, sink: &mut dyn LineSink) -> Result<(), SinkClosed> {
+        while self.poll_all(sink)? {}
+        sink.flush()
+    }
+
+    /// Open `path` as a source read from the start, regardless of globs
+    /// (replay). Errors name the file.
+    pub fn add_file_from_start(&mut self, path: &Path) -> io::Result<()> {
+        let file = File::open(path)?;
+        let key = FileKey::of(&file)?;
+        let fp = Fingerprint::of(&file)?;
+        let source = self
+            .ledger
+            .open(&self.settings.flow, key, fp, path.to_path_buf(), 0);
+        let mut w = FileWatcher::new(source, key, path.to_path_buf(), file, fp, 0);
+        w.orphaned = true;
+        self.watchers.push(w);
+        Ok(())
+    }
+
+    fn wait_for_event(&mut self) {
+        let timeout = self.settings.poll_interval;
+        match &self.fs_events {
+            Some(rx) => {
+                if rx.recv_timeout(timeout).is_ok() {
+                    // Coalesce a burst of events, then rediscover promptly.
+                    while rx.try_recv().is_ok() {}
+                    self.last_discover = None;
+                }
+            }
+            None => std::thread::sleep(timeout),
+        }
+    }
+
+    fn poll_all(&mut self, sink: &mut dyn LineSink) -> Result<bool, SinkClosed> {
+        let mut progressed = false;
+        for i in 0..self.watchers.len() {
+            let w = &mut self.watchers[i];
+            match w.poll(sink, self.settings.max_line, READ_BUDGET) {
+                Ok(Ok(Polled::Read(n))) => {
+                    if n > 0 {
+                        progressed = true;
+                        self.ledger.set_processed(w.source, w.offset());
+                        self.ledger.update(w.source, w.fingerprint, None);
+                    }
+                }
+                Ok(Ok(Polled::Truncated { size })) => {
+                    tracing::warn!(
+                        flow = %self.settings.flow,
+                        path = %w.path.display(),
+                        read = w.offset(),
+                        size,
+                        "file truncated (copytruncate?); reading it again from the start"
+                    );
+                    self.ledger.close(w.source);
+                    let fp = Fingerprint::of(w.file()).unwrap_or(Fingerprint::EMPTY);
+                    let source =
+                        self.ledger
+                            .open(&self.settings.flow, w.key, fp, w.path.clone(), 0);
+                    w.restart(source, fp);
+                    progressed = true;
+                }
+                Ok(Err(closed)) => return Err(closed),
+                Err(e) => {
+                    tracing::warn!(flow = %self.settings.flow, path = %w.path.display(), error = %e, "read failed; will retry");
+                }
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Close files that left their path (rotated away or deleted) once they
+    /// are drained and quiet.
+    fn close_quiet(&mut self) {
+        let quiet = self.settings.rotate_quiet;
+        let ledger = &self.ledger;
+        let flow = &self.settings.flow;
+        self.watchers.retain(|w| {
+            let deleted = w.is_deleted();
+            if !(w.orphaned || deleted) || w.last_growth.elapsed() < quiet {
+                return true;
+            }
+            let drained = w.size().map(|s| s <= w.offset() + w.pending() as u64).unwrap_or(true);
+            if !drained {
+                return true;
+            }
+            if w.pending() > 0 {
+                tracing::warn!(flow = %flow, path = %w.path.display(), bytes = w.pending(), "closing file whose last line has no newline; those bytes are not shipped");
+            }
+            tracing::info!(flow = %flow, path = %w.path.display(), offset = w.offset(), deleted, "closed rotated file");
+            ledger.close(w.source);
+            false
+        });
+    }
+
+    fn is_excluded(&self, path: &Path) -> bool {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        self.exclude.iter().any(|p| p.matches(&name))
+    }
+
+    fn watch_dirs(&mut self) {
+        let Some(w) = self.fs_watcher.as_mut() else {
+            return;
+        };
+        for pattern in &self.patterns {
+            let dir = glob_base_dir(pattern);
+            if self.watched_dirs.contains(&dir) || !dir.is_dir() {
+                continue;
+            }
+            match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched_dirs.insert(dir);
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %dir.display(), error = %e, "cannot watch directory; polling it")
+                }
+            }
+        }
+    }
+
+    /// Expand the globs; open new files; notice files that left their path.
+    pub fn discover(&mut self) {
+        self.last_discover = Some(Instant::now());
+        self.watch_dirs();
+        let mut seen: HashSet<FileKey> = HashSet::new();
+        let mut found: Vec<PathBuf> = Vec::new();
+        for pattern in &self.patterns {
+            match glob::glob(pattern) {
+                Ok(paths) => found.extend(paths.filter_map(Result::ok)),
+                Err(e) => tracing::error!(pattern, error = %e, "bad glob"),
+            }
+        }
+        found.sort();
+        found.dedup();
+        for path in found {
+            if self.is_excluded(&path) || !path.is_file() {
+                continue;
+            }
+            let file = match File::open(&path) {
+                Ok(f) => {
+                    self.unreadable.remove(&path);
+                    f
+                }
+                Err(e) => {
+                    if self.unreadable.insert(path.clone()) {
+                        tracing::error!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot open log file; other files go on");
+                    }
+                    continue;
+                }
+            };
+            let Ok(key) = FileKey::of(&file) else {
+                continue;
+            };
+            seen.insert(key);
+            if let Some(w) = self.watchers.iter_mut().find(|w| w.key == key) {
+                if w.path != path {
+                    tracing::info!(flow = %self.settings.flow, from = %w.path.display(), to = %path.display(), "file renamed");
+                    w.path = path.clone();
+                    self.ledger.update(w.source, w.fingerprint, Some(path));
+                }
+                w.orphaned = false;
+                continue;
+            }
+            if let Err(e) = self.open_new(path.clone(), file, key) {
+                tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot start reading file");
+            }
+        }
+        for w in &mut self.watchers {
+            if !seen.contains(&w.key) && !w.orphaned {
+                tracing::info!(flow = %self.settings.flow, path = %w.path.display(), "file left its path (rotated or deleted); draining it");
+                w.orphaned = true;
+            }
+        }
+        if self.first_scan {
+            self.first_scan = false;
+            self.recover_rotated_while_down();
+        }
+    }
+
+    fn open_new(&mut self, path: PathBuf, file: File, key: FileKey) -> io::Result<()> {
+        let size = file.metadata()?.len();
+        let fp = Fingerprint::of(&file)?;
+        let (offset, why) = if let Some(ck) = self.checkpoints.remove(&key) {
+            if !ck.fingerprint.matches(&file)? {
+                (0, "inode reused by a new file")
+            } else if ck.offset > size {
+                (
+                    0,
+                    "shorter than its checkpoint: truncated while the agent was down",
+                )
+            } else {
+                (ck.offset, "checkpoint")
+            }
+        } else if let Some(offset) = self.copy_of_active(&file, size)? {
+            (offset, "copy of a file being read (copytruncate)")
+        } else if self.first_scan && self.settings.start_at == StartAt::End {
+            (last_line_boundary(&file, size)?, "start_at: end")
+        } else {
+            (0, "new file")
+        };
+        tracing::info!(flow = %self.settings.flow, path = %path.display(), offset, size, reason = why, "reading file");
+        let source = self
+            .ledger
+            .open(&self.settings.flow, key, fp, path.clone(), offset);
+        self.watchers
+            .push(FileWatcher::new(source, key, path, file, fp, offset));
+        Ok(())
+    }
+
+    /// A new file whose first bytes equal those of a file being read is a copy
+    /// of it (`copytruncate`): start it where that reading stands.
+    fn copy_of_active(&self, file: &File, size: u64) -> io::Result<Option<u64>> {
+        let candidates = self
+            .watchers
+            .iter()
+            .flat_map(|w| std::iter::once((w.fingerprint, w.offset())).chain(w.previous));
+        for (fp, offset) in candidates {
+            if fp.len < MIN_COPY_FINGERPRINT || u64::from(fp.len) > size {
+                continue;
+            }
+            if fp.matches(file)? {
+                return Ok(Some(offset.min(size)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Files checkpointed before a restart that no glob found: look for them
+    /// next to their last path (rotated to a name the glob does not match)
+    /// and drain them from the checkpoint.
+    fn recover_rotated_while_down(&mut self) {
+        let leftovers: Vec<FileCheckpoint> = self.checkpoints.drain().map(|(_, c)| c).collect();
+        for ck in leftovers {
+            let Some(dir) = ck.path.parent() else {
+                continue;
+            };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.dev() != ck.key.dev || meta.ino() != ck.key.ino {
+                    continue;
+                }
+                let path = entry.path();
+                let Ok(file) = File::open(&path) else {
+                    continue;
+                };
+                if !ck.fingerprint.matches(&file).unwrap_or(false) || meta.len() < ck.offset {
+                    continue;
+                }
+                tracing::info!(flow = %self.settings.flow, path = %path.display(), offset = ck.offset, "draining file rotated while the agent was down");
+                let source = self.ledger.open(
+                    &self.settings.flow,
+                    ck.key,
+                    ck.fingerprint,
+                    path.clone(),
+                    ck.offset,
+                );
+                let mut w = FileWatcher::new(source, ck.key, path, file, ck.fingerprint, ck.offset);
+                w.orphaned = true;
+                self.watchers.push(w);
+                break;
+            }
+        }
+    }
+}
+
+/// The directory a glob's matches live in: the longest leading part without
+/// glob metacharacters.
+fn glob_base_dir(pattern: &str) -> PathBuf {
+    let mut base = PathBuf::new();
+    for comp in Path::new(pattern).components() {
+        let s = comp.as_os_str().to_string_lossy();
+        if s.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        base.push(comp);
+    }
+    if base.as_os_str() == pattern {
+        base.pop();
+    }
+    base
+}
+
+/// Offset just after the last newline before `size` (so `start_at: end`
+/// never starts in the middle of a line).
+fn last_line_boundary(file: &File, size: u64) -> io::Result<u64> {
+    let from = size.saturating_sub(64 * 1024);
+    let mut buf = vec![0u8; (size - from) as usize];
+    let n = file.read_at(&mut buf, from)?;
+    Ok(match memchr::memrchr(b'\n', &buf[..n]) {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_dir_of_globs() {
+        assert_eq!(
+            glob_base_dir("/var/log/apache2/access.log*"),
+            PathBuf::from("/var/log/apache2")
+        );
+        assert_eq!(
+            glob_base_dir("/var/log/*/access.log"),
+            PathBuf::from("/var/log")
+        );
+        assert_eq!(
+            glob_base_dir("/var/log/httpd/access_log"),
+            PathBuf::from("/var/log/httpd")
+        );
+    }
+}

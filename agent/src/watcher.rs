@@ -1,0 +1,327 @@
+//! Reading one file: lines out of an open descriptor, from an offset, with a
+//! length limit.
+//!
+//! A `FileWatcher` lives from the moment the tailer opens a file until the
+//! tailer closes it (rotated away and quiet, or deleted and drained). It owns
+//! the descriptor, so a renamed or deleted file keeps being read; it holds a
+//! trailing partial line until its newline arrives; it cuts lines longer than
+//! the limit, ships their first bytes and skips the rest; and it notices
+//! truncation (`copytruncate`) when the file shrinks below what it has read.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::identity::{FileKey, Fingerprint};
+use crate::ledger::SourceId;
+
+/// Bytes read from the file per `read_at` call.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Receives complete lines from watchers.
+pub trait LineSink {
+    /// One line without its `\n` (nor a trailing `\r` removed: lines are
+    /// passed exactly as written). It begins at byte `start` of `source`.
+    /// `truncated` is set when the line was longer than the limit and only its
+    /// first bytes are passed. Blocking here is how backpressure reaches the
+    /// file: the tailer stops reading.
+    fn line(
+        &mut self,
+        source: SourceId,
+        start: u64,
+        line: &[u8],
+        truncated: bool,
+    ) -> Result<(), SinkClosed>;
+
+    /// Periodic call between read passes: seal what has lingered too long,
+    /// close windows whose time has come.
+    fn tick(&mut self) -> Result<(), SinkClosed>;
+
+    /// Seal and send everything buffered (shutdown, end of replay).
+    fn flush(&mut self) -> Result<(), SinkClosed>;
+}
+
+/// The shipper is gone (shutdown): stop reading.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the shipper has stopped")]
+pub struct SinkClosed;
+
+/// What one poll of a watcher found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polled {
+    /// Bytes read (possibly 0: nothing new).
+    Read(u64),
+    /// The file is shorter than what was already read: it was truncated.
+    Truncated {
+        /// The size found.
+        size: u64,
+    },
+}
+
+/// One open file being read. See the module doc for its lifecycle.
+pub struct FileWatcher {
+    /// The ledger entry this reading reports to.
+    pub source: SourceId,
+    /// Device + inode.
+    pub key: FileKey,
+    /// Last path it was found at.
+    pub path: PathBuf,
+    file: File,
+    /// Fingerprint as far as known (grows until full).
+    pub fingerprint: Fingerprint,
+    /// Offset of the first byte not yet passed to the sink as (part of) a line.
+    offset: u64,
+    /// Bytes from `offset` on, read but not yet a complete line.
+    buf: Vec<u8>,
+    /// Discarding the tail of an over-long line.
+    skipping: bool,
+    /// Last time the file grew.
+    pub last_growth: Instant,
+    /// The path no longer leads to this file (rotated away or deleted).
+    pub orphaned: bool,
+    /// Lines cut because they exceeded the limit.
+    pub truncated_lines: u64,
+    /// Fingerprint and read offset of the generation before the last
+    /// truncation, to recognize its `copytruncate` copy.
+    pub previous: Option<(Fingerprint, u64)>,
+}
+
+impl FileWatcher {
+    /// Start reading `file` at `offset`.
+    pub fn new(
+        source: SourceId,
+        key: FileKey,
+        path: PathBuf,
+        file: File,
+        fingerprint: Fingerprint,
+        offset: u64,
+    ) -> Self {
+        FileWatcher {
+            source,
+            key,
+            path,
+            file,
+            fingerprint,
+            offset,
+            buf: Vec::new(),
+            skipping: false,
+            last_growth: Instant::now(),
+            orphaned: false,
+            truncated_lines: 0,
+            previous: None,
+        }
+    }
+
+    /// Offset through which everything was passed to the sink.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The open descriptor.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Bytes buffered as an incomplete line.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Start over at 0 as a new source (after truncation).
+    pub fn restart(&mut self, source: SourceId, fingerprint: Fingerprint) {
+        self.previous = Some((self.fingerprint, self.offset));
+        self.source = source;
+        self.fingerprint = fingerprint;
+        self.offset = 0;
+        self.buf.clear();
+        self.skipping = false;
+        self.last_growth = Instant::now();
+    }
+
+    /// Whether the file has been deleted (no links left).
+    pub fn is_deleted(&self) -> bool {
+        self.file.metadata().map(|m| m.nlink() == 0).unwrap_or(true)
+    }
+
+    /// Size of the file now.
+    pub fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Read up to `budget` bytes, passing complete lines to `sink`.
+    pub fn poll(
+        &mut self,
+        sink: &mut dyn LineSink,
+        max_line: usize,
+        budget: u64,
+    ) -> io::Result<Result<Polled, SinkClosed>> {
+        let size = self.size()?;
+        let mut read_pos = self.offset + self.buf.len() as u64;
+        if size < read_pos {
+            return Ok(Ok(Polled::Truncated { size }));
+        }
+        let mut total = 0u64;
+        while read_pos < size && total < budget {
+            let want = READ_CHUNK.min((size - read_pos) as usize);
+            let old_len = self.buf.len();
+            self.buf.resize(old_len + want, 0);
+            let n = match self.file.read_at(&mut self.buf[old_len..], read_pos) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(old_len);
+                    return Err(e);
+                }
+            };
+            self.buf.truncate(old_len + n);
+            if n == 0 {
+                break;
+            }
+            read_pos += n as u64;
+            total += n as u64;
+            if let Err(closed) = self.split_lines(sink, max_line, old_len) {
+                return Ok(Err(closed));
+            }
+        }
+        if total > 0 {
+            self.last_growth = Instant::now();
+            if !self.fingerprint.is_full() {
+                self.fingerprint = Fingerprint::of(&self.file)?;
+            }
+        } else if self.buf.is_empty() && self.buf.capacity() > 0 {
+            // Idle: give the buffer back so many quiet files cost little.
+            self.buf = Vec::new();
+        }
+        Ok(Ok(Polled::Read(total)))
+    }
+
+    /// Pass every complete line in `buf` to the sink; `new_from` is where the
+    /// bytes just read begin (earlier bytes hold no newline).
+    fn split_lines(
+        &mut self,
+        sink: &mut dyn LineSink,
+        max_line: usize,
+        new_from: usize,
+    ) -> Result<(), SinkClosed> {
+        let mut start = 0usize;
+        let mut scan = new_from;
+        if self.skipping {
+            match memchr::memchr(b'\n', &self.buf[scan..]) {
+                Some(i) => {
+                    start = scan + i + 1;
+                    scan = start;
+                    self.skipping = false;
+                }
+                None => {
+                    self.offset += self.buf.len() as u64;
+                    self.buf.clear();
+                    return Ok(());
+                }
+            }
+        }
+        for nl in memchr::memchr_iter(b'\n', &self.buf[scan..]) {
+            let end = scan + nl;
+            let line = &self.buf[start..end];
+            let line_start = self.offset + start as u64;
+            if line.len() > max_line {
+                self.truncated_lines += 1;
+                sink.line(self.source, line_start, &line[..max_line], true)?;
+            } else {
+                sink.line(self.source, line_start, line, false)?;
+            }
+            start = end + 1;
+        }
+        // An incomplete line longer than the limit: ship its head, skip the rest.
+        if self.buf.len() - start > max_line {
+            let line_start = self.offset + start as u64;
+            self.truncated_lines += 1;
+            sink.line(
+                self.source,
+                line_start,
+                &self.buf[start..start + max_line],
+                true,
+            )?;
+            self.skipping = true;
+            start = self.buf.len();
+        }
+        self.offset += start as u64;
+        self.buf.drain(..start);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[derive(Default)]
+    struct Collect(Vec<(u64, Vec<u8>, bool)>);
+    impl LineSink for Collect {
+        fn line(
+            &mut self,
+            _s: SourceId,
+            start: u64,
+            line: &[u8],
+            truncated: bool,
+        ) -> Result<(), SinkClosed> {
+            self.0.push((start, line.to_vec(), truncated));
+            Ok(())
+        }
+        fn tick(&mut self) -> Result<(), SinkClosed> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkClosed> {
+            Ok(())
+        }
+    }
+
+    fn watcher(path: &std::path::Path) -> io::Result<FileWatcher> {
+        let f = File::open(path)?;
+        let key = FileKey::of(&f)?;
+        Ok(FileWatcher::new(
+            SourceId(1),
+            key,
+            path.into(),
+            f,
+            Fingerprint::EMPTY,
+            0,
+        ))
+    }
+
+    #[test]
+    fn partial_lines_wait_and_long_lines_are_cut() -> io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("tailrace-w-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("a.log");
+        let mut f = File::create(&path)?;
+        f.write_all(b"one\ntw")?;
+        let mut w = watcher(&path)?;
+        let mut sink = Collect::default();
+        assert_eq!(w.poll(&mut sink, 10, u64::MAX)?.ok(), Some(Polled::Read(6)));
+        assert_eq!(sink.0, vec![(0, b"one".to_vec(), false)]);
+        f.write_all(b"o\n0123456789abcdef\nlast\n")?;
+        w.poll(&mut sink, 10, u64::MAX)?.ok();
+        assert_eq!(sink.0[1], (4, b"two".to_vec(), false));
+        assert_eq!(sink.0[2], (8, b"0123456789".to_vec(), true));
+        assert_eq!(sink.0[3], (25, b"last".to_vec(), false));
+        assert_eq!(w.offset(), 30);
+        // an over-long line still being written is cut once, then skipped to its newline
+        f.write_all(b"ABCDEFGHIJKLMNOP")?;
+        w.poll(&mut sink, 10, u64::MAX)?.ok();
+        f.write_all(b"QRST\nok\n")?;
+        w.poll(&mut sink, 10, u64::MAX)?.ok();
+        assert_eq!(sink.0[4], (30, b"ABCDEFGHIJ".to_vec(), true));
+        assert_eq!(sink.0[5], (51, b"ok".to_vec(), false));
+        assert_eq!(sink.0.len(), 6);
+        // truncation is reported
+        f.set_len(0)?;
+        assert_eq!(
+            w.poll(&mut sink, 10, u64::MAX)?.ok(),
+            Some(Polled::Truncated { size: 0 })
+        );
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}
