@@ -50,7 +50,8 @@ pub struct Partial {
     pub groups: Vec<(ClientKey, ClientStats)>,
     /// requests of clients beyond the per-window group cap, merged without their client
     pub overflow: ClientStats,
-    /// how many distinct clients were folded into `overflow`
+    /// how many distinct clients were folded into `overflow` (the encoder writes at least 1
+    /// when `overflow` is not empty)
     pub overflow_clients: u64,
     /// lines that failed to parse
     pub rejected_lines: u64,
@@ -129,7 +130,13 @@ impl Partial {
         let mut first = self.header_proto();
         first.sequence = *next_sequence;
         first.overflow = stats_to_proto(&overflow);
-        first.overflow_clients = overflow_clients;
+        // A non-empty overflow came from at least one client; never write a record the
+        // decoder would reject for a bookkeeping slip.
+        first.overflow_clients = if overflow.is_empty() {
+            overflow_clients
+        } else {
+            overflow_clients.max(1)
+        };
         first.rejected_lines = self.rejected_lines;
         first.reject_samples = self
             .reject_samples

@@ -3,6 +3,10 @@
 use crate::histogram::LatencyHistogram;
 
 /// Per-client statistics of one window.
+///
+/// Invariants (kept by [`ClientStats::record`] and [`ClientStats::merge`]; the decoder rejects
+/// records that break them): the status classes add up to `requests`, and the latency
+/// histogram counts at most `requests` observations.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClientStats {
     /// Number of requests (log lines) counted.

@@ -250,6 +250,15 @@ fn split_200k_clients() {
 }
 
 #[test]
+fn overflow_without_client_count_still_decodes() {
+    let mut p = small_partial();
+    p.overflow.record(Some(500), 1, None);
+    let decoded = Partial::decode(&p.encode()).expect("decodes");
+    assert_eq!(decoded.overflow_clients, 1);
+    assert_eq!(decoded.total(), p.total());
+}
+
+#[test]
 fn split_with_an_impossible_limit_loses_nothing() {
     let p = small_partial();
     let mut next = 0;
