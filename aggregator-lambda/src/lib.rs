@@ -11,5 +11,14 @@
 //! driven either by the Lambda runtime ([`lambda`], binary `bootstrap`) or by
 //! the local stream consumer ([`consume`], `tailrace-aggregator consume`).
 
+pub mod clients;
 pub mod config;
+pub mod consume;
+pub mod decode;
+pub mod handler;
+pub mod lambda;
+pub mod logging;
+pub mod merge;
 pub mod metadata;
+pub mod metadata_source;
+pub mod publish;

@@ -1,1 +1,176 @@
-fn main() {}
+//! `tailrace-aggregator`: run the aggregator outside Lambda.
+//!
+//! - `consume`: poll every shard of a stream and feed the handler (tests,
+//!   demos, on-prem);
+//! - `check-metadata`: validate a metadata CSV file locally.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tailrace_aggregator::clients::{build_handler, sdk_config, Clients};
+use tailrace_aggregator::config::{self, S3Location, Settings};
+use tailrace_aggregator::consume::{consume, ConsumeOptions, StartPosition, MAX_BATCH};
+use tailrace_aggregator::logging::{self, LogFormat};
+use tailrace_aggregator::metadata::Metadata;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "tailrace aggregator: Kinesis records -> per-application CloudWatch metrics"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Poll every shard of a stream and publish metrics, like the Lambda does.
+    Consume(Box<ConsumeArgs>),
+    /// Check a metadata CSV file: prints every wrong row; exit 1 if any.
+    CheckMetadata {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum From {
+    TrimHorizon,
+    Latest,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Log {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ConsumeArgs {
+    /// Kinesis stream name.
+    #[arg(long)]
+    stream: String,
+    /// Metadata file, s3://bucket/key.
+    #[arg(long, env = config::ENV_METADATA)]
+    metadata: Option<S3Location>,
+    /// Endpoint for every AWS service (moto_server, an emulator).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// Exit 0 after this long without new records (e.g. 5s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    exit_when_idle: Option<Duration>,
+    /// Where to start reading.
+    #[arg(long, value_enum, default_value = "trim-horizon")]
+    from: From,
+    /// CloudWatch namespace.
+    #[arg(long, env = config::ENV_NAMESPACE, default_value = config::DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// How long a fetched metadata file is used before a conditional re-read.
+    #[arg(long, env = config::ENV_METADATA_TTL, default_value = "60s", value_parser = humantime::parse_duration)]
+    metadata_ttl: Duration,
+    /// LogFormat (or preset) of raw-line records.
+    #[arg(long, env = config::ENV_RAW_FORMAT, default_value = config::DEFAULT_RAW_FORMAT)]
+    raw_format: String,
+    /// Service dimension for raw-line and Kinesis Agent JSON records.
+    #[arg(long, env = config::ENV_RAW_SERVICE, default_value = config::DEFAULT_RAW_SERVICE)]
+    raw_service: String,
+    /// Window for raw-line and Kinesis Agent JSON records.
+    #[arg(long, env = config::ENV_WINDOW, default_value = "5m")]
+    window: String,
+    /// Records per batch (at most 200).
+    #[arg(long, default_value_t = MAX_BATCH)]
+    batch_size: usize,
+    /// Pause between polls that found nothing.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: Log,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Consume(args) => run_consume(*args).await,
+        Command::CheckMetadata { file } => check_metadata(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tailrace-aggregator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    logging::init(
+        match args.log_format {
+            Log::Text => LogFormat::Text,
+            Log::Json => LogFormat::Json,
+        },
+        false,
+    );
+    let settings = Settings {
+        metadata: args.metadata,
+        namespace: config::parse_namespace("--namespace", &args.namespace)?,
+        metadata_ttl: args.metadata_ttl,
+        raw_format: args.raw_format,
+        raw_service: args.raw_service,
+        window_secs: config::parse_window("--window", &args.window)?,
+    };
+    let sdk = sdk_config(args.endpoint_url.as_deref()).await;
+    let clients = Clients::new(&sdk);
+    let handler = build_handler(&settings, &clients)?;
+    let mut opts = ConsumeOptions::new(args.stream);
+    opts.start = match args.from {
+        From::TrimHorizon => StartPosition::TrimHorizon,
+        From::Latest => StartPosition::Latest,
+    };
+    opts.batch_size = args.batch_size.clamp(1, MAX_BATCH);
+    opts.exit_when_idle = args.exit_when_idle;
+    opts.poll_interval = args.poll_interval;
+    let summary = tokio::select! {
+        r = consume(&clients.kinesis, &handler, &opts) => r.context("consuming")?,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    tracing::info!(
+        shards = summary.shards,
+        records = summary.records,
+        batches = summary.batches,
+        failed_batches = summary.failed_batches,
+        poison = summary.poison,
+        partials = summary.partials,
+        datums = summary.datums,
+        "consume finished"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_metadata(file: &PathBuf) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let parsed = Metadata::parse(&text);
+    for e in &parsed.errors {
+        println!("{}:{}: {}", file.display(), e.row, e.reason);
+    }
+    println!(
+        "{}: {} entries, {} wrong rows",
+        file.display(),
+        parsed.metadata.len(),
+        parsed.errors.len()
+    );
+    Ok(if parsed.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -300,7 +300,7 @@ fn build_levels<K: std::hash::Hash + Eq>(map: HashMap<(K, u8), (usize, usize)>) 
             }
         }
     }
-    levels.sort_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
+    levels.sort_by_key(|l| std::cmp::Reverse(l.prefix_len));
     levels
 }
 

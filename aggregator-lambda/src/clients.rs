@@ -1,0 +1,68 @@
+//! Building the AWS clients once per process, optionally against another
+//! endpoint (moto_server in tests, an on-prem emulator), and the handler from
+//! settings and clients.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::config::Settings;
+use crate::decode::{Decoder, FormatError};
+use crate::handler::Handler;
+use crate::metadata_source::MetadataSource;
+use crate::publish::Publisher;
+
+/// The SDK clients the aggregator uses.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// Kinesis (the local consumer only).
+    pub kinesis: aws_sdk_kinesis::Client,
+    /// S3, for the metadata file.
+    pub s3: aws_sdk_s3::Client,
+    /// CloudWatch, for metrics.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+/// The SDK configuration from the environment's default chain, with
+/// `endpoint_url` overriding every service's endpoint when given.
+pub async fn sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+impl Clients {
+    /// Clients from an SDK configuration. With a custom endpoint, S3 uses
+    /// path-style addressing (emulators do not serve virtual-host buckets).
+    pub fn new(config: &SdkConfig) -> Clients {
+        let path_style = config.endpoint_url().is_some();
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .build();
+        Clients {
+            kinesis: aws_sdk_kinesis::Client::new(config),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+        }
+    }
+}
+
+/// The handler for `settings`, using `clients`.
+pub fn build_handler(settings: &Settings, clients: &Clients) -> Result<Handler, FormatError> {
+    let decoder = Decoder::new(
+        &settings.raw_format,
+        &settings.raw_service,
+        settings.window_secs,
+    )?;
+    let metadata = match &settings.metadata {
+        Some(location) => {
+            MetadataSource::new(clients.s3.clone(), location.clone(), settings.metadata_ttl)
+        }
+        None => {
+            tracing::warn!("TAILRACE_METADATA is not set: every client is `unknown`");
+            MetadataSource::none()
+        }
+    };
+    let publisher = Publisher::new(clients.cloudwatch.clone(), settings.namespace.clone());
+    Ok(Handler::new(decoder, metadata, publisher))
+}

@@ -1,0 +1,425 @@
+//! Merging the partials of one batch: per (window, service, source
+//! application) statistics for the metrics, per window the busiest
+//! applications and top unknown clients for the operator's log line, and the
+//! dedupe of partials seen twice.
+//!
+//! Every merged entry remembers which records (indices into the batch)
+//! contributed to it, so a failed publish can be traced back to the records
+//! that must be retried.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use tailrace_wire::{ClientStats, Partial};
+
+use crate::metadata::{Metadata, UNKNOWN};
+
+/// What identifies a partial on the stream: a replay carries the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartialId {
+    /// The producing host (`raw` for synthetic partials).
+    pub host_id: String,
+    /// The host's flow (for synthetic partials: record sequence number and window).
+    pub flow: String,
+    /// The host's sequence number for that flow.
+    pub sequence: u64,
+}
+
+impl PartialId {
+    /// The id of `partial`.
+    pub fn of(partial: &Partial) -> PartialId {
+        PartialId {
+            host_id: partial.host_id.clone(),
+            flow: partial.flow.clone(),
+            sequence: partial.sequence,
+        }
+    }
+}
+
+/// A window: start (Unix seconds) and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Window {
+    /// Start, Unix seconds.
+    pub start: i64,
+    /// Length in seconds.
+    pub secs: u32,
+}
+
+/// The key of one set of metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetricKey {
+    /// The window.
+    pub window: Window,
+    /// `Service` dimension.
+    pub service: Arc<str>,
+    /// `SourceApplication` dimension.
+    pub application: Arc<str>,
+}
+
+/// Merged statistics of one key and the records behind them.
+#[derive(Debug, Clone, Default)]
+pub struct MetricEntry {
+    /// Sum of all contributing statistics.
+    pub stats: ClientStats,
+    /// Indices (in the batch) of the records that contributed.
+    pub contributors: BTreeSet<usize>,
+}
+
+/// Totals of one application in one window, for the log line.
+#[derive(Debug, Clone, Default)]
+pub struct AppTotals {
+    /// Whom to call.
+    pub contact: Arc<str>,
+    /// Requests.
+    pub requests: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// 4xx responses.
+    pub client_errors: u64,
+    /// 5xx responses.
+    pub server_errors: u64,
+}
+
+/// Requests and bytes of one client address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientTotals {
+    /// Requests.
+    pub requests: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// What one window looked like in this batch, for the operator's log line.
+#[derive(Debug, Clone, Default)]
+pub struct WindowReport {
+    /// Per application.
+    pub applications: HashMap<Arc<str>, AppTotals>,
+    /// Per client address that matched no metadata entry.
+    pub unknown_clients: HashMap<String, ClientTotals>,
+    /// Requests from clients the agents did not track individually
+    /// (attributed to `unknown`).
+    pub overflow_requests: u64,
+    /// Number of such clients (sum over partials; an upper bound).
+    pub overflow_clients: u64,
+    /// Partials merged into this window.
+    pub partials: u64,
+    /// Of which late.
+    pub late_partials: u64,
+    /// Distinct producing hosts.
+    pub hosts: HashSet<String>,
+    /// Lines the agents could not parse.
+    pub rejected_lines: u64,
+}
+
+/// The merge of one batch.
+#[derive(Debug, Default)]
+pub struct Merger {
+    entries: HashMap<MetricKey, MetricEntry>,
+    windows: HashMap<Window, WindowReport>,
+    seen: HashSet<PartialId>,
+}
+
+impl Merger {
+    /// An empty merge.
+    pub fn new() -> Merger {
+        Merger::default()
+    }
+
+    /// Add `partial`, decoded from record `record`, joining its clients with
+    /// `metadata`. Returns `false` (and adds nothing) if a partial with the
+    /// same id was already added.
+    pub fn add(&mut self, record: usize, partial: &Partial, metadata: &Metadata) -> bool {
+        if !self.seen.insert(PartialId::of(partial)) {
+            return false;
+        }
+        let window = Window {
+            start: partial.window_start,
+            secs: partial.window_secs,
+        };
+        let service: Arc<str> = partial.service.as_str().into();
+        let report = self.windows.entry(window).or_default();
+        report.partials += 1;
+        report.late_partials += u64::from(partial.late);
+        report.rejected_lines += partial.rejected_lines;
+        if !report.hosts.contains(&partial.host_id) {
+            report.hosts.insert(partial.host_id.clone());
+        }
+
+        // Sum per application first: one map update per application, not per client.
+        let mut per_app: HashMap<&Arc<str>, (ClientStats, &Arc<str>)> = HashMap::new();
+        for (client, stats) in &partial.groups {
+            let info = metadata.resolve(client.ip());
+            let slot = per_app
+                .entry(&info.application)
+                .or_insert_with(|| (ClientStats::default(), &info.contact));
+            slot.0.merge(stats);
+            if &*info.application == UNKNOWN {
+                let t = report
+                    .unknown_clients
+                    .entry(client.to_string())
+                    .or_default();
+                t.requests = t.requests.saturating_add(stats.requests);
+                t.bytes = t.bytes.saturating_add(stats.bytes);
+            }
+        }
+        if !partial.overflow.is_empty() {
+            let info = metadata.unknown();
+            let slot = per_app
+                .entry(&info.application)
+                .or_insert_with(|| (ClientStats::default(), &info.contact));
+            slot.0.merge(&partial.overflow);
+            report.overflow_requests = report
+                .overflow_requests
+                .saturating_add(partial.overflow.requests);
+            report.overflow_clients = report
+                .overflow_clients
+                .saturating_add(partial.overflow_clients);
+        }
+
+        for (application, (stats, contact)) in per_app {
+            let totals = report
+                .applications
+                .entry(application.clone())
+                .or_insert_with(|| AppTotals {
+                    contact: contact.clone(),
+                    ..AppTotals::default()
+                });
+            totals.requests = totals.requests.saturating_add(stats.requests);
+            totals.bytes = totals.bytes.saturating_add(stats.bytes);
+            totals.client_errors = totals.client_errors.saturating_add(stats.client_errors());
+            totals.server_errors = totals.server_errors.saturating_add(stats.server_errors());
+
+            let entry = self
+                .entries
+                .entry(MetricKey {
+                    window,
+                    service: service.clone(),
+                    application: application.clone(),
+                })
+                .or_default();
+            entry.stats.merge(&stats);
+            entry.contributors.insert(record);
+        }
+        true
+    }
+
+    /// The merged entries, sorted by key.
+    pub fn entries(&self) -> Vec<(&MetricKey, &MetricEntry)> {
+        let mut v: Vec<_> = self.entries.iter().collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// The window reports, sorted by window.
+    pub fn windows(&self) -> Vec<(Window, &WindowReport)> {
+        let mut v: Vec<_> = self.windows.iter().map(|(w, r)| (*w, r)).collect();
+        v.sort_by_key(|(w, _)| *w);
+        v
+    }
+
+    /// Whether nothing was merged.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl WindowReport {
+    /// The `n` applications with the most requests (ties by name).
+    pub fn top_applications(&self, n: usize) -> Vec<(&str, &AppTotals)> {
+        let mut v: Vec<_> = self.applications.iter().map(|(a, t)| (&**a, t)).collect();
+        v.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
+        v.truncate(n);
+        v
+    }
+
+    /// The `n` unknown client addresses with the most requests (ties by address).
+    pub fn top_unknown_clients(&self, n: usize) -> Vec<(&str, ClientTotals)> {
+        let mut v: Vec<_> = self
+            .unknown_clients
+            .iter()
+            .map(|(c, t)| (c.as_str(), *t))
+            .collect();
+        v.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
+        v.truncate(n);
+        v
+    }
+
+    /// Total requests in this window (this batch).
+    pub fn requests(&self) -> u64 {
+        self.applications.values().map(|a| a.requests).sum()
+    }
+}
+
+/// A bounded memory of partial ids already published, kept across batches
+/// by a long-lived handler (a warm Lambda, the local consumer), so replays of
+/// records that were already counted are not counted again. Oldest ids are
+/// forgotten first.
+#[derive(Debug)]
+pub struct SeenPartials {
+    capacity: usize,
+    set: HashSet<PartialId>,
+    order: VecDeque<PartialId>,
+}
+
+impl SeenPartials {
+    /// A memory of at most `capacity` ids.
+    pub fn new(capacity: usize) -> SeenPartials {
+        SeenPartials {
+            capacity,
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Whether `id` was remembered.
+    pub fn contains(&self, id: &PartialId) -> bool {
+        self.set.contains(id)
+    }
+
+    /// Remember `id`, forgetting the oldest if full.
+    pub fn insert(&mut self, id: PartialId) {
+        if self.capacity == 0 || self.set.contains(&id) {
+            return;
+        }
+        while self.order.len() >= self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(id.clone());
+        self.order.push_back(id);
+    }
+
+    /// Number of ids remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tailrace_wire::ClientKey;
+
+    fn partial(host: &str, seq: u64, service: &str, clients: &[([u8; 4], u64)]) -> Partial {
+        let groups = clients
+            .iter()
+            .map(|&(ip, n)| {
+                let mut s = ClientStats::default();
+                for i in 0..n {
+                    s.record(Some(if i % 2 == 0 { 200 } else { 404 }), 10, Some(100));
+                }
+                (ClientKey::V4(ip), s)
+            })
+            .collect();
+        Partial {
+            host_id: host.into(),
+            service: service.into(),
+            flow: "access".into(),
+            window_start: 1_700_000_100,
+            window_secs: 300,
+            sequence: seq,
+            groups,
+            ..Partial::default()
+        }
+    }
+
+    fn metadata() -> Metadata {
+        Metadata::parse(
+            "ip_or_cidr,application,contact\n10.0.0.0/8,corp,corp@x\n10.1.0.0/16,shop,shop@x\n",
+        )
+        .metadata
+    }
+
+    #[test]
+    fn merges_per_application_and_dedupes() {
+        let m = metadata();
+        let mut merger = Merger::new();
+        let p1 = partial(
+            "h1",
+            1,
+            "web",
+            &[([10, 1, 0, 1], 3), ([10, 2, 0, 1], 2), ([8, 8, 8, 8], 1)],
+        );
+        let p2 = partial("h2", 1, "web", &[([10, 1, 0, 2], 4), ([9, 9, 9, 9], 5)]);
+        assert!(merger.add(0, &p1, &m));
+        assert!(merger.add(1, &p2, &m));
+        assert!(
+            !merger.add(2, &p1, &m),
+            "same host/flow/sequence is a replay"
+        );
+
+        let entries = merger.entries();
+        let get = |app: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| &*k.application == app)
+                .map(|(_, e)| *e)
+                .expect("entry")
+        };
+        assert_eq!(get("shop").stats.requests, 7);
+        assert_eq!(get("shop").contributors, BTreeSet::from([0, 1]));
+        assert_eq!(get("corp").stats.requests, 2);
+        assert_eq!(get("corp").contributors, BTreeSet::from([0]));
+        assert_eq!(get(UNKNOWN).stats.requests, 6);
+        assert_eq!(get(UNKNOWN).stats.client_errors(), 2);
+
+        let windows = merger.windows();
+        assert_eq!(windows.len(), 1);
+        let report = windows[0].1;
+        assert_eq!(report.requests(), 15);
+        assert_eq!(report.hosts.len(), 2);
+        let top = report.top_applications(2);
+        assert_eq!(top[0].0, "shop");
+        assert_eq!(&*top[0].1.contact, "shop@x");
+        assert_eq!(top[1].0, UNKNOWN);
+        let unknown = report.top_unknown_clients(10);
+        assert_eq!(
+            unknown[0],
+            (
+                "9.9.9.9",
+                ClientTotals {
+                    requests: 5,
+                    bytes: 50
+                }
+            )
+        );
+        assert_eq!(unknown[1].0, "8.8.8.8");
+    }
+
+    #[test]
+    fn overflow_is_unknown() {
+        let m = metadata();
+        let mut merger = Merger::new();
+        let mut p = partial("h1", 1, "web", &[]);
+        p.overflow.record(Some(200), 5, None);
+        p.overflow_clients = 1;
+        merger.add(0, &p, &m);
+        let entries = merger.entries();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(&*entries[0].0.application, UNKNOWN);
+        assert_eq!(merger.windows()[0].1.overflow_requests, 1);
+    }
+
+    #[test]
+    fn seen_partials_is_bounded() {
+        let mut seen = SeenPartials::new(2);
+        let id = |n| PartialId {
+            host_id: "h".into(),
+            flow: "f".into(),
+            sequence: n,
+        };
+        seen.insert(id(1));
+        seen.insert(id(2));
+        seen.insert(id(2));
+        assert_eq!(seen.len(), 2);
+        seen.insert(id(3));
+        assert!(!seen.contains(&id(1)));
+        assert!(seen.contains(&id(2)) && seen.contains(&id(3)));
+    }
+}
