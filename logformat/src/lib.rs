@@ -49,6 +49,8 @@
 //! - `time`: `%t` / `%{..}t` compiled and parsed by hand ([`LogTime`]).
 //! - `json`: the `tailrace parse` JSON object.
 
+#![warn(missing_docs)]
+
 mod compile;
 mod directive;
 mod json;

@@ -447,6 +447,26 @@ fn send_sync() {
 }
 
 #[test]
+fn huge_numbers_do_not_panic() {
+    let f = LogFormat::compile("%{sec}t %{%s}t %D %T").unwrap();
+    let mut p = Parsed::new();
+    assert!(f.parse(b"-9223372036854775808 1 1 1", &mut p).is_err());
+    assert!(f
+        .parse(b"9999999999999999999 -9999999999999999999 1 1", &mut p)
+        .is_err());
+    f.parse(b"9223372036854775807 1 1 18446744073709551615", &mut p)
+        .unwrap();
+    assert_eq!(p.duration_us(), Some(1));
+    let f = LogFormat::compile("%{sec}t %T").unwrap();
+    f.parse(b"-9223372036854775807 18446744073709551615", &mut p)
+        .unwrap();
+    assert_eq!(p.duration_us(), Some(u64::MAX));
+    let mut out = Vec::new();
+    p.write_json(&f, b"-9223372036854775807 18446744073709551615", &mut out);
+    assert!(serde_json::from_slice::<serde_json::Value>(&out).is_ok());
+}
+
+#[test]
 fn dash_time() {
     let (_, p, _) = parse("%h %t", "a -");
     assert_eq!(p.time(), None);

@@ -515,7 +515,8 @@ pub(crate) fn parse(
             let start = p + usize::from(neg);
             let (v, end) = digits(b, start, 19)
                 .ok_or_else(|| err(start, "digits for epoch time in %{..}t"))?;
-            let v = if neg { -(v as i64) } else { v as i64 };
+            let v =
+                signed(neg, v).ok_or_else(|| err(start, "epoch time within range in %{..}t"))?;
             let (secs, nanos) = match spec.format {
                 TimeFormat::Sec => (v, 0),
                 TimeFormat::Msec => (v.div_euclid(1000), v.rem_euclid(1000) * 1_000_000),
@@ -684,12 +685,19 @@ fn parse_strf(
                 let (v, e) =
                     digits(b, s, 19).ok_or_else(|| err(s, "epoch seconds (%s) in %{..}t"))?;
                 acc.has_epoch = true;
-                acc.epoch = if neg { -(v as i64) } else { v as i64 };
+                acc.epoch = signed(neg, v)
+                    .ok_or_else(|| err(s, "epoch seconds within range (%s) in %{..}t"))?;
                 p = e;
             }
         }
     }
     Ok(p)
+}
+
+/// `v` with a sign, if it fits an `i64`.
+fn signed(neg: bool, v: u64) -> Option<i64> {
+    let v = i64::try_from(v).ok()?;
+    Some(if neg { -v } else { v })
 }
 
 /// Length of a month/weekday name at the start of `b`: the full name if it is there,
