@@ -82,12 +82,12 @@ enum OnDisk {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// An I/O error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The path involved.
         path: PathBuf,
-        /// The error.
-        source: io::Error,
+        /// The error (not a `source`: the message already shows it).
+        error: io::Error,
     },
     /// Another agent holds the state directory.
     #[error("{path}: another tailrace agent uses this state directory")]
@@ -98,9 +98,9 @@ pub enum StoreError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+    move |error| StoreError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -109,6 +109,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 pub struct Store {
     dir: PathBuf,
     _lock: File,
+    /// Serializes saves: they share one temp file name.
+    saving: std::sync::Mutex<()>,
 }
 
 impl Store {
@@ -132,6 +134,7 @@ impl Store {
         Ok(Store {
             dir: dir.to_path_buf(),
             _lock: lock,
+            saving: std::sync::Mutex::new(()),
         })
     }
 
@@ -173,6 +176,7 @@ impl Store {
 
     /// Write the checkpoint atomically.
     pub fn save(&self, state: &State) -> Result<(), StoreError> {
+        let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.path();
         let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
         let body = serde_json::to_vec_pretty(&OnDisk::V1 {

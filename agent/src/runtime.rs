@@ -266,11 +266,11 @@ pub async fn run(config: Validated) -> Result<()> {
         let store = Arc::new(store);
         let store2 = store.clone();
         let task = tokio::spawn(async move {
-            let mut last = u64::MAX;
+            let mut last = (u64::MAX, u64::MAX);
             let mut failing = false;
             loop {
                 tokio::time::sleep(interval).await;
-                let version = ledger.version() ^ sequences.version();
+                let version = (ledger.version(), sequences.version());
                 if version == last {
                     continue;
                 }

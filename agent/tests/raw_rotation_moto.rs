@@ -137,22 +137,23 @@ async fn scenario(name: &str, how: Rotation) -> Result<()> {
     drop(file);
 
     // Wait until every line is on the stream.
-    let records = tailrace_tests::eventually(Duration::from_secs(60), "all lines on the stream", || {
-        let kinesis = kinesis.clone();
-        async move {
-            let records = read_stream(&kinesis, name).await?;
-            let mut seen = vec![false; LINES];
-            for r in &records {
-                for l in tailrace_wire::raw::lines(&r.data) {
-                    if let Some(i) = id_of(l) {
-                        seen[i] = true;
+    let records =
+        tailrace_tests::eventually(Duration::from_secs(60), "all lines on the stream", || {
+            let kinesis = kinesis.clone();
+            async move {
+                let records = read_stream(&kinesis, name).await?;
+                let mut seen = vec![false; LINES];
+                for r in &records {
+                    for l in tailrace_wire::raw::lines(&r.data) {
+                        if let Some(i) = id_of(l) {
+                            seen[i] = true;
+                        }
                     }
                 }
+                Ok(seen.iter().all(|&b| b).then_some(records))
             }
-            Ok(seen.iter().all(|&b| b).then_some(records))
-        }
-    })
-    .await;
+        })
+        .await;
     agent.signal("TERM")?;
     let status = agent.wait_timeout(Duration::from_secs(25))?;
     let records = records.with_context(|| format!("agent logs in {}", s.dir.display()))?;
@@ -162,13 +163,23 @@ async fn scenario(name: &str, how: Rotation) -> Result<()> {
     let mut count: HashMap<usize, usize> = HashMap::new();
     for r in &records {
         for l in tailrace_wire::raw::lines(&r.data) {
-            let i = id_of(l).with_context(|| format!("unexpected line on stream: {}", String::from_utf8_lossy(l)))?;
+            let i = id_of(l).with_context(|| {
+                format!("unexpected line on stream: {}", String::from_utf8_lossy(l))
+            })?;
             let expected = line(i);
-            ensure!(l == expected.trim_end_matches('\n').as_bytes(), "line {i} altered: {}", String::from_utf8_lossy(l));
+            ensure!(
+                l == expected.trim_end_matches('\n').as_bytes(),
+                "line {i} altered: {}",
+                String::from_utf8_lossy(l)
+            );
             *count.entry(i).or_default() += 1;
         }
     }
-    ensure!(count.len() == LINES, "{} of {LINES} lines arrived", count.len());
+    ensure!(
+        count.len() == LINES,
+        "{} of {LINES} lines arrived",
+        count.len()
+    );
     let killed_at = killed_at.context("kill happened")?;
     // Checkpoints are written every 200 ms and records linger 200 ms: a line
     // can only be re-sent if it was written within a few seconds of the kill.

@@ -1,0 +1,62 @@
+//! Access-log lines with known contents, for tests that compare what reached
+//! the stream (or CloudWatch) with an independent count of what was written.
+//!
+//! Lines use [`FORMAT`], the combined format plus `%D`, and carry their time
+//! in the log's own `%t`, so tests control event-time windows.
+
+use tailrace_logformat::LogTime;
+
+/// The LogFormat of the lines written here.
+pub const FORMAT: &str = r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D"#;
+
+/// One request, as the test means it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Client address as written in `%h`.
+    pub client: String,
+    /// Event time, unix seconds (UTC).
+    pub time: i64,
+    /// Request path.
+    pub path: String,
+    /// Final status.
+    pub status: u16,
+    /// Response bytes (`%b`; 0 is written as `-`).
+    pub bytes: u64,
+    /// Duration in microseconds (`%D`).
+    pub micros: u64,
+}
+
+impl Request {
+    /// The access-log line, with its trailing newline.
+    pub fn line(&self) -> String {
+        let mut t = Vec::with_capacity(32);
+        LogTime {
+            unix_secs: self.time,
+            nanos: 0,
+            offset_secs: 0,
+        }
+        .write_clf(&mut t);
+        let bytes = if self.bytes == 0 {
+            "-".to_string()
+        } else {
+            self.bytes.to_string()
+        };
+        format!(
+            "{} - - [{}] \"GET {} HTTP/1.1\" {} {} \"-\" \"tailrace-tests/1.0\" {}\n",
+            self.client,
+            String::from_utf8_lossy(&t),
+            self.path,
+            self.status,
+            bytes,
+            self.micros
+        )
+    }
+}
+
+/// Current unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
