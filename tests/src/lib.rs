@@ -358,3 +358,73 @@ pub async fn metric_sum(
     }
     Ok((sum, count))
 }
+
+/// An S3 client for `config` with path-style addressing (moto serves no
+/// virtual-host buckets on 127.0.0.1).
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Write `body` to `s3://bucket/key` (the bucket must exist).
+pub async fn put_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: &str,
+) -> Result<()> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(
+            body.as_bytes().to_vec(),
+        ))
+        .send()
+        .await
+        .with_context(|| format!("writing s3://{bucket}/{key}"))?;
+    Ok(())
+}
+
+/// Sum and SampleCount of `metric` with exactly these `dimensions` over one
+/// window, read back with GetMetricStatistics (period = the window).
+/// `(0.0, 0.0)` when there is no datapoint.
+///
+/// moto matches dimensions as a *subset* (real CloudWatch matches exactly):
+/// asking for `[SourceApplication=x]` there also returns the datums published
+/// under `[Service=…, SourceApplication=x]`.
+pub async fn metric_sum(
+    cw: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    metric: &str,
+    dimensions: &[(&str, &str)],
+    window_start: i64,
+    window_secs: i32,
+) -> Result<(f64, f64)> {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+    let mut req = cw
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name(metric)
+        .start_time(DateTime::from_secs(window_start))
+        .end_time(DateTime::from_secs(window_start + i64::from(window_secs)))
+        .period(window_secs)
+        .statistics(Statistic::Sum)
+        .statistics(Statistic::SampleCount);
+    for (name, value) in dimensions {
+        req = req.dimensions(Dimension::builder().name(*name).value(*value).build());
+    }
+    let out = req
+        .send()
+        .await
+        .with_context(|| format!("GetMetricStatistics {namespace}/{metric} {dimensions:?}"))?;
+    let mut sum = 0.0;
+    let mut count = 0.0;
+    for dp in out.datapoints() {
+        sum += dp.sum().unwrap_or(0.0);
+        count += dp.sample_count().unwrap_or(0.0);
+    }
+    Ok((sum, count))
+}
