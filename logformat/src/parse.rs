@@ -105,7 +105,8 @@ impl Parsed {
 
     /// The time of the line, combined from all `%t` / `%{..}t` parts (the `begin:`
     /// parts, or the `end:` parts if there are no others). `None` without a time, or
-    /// when the parts do not name an instant (no year and no epoch seconds).
+    /// when the parts do not name an instant (no year and no epoch seconds). A custom
+    /// format without `%z` is taken as UTC (offset 0).
     pub fn time(&self) -> Option<LogTime> {
         self.time
     }
