@@ -1,0 +1,3 @@
+//! Helpers for the agent's integration tests that drive real system tools.
+
+pub mod httpd;
