@@ -13,8 +13,12 @@ use tailrace_aggregator::logging::{self, LogFormat};
 async fn main() -> anyhow::Result<()> {
     logging::init(LogFormat::Json, true);
     let settings = Settings::from_env().context("reading settings from the environment")?;
-    // AWS_ENDPOINT_URL is honoured by the SDK's default chain itself.
-    let config = sdk_config(None).await;
+    // AWS_ENDPOINT_URL (an emulator, `cargo lambda watch` tests) is passed
+    // explicitly so S3 switches to path-style addressing too.
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let config = sdk_config(endpoint.as_deref()).await;
     let clients = Clients::new(&config);
     let handler = build_handler(&settings, &clients).context("building the handler")?;
     let handler = &handler;
