@@ -21,6 +21,8 @@
 //! consumer recognize exact replays.
 
 use std::collections::{BTreeMap, HashMap};
+
+use foldhash::HashMap as FastMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,7 @@ use tailrace_wire::{ClientKey, ClientStats, Partial};
 
 use crate::checkpoint::FlowState;
 use crate::config::Flow;
-use crate::ledger::{Hold, SourceId};
+use crate::ledger::{Hold, Ledger, SourceId};
 use crate::record::{KeyMaker, OutRecord, RecordSender};
 use crate::stats::FlowStats;
 use crate::watcher::{LineSink, SinkClosed};
@@ -143,7 +145,9 @@ impl Sequences {
 /// One window being filled.
 #[derive(Default)]
 struct Window {
-    groups: HashMap<ClientKey, ClientStats>,
+    /// foldhash: the client keys come from outside, and SipHash was a
+    /// measurable share of the per-line cost.
+    groups: FastMap<ClientKey, ClientStats>,
     overflow: ClientStats,
     overflow_clients: u64,
     rejected: u64,
@@ -153,10 +157,10 @@ struct Window {
 }
 
 impl Window {
-    fn hold(&mut self, out: &RecordSender, source: SourceId, offset: u64) {
+    fn hold(&mut self, ledger: &Ledger, source: SourceId, offset: u64) {
         if !self.holds.iter().any(|h| h.source == source) {
             let hold = Hold { source, offset };
-            out.ledger().hold(&[hold]);
+            ledger.hold(&[hold]);
             self.holds.push(hold);
         }
     }
@@ -190,8 +194,12 @@ pub struct WindowSink {
     emitted_before: i64,
     /// Latest event time seen (unix seconds).
     watermark: Option<i64>,
-    /// When the last line arrived (idle time advances the watermark).
+    /// When the last line arrived, as of the last tick (idle time advances
+    /// the watermark); ticks read the clock, lines do not.
     last_line: Instant,
+    /// Lines arrived since the last tick.
+    active: bool,
+    ledger: Ledger,
     out: RecordSender,
     keys: KeyMaker,
     sequences: Sequences,
@@ -232,6 +240,8 @@ impl WindowSink {
             emitted_before: i64::MIN,
             watermark: None,
             last_line: Instant::now(),
+            active: false,
+            ledger: out.ledger().clone(),
             out,
             keys,
             sequences,
@@ -261,12 +271,21 @@ impl WindowSink {
         self.window_of(t)
     }
 
-    fn target(&mut self, start: i64) -> &mut Window {
-        let map = if start < self.emitted_before {
-            self.stats.late_lines.inc();
-            &mut self.late
+    /// The window a line with event time window `start` goes to: the open
+    /// one, or the late one when that window was already emitted. A free
+    /// function over the two maps so callers keep their other fields.
+    fn target<'a>(
+        open: &'a mut BTreeMap<i64, Window>,
+        late: &'a mut BTreeMap<i64, Window>,
+        emitted_before: i64,
+        stats: &FlowStats,
+        start: i64,
+    ) -> &'a mut Window {
+        let map = if start < emitted_before {
+            stats.late_lines.inc();
+            late
         } else {
-            &mut self.open
+            open
         };
         map.entry(start).or_insert_with(|| Window {
             created: Some(Instant::now()),
@@ -326,7 +345,7 @@ impl WindowSink {
         for (i, data) in records.into_iter().enumerate() {
             // The window's holds were placed once; every further record needs its own.
             if i > 0 {
-                self.out.ledger().hold(&w.holds);
+                self.ledger.hold(&w.holds);
             }
             let seq = first + i as u64;
             let sequences = self.sequences.clone();
@@ -374,7 +393,7 @@ impl LineSink for WindowSink {
         if truncated {
             self.stats.lines_truncated.inc();
         }
-        self.last_line = Instant::now();
+        self.active = true;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let parsed = self.format.parse(line, &mut self.parsed);
         let time = match (&parsed, self.parsed.time()) {
@@ -388,9 +407,14 @@ impl LineSink for WindowSink {
                 Ok(()) => "no time in line".to_string(),
             };
             let ws = self.current_window();
-            let out = self.out.clone();
-            let w = self.target(ws);
-            w.hold(&out, source, start);
+            let w = Self::target(
+                &mut self.open,
+                &mut self.late,
+                self.emitted_before,
+                &self.stats,
+                ws,
+            );
+            w.hold(&self.ledger, source, start);
             w.reject(line, &why);
             return Ok(());
         };
@@ -400,9 +424,14 @@ impl LineSink for WindowSink {
         let latency = self.parsed.duration_us();
         let ws = self.window_of(t);
         let max_groups = self.max_groups;
-        let out = self.out.clone();
-        let w = self.target(ws);
-        w.hold(&out, source, start);
+        let w = Self::target(
+            &mut self.open,
+            &mut self.late,
+            self.emitted_before,
+            &self.stats,
+            ws,
+        );
+        w.hold(&self.ledger, source, start);
         if let Some(stats) = w.groups.get_mut(&client) {
             stats.record(status, bytes, latency);
         } else if w.groups.len() < max_groups {
@@ -422,6 +451,9 @@ impl LineSink for WindowSink {
     }
 
     fn tick(&mut self) -> Result<(), SinkClosed> {
+        if std::mem::take(&mut self.active) {
+            self.last_line = Instant::now();
+        }
         self.emit_ready()?;
         let due: Vec<i64> = self
             .late

@@ -17,9 +17,6 @@ use serde::{Deserialize, Serialize};
 /// How many leading bytes a full fingerprint covers.
 pub const FINGERPRINT_BYTES: usize = 256;
 
-/// Fewest bytes for a fingerprint to identify a copy of another file.
-pub const MIN_COPY_FINGERPRINT: u32 = 64;
-
 /// Device and inode of an open file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FileKey {
@@ -64,15 +61,7 @@ impl Fingerprint {
     /// Fingerprint the first `min(size, len)` bytes of `file`.
     pub fn prefix(file: &File, len: usize) -> io::Result<Fingerprint> {
         let mut buf = [0u8; FINGERPRINT_BYTES];
-        let want = len.min(FINGERPRINT_BYTES);
-        let mut got = 0;
-        while got < want {
-            let n = file.read_at(&mut buf[got..want], got as u64)?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
+        let got = read_prefix(file, &mut buf[..len.min(FINGERPRINT_BYTES)])?;
         Ok(Fingerprint {
             len: got as u32,
             hash: xxhash_rust::xxh3::xxh3_64(&buf[..got]),
@@ -89,6 +78,19 @@ impl Fingerprint {
     pub fn is_full(&self) -> bool {
         self.len as usize >= FINGERPRINT_BYTES
     }
+}
+
+/// Read up to `buf.len()` bytes from the start of `file`; returns how many.
+pub fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = file.read_at(&mut buf[got..], got as u64)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    Ok(got)
 }
 
 #[cfg(test)]

@@ -220,12 +220,12 @@ impl Ledger {
     }
 
     /// Positions to checkpoint now, one per (flow, file), dropping closed
-    /// sources that nothing holds any more. Closed sources are kept in the
-    /// checkpoint (so a restart does not re-read a rotated file that still
-    /// matches the glob) as long as they are held or their file exists.
+    /// sources that nothing holds any more. (The tailer closes only files
+    /// that left the flow's globs or were deleted, once drained; a held one
+    /// stays, so a crash re-reads what was not acknowledged.)
     pub fn positions(&self) -> Vec<Position> {
         let mut inner = self.lock();
-        inner.sources.retain(|_, e| !(e.closed && !e.is_held()));
+        inner.sources.retain(|_, e| !e.closed || e.is_held());
         let mut best: HashMap<(String, FileKey), (SourceId, Position)> = HashMap::new();
         for (id, e) in &inner.sources {
             let pos = Position {

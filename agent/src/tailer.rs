@@ -32,7 +32,7 @@ use notify::Watcher as _;
 
 use crate::checkpoint::FileCheckpoint;
 use crate::config::StartAt;
-use crate::identity::{FileKey, Fingerprint, MIN_COPY_FINGERPRINT};
+use crate::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
 use crate::ledger::Ledger;
 use crate::watcher::{FileWatcher, LineSink, Polled, SinkClosed};
 
@@ -82,6 +82,39 @@ impl TailerSettings {
 /// Bytes read from one file before moving to the next (fairness).
 const READ_BUDGET: u64 = 4 * 1024 * 1024;
 
+/// Where a newly found file starts, or why it must wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Read from this offset.
+    At(u64, &'static str),
+    /// Empty: nothing to decide on yet (logrotate's `create`, or a copy
+    /// that has not begun).
+    WaitEmpty,
+    /// A `copytruncate` copy still being written: wait until it reaches the
+    /// offset the original was read to, so reading starts on that line
+    /// boundary and nothing is sent twice.
+    WaitCopy {
+        /// The original's read offset when it was copied.
+        target: u64,
+    },
+    /// Too short to compare with a truncated file's fingerprint yet.
+    WaitShort,
+    /// Starts like a file being read that was not truncated: wait for its
+    /// truncation (then it is a copy), or read it from 0 if none comes.
+    WaitOriginal,
+}
+
+/// A new file whose start is not decided yet. Lives in the tailer until it
+/// becomes a watcher or disappears.
+struct PendingFile {
+    key: FileKey,
+    /// When it was first seen.
+    found: Instant,
+    /// Size when last seen, and since when it has not changed.
+    size: u64,
+    still_since: Instant,
+}
+
 /// One flow's file server. Lives for the flow's lifetime on its own thread.
 pub struct Tailer {
     settings: TailerSettings,
@@ -94,6 +127,8 @@ pub struct Tailer {
     first_scan: bool,
     /// Paths we could not open, so each is reported once until it recovers.
     unreadable: HashSet<PathBuf>,
+    /// New files whose starting offset is not decided yet.
+    pending: Vec<PendingFile>,
     fs_events: Option<mpsc::Receiver<()>>,
     fs_watcher: Option<notify::RecommendedWatcher>,
     watched_dirs: HashSet<PathBuf>,
@@ -129,6 +164,7 @@ impl Tailer {
             checkpoints: checkpoints.into_iter().map(|c| (c.key, c)).collect(),
             first_scan: true,
             unreadable: HashSet::new(),
+            pending: Vec::new(),
             fs_events: fs_watcher.as_ref().map(|_| rx),
             fs_watcher,
             watched_dirs: HashSet::new(),
@@ -331,6 +367,8 @@ impl Tailer {
                 tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot start reading file");
             }
         }
+        // Pending files that vanished (deleted before anything was decided).
+        self.pending.retain(|p| seen.contains(&p.key));
         for w in &mut self.watchers {
             if !seen.contains(&w.key) && !w.orphaned {
                 tracing::info!(flow = %self.settings.flow, path = %w.path.display(), "file left its path (rotated or deleted); draining it");
@@ -345,25 +383,60 @@ impl Tailer {
 
     fn open_new(&mut self, path: PathBuf, file: File, key: FileKey) -> io::Result<()> {
         let size = file.metadata()?.len();
-        let fp = Fingerprint::of(&file)?;
-        let (offset, why) = if let Some(ck) = self.checkpoints.remove(&key) {
+        let start = if let Some(ck) = self.checkpoints.remove(&key) {
             if !ck.fingerprint.matches(&file)? {
-                (0, "inode reused by a new file")
+                Start::At(0, "inode reused by a new file")
             } else if ck.offset > size {
-                (
+                Start::At(
                     0,
                     "shorter than its checkpoint: truncated while the agent was down",
                 )
             } else {
-                (ck.offset, "checkpoint")
+                Start::At(ck.offset, "checkpoint")
             }
-        } else if let Some(offset) = self.copy_of_active(&file, size)? {
-            (offset, "copy of a file being read (copytruncate)")
         } else if self.first_scan && self.settings.start_at == StartAt::End {
-            (last_line_boundary(&file, size)?, "start_at: end")
+            Start::At(last_line_boundary(&file, size)?, "start_at: end")
         } else {
-            (0, "new file")
+            self.classify_new(&file, size)?
         };
+        let start = match (start, self.pending.iter().position(|p| p.key == key)) {
+            (Start::At(..), _) => start,
+            (_, None) => {
+                tracing::debug!(flow = %self.settings.flow, path = %path.display(), size, ?start, "new file: deciding where to start");
+                self.pending.push(PendingFile {
+                    key,
+                    found: Instant::now(),
+                    size,
+                    still_since: Instant::now(),
+                });
+                return Ok(());
+            }
+            (_, Some(i)) => {
+                let p = &mut self.pending[i];
+                if p.size != size {
+                    p.size = size;
+                    p.still_since = Instant::now();
+                }
+                let quiet = self.settings.rotate_quiet;
+                match start {
+                    // The copy stopped growing short of the original's offset.
+                    Start::WaitCopy { .. } if p.still_since.elapsed() >= quiet => Start::At(
+                        last_line_boundary(&file, size)?,
+                        "copy shorter than what was read of the original",
+                    ),
+                    // No truncation came: same first bytes by coincidence.
+                    Start::WaitShort | Start::WaitOriginal if p.found.elapsed() >= quiet => {
+                        Start::At(0, "new file")
+                    }
+                    _ => return Ok(()),
+                }
+            }
+        };
+        self.pending.retain(|p| p.key != key);
+        let Start::At(offset, why) = start else {
+            return Ok(());
+        };
+        let fp = Fingerprint::of(&file)?;
         tracing::info!(flow = %self.settings.flow, path = %path.display(), offset, size, reason = why, "reading file");
         let source = self
             .ledger
@@ -373,22 +446,48 @@ impl Tailer {
         Ok(())
     }
 
-    /// A new file whose first bytes equal those of a file being read is a copy
-    /// of it (`copytruncate`): start it where that reading stands.
-    fn copy_of_active(&self, file: &File, size: u64) -> io::Result<Option<u64>> {
-        let candidates = self
-            .watchers
-            .iter()
-            .flat_map(|w| std::iter::once((w.fingerprint, w.offset())).chain(w.previous));
-        for (fp, offset) in candidates {
-            if fp.len < MIN_COPY_FINGERPRINT || u64::from(fp.len) > size {
-                continue;
-            }
-            if fp.matches(file)? {
-                return Ok(Some(offset.min(size)));
+    /// Where a new file without a checkpoint starts. A file whose first bytes
+    /// equal those of a file that was truncated is a `copytruncate` copy of
+    /// it: it starts where the original's reading stood, once the copy got
+    /// that far. A file whose first bytes equal those of a file *not*
+    /// truncated may be a copy whose original is about to be truncated, or a
+    /// coincidence (identical lines from a load test): it waits for the
+    /// truncation, and is read from 0 if none comes.
+    fn classify_new(&self, file: &File, size: u64) -> io::Result<Start> {
+        if size == 0 {
+            return Ok(Start::WaitEmpty);
+        }
+        let mut short = false;
+        for w in &self.watchers {
+            let truncated_now = w.size()? < w.offset();
+            let current = (w.fingerprint, w.offset(), truncated_now);
+            let previous = w.previous.map(|(fp, offset)| (fp, offset, true));
+            for (fp, offset, truncated) in std::iter::once(current).chain(previous) {
+                if fp.len == 0 {
+                    continue;
+                }
+                let same = if u64::from(fp.len) <= size {
+                    fp.matches(file)?
+                } else if !truncated {
+                    same_prefix(file, w.file(), size as usize)?
+                } else {
+                    short = true;
+                    continue;
+                };
+                if same {
+                    return Ok(if truncated {
+                        copy_start(offset, size)
+                    } else {
+                        Start::WaitOriginal
+                    });
+                }
             }
         }
-        Ok(None)
+        Ok(if short {
+            Start::WaitShort
+        } else {
+            Start::At(0, "new file")
+        })
     }
 
     /// Files checkpointed before a restart that no glob found: look for them
@@ -447,6 +546,24 @@ fn glob_base_dir(pattern: &str) -> PathBuf {
         base.pop();
     }
     base
+}
+
+/// Where a copy of a file read up to `target` starts, given its size now.
+fn copy_start(target: u64, size: u64) -> Start {
+    if size >= target {
+        Start::At(target, "copy of a file being read (copytruncate)")
+    } else {
+        Start::WaitCopy { target }
+    }
+}
+
+/// Whether two files start with the same `len` bytes (`len` ≤ FINGERPRINT_BYTES).
+fn same_prefix(a: &File, b: &File, len: usize) -> io::Result<bool> {
+    let mut x = [0u8; FINGERPRINT_BYTES];
+    let mut y = [0u8; FINGERPRINT_BYTES];
+    let n = read_prefix(a, &mut x[..len])?;
+    let m = read_prefix(b, &mut y[..len])?;
+    Ok(n == len && m == len && x[..n] == y[..m])
 }
 
 /// Offset just after the last newline before `size` (so `start_at: end`

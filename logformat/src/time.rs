@@ -37,9 +37,9 @@ impl LogTime {
         push2(out, (sod % 60) as u32);
         if self.nanos != 0 {
             out.push(b'.');
-            let (v, digits) = if self.nanos % 1_000_000 == 0 {
+            let (v, digits) = if self.nanos.is_multiple_of(1_000_000) {
                 (self.nanos / 1_000_000, 3)
-            } else if self.nanos % 1_000 == 0 {
+            } else if self.nanos.is_multiple_of(1_000) {
                 (self.nanos / 1_000, 6)
             } else {
                 (self.nanos, 9)

@@ -1,0 +1,197 @@
+//! End to end, through the real servers: two agents in aggregate mode →
+//! Kinesis (moto) → `tailrace-aggregator consume` → CloudWatch (moto).
+//! Per (window, SourceApplication), Requests and Bytes read back with
+//! GetMetricStatistics equal an independent count of the log files, with the
+//! metadata join (CIDR, exact IP, IPv6, unknown) applied by hand.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+use tailrace_tests::loggen::{now, Request, FORMAT};
+use tailrace_tests::{bin, child_env, create_stream, ChildGuard, Moto};
+
+const WINDOW: i64 = 300;
+const METADATA: &str = "ip_or_cidr,application,contact\n# test mapping\n10.0.1.0/24,billing,billing@example.com\n10.0.1.7,billing-admin,admin@example.com\n2001:db8::/32,search,search@example.com\n";
+
+/// The application the metadata above gives a client (most specific wins).
+fn application(client: &str) -> &'static str {
+    if client == "10.0.1.7" {
+        "billing-admin"
+    } else if client.starts_with("10.0.1.") {
+        "billing"
+    } else if client.starts_with("2001:db8:") {
+        "search"
+    } else {
+        "unknown"
+    }
+}
+
+fn requests(host: usize, base: i64) -> Vec<Request> {
+    let clients = [
+        "10.0.1.5",
+        "10.0.1.7",
+        "10.0.1.200",
+        "2001:db8::10",
+        "2001:db8:1::2",
+        "192.0.2.50",
+        "198.51.100.7",
+    ];
+    (0..900)
+        .map(|i| Request {
+            client: clients[(i * (host + 1)) % clients.len()].to_string(),
+            time: base + (i as i64 * 3 * WINDOW) / 900,
+            path: format!("/host{host}/{i}"),
+            status: [200, 200, 302, 404, 503][i % 5],
+            bytes: (i as u64 * 131) % 7000,
+            micros: 500 + (i as u64 * 977) % 90_000,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_to_cloudwatch_match_an_independent_count() -> Result<()> {
+    let moto = Moto::start()?;
+    let sdk = moto.sdk_config().await;
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
+    create_stream(&kinesis, "e2e", 2).await?;
+    s3.create_bucket().bucket("meta").send().await?;
+    s3.put_object()
+        .bucket("meta")
+        .key("apps.csv")
+        .body(METADATA.as_bytes().to_vec().into())
+        .send()
+        .await?;
+
+    let dir = std::env::temp_dir().join(format!("tailrace-e2e-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let base = (now() - 40 * 60).div_euclid(WINDOW) * WINDOW;
+    // Independent count: (window, application) -> (requests, bytes).
+    let mut truth: BTreeMap<(i64, &str), (u64, u64)> = BTreeMap::new();
+    let mut agents = Vec::new();
+    for host in 0..2 {
+        let hdir = dir.join(format!("host{host}"));
+        fs::create_dir_all(hdir.join("logs"))?;
+        let reqs = requests(host, base);
+        let text: String = reqs.iter().map(Request::line).collect();
+        fs::write(hdir.join("logs/access.log"), text)?;
+        for r in &reqs {
+            let e = truth
+                .entry((r.time.div_euclid(WINDOW) * WINDOW, application(&r.client)))
+                .or_default();
+            e.0 += 1;
+            e.1 += r.bytes;
+        }
+        let config = hdir.join("tailrace.yaml");
+        fs::write(
+            &config,
+            format!(
+                "state_dir: {state}\nhost_id: host-{host}\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log*\"]\n    format: '{FORMAT}'\n    start_at: beginning\n    stream: e2e\n    mode: aggregate\n    service: checkout\n",
+                state = hdir.join("state").display(),
+                logs = hdir.join("logs").display(),
+                endpoint = moto.endpoint(),
+            ),
+        )?;
+        let child = Command::new(bin("tailrace")?)
+            .args(["run", "--config"])
+            .arg(&config)
+            .envs(child_env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(hdir.join("agent.log"))?)
+            .spawn()?;
+        agents.push(ChildGuard(child));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for a in &mut agents {
+        a.signal("TERM")?;
+        let status = a.wait_timeout(Duration::from_secs(25))?;
+        ensure!(
+            status.success(),
+            "agent exited with {status} (logs in {})",
+            dir.display()
+        );
+    }
+
+    let out = Command::new(bin("tailrace-aggregator")?)
+        .args([
+            "consume",
+            "--stream",
+            "e2e",
+            "--metadata",
+            "s3://meta/apps.csv",
+            "--endpoint-url",
+        ])
+        .arg(moto.endpoint())
+        .args(["--exit-when-idle", "3s"])
+        .envs(child_env())
+        .stdin(Stdio::null())
+        .output()
+        .context("running tailrace-aggregator consume")?;
+    ensure!(
+        out.status.success(),
+        "consume failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let start = aws_sdk_cloudwatch::primitives::DateTime::from_secs(base - WINDOW);
+    let end = aws_sdk_cloudwatch::primitives::DateTime::from_secs(base + 6 * WINDOW);
+    let apps = ["billing", "billing-admin", "search", "unknown"];
+    for app in apps {
+        for (metric, pick) in [("Requests", 0usize), ("Bytes", 1)] {
+            // Query [Service, SourceApplication]: moto matches a dimension
+            // filter against supersets, so [SourceApplication] alone would
+            // add the per-service datums too.
+            let got = cloudwatch
+                .get_metric_statistics()
+                .namespace("Tailrace")
+                .metric_name(metric)
+                .dimensions(
+                    Dimension::builder()
+                        .name("Service")
+                        .value("checkout")
+                        .build(),
+                )
+                .dimensions(
+                    Dimension::builder()
+                        .name("SourceApplication")
+                        .value(app)
+                        .build(),
+                )
+                .start_time(start)
+                .end_time(end)
+                .period(WINDOW as i32)
+                .statistics(Statistic::Sum)
+                .send()
+                .await?;
+            let mut by_window: BTreeMap<i64, u64> = BTreeMap::new();
+            for p in got.datapoints() {
+                let ts = p.timestamp().context("datapoint without timestamp")?.secs();
+                *by_window.entry(ts).or_default() += p.sum().unwrap_or(0.0) as u64;
+            }
+            let want: BTreeMap<i64, u64> = truth
+                .iter()
+                .filter(|((_, a), _)| *a == app)
+                .map(|((w, _), v)| (*w, if pick == 0 { v.0 } else { v.1 }))
+                .filter(|(_, v)| *v > 0)
+                .collect();
+            ensure!(!want.is_empty(), "the scenario should give {app} traffic");
+            ensure!(
+                by_window == want,
+                "{metric} for {app}: CloudWatch {by_window:?}, log files {want:?}"
+            );
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
+}
