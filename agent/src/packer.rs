@@ -87,7 +87,8 @@ impl LineSink for RawPacker {
             self.seal()?;
         }
         if self.buf.is_empty() {
-            self.buf.reserve(self.max_data.min(256 * 1024));
+            // Sized once: growing by doubling would copy the record several times.
+            self.buf.reserve_exact(self.max_data);
             self.started = Some(Instant::now());
         }
         if !self.holds.iter().any(|h| h.source == source) {

@@ -31,7 +31,7 @@ use crate::tailer::{Tailer, TailerSettings};
 use crate::watcher::LineSink;
 
 /// Unacknowledged record bytes allowed per flow before readers wait.
-pub const QUEUE_BUDGET_BYTES: u32 = 4 * 1024 * 1024;
+pub const QUEUE_BUDGET_BYTES: u32 = 3 * 1024 * 1024;
 
 /// Build a Kinesis client from the config's AWS section and the SDK's default chain.
 pub async fn kinesis_client(aws: &AwsConfig) -> aws_sdk_kinesis::Client {

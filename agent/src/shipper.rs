@@ -26,8 +26,8 @@ pub const MAX_BATCH_RECORDS: usize = 500;
 /// Most bytes (data + keys) per PutRecords call. Kinesis allows 5 MiB, but
 /// a call's body is held about three times over while in flight (our copy,
 /// the SDK's base64 JSON, its retry copy), and one shard takes only 1 MiB/s:
-/// 2 MiB calls keep the agent's memory small at no cost in throughput.
-pub const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
+/// 1 MiB calls keep the agent's memory small at no cost in throughput.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// Backoff bounds.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
