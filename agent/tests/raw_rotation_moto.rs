@@ -213,3 +213,81 @@ async fn rename_rotation_and_kill9_lose_nothing() -> Result<()> {
 async fn copytruncate_and_kill9_lose_nothing() -> Result<()> {
     scenario("copytruncate", Rotation::CopyTruncate).await
 }
+
+/// logrotate writes a `copytruncate` copy in chunks: the agent may find the
+/// copy half-written, and before the original is truncated. It must neither
+/// ship a fragment of a line nor re-send what it already read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_copytruncate_copy_sends_each_line_once() -> Result<()> {
+    let name = "slowcopy";
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, name, 1).await?;
+    let s = setup(name, &moto.endpoint())?;
+    let mut agent = start_agent(&s.config, "1")?;
+    let first: String = (0..100).map(line).collect();
+    fs::write(&s.log, &first)?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The copy, in two chunks with a pause; the cut is mid-line.
+    let copy = s.log.with_extension("log.1");
+    let cut = first.len() / 3 + 7;
+    fs::write(&copy, &first.as_bytes()[..cut])?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    OpenOptions::new()
+        .append(true)
+        .open(&copy)?
+        .write_all(&first.as_bytes()[cut..])?;
+    OpenOptions::new().write(true).open(&s.log)?.set_len(0)?;
+    let second: String = (100..150).map(line).collect();
+    OpenOptions::new()
+        .append(true)
+        .open(&s.log)?
+        .write_all(second.as_bytes())?;
+
+    let records =
+        tailrace_tests::eventually(Duration::from_secs(30), "150 lines on the stream", || {
+            let kinesis = kinesis.clone();
+            async move {
+                let records = read_stream(&kinesis, name).await?;
+                let n: usize = records
+                    .iter()
+                    .map(|r| tailrace_wire::raw::lines(&r.data).count())
+                    .sum();
+                Ok((n >= 150).then_some(records))
+            }
+        })
+        .await?;
+    // Give a wrong re-send time to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let records = read_stream(&kinesis, name).await.map(|r| {
+        if r.len() >= records.len() {
+            r
+        } else {
+            records
+        }
+    })?;
+    agent.signal("TERM")?;
+    ensure!(
+        agent.wait_timeout(Duration::from_secs(25))?.success(),
+        "agent did not stop cleanly"
+    );
+    let mut seen = vec![0usize; 150];
+    for r in &records {
+        for l in tailrace_wire::raw::lines(&r.data) {
+            let i = id_of(l).with_context(|| {
+                format!("fragment on the stream: {}", String::from_utf8_lossy(l))
+            })?;
+            ensure!(
+                l == line(i).trim_end_matches('\n').as_bytes(),
+                "line {i} altered"
+            );
+            seen[i] += 1;
+        }
+    }
+    ensure!(
+        seen.iter().all(|&n| n == 1),
+        "each line exactly once, got counts {seen:?}"
+    );
+    let _ = fs::remove_dir_all(&s.dir);
+    Ok(())
+}
