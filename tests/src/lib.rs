@@ -35,7 +35,12 @@ pub struct Moto {
 impl Moto {
     /// Start `moto_server` on 127.0.0.1 and wait until it accepts connections.
     pub fn start() -> Result<Moto> {
-        let port = free_port()?;
+        Moto::start_on(free_port()?)
+    }
+
+    /// Start `moto_server` on a given loopback port (to bring an endpoint
+    /// back after an outage the agent was already pointed at).
+    pub fn start_on(port: u16) -> Result<Moto> {
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
