@@ -38,6 +38,9 @@ use crate::watcher::{LineSink, SinkClosed};
 
 /// How long a late partial collects stragglers before it is sent.
 const LATE_LINGER: Duration = Duration::from_secs(5);
+/// Distinct overflow clients counted per window; past this, `overflow_clients`
+/// is a lower bound (the requests are all still counted).
+const MAX_OVERFLOW_TRACKED: usize = 1 << 16;
 /// Reject samples kept per window.
 const MAX_SAMPLES: usize = 3;
 /// Longest reject sample, in bytes.
@@ -145,9 +148,14 @@ impl Sequences {
 /// One window being filled.
 #[derive(Default)]
 struct Window {
-    /// foldhash: the client keys come from outside, and SipHash was a
+    /// Keyed by the client's text as written: looking a line's client up
+    /// costs one hash of a few bytes, with no address parsing; keys become
+    /// [`ClientKey`]s (and equal addresses written differently merge) once,
+    /// at emission. foldhash: the keys come from outside, and SipHash was a
     /// measurable share of the per-line cost.
-    groups: FastMap<ClientKey, ClientStats>,
+    groups: FastMap<Box<[u8]>, ClientStats>,
+    /// Hashes of the distinct clients folded into `overflow` (bounded).
+    overflow_seen: foldhash::HashSet<u64>,
     overflow: ClientStats,
     overflow_clients: u64,
     rejected: u64,
@@ -293,19 +301,21 @@ impl WindowSink {
         })
     }
 
-    /// The client of the line just parsed.
-    fn client(&self, line: &[u8]) -> ClientKey {
-        if let Some(idx) = self.client_field {
-            if let Some(value) = self.parsed.field(line, idx) {
-                if let Some(addr) = nth_from_right(value, self.trusted_proxies) {
-                    return ClientKey::from_text(addr);
+    /// The client of the line just parsed, as written in it.
+    fn client<'l>(
+        parsed: &Parsed,
+        client_field: Option<usize>,
+        trusted_proxies: usize,
+        line: &'l [u8],
+    ) -> &'l [u8] {
+        if let Some(idx) = client_field {
+            if let Some(value) = parsed.field(line, idx) {
+                if let Some(addr) = nth_from_right(value, trusted_proxies) {
+                    return addr;
                 }
             }
         }
-        match self.parsed.client(line) {
-            Some(c) => ClientKey::from_text(c),
-            None => ClientKey::from_text(b"-"),
-        }
+        parsed.client(line).unwrap_or(b"-")
     }
 
     fn emit_ready(&mut self) -> Result<(), SinkClosed> {
@@ -325,10 +335,19 @@ impl WindowSink {
     }
 
     fn emit(&mut self, start: i64, w: Window, late: bool) -> Result<(), SinkClosed> {
+        let mut groups: FastMap<ClientKey, ClientStats> = FastMap::default();
+        for (text, stats) in w.groups {
+            match groups.entry(ClientKey::from_text(&text)) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&stats),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(stats);
+                }
+            }
+        }
         let mut partial = Partial {
             window_start: start,
             late,
-            groups: w.groups.into_iter().collect(),
+            groups: groups.into_iter().collect(),
             overflow: w.overflow,
             overflow_clients: w.overflow_clients,
             rejected_lines: w.rejected,
@@ -418,7 +437,7 @@ impl LineSink for WindowSink {
             w.reject(line, &why);
             return Ok(());
         };
-        let client = self.client(line);
+        let client = Self::client(&self.parsed, self.client_field, self.trusted_proxies, line);
         let status = self.parsed.status();
         let bytes = self.parsed.response_bytes();
         let latency = self.parsed.duration_us();
@@ -432,16 +451,20 @@ impl LineSink for WindowSink {
             ws,
         );
         w.hold(&self.ledger, source, start);
-        if let Some(stats) = w.groups.get_mut(&client) {
+        if let Some(stats) = w.groups.get_mut(client) {
             stats.record(status, bytes, latency);
         } else if w.groups.len() < max_groups {
             w.groups
-                .entry(client)
+                .entry(client.into())
                 .or_default()
                 .record(status, bytes, latency);
         } else {
-            w.overflow_clients += 1;
             w.overflow.record(status, bytes, latency);
+            if w.overflow_seen.len() < MAX_OVERFLOW_TRACKED
+                && w.overflow_seen.insert(xxhash_rust::xxh3::xxh3_64(client))
+            {
+                w.overflow_clients += 1;
+            }
         }
         if self.watermark.is_none_or(|wm| t > wm) {
             self.watermark = Some(t);

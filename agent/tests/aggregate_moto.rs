@@ -31,6 +31,17 @@ struct Agent {
 }
 
 fn agent_dir(test: &str, host: &str, endpoint: &str, stream: &str) -> Result<Agent> {
+    agent_dir_with(test, host, endpoint, stream, "")
+}
+
+/// `extra`: more flow keys, each line indented by four spaces.
+fn agent_dir_with(
+    test: &str,
+    host: &str,
+    endpoint: &str,
+    stream: &str,
+    extra: &str,
+) -> Result<Agent> {
     let dir =
         std::env::temp_dir().join(format!("tailrace-agg-{test}-{host}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
@@ -39,7 +50,7 @@ fn agent_dir(test: &str, host: &str, endpoint: &str, stream: &str) -> Result<Age
     fs::write(
         &config,
         format!(
-            "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: {host}\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log*\"]\n    format: '{FORMAT}'\n    start_at: beginning\n    stream: {stream}\n    mode: aggregate\n    window: 1m\n    allowed_lateness: 5s\n    service: checkout\n",
+            "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: {host}\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log*\"]\n    format: '{FORMAT}'\n    start_at: beginning\n    stream: {stream}\n    mode: aggregate\n    window: 1m\n    allowed_lateness: 5s\n    service: checkout\n{extra}",
             state = dir.join("state").display(),
             logs = dir.join("logs").display(),
         ),
@@ -302,6 +313,64 @@ async fn kill9_during_aggregation_never_undercounts() -> Result<()> {
         "kill -9 during aggregation: {got_total} requests counted for {want_total} written ({} over, {} replayed partial ids)",
         got_total - want_total,
         d.duplicate_ids
+    );
+    let _ = fs::remove_dir_all(&a.dir);
+    Ok(())
+}
+
+/// Past `max_groups_per_window`, clients are merged into one overflow group:
+/// their requests still count, and how many clients were folded is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_past_the_cap_are_counted_in_overflow() -> Result<()> {
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    let stream = "agg-cap";
+    create_stream(&kinesis, stream, 1).await?;
+    let a = agent_dir_with(
+        "cap",
+        "host-c",
+        &moto.endpoint(),
+        stream,
+        "    max_groups_per_window: 5\n",
+    )?;
+    let t = (now() - 10 * WINDOW).div_euclid(WINDOW) * WINDOW + 1;
+    let reqs: Vec<Request> = (0..200)
+        .map(|i| Request {
+            client: format!("10.9.0.{}", i % 20),
+            time: t,
+            path: format!("/cap/{i}"),
+            status: 200,
+            bytes: 3,
+            micros: 10,
+        })
+        .collect();
+    append(&a.log, &reqs.iter().map(Request::line).collect::<String>())?;
+    let mut agent = start(&a, "1")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    agent.signal("TERM")?;
+    ensure!(agent.wait_timeout(Duration::from_secs(25))?.success());
+    let records = read_stream(&kinesis, stream).await?;
+    let partials: Vec<Partial> = records
+        .iter()
+        .map(|r| Partial::decode(&r.data))
+        .collect::<Result<_, _>>()?;
+    ensure!(partials.len() == 1, "one window, one record");
+    let p = &partials[0];
+    ensure!(
+        p.groups.len() == 5,
+        "{} groups kept, cap is 5",
+        p.groups.len()
+    );
+    ensure!(
+        p.overflow_clients == 15,
+        "{} overflow clients, want 15",
+        p.overflow_clients
+    );
+    ensure!(p.total().requests == 200, "every request counted");
+    ensure!(
+        p.overflow.requests == 150,
+        "overflow requests {}",
+        p.overflow.requests
     );
     let _ = fs::remove_dir_all(&a.dir);
     Ok(())
