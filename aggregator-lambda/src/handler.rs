@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::decode::{Decoder, Source};
 use crate::merge::{Merger, PartialId, SeenPartials, Window};
+use crate::metadata::Metadata;
 use crate::metadata_source::MetadataSource;
 use crate::publish::{plan, Publisher};
 
@@ -156,61 +157,13 @@ impl Handler {
             }
         };
 
-        let mut merger = Merger::new();
-        let mut ids_per_record: Vec<Vec<PartialId>> = vec![Vec::new(); records.len()];
-        {
+        let MergedBatch {
+            merger,
+            ids_per_record,
+        } = {
             let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            for (index, record) in records.iter().enumerate() {
-                let decoded = match self.decoder.decode(&record.data, &record.sequence_number) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        stats.poison += 1;
-                        tracing::error!(
-                            sequence_number = %record.sequence_number,
-                            partition_key = %record.partition_key,
-                            bytes = record.data.len(),
-                            first_bytes = %hex_prefix(&record.data, 16),
-                            error = %e,
-                            "poison record skipped"
-                        );
-                        continue;
-                    }
-                };
-                stats.kpl_inner += decoded.kpl_inner;
-                stats.lines += decoded.lines;
-                stats.rejected_lines += decoded.rejected_lines;
-                if decoded.rejected_lines > 0 {
-                    tracing::warn!(
-                        sequence_number = %record.sequence_number,
-                        rejected_lines = decoded.rejected_lines,
-                        samples = ?decoded.reject_samples,
-                        "lines of a raw or JSON record did not parse"
-                    );
-                }
-                for (source, partial) in &decoded.partials {
-                    let id = PartialId::of(partial);
-                    if seen.contains(&id) || !merger.add(index, partial, &metadata) {
-                        stats.duplicates += 1;
-                        tracing::info!(
-                            sequence_number = %record.sequence_number,
-                            host_id = %partial.host_id,
-                            flow = %partial.flow,
-                            sequence = partial.sequence,
-                            "replayed partial skipped"
-                        );
-                        continue;
-                    }
-                    stats.partials += 1;
-                    stats.rejected_lines += partial.rejected_lines;
-                    match source {
-                        Source::Partial => stats.tailrace_partials += 1,
-                        Source::RawLines => stats.raw_partials += 1,
-                        Source::AgentJson => stats.json_partials += 1,
-                    }
-                    ids_per_record[index].push(id);
-                }
-            }
-        }
+            merge_batch(&self.decoder, &seen, records, &metadata, &mut stats)
+        };
 
         let windows = merger.windows();
         stats.windows = windows.len();
@@ -262,6 +215,82 @@ impl Handler {
             "batch handled"
         );
         outcome
+    }
+}
+
+/// A batch decoded and merged, before publishing.
+pub struct MergedBatch {
+    /// The merged metrics and per-window reports.
+    pub merger: Merger,
+    /// Per record (by batch index), the ids of the partials it contributed.
+    pub ids_per_record: Vec<Vec<PartialId>>,
+}
+
+/// Decode every record, join client addresses with `metadata` and merge,
+/// skipping poison records and partials in `seen` or repeated in the batch:
+/// the part of [`Handler::handle`] that needs no I/O. Counts go to `stats`.
+pub fn merge_batch(
+    decoder: &Decoder,
+    seen: &SeenPartials,
+    records: &[InputRecord],
+    metadata: &Metadata,
+    stats: &mut BatchStats,
+) -> MergedBatch {
+    let mut merger = Merger::new();
+    let mut ids_per_record: Vec<Vec<PartialId>> = vec![Vec::new(); records.len()];
+    for (index, record) in records.iter().enumerate() {
+        let decoded = match decoder.decode(&record.data, &record.sequence_number) {
+            Ok(d) => d,
+            Err(e) => {
+                stats.poison += 1;
+                tracing::error!(
+                    sequence_number = %record.sequence_number,
+                    partition_key = %record.partition_key,
+                    bytes = record.data.len(),
+                    first_bytes = %hex_prefix(&record.data, 16),
+                    error = %e,
+                    "poison record skipped"
+                );
+                continue;
+            }
+        };
+        stats.kpl_inner += decoded.kpl_inner;
+        stats.lines += decoded.lines;
+        stats.rejected_lines += decoded.rejected_lines;
+        if decoded.rejected_lines > 0 {
+            tracing::warn!(
+                sequence_number = %record.sequence_number,
+                rejected_lines = decoded.rejected_lines,
+                samples = ?decoded.reject_samples,
+                "lines of a raw or JSON record did not parse"
+            );
+        }
+        for (source, partial) in &decoded.partials {
+            let id = PartialId::of(partial);
+            if seen.contains(&id) || !merger.add(index, partial, metadata) {
+                stats.duplicates += 1;
+                tracing::info!(
+                    sequence_number = %record.sequence_number,
+                    host_id = %partial.host_id,
+                    flow = %partial.flow,
+                    sequence = partial.sequence,
+                    "replayed partial skipped"
+                );
+                continue;
+            }
+            stats.partials += 1;
+            stats.rejected_lines += partial.rejected_lines;
+            match source {
+                Source::Partial => stats.tailrace_partials += 1,
+                Source::RawLines => stats.raw_partials += 1,
+                Source::AgentJson => stats.json_partials += 1,
+            }
+            ids_per_record[index].push(id);
+        }
+    }
+    MergedBatch {
+        merger,
+        ids_per_record,
     }
 }
 

@@ -1,19 +1,40 @@
-//! The `bootstrap` binary under `cargo lambda watch` (the Lambda runtime API
-//! emulator) answers a Kinesis event sent with `cargo lambda invoke`: the
-//! response lists no failures (a poison record is skipped, not failed) and
-//! the metrics reach CloudWatch (moto).
+//! The built `bootstrap` binary runs under `cargo lambda watch` (the Lambda
+//! runtime API emulator) and answers a Kinesis event sent with
+//! `cargo lambda invoke`: the response lists no failures (a poison record is
+//! skipped, not failed) and the metrics reach CloudWatch (moto).
 //!
-//! Needs `cargo-lambda` (`pip install cargo-lambda`); without it the test
-//! says so on stderr and passes.
+//! `cargo lambda watch --only-lambda-apis` serves the runtime and invoke APIs
+//! only; the test starts the `bootstrap` that `cargo test` just built itself,
+//! with the environment the Lambda service would give it and
+//! `AWS_LAMBDA_RUNTIME_API` pointing at the emulator's per-function route
+//! (`/.rt/<name>`), so `cargo lambda invoke bootstrap` reaches it. Letting
+//! `watch` start the function would run `cargo run` from inside `cargo test`
+//! (a second build, contending for the target directory lock): slow and
+//! unbounded, so the test does not do that.
+//!
+//! Needs `cargo-lambda` on PATH (`pip install cargo-lambda`) and
+//! `moto_server`; the test fails with a clear message without them. Every
+//! process it starts listens on 127.0.0.1 and is killed when the test ends;
+//! the whole test is bounded (about 90 s at worst).
 
 mod common;
 
+use std::fs::File;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
+use anyhow::{bail, Context};
 use common::*;
 use tailrace_tests::{free_port, metric_sum, put_object, s3_client, wait_for_port, Moto};
+
+/// Name of the function, as `cargo lambda invoke` addresses it.
+const FUNCTION: &str = "bootstrap";
+/// How long `cargo lambda watch` may take to listen.
+const WATCH_START: Duration = Duration::from_secs(30);
+/// How long one `cargo lambda invoke` may take.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Standard base64 with padding (the event's `data` field).
 fn base64(data: &[u8]) -> String {
@@ -37,36 +58,135 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-fn cargo_lambda_available() -> bool {
-    Command::new("cargo")
+/// Fails with an install hint unless `cargo-lambda` runs.
+fn require_cargo_lambda() -> anyhow::Result<()> {
+    let ok = Command::new("cargo-lambda")
         .args(["lambda", "--version"])
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
-        .unwrap_or(false)
+        .unwrap_or(false);
+    if !ok {
+        bail!(
+            "cargo-lambda is not on PATH: this test needs it (`pip install cargo-lambda`, \
+             which bundles zig)"
+        );
+    }
+    Ok(())
 }
 
-/// Kills the whole process group of `cargo lambda watch` (it starts cargo,
-/// which starts the function) when dropped.
-struct Group(std::process::Child);
+/// A process started in its own process group; the whole group is killed
+/// (SIGKILL) when dropped. `cargo-lambda` may run behind a shim, so killing
+/// the one pid is not enough. Its stdin is a pipe kept open as long as the
+/// value lives (an earlier attempt saw a background `watch` stop at once with
+/// stdin closed; not reproduced with `--only-lambda-apis`, kept as a
+/// precaution).
+struct Group {
+    child: Child,
+    _stdin: Option<ChildStdin>,
+}
+
+impl Group {
+    fn spawn(cmd: &mut Command) -> anyhow::Result<Group> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let stdin = child.stdin.take();
+        Ok(Group {
+            child,
+            _stdin: stdin,
+        })
+    }
+
+    /// Wait for exit up to `timeout`; `None` on timeout (the process still runs).
+    fn wait_timeout(&mut self, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
 
 impl Drop for Group {
     fn drop(&mut self) {
         let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.0.id())])
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "unfinished: under `cargo lambda watch` (stdin closed) the invoke never returned; not yet debugged"]
-async fn bootstrap_answers_a_kinesis_event_under_cargo_lambda_watch() -> anyhow::Result<()> {
-    if !cargo_lambda_available() {
-        eprintln!("SKIPPED: cargo-lambda is not installed (pip install cargo-lambda)");
-        return Ok(());
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> anyhow::Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!("tailrace-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Scratch(dir))
     }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A log file opened for appending, so stdout and stderr can share it.
+fn log_file(path: &Path) -> anyhow::Result<File> {
+    Ok(std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?)
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// One Kinesis event record as the event source mapping sends it.
+fn event_record(seq: &str, data: &[u8]) -> serde_json::Value {
+    serde_json::json!({
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": "pk",
+            "sequenceNumber": seq,
+            "data": base64(data),
+            "approximateArrivalTimestamp": 1_700_000_000.5
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": format!("shardId-000000000000:{seq}"),
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/tailrace",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/logs"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_answers_a_kinesis_event_under_cargo_lambda_watch() -> anyhow::Result<()> {
+    require_cargo_lambda()?;
+    let started = Instant::now();
+    let scratch = Scratch::new("lambda-watch")?;
     let moto = Moto::start()?;
     let config = moto.sdk_config().await;
     let s3 = s3_client(&config);
@@ -80,31 +200,55 @@ async fn bootstrap_answers_a_kinesis_event_under_cargo_lambda_watch() -> anyhow:
     )
     .await?;
 
+    // The runtime API emulator.
     let port = free_port()?;
-    let mut cmd = Command::new("cargo");
-    cmd.args([
-        "lambda",
-        "watch",
-        "--ignore-changes",
-        "-A",
-        "127.0.0.1",
-        "-P",
-        &port.to_string(),
-    ])
-    .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let watch_log = scratch.path("watch.log");
+    let mut watch = Group::spawn(
+        Command::new("cargo-lambda")
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(log_file(&watch_log)?)
+            .stderr(log_file(&watch_log)?),
+    )?;
+    if let Err(e) = wait_for_port(port, WATCH_START) {
+        let status = watch.child.try_wait()?;
+        bail!(
+            "cargo lambda watch did not listen ({e}); exit status {status:?}; output:\n{}",
+            read_log(&watch_log)
+        );
+    }
+
+    // The function, as the Lambda service would start it.
+    let boot_log = scratch.path("bootstrap.log");
+    let mut boot = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+    boot.env(
+        "AWS_LAMBDA_RUNTIME_API",
+        format!("http://127.0.0.1:{port}/.rt/{FUNCTION}"),
+    )
+    .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
+    .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+    .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+    .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/tailrace")
+    .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
     .env("AWS_ENDPOINT_URL", moto.endpoint())
     .env("TAILRACE_METADATA", "s3://meta/apps.csv")
     .env("TAILRACE_NAMESPACE", NAMESPACE)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .process_group(0);
+    .stdout(log_file(&boot_log)?)
+    .stderr(log_file(&boot_log)?);
     for (k, v) in moto.child_env() {
-        cmd.env(k, v);
+        boot.env(k, v);
     }
-    let _watch = Group(cmd.spawn()?);
-    wait_for_port(port, Duration::from_secs(120))?;
+    let mut boot = Group::spawn(&mut boot)?;
 
+    // One good partial and one poison record (a truncated partial).
     let w = window_ago(2);
     let r = [
         reqs(3, "10.1.7.7", 200, 10, Some(900)),
@@ -119,60 +263,79 @@ async fn bootstrap_answers_a_kinesis_event_under_cargo_lambda_watch() -> anyhow:
             "unknown"
         }
     });
-    let record = |seq: &str, data: &[u8]| {
-        serde_json::json!({
-            "kinesis": {
-                "kinesisSchemaVersion": "1.0",
-                "partitionKey": "pk",
-                "sequenceNumber": seq,
-                "data": base64(data),
-                "approximateArrivalTimestamp": 1_700_000_000.5
-            },
-            "eventSource": "aws:kinesis",
-            "eventVersion": "1.0",
-            "eventID": format!("shardId-000000000000:{seq}"),
-            "eventName": "aws:kinesis:record",
-            "invokeIdentityArn": "arn:aws:iam::123456789012:role/tailrace",
-            "awsRegion": "us-east-1",
-            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/logs"
-        })
-    };
+    let good = partial("h1", 1, "web", w, &r).encode();
+    let poison = good[..good.len() / 2].to_vec();
     let event = serde_json::json!({
         "Records": [
-            record("49590000000000000000000001", &partial("h1", 1, "web", w, &r).encode()),
-            record("49590000000000000000000002", b"\0TRP\x01\xff\xff poison"),
+            event_record("49590000000000000000000001", &good),
+            event_record("49590000000000000000000002", &poison),
         ]
     });
-    let dir = std::env::temp_dir().join(format!("tailrace-lambda-{port}"));
-    std::fs::create_dir_all(&dir)?;
-    let event_file = dir.join("event.json");
+    let event_file = scratch.path("event.json");
     std::fs::write(&event_file, serde_json::to_vec(&event)?)?;
 
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("cargo")
-            .args([
-                "lambda",
-                "invoke",
-                "bootstrap",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port.to_string(),
-                "--data-file",
-            ])
-            .arg(&event_file)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-    })
-    .await??;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "cargo lambda invoke failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let invoke_out = scratch.path("invoke.out");
+    let invoke_err = scratch.path("invoke.err");
+    let (status, response) = {
+        let (out, err) = (invoke_out.clone(), invoke_err.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut invoke = Group::spawn(
+                Command::new("cargo-lambda")
+                    .args([
+                        "lambda",
+                        "invoke",
+                        FUNCTION,
+                        "-A",
+                        "127.0.0.1",
+                        "-P",
+                        &port.to_string(),
+                        "--data-file",
+                    ])
+                    .arg(&event_file)
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .stdout(File::create(&out)?)
+                    .stderr(File::create(&err)?),
+            )?;
+            let status = invoke.wait_timeout(INVOKE_TIMEOUT)?;
+            Ok((status, read_log(&out)))
+        })
+        .await??
+    };
+    let diagnostics = || {
+        format!(
+            "\ninvoke stderr:\n{}\nbootstrap:\n{}\nwatch:\n{}",
+            read_log(&invoke_err),
+            read_log(&boot_log),
+            read_log(&watch_log)
+        )
+    };
+    match status {
+        None => bail!(
+            "cargo lambda invoke did not return within {INVOKE_TIMEOUT:?}{}",
+            diagnostics()
+        ),
+        Some(s) if !s.success() => bail!("cargo lambda invoke failed: {s}{}", diagnostics()),
+        Some(_) => {}
+    }
+    let response: serde_json::Value = serde_json::from_str(response.trim())
+        .with_context(|| format!("invoke response {response:?}{}", diagnostics()))?;
+    assert_eq!(
+        response,
+        serde_json::json!({"batchItemFailures": []}),
+        "{}",
+        diagnostics()
     );
-    let response: serde_json::Value = serde_json::from_str(stdout.trim())?;
-    assert_eq!(response, serde_json::json!({"batchItemFailures": []}));
+    let log = read_log(&boot_log);
+    assert!(
+        log.contains("poison record skipped") && log.contains("49590000000000000000000002"),
+        "the poison record is logged with its sequence number{}",
+        diagnostics()
+    );
+    assert!(
+        boot.child.try_wait()?.is_none(),
+        "bootstrap keeps running for the next invocation{}",
+        diagnostics()
+    );
 
     assert_metrics(&cw, &expected).await?;
     let (sum, _) = metric_sum(
@@ -185,6 +348,11 @@ async fn bootstrap_answers_a_kinesis_event_under_cargo_lambda_watch() -> anyhow:
     )
     .await?;
     assert_eq!(sum, 3.0);
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "took {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
