@@ -15,6 +15,15 @@ use tailrace_wire::{ClientStats, Partial};
 use crate::metadata::{Metadata, UNKNOWN};
 
 /// What identifies a partial on the stream: a replay carries the same id.
+///
+/// After a crash the agent rebuilds the windows that were not acknowledged
+/// and numbers them from the lowest unacknowledged sequence number, so a
+/// replay of a record that did reach the stream has the same `(host, flow,
+/// sequence)`. It is a duplicate only if its content is also the same: a
+/// rebuilt window may hold more lines than the record it replaces, and
+/// dropping it would lose them. So the id includes a hash of the content;
+/// same numbers with other content are counted (an over-count, never an
+/// under-count).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartialId {
     /// The producing host (`raw` for synthetic partials).
@@ -23,15 +32,21 @@ pub struct PartialId {
     pub flow: String,
     /// The host's sequence number for that flow.
     pub sequence: u64,
+    /// Hash of the partial's encoding (same sequence number, same bytes).
+    pub content: u64,
 }
 
 impl PartialId {
     /// The id of `partial`.
     pub fn of(partial: &Partial) -> PartialId {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        partial.encode().hash(&mut h);
         PartialId {
             host_id: partial.host_id.clone(),
             flow: partial.flow.clone(),
             sequence: partial.sequence,
+            content: h.finish(),
         }
     }
 }
@@ -407,12 +422,38 @@ mod tests {
     }
 
     #[test]
+    fn same_sequence_with_other_content_is_not_a_duplicate() {
+        let mut a = Partial {
+            host_id: "h".into(),
+            flow: "f".into(),
+            service: "s".into(),
+            window_start: 600,
+            window_secs: 300,
+            sequence: 9,
+            ..Partial::default()
+        };
+        let b = a.clone();
+        assert_eq!(
+            PartialId::of(&a),
+            PartialId::of(&b),
+            "an exact replay is recognized"
+        );
+        a.rejected_lines = 1;
+        assert_ne!(
+            PartialId::of(&a),
+            PartialId::of(&b),
+            "a rebuilt window with more lines is not dropped"
+        );
+    }
+
+    #[test]
     fn seen_partials_is_bounded() {
         let mut seen = SeenPartials::new(2);
         let id = |n| PartialId {
             host_id: "h".into(),
             flow: "f".into(),
             sequence: n,
+            content: 7,
         };
         seen.insert(id(1));
         seen.insert(id(2));
