@@ -313,23 +313,29 @@ async fn kill9_during_aggregation_never_undercounts() -> Result<()> {
     ensure!(status.success(), "agent exited with {status}");
 
     let d = decode_all(&read_stream(&kinesis, stream).await?)?;
-    let (mut want_total, mut got_total) = (0u64, 0u64);
+    let (mut want_total, mut got_total, mut dedup_total) = (0u64, 0u64, 0u64);
     for (key, want) in &truth {
         let got = d.merged.get(key).map_or(0, |s| s.requests);
+        let dedup = d.deduped.get(key).map_or(0, |s| s.requests);
         ensure!(
             got >= want.requests,
             "group {key:?} undercounted: {got} < {}",
             want.requests
         );
+        ensure!(
+            dedup >= want.requests,
+            "group {key:?} undercounted after dropping exact replays: {dedup} < {}",
+            want.requests
+        );
         want_total += want.requests;
     }
-    for s in d.merged.values() {
-        got_total += s.requests;
-    }
+    got_total += d.merged.values().map(|s| s.requests).sum::<u64>();
+    dedup_total += d.deduped.values().map(|s| s.requests).sum::<u64>();
     eprintln!(
-        "kill -9 x4 during aggregation: {got_total} requests counted for {want_total} written ({} over, {} replayed partial ids)",
+        "kill -9 x4 during aggregation: {want_total} requests written; on the stream {got_total} ({} over, {} reused partial ids); after dropping exact replays {dedup_total} ({} over)",
         got_total - want_total,
-        d.duplicate_ids
+        d.duplicate_ids,
+        dedup_total - want_total
     );
     let _ = fs::remove_dir_all(&a.dir);
     Ok(())
