@@ -291,3 +291,77 @@ async fn slow_copytruncate_copy_sends_each_line_once() -> Result<()> {
     let _ = fs::remove_dir_all(&s.dir);
     Ok(())
 }
+
+/// A file rotated to a name the glob does not match while the agent was down
+/// is found next to its old path and drained from its checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_rotated_while_agent_down_is_drained() -> Result<()> {
+    let name = "rotated-down";
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, name, 1).await?;
+    let s = setup(name, &moto.endpoint())?;
+    // Only the live file matches: rotated copies are out of the glob.
+    let text = fs::read_to_string(&s.config)?.replace("access.log*", "access.log");
+    fs::write(&s.config, text)?;
+    let mut agent = start_agent(&s.config, "1")?;
+    fs::write(&s.log, (0..100).map(line).collect::<String>())?;
+    tailrace_tests::eventually(
+        Duration::from_secs(20),
+        "first lines acknowledged and checkpointed",
+        || {
+            let kinesis = kinesis.clone();
+            async move {
+                let n: usize = read_stream(&kinesis, name)
+                    .await?
+                    .iter()
+                    .map(|r| tailrace_wire::raw::lines(&r.data).count())
+                    .sum();
+                Ok((n >= 100).then_some(()))
+            }
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    agent.signal("KILL")?;
+    agent.wait_timeout(Duration::from_secs(5))?;
+    // While it is down: more lines, a rotation out of the glob, a new file.
+    OpenOptions::new()
+        .append(true)
+        .open(&s.log)?
+        .write_all((100..150).map(line).collect::<String>().as_bytes())?;
+    fs::rename(&s.log, s.log.with_extension("log.1"))?;
+    fs::write(&s.log, (150..200).map(line).collect::<String>())?;
+    let mut agent = start_agent(&s.config, "2")?;
+    let records = tailrace_tests::eventually(Duration::from_secs(30), "all 200 lines", || {
+        let kinesis = kinesis.clone();
+        async move {
+            let records = read_stream(&kinesis, name).await?;
+            let mut seen = [false; 200];
+            for r in &records {
+                for l in tailrace_wire::raw::lines(&r.data) {
+                    if let Some(i) = id_of(l) {
+                        seen[i] = true;
+                    }
+                }
+            }
+            Ok(seen.iter().all(|&b| b).then_some(records))
+        }
+    })
+    .await?;
+    agent.signal("TERM")?;
+    ensure!(
+        agent.wait_timeout(Duration::from_secs(25))?.success(),
+        "agent did not stop cleanly"
+    );
+    let total: usize = records
+        .iter()
+        .map(|r| tailrace_wire::raw::lines(&r.data).count())
+        .sum();
+    ensure!(
+        total == 200,
+        "each line once expected after a clean checkpoint, got {total}"
+    );
+    let _ = fs::remove_dir_all(&s.dir);
+    Ok(())
+}
