@@ -6,6 +6,8 @@
 //! `v = 0` has its own bucket, represented by 0. The bucket boundaries are fixed, so merging two
 //! histograms is adding counts per bucket: exact, associative and commutative.
 
+mod bounds;
+
 /// `γ = (1 + α) / (1 − α)` for `α = 0.01`.
 pub const GAMMA: f64 =
     (1.0 + LatencyHistogram::RELATIVE_ERROR) / (1.0 - LatencyHistogram::RELATIVE_ERROR);
@@ -16,16 +18,100 @@ const LN_GAMMA: f64 = 0.020000666706669435;
 /// The highest bucket index a `u64` latency can have (`bucket_index(u64::MAX)`).
 pub const MAX_BUCKET_INDEX: i32 = 2218;
 
+/// Number of buckets (zero bucket excluded): indexes `0..=MAX_BUCKET_INDEX`.
+const BUCKETS: usize = MAX_BUCKET_INDEX as usize + 1;
+
+// `UPPER[i]`: the largest latency (µs) in bucket `i`, i.e. the largest `v` with
+// `ceil(ln(v) / ln γ) ≤ i` as computed in `f64` (`ln` of `v as f64`, divided by `LN_GAMMA`,
+// rounded up). Buckets 1..=34 hold no integer, so their bound repeats the previous one.
+//
+// The table is spelled out (`histogram/bounds.rs`) rather than computed with the platform's
+// `ln`, so every build computes the same indexes; the tests recompute it from `ln` and check
+// the lookup against `ln` exhaustively up to 2^22, around every bound and on random values.
+use bounds::UPPER;
+
+/// Mantissa bits below the leading one that select a sub-slot of a power of two in
+/// [`FIRST_INDEX`]. A sub-slot spans a ratio of at most `1 + 2^-6 < γ`, so it meets at most
+/// two buckets (checked when the table is built).
+const SUB_BITS: u32 = 6;
+
+/// Bucket index of the smallest integer in each sub-slot `(exponent << SUB_BITS) | mantissa`
+/// (0 for sub-slots that hold no integer, which no input reaches).
+static FIRST_INDEX: [u16; 64 << SUB_BITS] = first_indexes();
+
+/// The bucket index of `v` by binary search in [`UPPER`]: the smallest `i` with
+/// `UPPER[i] ≥ v` (compile-time helper for [`first_indexes`]).
+const fn index_by_search(v: u64) -> usize {
+    let (mut lo, mut hi) = (0usize, BUCKETS - 1);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if UPPER[mid] >= v {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
+/// Builds [`FIRST_INDEX`], failing the build if a sub-slot meets more than two buckets.
+const fn first_indexes() -> [u16; 64 << SUB_BITS] {
+    let mut table = [0u16; 64 << SUB_BITS];
+    let mut e = 0u32;
+    while e < 64 {
+        let mut m = 0u128;
+        while m < (1 << SUB_BITS) {
+            // Integers v with leading one at bit e and the next SUB_BITS bits equal to m:
+            // 2^e·(64 + m)/64 ≤ v < 2^e·(65 + m)/64.
+            let first = (((64 + m) << e) + 63) >> SUB_BITS;
+            let end = (((65 + m) << e) + 63) >> SUB_BITS;
+            if first < end {
+                let last = end - 1;
+                let low = index_by_search(first as u64);
+                let high = index_by_search(if last > u64::MAX as u128 {
+                    u64::MAX
+                } else {
+                    last as u64
+                });
+                assert!(high <= low + 1, "a sub-slot meets more than two buckets");
+                table[((e as usize) << SUB_BITS) | m as usize] = low as u16;
+            }
+            m += 1;
+        }
+        e += 1;
+    }
+    table
+}
+
 /// The bucket index of a latency of `micros ≥ 1` microseconds: `ceil(ln(micros) / ln(γ))`.
 ///
 /// Returns `None` for 0, which is counted in the separate zero bucket.
+///
+/// Computed without a logarithm: the leading one and the next six bits of `micros` select a
+/// slot of a precomputed table giving the lowest bucket the slot meets, and one comparison
+/// with that bucket's upper bound picks it or the next. The result is, for every `u64`, what
+/// `((micros as f64).ln() / ln γ).ceil()` gives (clamped to `0..=MAX_BUCKET_INDEX`).
+#[inline]
 pub fn bucket_index(micros: u64) -> Option<i32> {
     if micros == 0 {
         return None;
     }
-    let index = ((micros as f64).ln() / LN_GAMMA).ceil();
-    // ln(u64::MAX)/ln(γ) < 2218, so the cast never saturates; clamp anyway for rounding.
-    Some((index as i32).clamp(0, MAX_BUCKET_INDEX))
+    Some(index_of(micros) as i32)
+}
+
+/// [`bucket_index`] of `v ≥ 1`, as a `usize`.
+#[inline(always)]
+fn index_of(v: u64) -> usize {
+    let zeros = v.leading_zeros();
+    // Leading one moved to bit 63; the SUB_BITS bits after it select the sub-slot.
+    let mantissa = ((v << zeros) >> (63 - SUB_BITS)) as usize & ((1 << SUB_BITS) - 1);
+    let exponent = 63usize.wrapping_sub(zeros as usize);
+    let slot = ((exponent << SUB_BITS) | mantissa) & ((64 << SUB_BITS) - 1);
+    let first = usize::from(FIRST_INDEX[slot]);
+    match UPPER.get(first) {
+        Some(&upper) if v > upper => first + 1,
+        _ => first,
+    }
 }
 
 /// The representative value (µs) of bucket `index`: `2·γ^index / (γ + 1)`.
@@ -33,21 +119,390 @@ pub fn bucket_value(index: i32) -> f64 {
     2.0 * (index as f64 * LN_GAMMA).exp() / (GAMMA + 1.0)
 }
 
+/// Non-empty buckets a histogram keeps without allocating.
+const INLINE: usize = 3;
+/// A packed bucket is `(index << COUNT_BITS) | count`, for counts below `2^COUNT_BITS`.
+const COUNT_BITS: u32 = 48;
+/// The largest count a packed bucket holds.
+const PACKED_MAX: u64 = (1 << COUNT_BITS) - 1;
+/// A sparse histogram with at least this many buckets becomes dense when dense is not much
+/// larger (see [`DENSE_FACTOR`]).
+const DENSE_MIN_BUCKETS: usize = 16;
+/// Go dense when the index span is at most this many times the number of non-empty buckets
+/// (dense storage then costs at most this many times the sparse storage).
+const DENSE_FACTOR: usize = 4;
+/// Extra buckets added on the growing side when a dense histogram must grow.
+const DENSE_SLACK: usize = 16;
+
+#[inline(always)]
+fn pack(index: usize, count: u64) -> u64 {
+    ((index as u64) << COUNT_BITS) | count
+}
+
+#[inline(always)]
+fn packed_index(packed: u64) -> usize {
+    (packed >> COUNT_BITS) as usize
+}
+
+#[inline(always)]
+fn packed_count(packed: u64) -> u64 {
+    packed & PACKED_MAX
+}
+
+/// `packed` with `n` more observations, or `None` when the count would not fit the packing.
+#[inline(always)]
+fn packed_add(packed: u64, n: u64) -> Option<u64> {
+    match packed_count(packed).checked_add(n) {
+        Some(c) if c <= PACKED_MAX => Some(packed + n),
+        _ => None,
+    }
+}
+
+/// Position of bucket `index` in an ascending packed list (`Err`: where to insert it).
+#[inline(always)]
+fn find_packed(entries: &[u64], index: usize) -> Result<usize, usize> {
+    entries.binary_search_by_key(&index, |&p| packed_index(p))
+}
+
+/// The storage of the non-zero buckets.
+#[derive(Clone, Debug)]
+enum Buckets {
+    /// Up to [`INLINE`] packed buckets, strictly ascending by index, counts > 0; no allocation.
+    Inline { len: u8, packed: [u64; INLINE] },
+    /// Packed buckets, strictly ascending by index, counts > 0 (more than [`INLINE`]).
+    Sparse(Vec<u64>),
+    /// `counts[k]` is the count of bucket `lo + k` (possibly 0); `counts` is not empty.
+    Dense { lo: u16, counts: Vec<u64> },
+}
+
+impl Default for Buckets {
+    fn default() -> Buckets {
+        Buckets::Inline {
+            len: 0,
+            packed: [0; INLINE],
+        }
+    }
+}
+
+impl Buckets {
+    /// The packed buckets of a sparse storage (`None` when dense).
+    fn packed(&self) -> Option<&[u64]> {
+        match self {
+            Buckets::Inline { len, packed } => packed.get(..usize::from(*len)),
+            Buckets::Sparse(entries) => Some(entries),
+            Buckets::Dense { .. } => None,
+        }
+    }
+
+    /// `(index, count)` of every non-empty bucket, ascending.
+    fn iter(&self) -> impl Iterator<Item = (i32, u64)> + Clone + '_ {
+        let (packed, lo, dense): (&[u64], usize, &[u64]) = match self {
+            Buckets::Dense { lo, counts } => (&[], usize::from(*lo), counts),
+            other => (other.packed().unwrap_or(&[]), 0, &[]),
+        };
+        packed
+            .iter()
+            .map(|&p| (packed_index(p) as i32, packed_count(p)))
+            .chain(
+                dense
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &c)| c != 0)
+                    .map(move |(k, &c)| ((lo + k) as i32, c)),
+            )
+    }
+
+    /// Sparse storage for ascending packed buckets (inline when they fit), dense when that is
+    /// not much larger.
+    fn from_packed(entries: Vec<u64>) -> Buckets {
+        if entries.len() <= INLINE {
+            let mut packed = [0; INLINE];
+            packed[..entries.len()].copy_from_slice(&entries);
+            return Buckets::Inline {
+                len: entries.len() as u8,
+                packed,
+            };
+        }
+        let mut buckets = Buckets::Sparse(entries);
+        buckets.densify_if_worth_it();
+        buckets
+    }
+
+    /// Turns a sparse storage dense when it has at least [`DENSE_MIN_BUCKETS`] buckets and the
+    /// dense span is at most [`DENSE_FACTOR`] times their number.
+    fn densify_if_worth_it(&mut self) {
+        if let Buckets::Sparse(entries) = self {
+            if let (Some(&first), Some(&last)) = (entries.first(), entries.last()) {
+                let span = packed_index(last) - packed_index(first) + 1;
+                if entries.len() >= DENSE_MIN_BUCKETS && span <= DENSE_FACTOR * entries.len() {
+                    self.make_dense(packed_index(first), packed_index(last));
+                }
+            }
+        }
+    }
+
+    /// Converts to dense storage covering at least `lo..=hi` (and every non-empty bucket).
+    fn make_dense(&mut self, lo: usize, hi: usize) {
+        let Some(packed) = self.packed() else {
+            self.grow_dense(lo, hi, 0);
+            return;
+        };
+        let (lo, hi) = match (packed.first(), packed.last()) {
+            (Some(&f), Some(&l)) => (lo.min(packed_index(f)), hi.max(packed_index(l))),
+            _ => (lo, hi),
+        };
+        let mut counts = vec![0u64; hi - lo + 1];
+        for &p in packed {
+            counts[packed_index(p) - lo] = packed_count(p);
+        }
+        // Indexes are at most MAX_BUCKET_INDEX, so `lo` fits.
+        *self = Buckets::Dense {
+            lo: lo as u16,
+            counts,
+        };
+    }
+
+    /// Grows a dense storage to cover `lo..=hi`, plus `slack` buckets on a side that grows
+    /// (within `0..=MAX_BUCKET_INDEX`).
+    fn grow_dense(&mut self, lo: usize, hi: usize, slack: usize) {
+        let Buckets::Dense {
+            lo: dense_lo,
+            counts,
+        } = self
+        else {
+            return;
+        };
+        let old_lo = usize::from(*dense_lo);
+        let old_hi = old_lo + counts.len() - 1;
+        if lo >= old_lo && hi <= old_hi {
+            return;
+        }
+        let new_lo = if lo < old_lo {
+            lo.saturating_sub(slack)
+        } else {
+            old_lo
+        };
+        let new_hi = if hi > old_hi {
+            (hi + slack).min(BUCKETS - 1)
+        } else {
+            old_hi
+        };
+        if new_lo == old_lo {
+            counts.reserve_exact(new_hi - old_hi);
+            counts.resize(new_hi - new_lo + 1, 0);
+        } else {
+            let mut grown = vec![0u64; new_hi - new_lo + 1];
+            let at = old_lo - new_lo;
+            grown[at..at + counts.len()].copy_from_slice(counts);
+            *counts = grown;
+            // At most MAX_BUCKET_INDEX.
+            *dense_lo = new_lo as u16;
+        }
+    }
+
+    /// Adds `n` to bucket `index`, which a dense storage already covers.
+    fn dense_add(&mut self, index: usize, n: u64) {
+        if let Buckets::Dense { lo, counts } = self {
+            if let Some(c) = counts.get_mut(index.wrapping_sub(usize::from(*lo))) {
+                *c = c.saturating_add(n);
+            }
+        }
+    }
+
+    /// Adds `n > 0` observations to bucket `index`.
+    #[inline(always)]
+    fn add(&mut self, index: usize, n: u64) {
+        match self {
+            Buckets::Dense { lo, counts } => {
+                if let Some(c) = counts.get_mut(index.wrapping_sub(usize::from(*lo))) {
+                    *c = c.saturating_add(n);
+                    return;
+                }
+            }
+            Buckets::Inline { len, packed } => {
+                let used = usize::from(*len);
+                match find_packed(&packed[..used], index) {
+                    Ok(pos) => {
+                        if let Some(p) = packed_add(packed[pos], n) {
+                            packed[pos] = p;
+                            return;
+                        }
+                    }
+                    Err(pos) => {
+                        if used < INLINE && n <= PACKED_MAX {
+                            packed.copy_within(pos..used, pos + 1);
+                            packed[pos] = pack(index, n);
+                            *len += 1;
+                            return;
+                        }
+                    }
+                }
+            }
+            Buckets::Sparse(entries) => match find_packed(entries, index) {
+                Ok(pos) => {
+                    if let Some(p) = packed_add(entries[pos], n) {
+                        entries[pos] = p;
+                        return;
+                    }
+                }
+                Err(pos) => {
+                    if n <= PACKED_MAX {
+                        entries.insert(pos, pack(index, n));
+                        self.densify_if_worth_it();
+                        return;
+                    }
+                }
+            },
+        }
+        self.add_slow(index, n);
+    }
+
+    /// [`Buckets::add`] when the storage must change: a dense one grows, a full inline one
+    /// moves to the heap, a count too large to pack makes it dense.
+    #[cold]
+    #[inline(never)]
+    fn add_slow(&mut self, index: usize, n: u64) {
+        match self {
+            Buckets::Dense { .. } => self.grow_dense(index, index, DENSE_SLACK),
+            Buckets::Inline { len, packed } if n <= PACKED_MAX => {
+                let used = usize::from(*len);
+                if let Err(pos) = find_packed(&packed[..used], index) {
+                    let mut entries = Vec::with_capacity(2 * INLINE + 2);
+                    entries.extend_from_slice(&packed[..pos]);
+                    entries.push(pack(index, n));
+                    entries.extend_from_slice(&packed[pos..used]);
+                    *self = Buckets::Sparse(entries);
+                    return;
+                }
+                // The bucket exists and its count outgrows the packing.
+                self.make_dense(index, index);
+            }
+            _ => self.make_dense(index, index),
+        }
+        self.dense_add(index, n);
+    }
+
+    /// Adds every bucket of `other`.
+    fn merge(&mut self, other: &Buckets) {
+        if other.packed().is_some_and(<[u64]>::is_empty) {
+            return;
+        }
+        if self.packed().is_some_and(<[u64]>::is_empty) {
+            *self = other.clone();
+            return;
+        }
+        match (self.packed(), other) {
+            (Some(mine), Buckets::Dense { .. }) => {
+                let mine = mine.to_vec();
+                *self = other.clone();
+                for p in mine {
+                    self.add(packed_index(p), packed_count(p));
+                }
+            }
+            (Some(mine), _) => {
+                let theirs = other.packed().unwrap_or(&[]);
+                match merge_packed(mine, theirs) {
+                    Some(merged) => *self = Buckets::from_packed(merged),
+                    None => {
+                        // A count outgrew the packing: add bucket by bucket (goes dense).
+                        for &p in theirs {
+                            self.add(packed_index(p), packed_count(p));
+                        }
+                    }
+                }
+            }
+            (None, Buckets::Dense { lo, counts }) => {
+                let lo = usize::from(*lo);
+                self.grow_dense(lo, lo + counts.len() - 1, 0);
+                if let Buckets::Dense {
+                    lo: my_lo,
+                    counts: mine,
+                } = self
+                {
+                    let at = lo - usize::from(*my_lo);
+                    for (a, &b) in mine[at..at + counts.len()].iter_mut().zip(counts) {
+                        *a = a.saturating_add(b);
+                    }
+                }
+            }
+            (None, _) => {
+                let theirs = other.packed().unwrap_or(&[]);
+                if let (Some(&f), Some(&l)) = (theirs.first(), theirs.last()) {
+                    self.grow_dense(packed_index(f), packed_index(l), 0);
+                }
+                for &p in theirs {
+                    self.dense_add(packed_index(p), packed_count(p));
+                }
+            }
+        }
+    }
+}
+
+/// The union of two ascending packed lists, counts of equal indexes added; `None` when a sum
+/// does not fit the packing.
+fn merge_packed(a: &[u64], b: &[u64]) -> Option<Vec<u64>> {
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
+        let (ix, iy) = (packed_index(x), packed_index(y));
+        if ix < iy {
+            merged.push(x);
+            i += 1;
+        } else if iy < ix {
+            merged.push(y);
+            j += 1;
+        } else {
+            merged.push(packed_add(x, packed_count(y))?);
+            i += 1;
+            j += 1;
+        }
+    }
+    merged.extend_from_slice(a.get(i..).unwrap_or(&[]));
+    merged.extend_from_slice(b.get(j..).unwrap_or(&[]));
+    Some(merged)
+}
+
 /// Mergeable latency histogram: fixed logarithmic buckets (DDSketch-style, `γ` chosen for a
-/// relative error of [`LatencyHistogram::RELATIVE_ERROR`]), sparse, exact under merge.
+/// relative error of [`LatencyHistogram::RELATIVE_ERROR`]), exact under merge.
 ///
 /// Counts and the sum saturate at `u64::MAX` rather than wrap (saturating addition of
 /// non-negative numbers stays associative and commutative).
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Storage adapts to the contents (equality and every accessor only see the buckets):
+/// up to 3 non-empty buckets live inline (56 bytes in all, no allocation); more are kept as a
+/// sorted list of 8-byte entries (bucket index and count packed together); once the list has
+/// at least 16 entries and their index span is at most 4 times their number, a dense array of
+/// counts over that span (8 bytes per bucket), which records with one indexed addition.
+#[derive(Clone, Default)]
 pub struct LatencyHistogram {
     /// Observations of exactly 0 µs.
     zero_count: u64,
-    /// `(bucket index, count)`, strictly ascending by index, every count > 0.
-    buckets: Vec<(i32, u64)>,
+    /// The non-zero buckets.
+    buckets: Buckets,
     /// Total number of observations (zero bucket included).
     count: u64,
     /// Sum of all observed values in µs.
     sum_micros: u64,
+}
+
+impl PartialEq for LatencyHistogram {
+    fn eq(&self, other: &LatencyHistogram) -> bool {
+        self.zero_count == other.zero_count
+            && self.count == other.count
+            && self.sum_micros == other.sum_micros
+            && self.buckets.iter().eq(other.buckets.iter())
+    }
+}
+
+impl std::fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatencyHistogram")
+            .field("zero_count", &self.zero_count)
+            .field("buckets", &self.buckets.iter().collect::<Vec<_>>())
+            .field("count", &self.count)
+            .field("sum_micros", &self.sum_micros)
+            .finish()
+    }
 }
 
 impl LatencyHistogram {
@@ -55,70 +510,32 @@ impl LatencyHistogram {
     pub const RELATIVE_ERROR: f64 = 0.01;
 
     /// Records one latency, in microseconds.
+    #[inline]
     pub fn record(&mut self, micros: u64) {
         self.record_n(micros, 1);
     }
 
     /// Records `n` observations of the same latency.
+    #[inline]
     pub fn record_n(&mut self, micros: u64, n: u64) {
         if n == 0 {
             return;
         }
         self.count = self.count.saturating_add(n);
         self.sum_micros = self.sum_micros.saturating_add(micros.saturating_mul(n));
-        match bucket_index(micros) {
-            None => self.zero_count = self.zero_count.saturating_add(n),
-            Some(index) => match self.buckets.binary_search_by_key(&index, |&(i, _)| i) {
-                Ok(pos) => self.buckets[pos].1 = self.buckets[pos].1.saturating_add(n),
-                Err(pos) => self.buckets.insert(pos, (index, n)),
-            },
+        if micros == 0 {
+            self.zero_count = self.zero_count.saturating_add(n);
+        } else {
+            self.buckets.add(index_of(micros), n);
         }
     }
 
     /// Adds `other`'s observations to this histogram.
     pub fn merge(&mut self, other: &LatencyHistogram) {
-        if other.count == 0 && other.buckets.is_empty() && other.zero_count == 0 {
-            return;
-        }
         self.zero_count = self.zero_count.saturating_add(other.zero_count);
         self.count = self.count.saturating_add(other.count);
         self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
-        if self.buckets.is_empty() {
-            self.buckets = other.buckets.clone();
-            return;
-        }
-        let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
-        let (mut a, mut b) = (
-            self.buckets.iter().peekable(),
-            other.buckets.iter().peekable(),
-        );
-        loop {
-            match (a.peek(), b.peek()) {
-                (Some(&&(ia, ca)), Some(&&(ib, cb))) => {
-                    if ia < ib {
-                        merged.push((ia, ca));
-                        a.next();
-                    } else if ib < ia {
-                        merged.push((ib, cb));
-                        b.next();
-                    } else {
-                        merged.push((ia, ca.saturating_add(cb)));
-                        a.next();
-                        b.next();
-                    }
-                }
-                (Some(&&x), None) => {
-                    merged.push(x);
-                    a.next();
-                }
-                (None, Some(&&x)) => {
-                    merged.push(x);
-                    b.next();
-                }
-                (None, None) => break,
-            }
-        }
-        self.buckets = merged;
+        self.buckets.merge(&other.buckets);
     }
 
     /// Number of observations.
@@ -141,7 +558,7 @@ impl LatencyHistogram {
     pub fn buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
         let zero = (self.zero_count > 0).then_some((0.0, self.zero_count));
         zero.into_iter()
-            .chain(self.buckets.iter().map(|&(i, c)| (bucket_value(i), c)))
+            .chain(self.buckets.iter().map(|(i, c)| (bucket_value(i), c)))
     }
 
     /// Observations of exactly 0 µs.
@@ -149,9 +566,20 @@ impl LatencyHistogram {
         self.zero_count
     }
 
-    /// `(bucket index, count)` per non-empty bucket (zero bucket excluded), ascending by index.
-    pub fn bucket_counts(&self) -> &[(i32, u64)] {
-        &self.buckets
+    /// `(bucket index, count)` per non-empty bucket (zero bucket excluded), ascending by index,
+    /// every count > 0.
+    pub fn bucket_counts(&self) -> impl Iterator<Item = (i32, u64)> + Clone + '_ {
+        self.buckets.iter()
+    }
+
+    /// Bytes this histogram holds on the heap (0 for up to 3 non-empty buckets), beyond its
+    /// `size_of::<LatencyHistogram>()` (56 bytes).
+    pub fn heap_bytes(&self) -> usize {
+        match &self.buckets {
+            Buckets::Inline { .. } => 0,
+            Buckets::Sparse(entries) => entries.capacity() * size_of::<u64>(),
+            Buckets::Dense { counts, .. } => counts.capacity() * size_of::<u64>(),
+        }
     }
 
     /// The `q`-quantile (`0 ≤ q ≤ 1`), within [`Self::RELATIVE_ERROR`] of the exact one.
@@ -168,14 +596,16 @@ impl LatencyHistogram {
         if seen > rank {
             return Some(0.0);
         }
-        for &(index, count) in &self.buckets {
+        let mut last = None;
+        for (index, count) in self.buckets.iter() {
             seen = seen.saturating_add(count);
             if seen > rank {
                 return Some(bucket_value(index));
             }
+            last = Some(index);
         }
         // Only reachable when counts saturated; the highest bucket is the best answer.
-        self.buckets.last().map(|&(i, _)| bucket_value(i))
+        last.map(bucket_value)
     }
 
     /// Builds a histogram from its parts, checking them (used by the decoder).
@@ -186,6 +616,7 @@ impl LatencyHistogram {
     ) -> Result<LatencyHistogram, String> {
         let mut count = zero_count;
         let mut previous: Option<i32> = None;
+        let mut fits_packing = true;
         for &(index, c) in &buckets {
             if !(0..=MAX_BUCKET_INDEX).contains(&index) {
                 return Err(format!(
@@ -201,6 +632,7 @@ impl LatencyHistogram {
             if c == 0 {
                 return Err(format!("histogram bucket {index} has count 0"));
             }
+            fits_packing &= c <= PACKED_MAX;
             previous = Some(index);
             count = count.saturating_add(c);
         }
@@ -209,9 +641,19 @@ impl LatencyHistogram {
                 "histogram has no observations but a sum of {sum_micros} µs"
             ));
         }
+        // Indexes are checked to be in 0..=MAX_BUCKET_INDEX, so the casts are exact.
+        let storage = if fits_packing {
+            Buckets::from_packed(buckets.iter().map(|&(i, c)| pack(i as usize, c)).collect())
+        } else {
+            let mut storage = Buckets::default();
+            for &(i, c) in &buckets {
+                storage.add(i as usize, c);
+            }
+            storage
+        };
         Ok(LatencyHistogram {
             zero_count,
-            buckets,
+            buckets: storage,
             count,
             sum_micros,
         })
@@ -221,6 +663,237 @@ impl LatencyHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The definition: what `bucket_index` computed before the lookup table.
+    fn bucket_index_ln(micros: u64) -> Option<i32> {
+        if micros == 0 {
+            return None;
+        }
+        let index = ((micros as f64).ln() / LN_GAMMA).ceil();
+        Some((index as i32).clamp(0, MAX_BUCKET_INDEX))
+    }
+
+    /// xorshift64*, for reproducible random inputs.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    #[test]
+    fn upper_bounds_match_ln() {
+        for i in 0..MAX_BUCKET_INDEX {
+            // The largest v with bucket_index_ln(v) ≤ i.
+            let (mut lo, mut hi) = (1u64, u64::MAX);
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                if bucket_index_ln(mid) <= Some(i) {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            assert_eq!(UPPER[i as usize], lo, "bucket {i}");
+        }
+        assert_eq!(UPPER[BUCKETS - 1], u64::MAX);
+    }
+
+    #[test]
+    fn lookup_matches_ln_for_every_value_up_to_2_pow_22() {
+        for v in 0..=1u64 << 22 {
+            assert_eq!(bucket_index(v), bucket_index_ln(v), "{v}");
+        }
+    }
+
+    /// The `ln` computation can only disagree with the ideal (monotone) `⌈ln v / ln γ⌉` when
+    /// `ln v / ln γ` is within ~2^-40 of an integer (1-ulp `ln`, then one division), i.e. when
+    /// `v` is within a relative ~2^-44.6 of a bucket bound: fewer than 200 `f64` steps. Check
+    /// 1024 half-ulp steps (at least 512 distinct `f64`s) on each side of every bound.
+    #[test]
+    fn lookup_matches_ln_around_every_bucket_bound() {
+        for &bound in UPPER.iter().take(BUCKETS - 1) {
+            let x = bound as f64;
+            let ulp = (x.next_up() - x) as u64;
+            let step = (ulp / 2).max(1);
+            for j in 0..=1024u64 {
+                for v in [
+                    bound.checked_add(j * step),
+                    bound.checked_sub(j * step),
+                    bound.checked_add(j * step + 1),
+                    bound.checked_sub(j * step + 1),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    assert_eq!(bucket_index(v), bucket_index_ln(v), "{v} near {bound}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lookup_matches_ln_on_random_values_of_every_magnitude() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..2_000_000 {
+            let r = rng.next();
+            let v = r >> (rng.next() % 64);
+            assert_eq!(bucket_index(v), bucket_index_ln(v), "{v}");
+        }
+        for e in 0..64 {
+            for v in [(1u64 << e) - 1, 1 << e, (1 << e) + 1, u64::MAX >> e] {
+                assert_eq!(bucket_index(v), bucket_index_ln(v), "{v}");
+            }
+        }
+    }
+
+    /// Reference model: a map from bucket index to count, saturating.
+    fn model(values: &[(u64, u64)]) -> (u64, Vec<(i32, u64)>) {
+        let mut zero = 0u64;
+        let mut map = std::collections::BTreeMap::<i32, u64>::new();
+        for &(v, n) in values {
+            if n == 0 {
+                continue;
+            }
+            match bucket_index_ln(v) {
+                None => zero = zero.saturating_add(n),
+                Some(i) => {
+                    let c = map.entry(i).or_default();
+                    *c = c.saturating_add(n);
+                }
+            }
+        }
+        (zero, map.into_iter().collect())
+    }
+
+    fn check_against_model(h: &LatencyHistogram, values: &[(u64, u64)]) {
+        let (zero, buckets) = model(values);
+        assert_eq!(h.zero_count(), zero);
+        assert_eq!(h.bucket_counts().collect::<Vec<_>>(), buckets);
+        let count = buckets
+            .iter()
+            .fold(zero, |acc, &(_, c)| acc.saturating_add(c));
+        assert_eq!(h.count(), count);
+        let rebuilt = LatencyHistogram::from_parts(zero, buckets, h.sum_micros());
+        assert_eq!(rebuilt.as_ref(), Ok(h));
+    }
+
+    fn arb_value() -> impl proptest::strategy::Strategy<Value = (u64, u64)> {
+        use proptest::prelude::*;
+        (
+            prop_oneof![
+                Just(0u64),
+                1u64..100,
+                100u64..5_000_000,
+                2_000u64..40_000,
+                any::<u64>(),
+            ],
+            prop_oneof![
+                8 => 1u64..3,
+                1 => Just(0u64),
+                1 => (1u64 << 47)..(1u64 << 49),
+                1 => any::<u64>(),
+            ],
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Every storage (inline, sparse, dense, counts beyond the packing) records and
+        /// merges exactly like the model.
+        #[test]
+        fn record_and_merge_match_the_model(
+            a in proptest::collection::vec(arb_value(), 0..300),
+            b in proptest::collection::vec(arb_value(), 0..300),
+        ) {
+            let mut ha = LatencyHistogram::default();
+            a.iter().for_each(|&(v, n)| ha.record_n(v, n));
+            check_against_model(&ha, &a);
+            let mut hb = LatencyHistogram::default();
+            b.iter().for_each(|&(v, n)| hb.record_n(v, n));
+            check_against_model(&hb, &b);
+            let all: Vec<_> = a.iter().chain(&b).copied().collect();
+            let mut ab = ha.clone();
+            ab.merge(&hb);
+            check_against_model(&ab, &all);
+            let mut ba = hb.clone();
+            ba.merge(&ha);
+            proptest::prop_assert_eq!(&ab, &ba);
+            // Prefixes: merging small into large and large into small, every representation.
+            for cut in [0, 1, 3, 4, 20, 100] {
+                let (x, y) = all.split_at(cut.min(all.len()));
+                let mut hx = LatencyHistogram::default();
+                x.iter().for_each(|&(v, n)| hx.record_n(v, n));
+                let mut hy = LatencyHistogram::default();
+                y.iter().for_each(|&(v, n)| hy.record_n(v, n));
+                let mut xy = hx.clone();
+                xy.merge(&hy);
+                proptest::prop_assert_eq!(&xy, &ab);
+                hy.merge(&hx);
+                proptest::prop_assert_eq!(&hy, &ab);
+            }
+        }
+    }
+
+    #[test]
+    fn small_and_wide_histograms_stay_small() {
+        assert_eq!(size_of::<LatencyHistogram>(), 56);
+        let mut h = LatencyHistogram::default();
+        h.record(1);
+        h.record(3_600_000_000);
+        h.record(3_600_000_000);
+        assert_eq!(h.heap_bytes(), 0);
+        // 40 values from 1 µs to 1 h, spread evenly in log: sparse, 8 bytes a bucket.
+        let mut v = 1.0f64;
+        for _ in 0..40 {
+            h.record(v as u64);
+            v *= 1.75;
+        }
+        let buckets = h.bucket_counts().count();
+        assert!(matches!(h.buckets, Buckets::Sparse(_)), "{h:?}");
+        assert!(h.heap_bytes() <= 2 * 8 * buckets, "{}", h.heap_bytes());
+    }
+
+    #[test]
+    fn busy_histograms_go_dense() {
+        let mut h = LatencyHistogram::default();
+        for v in (1_000..100_000).step_by(97) {
+            h.record(v);
+        }
+        assert!(matches!(h.buckets, Buckets::Dense { .. }), "{h:?}");
+        let span = bucket_index(100_000).unwrap_or(0) - bucket_index(1_000).unwrap_or(0) + 1;
+        assert!(h.heap_bytes() <= 8 * (span as usize + 2 * DENSE_SLACK));
+        // An outlier grows it; zeros inside are not buckets.
+        h.record(1);
+        h.record(u64::MAX);
+        let all: Vec<_> = h.bucket_counts().collect();
+        assert_eq!(all.first(), Some(&(0, 1)));
+        assert_eq!(all.last(), Some(&(MAX_BUCKET_INDEX, 1)));
+        assert!(all.iter().all(|&(_, c)| c > 0));
+    }
+
+    #[test]
+    fn counts_saturate_in_every_storage() {
+        let mut h = LatencyHistogram::default();
+        h.record_n(5, u64::MAX - 1);
+        h.record_n(5, 7);
+        assert_eq!(
+            h.bucket_counts().collect::<Vec<_>>(),
+            [(bucket_index(5).unwrap_or(0), u64::MAX)]
+        );
+        assert_eq!(h.count(), u64::MAX);
+        let mut inline = LatencyHistogram::default();
+        inline.record(5);
+        inline.merge(&h);
+        assert_eq!(
+            inline.bucket_counts().collect::<Vec<_>>(),
+            [(bucket_index(5).unwrap_or(0), u64::MAX)]
+        );
+    }
 
     #[test]
     fn ln_gamma_matches() {

@@ -268,9 +268,10 @@ fn histogram_to_proto(h: &LatencyHistogram) -> Option<HistogramV1> {
         return None;
     }
     let mut previous = 0i32;
-    let mut index_deltas = Vec::with_capacity(h.bucket_counts().len());
-    let mut counts = Vec::with_capacity(h.bucket_counts().len());
-    for &(index, count) in h.bucket_counts() {
+    let buckets = h.bucket_counts().count();
+    let mut index_deltas = Vec::with_capacity(buckets);
+    let mut counts = Vec::with_capacity(buckets);
+    for (index, count) in h.bucket_counts() {
         index_deltas.push(index.wrapping_sub(previous));
         previous = index;
         counts.push(count);

@@ -29,6 +29,7 @@ pub fn status_class(status: Option<u16>) -> usize {
 
 impl ClientStats {
     /// Counts one request. Additions saturate at `u64::MAX`.
+    #[inline]
     pub fn record(&mut self, status: Option<u16>, bytes: u64, latency_micros: Option<u64>) {
         self.requests = self.requests.saturating_add(1);
         self.bytes = self.bytes.saturating_add(bytes);
