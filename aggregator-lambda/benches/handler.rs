@@ -5,7 +5,8 @@
 //!   ([`merge_batch`], exactly what `Handler::handle` runs), then the
 //!   per-window "who do I call" summaries, the CloudWatch datums ([`plan`]) and
 //!   their grouping into PutMetricData calls ([`batches`]). The PutMetricData
-//!   calls themselves are not measured.
+//!   calls themselves are not measured. `decode_200` (decoding alone) and
+//!   `partial_ids_200` (the replay ids alone) break the figure down.
 //! * `cold_start/*`: the release `bootstrap` from process start to its first
 //!   `GET /2018-06-01/runtime/invocation/next` on a fake runtime API
 //!   (a loopback listener in this process).
@@ -17,7 +18,8 @@
 //! clients. Partials are sized so the batch fits Lambda's 6 MB invocation
 //! payload once base64-encoded (about 4 MB of partials).
 //!
-//! Run: `cargo bench -p tailrace-aggregator --bench handler`.
+//! Run: `cargo bench -p tailrace-aggregator --bench handler`
+//! (`TAILRACE_BOOTSTRAP=path` measures the cold start of another build).
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};
@@ -30,7 +32,7 @@ use tailrace_aggregator::decode::Decoder;
 use tailrace_aggregator::handler::{
     merge_batch, BatchStats, InputRecord, SEEN_CAPACITY, TOP_APPLICATIONS, TOP_UNKNOWN_CLIENTS,
 };
-use tailrace_aggregator::merge::SeenPartials;
+use tailrace_aggregator::merge::{PartialId, SeenPartials};
 use tailrace_aggregator::metadata::Metadata;
 use tailrace_aggregator::publish::{batches, plan, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL};
 use tailrace_wire::{ClientKey, ClientStats, Partial};
@@ -286,6 +288,8 @@ fn handler_benches(c: &mut Criterion) {
     }
 
     let mut g = c.benchmark_group("handler");
+    g.sample_size(30);
+    g.measurement_time(Duration::from_secs(10));
     g.throughput(Throughput::Elements(b.records.len() as u64));
     g.bench_function("decode_200", |bench| {
         bench.iter(|| {
@@ -296,6 +300,18 @@ fn handler_benches(c: &mut Criterion) {
                 }
             }
             black_box(n)
+        })
+    });
+    let partials: Vec<Partial> = b
+        .records
+        .iter()
+        .filter_map(|r| Partial::decode(&r.data).ok())
+        .collect();
+    g.bench_function("partial_ids_200", |bench| {
+        bench.iter(|| {
+            for p in &partials {
+                black_box(PartialId::of(p));
+            }
         })
     });
     g.bench_function("merge_batch_200", |bench| {
@@ -398,7 +414,12 @@ fn check_cold_start(exe: &str, listener: &TcpListener, runtime_api: &str) {
 }
 
 fn cold_start_benches(c: &mut Criterion) {
-    let exe = env!("CARGO_BIN_EXE_bootstrap");
+    // `TAILRACE_BOOTSTRAP` names another build (e.g. the `cargo build
+    // --release` one, without the dev-dependencies' features).
+    let exe_env = std::env::var("TAILRACE_BOOTSTRAP").ok();
+    let exe = exe_env
+        .as_deref()
+        .unwrap_or(env!("CARGO_BIN_EXE_bootstrap"));
     let listener = match TcpListener::bind("127.0.0.1:0") {
         Ok(l) => l,
         Err(e) => panic!("binding the fake runtime API: {e}"),
