@@ -2,14 +2,14 @@
 #   make demo   run the whole pipeline locally and print the per-application table
 #   make test   run every test (what CI runs)
 
-.PHONY: demo test lint build bench
+.PHONY: demo test lint build bench packaging
 
 demo:
 	./scripts/demo.sh
 
 # Binaries first: the end-to-end tests start the built `tailrace` and
 # `tailrace-aggregator` as real processes.
-test: lint
+test: lint packaging
 	cargo build --workspace --bins
 	cargo test --workspace --no-fail-fast
 
@@ -22,3 +22,8 @@ build:
 
 bench:
 	./bench/run.sh
+
+# .deb/.rpm (x86_64, and aarch64 when its toolchain is installed), lintian,
+# rpm queries, systemd-analyze, install/upgrade/purge test, cfn-lint, packer.
+packaging:
+	./packaging/check.sh
