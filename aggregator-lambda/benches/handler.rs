@@ -302,15 +302,19 @@ fn handler_benches(c: &mut Criterion) {
             black_box(n)
         })
     });
-    let partials: Vec<Partial> = b
+    let partials: Vec<(Partial, &[u8])> = b
         .records
         .iter()
-        .filter_map(|r| Partial::decode(&r.data).ok())
+        .filter_map(|r| {
+            Partial::decode(&r.data)
+                .ok()
+                .map(|p| (p, r.data.as_slice()))
+        })
         .collect();
     g.bench_function("partial_ids_200", |bench| {
         bench.iter(|| {
-            for p in &partials {
-                black_box(PartialId::of(p));
+            for (p, data) in &partials {
+                black_box(PartialId::of(p, data));
             }
         })
     });

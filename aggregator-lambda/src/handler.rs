@@ -266,8 +266,8 @@ pub fn merge_batch(
             );
         }
         for (source, partial) in &decoded.partials {
-            let id = PartialId::of(partial);
-            if seen.contains(&id) || !merger.add(index, partial, metadata) {
+            let id = PartialId::of(partial, &record.data);
+            if seen.contains(&id) || !merger.add(index, id.clone(), partial, metadata) {
                 stats.duplicates += 1;
                 tracing::info!(
                     sequence_number = %record.sequence_number,
