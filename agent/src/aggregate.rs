@@ -407,11 +407,7 @@ impl LineSink for WindowSink {
         line: &[u8],
         truncated: bool,
     ) -> Result<(), SinkClosed> {
-        self.stats.lines_read.inc();
-        self.stats.bytes_read.add(line.len() as u64 + 1);
-        if truncated {
-            self.stats.lines_truncated.inc();
-        }
+        self.stats.line_read(line.len(), truncated);
         self.active = true;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let parsed = self.format.parse(line, &mut self.parsed);

@@ -102,11 +102,7 @@ impl LineSink for RawPacker {
         self.buf.extend_from_slice(line);
         self.buf.push(b'\n');
         self.lines += 1;
-        self.stats.lines_read.inc();
-        self.stats.bytes_read.add(line.len() as u64 + 1);
-        if truncated {
-            self.stats.lines_truncated.inc();
-        }
+        self.stats.line_read(line.len(), truncated);
         Ok(())
     }
 

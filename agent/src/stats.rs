@@ -55,6 +55,15 @@ pub struct FlowStats {
 }
 
 impl FlowStats {
+    /// Count one line read (its bytes plus the newline).
+    pub fn line_read(&self, len: usize, truncated: bool) {
+        self.lines_read.inc();
+        self.bytes_read.add(len as u64 + 1);
+        if truncated {
+            self.lines_truncated.inc();
+        }
+    }
+
     /// One-line summary for logs.
     pub fn summary(&self) -> String {
         format!(

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -63,19 +62,12 @@ fn agent_dir_with(
 }
 
 fn start(agent: &Agent, tag: &str) -> Result<ChildGuard> {
-    let child = Command::new(env!("CARGO_BIN_EXE_tailrace"))
-        .args(["run", "--config"])
-        .arg(&agent.config)
-        .envs(tailrace_tests::child_env())
-        .env("TAILRACE_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(
-            agent.dir.join(format!("agent-{tag}.log")),
-        )?)
-        .spawn()
-        .context("starting tailrace")?;
-    Ok(ChildGuard(child))
+    let log = agent.dir.join(format!("agent-{tag}.log"));
+    tailrace_tests::run_agent(
+        Path::new(env!("CARGO_BIN_EXE_tailrace")),
+        &agent.config,
+        &log,
+    )
 }
 
 /// A deterministic request stream for one host: `n` requests whose event

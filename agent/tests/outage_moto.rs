@@ -4,11 +4,10 @@
 //! exits on these transient faults.
 
 use std::fs;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
-use tailrace_tests::{create_stream, free_port, read_stream, ChildGuard, Moto};
+use anyhow::{ensure, Result};
+use tailrace_tests::{create_stream, free_port, read_stream, Moto};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_written_during_an_outage_arrive_afterwards() -> Result<()> {
@@ -25,17 +24,11 @@ async fn lines_written_during_an_outage_arrive_afterwards() -> Result<()> {
             logs = dir.join("logs").display(),
         ),
     )?;
-    let mut agent = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_tailrace"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .envs(tailrace_tests::child_env())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("agent.log"))?)
-            .spawn()
-            .context("starting tailrace")?,
-    );
+    let mut agent = tailrace_tests::run_agent(
+        std::path::Path::new(env!("CARGO_BIN_EXE_tailrace")),
+        &config,
+        &dir.join("agent.log"),
+    )?;
     let lines: Vec<String> = (0..500)
         .map(|i| format!("192.0.2.{} - - [25/Nov/2026:10:00:00 +0000] \"GET /outage/{i} HTTP/1.1\" 200 5 \"-\" \"t\"", i % 200))
         .collect();

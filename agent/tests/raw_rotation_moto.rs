@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -41,16 +40,7 @@ fn setup(name: &str, endpoint: &str) -> Result<Setup> {
 
 fn start_agent(config: &Path, tag: &str) -> Result<ChildGuard> {
     let log = config.with_file_name(format!("agent-{tag}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_tailrace"))
-        .args(["run", "--config"])
-        .arg(config)
-        .envs(tailrace_tests::child_env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(log)?)
-        .spawn()
-        .context("starting tailrace")?;
-    Ok(ChildGuard(child))
+    tailrace_tests::run_agent(Path::new(env!("CARGO_BIN_EXE_tailrace")), config, &log)
 }
 
 fn line(i: usize) -> String {

@@ -239,6 +239,21 @@ pub async fn read_stream(
     Ok(records)
 }
 
+/// Start `tailrace run --config CONFIG` (the binary at `bin`) with dummy
+/// credentials, its log (stderr) written to `log`.
+pub fn run_agent(bin: &Path, config: &Path, log: &Path) -> Result<ChildGuard> {
+    let child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(config)
+        .envs(child_env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok(ChildGuard(child))
+}
+
 /// A child process killed (SIGKILL) when dropped, for binaries under test.
 pub struct ChildGuard(pub Child);
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use tailrace_tests::loggen::{now, Request, FORMAT};
-use tailrace_tests::{bin, child_env, create_stream, ChildGuard, Moto};
+use tailrace_tests::{bin, child_env, create_stream, Moto};
 
 const WINDOW: i64 = 300;
 const METADATA: &str = "ip_or_cidr,application,contact\n# test mapping\n10.0.1.0/24,billing,billing@example.com\n10.0.1.7,billing-admin,admin@example.com\n2001:db8::/32,search,search@example.com\n";
@@ -101,15 +101,11 @@ async fn agents_to_cloudwatch_match_an_independent_count() -> Result<()> {
                 endpoint = moto.endpoint(),
             ),
         )?;
-        let child = Command::new(bin("tailrace")?)
-            .args(["run", "--config"])
-            .arg(&config)
-            .envs(child_env())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(hdir.join("agent.log"))?)
-            .spawn()?;
-        agents.push(ChildGuard(child));
+        agents.push(tailrace_tests::run_agent(
+            &bin("tailrace")?,
+            &config,
+            &hdir.join("agent.log"),
+        )?);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     for a in &mut agents {
