@@ -104,6 +104,29 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
+/// Read the checkpoint of `dir` without locking it (for `tailrace status`,
+/// while an agent may be running): `Ok(None)` when there is none yet.
+pub fn peek(dir: &Path) -> Result<Option<State>, StoreError> {
+    let path = dir.join(FILE_NAME);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    match serde_json::from_slice::<OnDisk>(&bytes) {
+        Ok(OnDisk::V1 { files, flows }) => Ok(Some(State { files, flows })),
+        Err(e) => Err(io_err(&path)(io::Error::new(io::ErrorKind::InvalidData, e))),
+    }
+}
+
+/// Whether an agent holds the lock of state directory `dir` now.
+pub fn is_locked(dir: &Path) -> bool {
+    let Ok(lock) = OpenOptions::new().read(true).open(dir.join(LOCK_NAME)) else {
+        return false;
+    };
+    matches!(lock.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
+}
+
 /// The state directory: the checkpoint file and the lock that keeps a second
 /// agent out. Lives as long as the agent runs.
 pub struct Store {
@@ -124,12 +147,20 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked { path: lock_path })
+        // A few tries: `tailrace status` takes a shared lock for an instant.
+        let mut tries = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if tries < 10 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::Locked { path: lock_path })
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
             }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
         Ok(Store {
             dir: dir.to_path_buf(),

@@ -37,6 +37,15 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show, per flow and file, what is acknowledged, the file's size and the lag.
+    Status {
+        /// The YAML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Parse lines from FILE (or stdin) and print one JSON object per line.
     Parse {
         /// A preset (common, combined, vhost_combined) or an Apache LogFormat string.
@@ -78,6 +87,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Parse { format, file } => report(parse(&format, file.as_deref())),
+        Command::Status { config, json } => match config::load(&config) {
+            Ok(cfg) => report(status(&cfg, json)),
+            Err(e) => config_error(e),
+        },
         Command::Run { config } => match config::load(&config) {
             Ok(cfg) => report(block_on(crate::runtime::run(cfg))),
             Err(e) => config_error(e),
@@ -143,6 +156,19 @@ fn check(path: &Path) -> ExitCode {
         }
         Err(e) => config_error(e),
     }
+}
+
+fn status(config: &config::Validated, json: bool) -> Result<()> {
+    let status = crate::status::collect(config).context("reading the state directory")?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).context("rendering JSON")?
+        );
+    } else {
+        print!("{}", crate::status::render(&status));
+    }
+    Ok(())
 }
 
 /// `tailrace parse`: one JSON object per input line; non-matching lines give

@@ -21,5 +21,6 @@ pub mod record;
 pub mod runtime;
 pub mod shipper;
 pub mod stats;
+pub mod status;
 pub mod tailer;
 pub mod watcher;

@@ -72,6 +72,24 @@ async fn lines_written_during_an_outage_arrive_afterwards() -> Result<()> {
         got.len(),
         want.len()
     );
+    // `tailrace status` sees the running agent and nothing left to send.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tailrace"))
+        .args(["status", "--json", "--config"])
+        .arg(&config)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(status["agent_running"] == true, "status: {status}");
+    let file = &status["files"][0];
+    ensure!(
+        file["state"] == "ok" && file["lag"] == 0,
+        "status: {status}"
+    );
     agent.signal("TERM")?;
     ensure!(
         agent.wait_timeout(Duration::from_secs(25))?.success(),
