@@ -39,6 +39,14 @@ pub async fn kinesis_client(aws: &AwsConfig) -> aws_sdk_kinesis::Client {
     if let Some(region) = &aws.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
+    // Without an attempt timeout, an endpoint that accepts a call and never
+    // answers would hold the flow's shipper forever; the shipper retries.
+    loader = loader.timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(30))
+            .build(),
+    );
     if let Some(endpoint) = &aws.endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }

@@ -99,12 +99,19 @@ impl Shipper {
                 bytes += r.data.len() + r.partition_key.len();
                 batch.push(r);
             }
+            let sent = batch.len();
             let failed = self.put(batch).await;
             if failed.is_empty() {
                 failures = 0;
                 continue;
             }
-            failures = failures.saturating_add(1);
+            // Progress (some records taken) keeps the backoff short: a
+            // share of throttled records is normal at a shard's limit.
+            failures = if failed.len() < sent {
+                1
+            } else {
+                failures.saturating_add(1)
+            };
             for r in failed.into_iter().rev() {
                 retry.push_front(r);
             }

@@ -129,7 +129,8 @@ pub struct Tailer {
     unreadable: HashSet<PathBuf>,
     /// New files whose starting offset is not decided yet.
     pending: Vec<PendingFile>,
-    fs_events: Option<mpsc::Receiver<()>>,
+    /// File-system events: `true` when names changed (rediscover).
+    fs_events: Option<mpsc::Receiver<bool>>,
     fs_watcher: Option<notify::RecommendedWatcher>,
     watched_dirs: HashSet<PathBuf>,
     last_discover: Option<Instant>,
@@ -149,8 +150,18 @@ impl Tailer {
             .collect();
         let (tx, rx) = mpsc::channel();
         let fs_watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
-                let _ = tx.send(());
+            // Opening and reading files (ours included) raises access events:
+            // reacting to them would make discovery wake itself forever.
+            // Appends only wake the loop; names changing also rediscover.
+            if let Ok(event) = res {
+                use notify::event::{EventKind, ModifyKind};
+                let rediscover = match event.kind {
+                    EventKind::Access(_) => return,
+                    EventKind::Create(_) | EventKind::Remove(_) => true,
+                    EventKind::Modify(ModifyKind::Name(_)) => true,
+                    _ => false,
+                };
+                let _ = tx.send(rediscover);
             }
         })
         .map_err(|e| tracing::warn!(error = %e, "file-system events unavailable; polling only"))
@@ -221,10 +232,16 @@ impl Tailer {
         let timeout = self.settings.poll_interval;
         match &self.fs_events {
             Some(rx) => {
-                if rx.recv_timeout(timeout).is_ok() {
-                    // Coalesce a burst of events, then rediscover promptly.
-                    while rx.try_recv().is_ok() {}
-                    self.last_discover = None;
+                if let Ok(first) = rx.recv_timeout(timeout) {
+                    // Coalesce a burst of events; rediscover promptly if
+                    // names changed, else just read again.
+                    let mut rediscover = first;
+                    while let Ok(more) = rx.try_recv() {
+                        rediscover |= more;
+                    }
+                    if rediscover {
+                        self.last_discover = None;
+                    }
                 }
             }
             None => std::thread::sleep(timeout),
@@ -338,6 +355,23 @@ impl Tailer {
             if self.is_excluded(&path) || !path.is_file() {
                 continue;
             }
+            // Known files by stat alone: no open per file per discovery.
+            if let Ok(meta) = std::fs::metadata(&path) {
+                let key = FileKey {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                };
+                if let Some(w) = self.watchers.iter_mut().find(|w| w.key == key) {
+                    seen.insert(key);
+                    if w.path != path {
+                        tracing::info!(flow = %self.settings.flow, from = %w.path.display(), to = %path.display(), "file renamed");
+                        w.path = path.clone();
+                        self.ledger.update(w.source, w.fingerprint, Some(path));
+                    }
+                    w.orphaned = false;
+                    continue;
+                }
+            }
             let file = match File::open(&path) {
                 Ok(f) => {
                     self.unreadable.remove(&path);
@@ -354,15 +388,6 @@ impl Tailer {
                 continue;
             };
             seen.insert(key);
-            if let Some(w) = self.watchers.iter_mut().find(|w| w.key == key) {
-                if w.path != path {
-                    tracing::info!(flow = %self.settings.flow, from = %w.path.display(), to = %path.display(), "file renamed");
-                    w.path = path.clone();
-                    self.ledger.update(w.source, w.fingerprint, Some(path));
-                }
-                w.orphaned = false;
-                continue;
-            }
             if let Err(e) = self.open_new(path.clone(), file, key) {
                 tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot start reading file");
             }

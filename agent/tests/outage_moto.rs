@@ -33,8 +33,17 @@ async fn lines_written_during_an_outage_arrive_afterwards() -> Result<()> {
         .map(|i| format!("192.0.2.{} - - [25/Nov/2026:10:00:00 +0000] \"GET /outage/{i} HTTP/1.1\" 200 5 \"-\" \"t\"", i % 200))
         .collect();
     fs::write(dir.join("logs/a.log"), lines.join("\n") + "\n")?;
-    // Nothing listens for a while; then the server is up but the stream is missing.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Nothing listens for a while; then the server is up but the stream is
+    // missing. Meanwhile the agent waits without spinning: its CPU time over
+    // the outage stays far below one core (an earlier bug spun at ~100%).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_ticks(agent.0.id())?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_ticks(agent.0.id())? - before;
+    ensure!(
+        used < 60,
+        "agent used {used} CPU ticks (1/100 s) in 3 s of outage: it loops hot"
+    );
     ensure!(
         agent.0.try_wait()?.is_none(),
         "agent exited during the outage"
@@ -97,4 +106,20 @@ async fn lines_written_during_an_outage_arrive_afterwards() -> Result<()> {
     );
     let _ = fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// User + system CPU time of a process, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| -> Result<u64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("short /proc stat"))?
+            .parse()?)
+    };
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after ')'.
+    Ok(field(11)? + field(12)?)
 }
