@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use tailrace_tests::loggen::{now, Request, FORMAT};
-use tailrace_tests::{create_stream, read_stream, ChildGuard, Moto};
+use tailrace_tests::{create_stream, read_stream, AgentDir, ChildGuard, Moto};
 use tailrace_wire::{classify, ClientKey, ClientStats, Partial, RecordKind};
 
 const WINDOW: i64 = 60;
@@ -23,13 +23,7 @@ const WINDOW: i64 = 60;
 /// Per (window start, client): the statistics an independent count expects.
 type Truth = BTreeMap<(i64, String), ClientStats>;
 
-struct Agent {
-    dir: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-fn agent_dir(test: &str, host: &str, endpoint: &str, stream: &str) -> Result<Agent> {
+fn agent_dir(test: &str, host: &str, endpoint: &str, stream: &str) -> Result<AgentDir> {
     agent_dir_with(test, host, endpoint, stream, "")
 }
 
@@ -40,34 +34,17 @@ fn agent_dir_with(
     endpoint: &str,
     stream: &str,
     extra: &str,
-) -> Result<Agent> {
-    let dir =
-        std::env::temp_dir().join(format!("tailrace-agg-{test}-{host}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(dir.join("logs"))?;
-    let config = dir.join("tailrace.yaml");
-    fs::write(
-        &config,
-        format!(
-            "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: {host}\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log*\"]\n    format: '{FORMAT}'\n    start_at: beginning\n    stream: {stream}\n    mode: aggregate\n    window: 1m\n    allowed_lateness: 5s\n    service: checkout\n{extra}",
-            state = dir.join("state").display(),
-            logs = dir.join("logs").display(),
-        ),
-    )?;
-    Ok(Agent {
-        log: dir.join("logs/access.log"),
-        dir,
-        config,
-    })
+) -> Result<AgentDir> {
+    AgentDir::new(
+        &format!("agg-{test}-{host}"),
+        host,
+        endpoint,
+        &format!("    format: '{FORMAT}'\n    start_at: beginning\n    stream: {stream}\n    mode: aggregate\n    window: 1m\n    allowed_lateness: 5s\n    service: checkout\n{extra}"),
+    )
 }
 
-fn start(agent: &Agent, tag: &str) -> Result<ChildGuard> {
-    let log = agent.dir.join(format!("agent-{tag}.log"));
-    tailrace_tests::run_agent(
-        Path::new(env!("CARGO_BIN_EXE_tailrace")),
-        &agent.config,
-        &log,
-    )
+fn start(agent: &AgentDir, tag: &str) -> Result<ChildGuard> {
+    agent.run(Path::new(env!("CARGO_BIN_EXE_tailrace")), tag)
 }
 
 /// A deterministic request stream for one host: `n` requests whose event

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use tailrace_tests::fault_proxy::{FaultCounts, FaultProxy, Faults};
 use tailrace_tests::loggen::{now, Request, FORMAT};
-use tailrace_tests::{create_stream, read_stream, ChildGuard, Moto};
+use tailrace_tests::{create_stream, read_stream, AgentDir, ChildGuard, Moto};
 use tailrace_wire::{classify, ClientKey, ClientStats, Partial, RecordKind};
 
 const LINES: usize = 3000;
@@ -34,36 +34,18 @@ fn faults(seed: u64) -> Faults {
 
 /// Write the config; `flow` holds the mode-specific flow keys.
 fn setup(name: &str, endpoint: &str, flow: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    let dir = std::env::temp_dir().join(format!("tailrace-faults-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(dir.join("logs"))?;
-    let config = dir.join("tailrace.yaml");
-    fs::write(
-        &config,
-        format!(
-            "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: test-host\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log*\"]\n    format: '{FORMAT}'\n    start_at: beginning\n    stream: {name}\n{flow}",
-            state = dir.join("state").display(),
-            logs = dir.join("logs").display(),
-        ),
+    let a = AgentDir::new(
+        &format!("faults-{name}"),
+        "test-host",
+        endpoint,
+        &format!("    format: '{FORMAT}'\n    start_at: beginning\n    stream: {name}\n{flow}"),
     )?;
-    let log = dir.join("logs/access.log");
-    Ok((dir, config, log))
+    Ok((a.dir, a.config, a.log))
 }
 
 fn start_agent(config: &Path) -> Result<ChildGuard> {
     let log = config.with_file_name("agent.log");
     tailrace_tests::run_agent(Path::new(env!("CARGO_BIN_EXE_tailrace")), config, &log)
-}
-
-/// CPU time (user + system) a process has used, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').context("/proc stat format")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After the command: state is field 3, utime 14, stime 15.
-    let utime: u64 = fields.get(11).context("utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
 }
 
 /// CPU time, in clock ticks, of a process's threads named `prefix*`
@@ -197,11 +179,14 @@ async fn raw_mode_loses_nothing_under_throttling_and_errors() -> Result<()> {
     drop(file);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pid = agent.0.id();
-    let (ticks, rt_ticks) = (cpu_ticks(pid)?, thread_ticks(pid, "tokio-rt")?);
+    let (ticks, rt_ticks) = (
+        tailrace_tests::cpu_ticks(pid)?,
+        thread_ticks(pid, "tokio-rt")?,
+    );
     let calls = proxy.counts().calls;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let hz = ticks_per_sec();
-    let refused_cpu = (cpu_ticks(pid)? - ticks) as f64 / hz;
+    let refused_cpu = (tailrace_tests::cpu_ticks(pid)? - ticks) as f64 / hz;
     let refused_rt = (thread_ticks(pid, "tokio-rt")? - rt_ticks) as f64 / hz;
     let refused_calls = proxy.counts().calls - calls;
     eprintln!(
@@ -214,7 +199,7 @@ async fn raw_mode_loses_nothing_under_throttling_and_errors() -> Result<()> {
     );
     proxy.set_faults(faults(7));
     let started = Instant::now();
-    let ticks0 = cpu_ticks(agent.0.id())?;
+    let ticks0 = tailrace_tests::cpu_ticks(agent.0.id())?;
     write_lines(&log, now()).await?;
     let records =
         tailrace_tests::eventually(Duration::from_secs(70), "every line on the stream", || {
@@ -238,7 +223,7 @@ async fn raw_mode_loses_nothing_under_throttling_and_errors() -> Result<()> {
         .await
         .with_context(|| format!("proxy {:?}, logs in {}", proxy.counts(), dir.display()))?;
     let busy = started.elapsed();
-    let cpu = (cpu_ticks(agent.0.id())? - ticks0) as f64 / ticks_per_sec();
+    let cpu = (tailrace_tests::cpu_ticks(agent.0.id())? - ticks0) as f64 / ticks_per_sec();
     let counts = proxy.counts();
     let stop_took = stop(&proxy, &mut agent, &dir)?;
 
@@ -299,7 +284,7 @@ async fn aggregate_mode_counts_exactly_under_throttling_and_errors() -> Result<(
     let closed_windows: HashSet<i64> = truth.keys().map(|k| k.0).collect();
     let started = Instant::now();
     let mut agent = start_agent(&config)?;
-    let ticks0 = cpu_ticks(agent.0.id())?;
+    let ticks0 = tailrace_tests::cpu_ticks(agent.0.id())?;
     write_lines(&log, base).await?;
     // Wait until the windows that closed while writing (all but the last
     // one or two) are on the stream, through the faults.
@@ -325,7 +310,7 @@ async fn aggregate_mode_counts_exactly_under_throttling_and_errors() -> Result<(
     .await
     .with_context(|| format!("proxy {:?}, logs in {}", proxy.counts(), dir.display()))?;
     let busy = started.elapsed();
-    let cpu = (cpu_ticks(agent.0.id())? - ticks0) as f64 / ticks_per_sec();
+    let cpu = (tailrace_tests::cpu_ticks(agent.0.id())? - ticks0) as f64 / ticks_per_sec();
     let counts = proxy.counts();
     let stop_took = stop(&proxy, &mut agent, &dir)?;
 

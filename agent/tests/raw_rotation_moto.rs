@@ -7,40 +7,26 @@
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use tailrace_tests::{create_stream, read_stream, ChildGuard, Moto};
+use tailrace_tests::{create_stream, read_stream, AgentDir, ChildGuard, Moto};
 
 const LINES: usize = 3000;
 
-struct Setup {
-    dir: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
+/// The agent's config for these tests: raw mode, start at the beginning.
+fn setup(name: &str, endpoint: &str) -> Result<AgentDir> {
+    AgentDir::new(
+        &format!("it-{name}"),
+        "test-host",
+        endpoint,
+        &format!("    format: combined\n    start_at: beginning\n    stream: {name}\n    mode: raw\n    linger: 200ms\n"),
+    )
 }
 
-fn setup(name: &str, endpoint: &str) -> Result<Setup> {
-    let dir = std::env::temp_dir().join(format!("tailrace-it-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(dir.join("logs"))?;
-    let log = dir.join("logs/access.log");
-    let config = dir.join("tailrace.yaml");
-    fs::write(
-        &config,
-        format!(
-            "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: test-host\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log*\"]\n    format: combined\n    start_at: beginning\n    stream: {name}\n    mode: raw\n    linger: 200ms\n",
-            state = dir.join("state").display(),
-            logs = dir.join("logs").display(),
-        ),
-    )?;
-    Ok(Setup { dir, config, log })
-}
-
-fn start_agent(config: &Path, tag: &str) -> Result<ChildGuard> {
-    let log = config.with_file_name(format!("agent-{tag}.log"));
-    tailrace_tests::run_agent(Path::new(env!("CARGO_BIN_EXE_tailrace")), config, &log)
+fn start_agent(s: &AgentDir, tag: &str) -> Result<ChildGuard> {
+    s.run(Path::new(env!("CARGO_BIN_EXE_tailrace")), tag)
 }
 
 fn line(i: usize) -> String {
@@ -97,7 +83,7 @@ async fn scenario(name: &str, how: Rotation) -> Result<()> {
     create_stream(&kinesis, name, 2).await?;
     let s = setup(name, &moto.endpoint())?;
 
-    let mut agent = start_agent(&s.config, "1")?;
+    let mut agent = start_agent(&s, "1")?;
     let started = Instant::now();
     let mut written_at: Vec<Instant> = Vec::with_capacity(LINES);
     let mut file = OpenOptions::new().create(true).append(true).open(&s.log)?;
@@ -114,7 +100,7 @@ async fn scenario(name: &str, how: Rotation) -> Result<()> {
             killed_at = Some(Instant::now());
         }
         if i == 1700 {
-            agent = start_agent(&s.config, "2")?;
+            agent = start_agent(&s, "2")?;
         }
         // With rename rotation Apache writes to the old file until signalled:
         // the writer here keeps its descriptor for a moment after the rename.
@@ -214,7 +200,7 @@ async fn slow_copytruncate_copy_sends_each_line_once() -> Result<()> {
     let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
     create_stream(&kinesis, name, 1).await?;
     let s = setup(name, &moto.endpoint())?;
-    let mut agent = start_agent(&s.config, "1")?;
+    let mut agent = start_agent(&s, "1")?;
     let first: String = (0..100).map(line).collect();
     fs::write(&s.log, &first)?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -294,7 +280,7 @@ async fn file_rotated_while_agent_down_is_drained() -> Result<()> {
     // Only the live file matches: rotated copies are out of the glob.
     let text = fs::read_to_string(&s.config)?.replace("access.log*", "access.log");
     fs::write(&s.config, text)?;
-    let mut agent = start_agent(&s.config, "1")?;
+    let mut agent = start_agent(&s, "1")?;
     fs::write(&s.log, (0..100).map(line).collect::<String>())?;
     tailrace_tests::eventually(
         Duration::from_secs(20),
@@ -322,7 +308,7 @@ async fn file_rotated_while_agent_down_is_drained() -> Result<()> {
         .write_all((100..150).map(line).collect::<String>().as_bytes())?;
     fs::rename(&s.log, s.log.with_extension("log.1"))?;
     fs::write(&s.log, (150..200).map(line).collect::<String>())?;
-    let mut agent = start_agent(&s.config, "2")?;
+    let mut agent = start_agent(&s, "2")?;
     let records = tailrace_tests::eventually(Duration::from_secs(30), "all 200 lines", || {
         let kinesis = kinesis.clone();
         async move {

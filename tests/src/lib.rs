@@ -240,6 +240,64 @@ pub async fn read_stream(
     Ok(records)
 }
 
+/// CPU time (user + system) a process has used, in clock ticks (1/100 s).
+pub fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("/proc stat format")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the command: state is field 3, utime 14, stime 15.
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// A throw-away agent installation under the temp dir: `logs/`, `state/`
+/// and `tailrace.yaml` with one flow `web` reading `logs/access.log*`.
+/// Checkpoints every 200 ms; host id, endpoint and the flow's other keys
+/// (format, stream, mode, …) come from the test.
+pub struct AgentDir {
+    /// The directory (removed and recreated by [`AgentDir::new`]).
+    pub dir: PathBuf,
+    /// The config file.
+    pub config: PathBuf,
+    /// `logs/access.log` (not created).
+    pub log: PathBuf,
+}
+
+impl AgentDir {
+    /// `name` must be unique per test; `flow` holds the flow's keys after
+    /// `paths`, each line indented by four spaces and ending in a newline.
+    pub fn new(name: &str, host_id: &str, endpoint: &str, flow: &str) -> Result<AgentDir> {
+        let dir = std::env::temp_dir().join(format!("tailrace-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let config = dir.join("tailrace.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: {host_id}\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log*\"]\n{flow}",
+                state = dir.join("state").display(),
+                logs = dir.join("logs").display(),
+            ),
+        )?;
+        Ok(AgentDir {
+            log: dir.join("logs/access.log"),
+            dir,
+            config,
+        })
+    }
+
+    /// Start the agent binary `bin` on this config; its log goes to
+    /// `agent-<tag>.log` in the directory.
+    pub fn run(&self, bin: &Path, tag: &str) -> Result<ChildGuard> {
+        run_agent(
+            bin,
+            &self.config,
+            &self.dir.join(format!("agent-{tag}.log")),
+        )
+    }
+}
+
 /// Start `tailrace run --config CONFIG` (the binary at `bin`) with dummy
 /// credentials, its log (stderr) written to `log`.
 pub fn run_agent(bin: &Path, config: &Path, log: &Path) -> Result<ChildGuard> {
