@@ -50,6 +50,10 @@ pub struct SourceEntry {
     pub closed: bool,
     /// A newer generation of the same file exists (after truncation).
     pub superseded: bool,
+    /// This file is a `copytruncate` copy of that source's bytes, at the
+    /// same offsets: while that source still holds unacknowledged lines,
+    /// this one's checkpoint must not pass them.
+    same_bytes_as: Option<SourceId>,
 }
 
 impl SourceEntry {
@@ -136,6 +140,7 @@ impl Ledger {
                 holds: BTreeMap::new(),
                 closed: false,
                 superseded: false,
+                same_bytes_as: None,
             },
         );
         inner.version += 1;
@@ -163,6 +168,16 @@ impl Ledger {
             }
             inner.version += 1;
         }
+    }
+
+    /// Record that `copy` holds the same bytes as `original` (a
+    /// `copytruncate` copy).
+    pub fn same_bytes_as(&self, copy: SourceId, original: SourceId) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.sources.get_mut(&copy) {
+            e.same_bytes_as = Some(original);
+        }
+        inner.version += 1;
     }
 
     /// Place holds.
@@ -228,12 +243,18 @@ impl Ledger {
         inner.sources.retain(|_, e| !e.closed || e.is_held());
         let mut best: HashMap<(String, FileKey), (SourceId, Position)> = HashMap::new();
         for (id, e) in &inner.sources {
+            let mut offset = e.checkpoint_offset();
+            if let Some(original) = e.same_bytes_as.and_then(|o| inner.sources.get(&o)) {
+                if original.is_held() {
+                    offset = offset.min(original.checkpoint_offset());
+                }
+            }
             let pos = Position {
                 flow: e.flow.clone(),
                 key: e.key,
                 fingerprint: e.fingerprint,
                 path: e.path.clone(),
-                offset: e.checkpoint_offset(),
+                offset,
             };
             let slot = best
                 .entry((e.flow.clone(), e.key))
@@ -296,6 +317,40 @@ mod tests {
         assert_eq!(l.positions().len(), 1);
         l.release(&[h]);
         assert!(l.positions().is_empty());
+    }
+
+    #[test]
+    fn a_copy_does_not_pass_the_unacknowledged_lines_of_its_original() {
+        let l = Ledger::new();
+        let original = l.open("f", key(), Fingerprint::EMPTY, "/a".into(), 0);
+        let h = Hold {
+            source: original,
+            offset: 40,
+        };
+        l.hold(&[h]);
+        l.set_processed(original, 100);
+        l.close(original);
+        let copy = l.open(
+            "f",
+            FileKey { dev: 1, ino: 3 },
+            Fingerprint::EMPTY,
+            "/a.1".into(),
+            100,
+        );
+        l.same_bytes_as(copy, original);
+        let at = |l: &Ledger| {
+            l.positions()
+                .iter()
+                .find(|p| p.key.ino == 3)
+                .map(|p| p.offset)
+        };
+        assert_eq!(
+            at(&l),
+            Some(40),
+            "the copy resumes where the original's unacknowledged lines begin"
+        );
+        l.release(&[h]);
+        assert_eq!(at(&l), Some(100));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use notify::Watcher as _;
 use crate::checkpoint::FileCheckpoint;
 use crate::config::StartAt;
 use crate::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, SourceId};
 use crate::watcher::{FileWatcher, LineSink, Polled, SinkClosed};
 
 /// How a tailer behaves; built from a flow's config.
@@ -408,6 +408,7 @@ impl Tailer {
 
     fn open_new(&mut self, path: PathBuf, file: File, key: FileKey) -> io::Result<()> {
         let size = file.metadata()?.len();
+        let mut copy_of = None;
         let start = if let Some(ck) = self.checkpoints.remove(&key) {
             if !ck.fingerprint.matches(&file)? {
                 Start::At(0, "inode reused by a new file")
@@ -422,7 +423,9 @@ impl Tailer {
         } else if self.first_scan && self.settings.start_at == StartAt::End {
             Start::At(last_line_boundary(&file, size)?, "start_at: end")
         } else {
-            self.classify_new(&file, size)?
+            let (start, original) = self.classify_new(&file, size)?;
+            copy_of = original;
+            start
         };
         let start = match (start, self.pending.iter().position(|p| p.key == key)) {
             (Start::At(..), _) => start,
@@ -466,6 +469,11 @@ impl Tailer {
         let source = self
             .ledger
             .open(&self.settings.flow, key, fp, path.clone(), offset);
+        if let Some(original) = copy_of {
+            // Lines of the original not yet acknowledged are these bytes now:
+            // the copy's checkpoint must not pass them.
+            self.ledger.same_bytes_as(source, original);
+        }
         self.watchers
             .push(FileWatcher::new(source, key, path, file, fp, offset));
         Ok(())
@@ -478,16 +486,20 @@ impl Tailer {
     /// truncated may be a copy whose original is about to be truncated, or a
     /// coincidence (identical lines from a load test): it waits for the
     /// truncation, and is read from 0 if none comes.
-    fn classify_new(&self, file: &File, size: u64) -> io::Result<Start> {
+    /// Also returns, for a copy, the source (reading) of the original whose
+    /// bytes it repeats.
+    fn classify_new(&self, file: &File, size: u64) -> io::Result<(Start, Option<SourceId>)> {
         if size == 0 {
-            return Ok(Start::WaitEmpty);
+            return Ok((Start::WaitEmpty, None));
         }
         let mut short = false;
         for w in &self.watchers {
             let truncated_now = w.size()? < w.offset();
-            let current = (w.fingerprint, w.offset(), truncated_now);
-            let previous = w.previous.map(|(fp, offset)| (fp, offset, true));
-            for (fp, offset, truncated) in std::iter::once(current).chain(previous) {
+            let current = (w.fingerprint, w.offset(), truncated_now, w.source);
+            let previous = w
+                .previous
+                .map(|(fp, offset, source)| (fp, offset, true, source));
+            for (fp, offset, truncated, source) in std::iter::once(current).chain(previous) {
                 if fp.len == 0 {
                     continue;
                 }
@@ -501,17 +513,17 @@ impl Tailer {
                 };
                 if same {
                     return Ok(if truncated {
-                        copy_start(offset, size)
+                        (copy_start(offset, size), Some(source))
                     } else {
-                        Start::WaitOriginal
+                        (Start::WaitOriginal, None)
                     });
                 }
             }
         }
         Ok(if short {
-            Start::WaitShort
+            (Start::WaitShort, None)
         } else {
-            Start::At(0, "new file")
+            (Start::At(0, "new file"), None)
         })
     }
 

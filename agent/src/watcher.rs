@@ -85,7 +85,7 @@ pub struct FileWatcher {
     pub truncated_lines: u64,
     /// Fingerprint and read offset of the generation before the last
     /// truncation, to recognize its `copytruncate` copy.
-    pub previous: Option<(Fingerprint, u64)>,
+    pub previous: Option<(Fingerprint, u64, SourceId)>,
 }
 
 impl FileWatcher {
@@ -131,7 +131,7 @@ impl FileWatcher {
 
     /// Start over at 0 as a new source (after truncation).
     pub fn restart(&mut self, source: SourceId, fingerprint: Fingerprint) {
-        self.previous = Some((self.fingerprint, self.offset));
+        self.previous = Some((self.fingerprint, self.offset, self.source));
         self.source = source;
         self.fingerprint = fingerprint;
         self.offset = 0;
