@@ -173,9 +173,12 @@ impl Window {
         }
     }
 
-    fn reject(&mut self, line: &[u8], why: &str) {
+    /// Count a line that did not parse; keep it as a sample (formatted
+    /// only then: a flood of bad lines costs a counter each).
+    fn reject(&mut self, line: &[u8], error: Option<tailrace_logformat::ParseError>) {
         self.rejected += 1;
         if self.samples.len() < MAX_SAMPLES {
+            let why = error.map_or_else(|| "no time in line".to_string(), |e| e.to_string());
             let cut = &line[..line
                 .len()
                 .min(MAX_SAMPLE_BYTES.saturating_sub(why.len() + 2))];
@@ -417,10 +420,6 @@ impl LineSink for WindowSink {
         };
         let Some(t) = time else {
             self.stats.parse_rejects.inc();
-            let why = match parsed {
-                Err(e) => e.to_string(),
-                Ok(()) => "no time in line".to_string(),
-            };
             let ws = self.current_window();
             let w = Self::target(
                 &mut self.open,
@@ -430,7 +429,7 @@ impl LineSink for WindowSink {
                 ws,
             );
             w.hold(&self.ledger, source, start);
-            w.reject(line, &why);
+            w.reject(line, parsed.err());
             return Ok(());
         };
         let client = Self::client(&self.parsed, self.client_field, self.trusted_proxies, line);

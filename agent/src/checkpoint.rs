@@ -104,19 +104,27 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
+/// Read and parse a checkpoint file: `Ok(None)` when it does not exist, the
+/// parse result otherwise (callers decide what a corrupt file means).
+fn read_state(path: &Path) -> Result<Option<Result<State, serde_json::Error>>, StoreError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    Ok(Some(
+        serde_json::from_slice::<OnDisk>(&bytes)
+            .map(|OnDisk::V1 { files, flows }| State { files, flows }),
+    ))
+}
+
 /// Read the checkpoint of `dir` without locking it (for `tailrace status`,
 /// while an agent may be running): `Ok(None)` when there is none yet.
 pub fn peek(dir: &Path) -> Result<Option<State>, StoreError> {
     let path = dir.join(FILE_NAME);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(&path)(e)),
-    };
-    match serde_json::from_slice::<OnDisk>(&bytes) {
-        Ok(OnDisk::V1 { files, flows }) => Ok(Some(State { files, flows })),
-        Err(e) => Err(io_err(&path)(io::Error::new(io::ErrorKind::InvalidData, e))),
-    }
+    read_state(&path)?
+        .transpose()
+        .map_err(|e| io_err(&path)(io::Error::new(io::ErrorKind::InvalidData, e)))
 }
 
 /// Whether an agent holds the lock of state directory `dir` now.
@@ -178,14 +186,10 @@ impl Store {
     /// moved aside (and reported) and also yields an empty state.
     pub fn load(&self) -> Result<State, StoreError> {
         let path = self.path();
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        match serde_json::from_slice::<OnDisk>(&bytes) {
-            Ok(OnDisk::V1 { files, flows }) => Ok(State { files, flows }),
-            Err(e) => {
+        match read_state(&path)? {
+            None => Ok(State::default()),
+            Some(Ok(state)) => Ok(state),
+            Some(Err(e)) => {
                 let aside = self.dir.join(format!(
                     "{FILE_NAME}.corrupt-{}",
                     std::time::SystemTime::now()

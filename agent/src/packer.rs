@@ -9,21 +9,23 @@
 
 use std::time::{Duration, Instant};
 
+use tailrace_wire::raw::RecordPacker;
+
 use crate::ledger::{Hold, SourceId};
 use crate::record::{KeyMaker, OutRecord, RecordSender};
 use crate::stats::FlowStats;
 use crate::watcher::{LineSink, SinkClosed};
 use std::sync::Arc;
 
-/// The raw-mode sink. Lives on its flow's reader thread.
+/// The raw-mode sink. Lives on its flow's reader thread. The bytes are
+/// packed by [`tailrace_wire::raw::RecordPacker`] (the wire crate owns the
+/// record layout); this type adds the ledger holds, the linger and sending.
 pub struct RawPacker {
     out: RecordSender,
     keys: KeyMaker,
-    max_data: usize,
+    packer: RecordPacker,
     linger: Duration,
-    buf: Vec<u8>,
     holds: Vec<Hold>,
-    lines: u64,
     started: Option<Instant>,
     stats: Arc<FlowStats>,
 }
@@ -41,36 +43,35 @@ impl RawPacker {
         RawPacker {
             out,
             keys,
-            max_data,
+            packer: RecordPacker::new(max_data),
             linger,
-            buf: Vec::new(),
             holds: Vec::new(),
-            lines: 0,
             started: None,
             stats,
         }
     }
 
-    /// Largest line (without `\n`) that fits in one record.
-    pub fn max_line(&self) -> usize {
-        self.max_data - 1
+    fn send(&mut self, data: Vec<u8>, lines: u64, holds: Vec<Hold>) -> Result<(), SinkClosed> {
+        self.out.send_blocking(OutRecord {
+            data,
+            partition_key: self.keys.next_key(),
+            holds,
+            lines,
+            permit: None,
+            on_ack: None,
+        })
     }
 
     fn seal(&mut self) -> Result<(), SinkClosed> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let data = std::mem::take(&mut self.buf);
-        let record = OutRecord {
-            data,
-            partition_key: self.keys.next_key(),
-            holds: std::mem::take(&mut self.holds),
-            lines: std::mem::take(&mut self.lines),
-            permit: None,
-            on_ack: None,
-        };
+        let lines = self.packer.line_count() as u64;
         self.started = None;
-        self.out.send_blocking(record)
+        match self.packer.finish() {
+            Some(data) => {
+                let holds = std::mem::take(&mut self.holds);
+                self.send(data, lines, holds)
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -82,13 +83,14 @@ impl LineSink for RawPacker {
         line: &[u8],
         truncated: bool,
     ) -> Result<(), SinkClosed> {
-        let line = &line[..line.len().min(self.max_line())];
-        if !self.buf.is_empty() && self.buf.len() + line.len() + 1 > self.max_data {
-            self.seal()?;
+        let lines_before = self.packer.line_count() as u64;
+        if let Some(full) = self.packer.push(line) {
+            // `line` did not fit: it opened a new record; the full one goes.
+            let holds = std::mem::take(&mut self.holds);
+            self.send(full, lines_before, holds)?;
+            self.started = None;
         }
-        if self.buf.is_empty() {
-            // Sized once: growing by doubling would copy the record several times.
-            self.buf.reserve_exact(self.max_data);
+        if self.started.is_none() {
             self.started = Some(Instant::now());
         }
         if !self.holds.iter().any(|h| h.source == source) {
@@ -99,9 +101,6 @@ impl LineSink for RawPacker {
             self.out.ledger().hold(&[hold]);
             self.holds.push(hold);
         }
-        self.buf.extend_from_slice(line);
-        self.buf.push(b'\n');
-        self.lines += 1;
         self.stats.line_read(line.len(), truncated);
         Ok(())
     }

@@ -61,6 +61,10 @@ impl RecordPacker {
             } else {
                 None
             };
+        if self.buf.is_empty() {
+            // Sized once per record: growing by doubling would copy it several times.
+            self.buf.reserve_exact(self.max_record_bytes);
+        }
         self.buf.extend_from_slice(line);
         self.buf.push(b'\n');
         self.lines += 1;
