@@ -11,7 +11,17 @@
 //! A line for a window that was already emitted is not dropped: it goes into
 //! a *late* partial for that window, emitted a little later and merged
 //! downstream like any other. A line that does not parse is counted, with a
-//! sample, in the window the watermark is in.
+//! sample, in the window the watermark is in; before any line had a time
+//! (the head of a file being backfilled), such lines wait for the first one
+//! that has, and join its window — or, if none comes within a few seconds,
+//! are sent in the window of the wall clock.
+//!
+//! The wall clock bounds event time from above only: a line stamped more
+//! than [`FUTURE_TOLERANCE_SECS`] ahead of it is counted as a reject ("time
+//! in the future"), because one bogus timestamp would otherwise carry the
+//! watermark years ahead, making every later line late and keeping that
+//! window's checkpoint hold forever. The clock is read at ticks, never per
+//! line, so a step of the system clock moves the bound at the next tick.
 //!
 //! Each window places a ledger hold at its first line from each file, and its
 //! records carry those holds until Kinesis acknowledges them, so a checkpoint
@@ -45,6 +55,41 @@ const MAX_OVERFLOW_TRACKED: usize = 1 << 16;
 const MAX_SAMPLES: usize = 3;
 /// Longest reject sample, in bytes.
 const MAX_SAMPLE_BYTES: usize = 512;
+/// How far ahead of the wall clock a line's time may be before the line is
+/// rejected as "in the future". Lines come from this host's own clock, so
+/// this only needs to cover clocks of other writers (shared file systems).
+pub const FUTURE_TOLERANCE_SECS: i64 = 15 * 60;
+
+/// Now on the wall clock, in unix seconds.
+fn wall_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Why a line was not counted as a request.
+enum Reject {
+    /// The line did not match the format.
+    Parse(tailrace_logformat::ParseError),
+    /// It matched, but the format has no time (or it was empty).
+    NoTime,
+    /// Its time (unix seconds) is too far ahead of the wall clock.
+    Future(i64),
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reject::Parse(e) => e.fmt(f),
+            Reject::NoTime => f.write_str("no time in line"),
+            Reject::Future(t) => write!(
+                f,
+                "time {t} (unix seconds) is more than {FUTURE_TOLERANCE_SECS} s ahead of this host's clock"
+            ),
+        }
+    }
+}
 
 /// Per-flow record sequence numbers, shared with the checkpointer.
 ///
@@ -175,16 +220,26 @@ impl Window {
 
     /// Count a line that did not parse; keep it as a sample (formatted
     /// only then: a flood of bad lines costs a counter each).
-    fn reject(&mut self, line: &[u8], error: Option<tailrace_logformat::ParseError>) {
+    fn reject(&mut self, line: &[u8], why: Reject) {
         self.rejected += 1;
         if self.samples.len() < MAX_SAMPLES {
-            let why = error.map_or_else(|| "no time in line".to_string(), |e| e.to_string());
+            let why = why.to_string();
             let cut = &line[..line
                 .len()
                 .min(MAX_SAMPLE_BYTES.saturating_sub(why.len() + 2))];
             self.samples
                 .push(format!("{why}: {}", String::from_utf8_lossy(cut)));
         }
+    }
+
+    /// Take over the rejects and holds of `other` (the rejects seen before
+    /// any line had a time); its holds stay placed and are released with
+    /// this window's records.
+    fn absorb(&mut self, other: Window) {
+        self.rejected += other.rejected;
+        let room = MAX_SAMPLES.saturating_sub(self.samples.len());
+        self.samples.extend(other.samples.into_iter().take(room));
+        self.holds.extend(other.holds);
     }
 }
 
@@ -201,6 +256,12 @@ pub struct WindowSink {
     header: Partial,
     open: BTreeMap<i64, Window>,
     late: BTreeMap<i64, Window>,
+    /// Rejects seen before any line had a time; they join the first timed
+    /// line's window.
+    prelude: Option<Window>,
+    /// Lines stamped after this (unix seconds) are rejected as in the
+    /// future; the wall clock plus tolerance, as of the last tick.
+    future_limit: i64,
     /// Windows starting before this were emitted.
     emitted_before: i64,
     /// Latest event time seen (unix seconds).
@@ -248,6 +309,8 @@ impl WindowSink {
             },
             open: BTreeMap::new(),
             late: BTreeMap::new(),
+            prelude: None,
+            future_limit: wall_now().saturating_add(FUTURE_TOLERANCE_SECS),
             emitted_before: i64::MIN,
             watermark: None,
             last_line: Instant::now(),
@@ -271,15 +334,37 @@ impl WindowSink {
             .map(|w| w.saturating_add(self.last_line.elapsed().as_secs() as i64))
     }
 
-    /// The window a line without a usable time is counted in.
-    fn current_window(&self) -> i64 {
-        let t = self.watermark.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0)
-        });
-        self.window_of(t)
+    /// Count a line without a usable time: in the watermark's window, or,
+    /// before any line had a time, in the prelude.
+    fn reject(&mut self, source: SourceId, start: u64, line: &[u8], why: Reject) {
+        self.stats.parse_rejects.inc();
+        let w = match self.watermark {
+            Some(wm) => {
+                let ws = self.window_of(wm);
+                Self::target(
+                    &mut self.open,
+                    &mut self.late,
+                    self.emitted_before,
+                    &self.stats,
+                    ws,
+                )
+            }
+            None => self.prelude.get_or_insert_with(|| Window {
+                created: Some(Instant::now()),
+                ..Window::default()
+            }),
+        };
+        w.hold(&self.ledger, source, start);
+        w.reject(line, why);
+    }
+
+    /// Send the prelude in the wall clock's window: no line with a time
+    /// came to take it.
+    fn emit_prelude(&mut self) -> Result<(), SinkClosed> {
+        match self.prelude.take() {
+            Some(w) => self.emit(self.window_of(wall_now()), w, false),
+            None => Ok(()),
+        }
     }
 
     /// The window a line with event time window `start` goes to: the open
@@ -414,23 +499,20 @@ impl LineSink for WindowSink {
         self.active = true;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let parsed = self.format.parse(line, &mut self.parsed);
-        let time = match (&parsed, self.parsed.time()) {
-            (Ok(()), Some(t)) => Some(t.unix_secs),
-            _ => None,
-        };
-        let Some(t) = time else {
-            self.stats.parse_rejects.inc();
-            let ws = self.current_window();
-            let w = Self::target(
-                &mut self.open,
-                &mut self.late,
-                self.emitted_before,
-                &self.stats,
-                ws,
-            );
-            w.hold(&self.ledger, source, start);
-            w.reject(line, parsed.err());
-            return Ok(());
+        let t = match (parsed, self.parsed.time()) {
+            (Ok(()), Some(t)) if t.unix_secs <= self.future_limit => t.unix_secs,
+            (Ok(()), Some(t)) => {
+                self.reject(source, start, line, Reject::Future(t.unix_secs));
+                return Ok(());
+            }
+            (Ok(()), None) => {
+                self.reject(source, start, line, Reject::NoTime);
+                return Ok(());
+            }
+            (Err(e), _) => {
+                self.reject(source, start, line, Reject::Parse(e));
+                return Ok(());
+            }
         };
         let client = Self::client(&self.parsed, self.client_field, self.trusted_proxies, line);
         let status = self.parsed.status();
@@ -446,6 +528,9 @@ impl LineSink for WindowSink {
             ws,
         );
         w.hold(&self.ledger, source, start);
+        if let Some(prelude) = self.prelude.take() {
+            w.absorb(prelude);
+        }
         if let Some(stats) = w.groups.get_mut(client) {
             stats.record(status, bytes, latency);
         } else if w.groups.len() < max_groups {
@@ -472,6 +557,15 @@ impl LineSink for WindowSink {
         if std::mem::take(&mut self.active) {
             self.last_line = Instant::now();
         }
+        self.future_limit = wall_now().saturating_add(FUTURE_TOLERANCE_SECS);
+        if self
+            .prelude
+            .as_ref()
+            .and_then(|w| w.created)
+            .is_some_and(|c| c.elapsed() >= LATE_LINGER)
+        {
+            self.emit_prelude()?;
+        }
         self.emit_ready()?;
         let due: Vec<i64> = self
             .late
@@ -488,6 +582,7 @@ impl LineSink for WindowSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkClosed> {
+        self.emit_prelude()?;
         for (start, w) in std::mem::take(&mut self.open) {
             self.emitted_before = self.emitted_before.max(start + self.window_secs);
             self.emit(start, w, false)?;
@@ -502,6 +597,135 @@ impl LineSink for WindowSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::{FileKey, Fingerprint};
+
+    /// A sink over a one-flow config (common format, 5 min windows) and the
+    /// receiving end of its queue.
+    fn sink(
+        name: &str,
+    ) -> (
+        WindowSink,
+        tokio::sync::mpsc::Receiver<OutRecord>,
+        SourceId,
+        Ledger,
+    ) {
+        let dir = std::env::temp_dir().join(format!("tailrace-agg-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("tailrace.yaml");
+        std::fs::write(
+            &path,
+            "flows:\n  - name: web\n    paths: [/var/log/a.log]\n    format: common\n    stream: s\n    mode: aggregate\n",
+        )
+        .expect("config written");
+        let config = crate::config::load(&path).expect("config is valid");
+        let flow = &config.flows[0];
+        let ledger = Ledger::new();
+        let source = ledger.open(
+            "web",
+            FileKey { dev: 1, ino: 2 },
+            Fingerprint { len: 0, hash: 0 },
+            "/var/log/a.log".into(),
+            0,
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (out, rx) = RecordSender::channel(1 << 20, ledger.clone(), runtime.handle().clone());
+        // The runtime only serves the semaphore; keep it alive for the test.
+        std::mem::forget(runtime);
+        let keys = KeyMaker::new(flow.config.partition_key.clone(), "h");
+        let sink = WindowSink::new(
+            flow,
+            out,
+            keys,
+            "h",
+            Arc::default(),
+            1,
+            Sequences::default(),
+        );
+        (sink, rx, source, ledger)
+    }
+
+    fn partials(rx: &mut tokio::sync::mpsc::Receiver<OutRecord>) -> Vec<Partial> {
+        let mut out = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            out.push(Partial::decode(&r.data).expect("our own partial decodes"));
+        }
+        out
+    }
+
+    const BAD: &[u8] = b"not an access log line";
+
+    fn line_at(t: i64) -> String {
+        let time = tailrace_logformat::LogTime {
+            unix_secs: t,
+            nanos: 0,
+            offset_secs: 0,
+        };
+        let mut clf = Vec::new();
+        time.write_clf(&mut clf);
+        format!(
+            "10.0.0.1 - - [{}] \"GET / HTTP/1.1\" 200 5",
+            String::from_utf8_lossy(&clf)
+        )
+    }
+
+    #[test]
+    fn rejects_before_the_first_time_join_its_window() -> Result<(), SinkClosed> {
+        let (mut sink, mut rx, source, ledger) = sink("prelude");
+        let t = 1_700_000_123; // an old window: a backfill
+        sink.line(source, 0, BAD, false)?;
+        sink.line(source, 23, BAD, false)?;
+        // Held at the first bad line: a checkpoint must not pass it.
+        assert_eq!(ledger.entry(source).map(|e| e.checkpoint_offset()), Some(0));
+        sink.line(source, 46, line_at(t).as_bytes(), false)?;
+        sink.flush()?;
+        let got = partials(&mut rx);
+        assert_eq!(got.len(), 1, "one partial: {got:?}");
+        assert_eq!(got[0].window_start, t - t.rem_euclid(300));
+        assert_eq!(got[0].rejected_lines, 2);
+        assert_eq!(got[0].total().requests, 1);
+        assert_eq!(got[0].reject_samples.len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_with_no_time_to_join_are_sent_in_the_wall_clock_window() -> Result<(), SinkClosed> {
+        let (mut sink, mut rx, source, _ledger) = sink("prelude-alone");
+        sink.line(source, 0, BAD, false)?;
+        sink.flush()?;
+        let got = partials(&mut rx);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].rejected_lines, 1);
+        assert!((wall_now() - got[0].window_start) < 300 + 5);
+        Ok(())
+    }
+
+    #[test]
+    fn a_line_far_in_the_future_is_a_reject_and_does_not_move_the_watermark(
+    ) -> Result<(), SinkClosed> {
+        let (mut sink, mut rx, source, _ledger) = sink("future");
+        let now = wall_now();
+        sink.line(source, 0, line_at(now).as_bytes(), false)?;
+        sink.line(
+            source,
+            50,
+            line_at(now + 10 * 365 * 86_400).as_bytes(),
+            false,
+        )?;
+        sink.line(source, 100, line_at(now + 1).as_bytes(), false)?;
+        assert_eq!(sink.watermark, Some(now + 1));
+        sink.flush()?;
+        let got = partials(&mut rx);
+        let requests: u64 = got.iter().map(|p| p.total().requests).sum();
+        let rejected: u64 = got.iter().map(|p| p.rejected_lines).sum();
+        assert_eq!((requests, rejected), (2, 1));
+        assert!(got.iter().any(|p| p
+            .reject_samples
+            .iter()
+            .any(|s| s.contains("ahead of this host's clock"))));
+        Ok(())
+    }
 
     #[test]
     fn forwarded_for_takes_the_trusted_hop() {

@@ -6,9 +6,12 @@
 //! crash leaves either the old or the new version, never a torn one. The
 //! format is a tagged, versioned enum: a change of format is a new variant.
 //!
-//! A file that cannot be parsed (disk corruption, a hand edit) is moved aside
-//! and the agent starts without checkpoints, loudly: crash-looping on it would
-//! stop every flow.
+//! The version it replaces is kept as `checkpoints.json.prev`. A file that
+//! cannot be parsed (disk corruption, a hand edit) is moved aside and the
+//! agent resumes from the previous version — older by one checkpoint
+//! interval, so lines since then are sent again rather than lost. Only when
+//! neither can be read does it start without checkpoints, loudly:
+//! crash-looping on it would stop every flow.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -21,6 +24,7 @@ use crate::identity::{FileKey, Fingerprint};
 use crate::ledger::Position;
 
 const FILE_NAME: &str = "checkpoints.json";
+const PREV_NAME: &str = "checkpoints.json.prev";
 const LOCK_NAME: &str = "lock";
 
 /// One file's checkpoint.
@@ -119,10 +123,16 @@ fn read_state(path: &Path) -> Result<Option<Result<State, serde_json::Error>>, S
 }
 
 /// Read the checkpoint of `dir` without locking it (for `tailrace status`,
-/// while an agent may be running): `Ok(None)` when there is none yet.
+/// while an agent may be running): `Ok(None)` when there is none yet. Between
+/// the two renames of a save only the previous version exists; it is read then.
 pub fn peek(dir: &Path) -> Result<Option<State>, StoreError> {
-    let path = dir.join(FILE_NAME);
-    read_state(&path)?
+    let mut path = dir.join(FILE_NAME);
+    let mut state = read_state(&path)?;
+    if state.is_none() {
+        path = dir.join(PREV_NAME);
+        state = read_state(&path)?;
+    }
+    state
         .transpose()
         .map_err(|e| io_err(&path)(io::Error::new(io::ErrorKind::InvalidData, e)))
 }
@@ -182,13 +192,16 @@ impl Store {
         self.dir.join(FILE_NAME)
     }
 
-    /// Load the checkpoint; a missing file is an empty state, a corrupt one is
-    /// moved aside (and reported) and also yields an empty state.
+    /// Load the checkpoint. A missing file is an empty state; a corrupt one
+    /// is moved aside (and reported) and the previous version is used; with
+    /// neither readable, the state is empty.
     pub fn load(&self) -> Result<State, StoreError> {
         let path = self.path();
+        let prev = self.dir.join(PREV_NAME);
         match read_state(&path)? {
-            None => Ok(State::default()),
-            Some(Ok(state)) => Ok(state),
+            Some(Ok(state)) => return Ok(state),
+            // A crash between the two renames of a save: only `.prev` exists.
+            None => {}
             Some(Err(e)) => {
                 let aside = self.dir.join(format!(
                     "{FILE_NAME}.corrupt-{}",
@@ -201,9 +214,23 @@ impl Store {
                     path = %path.display(),
                     moved_to = %aside.display(),
                     error = %e,
-                    "checkpoint file is unreadable; moved aside, starting without checkpoints"
+                    "checkpoint file is unreadable; moved aside"
                 );
                 fs::rename(&path, &aside).map_err(io_err(&path))?;
+            }
+        }
+        match read_state(&prev)? {
+            None => Ok(State::default()),
+            Some(Ok(state)) => {
+                tracing::warn!(path = %prev.display(), "resuming from the previous checkpoint; lines since it are sent again");
+                Ok(state)
+            }
+            Some(Err(e)) => {
+                tracing::error!(
+                    path = %prev.display(),
+                    error = %e,
+                    "previous checkpoint is unreadable too; starting without checkpoints (files present now start where `start_at` says)"
+                );
                 Ok(State::default())
             }
         }
@@ -223,6 +250,13 @@ impl Store {
         f.write_all(&body).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);
+        // Keep the version being replaced: a checkpoint corrupted later (by
+        // the disk, by hand) then costs one interval of re-sending, not loss.
+        match fs::rename(&path, self.dir.join(PREV_NAME)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -265,11 +299,40 @@ mod tests {
         Ok(())
     }
 
+    fn state_with_offset(offset: u64) -> State {
+        let mut state = State::default();
+        state.files.push(FileCheckpoint {
+            flow: "web".into(),
+            key: FileKey { dev: 3, ino: 4 },
+            fingerprint: Fingerprint { len: 10, hash: 99 },
+            path: "/var/log/a".into(),
+            offset,
+        });
+        state
+    }
+
+    #[test]
+    fn torn_file_falls_back_to_the_previous_version() -> Result<(), StoreError> {
+        let dir = tempdir("torn-prev");
+        let store = Store::open(&dir)?;
+        store.save(&state_with_offset(100))?;
+        store.save(&state_with_offset(200))?;
+        assert_eq!(store.load()?, state_with_offset(200));
+        fs::write(store.path(), b"{\"version\":\"1\",\"files\":[{\"fl").map_err(io_err(&dir))?;
+        assert_eq!(store.load()?, state_with_offset(100));
+        // A crash between the two renames of a save leaves only `.prev`.
+        assert_eq!(peek(&dir)?, Some(state_with_offset(100)));
+        drop(store);
+        let _ = fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
     #[test]
     fn torn_file_is_moved_aside() -> Result<(), StoreError> {
         let dir = tempdir("torn");
         let store = Store::open(&dir)?;
         fs::write(store.path(), b"{\"version\":\"1\",\"files\":[{\"fl").map_err(io_err(&dir))?;
+        fs::write(dir.join(PREV_NAME), b"\0\0\0").map_err(io_err(&dir))?;
         assert_eq!(store.load()?, State::default());
         let aside = fs::read_dir(&dir)
             .map_err(io_err(&dir))?
