@@ -159,12 +159,16 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let lock_path = dir.join(LOCK_NAME);
-        let lock = OpenOptions::new()
+        // Created once, then held through a read-only descriptor (flock does
+        // not need write access): the agent keeps nothing open for writing
+        // in the state directory between saves.
+        OpenOptions::new()
             .create(true)
             .truncate(false)
-            .write(true)
+            .append(true)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
+        let lock = File::open(&lock_path).map_err(io_err(&lock_path))?;
         // A few tries: `tailrace status` takes a shared lock for an instant.
         let mut tries = 0;
         loop {

@@ -1,0 +1,632 @@
+//! Faults of the host, not of Kinesis: files deleted before they were read,
+//! truncated in place, directories that appear later, a file the agent may
+//! not read, a state directory that is full or read-only, a torn checkpoint,
+//! and the system clock stepping forward and back during aggregation. Each
+//! runs the real agent binary against moto_server on 127.0.0.1 and compares
+//! what reached the stream with what was written: nothing lost, nothing
+//! duplicated unless the scenario is a crash, and the agent never exits.
+//!
+//! The state-directory tests mount a small tmpfs, and the permission test
+//! runs the agent as `nobody` (root reads every file): both need root, which
+//! CI has; elsewhere they say so and pass without running.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use tailrace_tests::loggen::{self, Request};
+use tailrace_tests::{create_stream, eventually, free_port, read_stream, ChildGuard, Moto};
+use tailrace_wire::Partial;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_tailrace");
+
+/// A test directory with `logs/`, `state/` and a one-flow config.
+struct Setup {
+    dir: PathBuf,
+    config: PathBuf,
+    logs: PathBuf,
+    state: PathBuf,
+}
+
+impl Setup {
+    /// `paths` is the flow's glob relative to `logs/`; `flow` holds further
+    /// flow keys, each line indented by four spaces.
+    fn new(name: &str, endpoint: &str, stream: &str, paths: &str, flow: &str) -> Result<Setup> {
+        let dir = std::env::temp_dir().join(format!("tailrace-host-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let logs = dir.join("logs");
+        let state = dir.join("state");
+        fs::create_dir_all(&logs)?;
+        fs::create_dir_all(&state)?;
+        let config = dir.join("tailrace.yaml");
+        fs::write(
+            &config,
+            format!(
+                "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: test-host\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/{paths}\"]\n    format: '{format}'\n    start_at: beginning\n    stream: {stream}\n    linger: 100ms\n{flow}",
+                state = state.display(),
+                logs = logs.display(),
+                format = loggen::FORMAT,
+            ),
+        )?;
+        Ok(Setup {
+            dir,
+            config,
+            logs,
+            state,
+        })
+    }
+
+    fn log_path(&self, tag: &str) -> PathBuf {
+        self.dir.join(format!("agent-{tag}.log"))
+    }
+
+    /// Start the agent; its stderr goes to `agent-<tag>.log`.
+    fn run(&self, tag: &str) -> Result<ChildGuard> {
+        self.run_as(tag, None)
+    }
+
+    /// Start the agent, as `nobody` when `unprivileged` (through setpriv).
+    fn run_as(&self, tag: &str, unprivileged: Option<()>) -> Result<ChildGuard> {
+        let mut cmd = match unprivileged {
+            Some(()) => {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups", AGENT]);
+                c
+            }
+            None => Command::new(AGENT),
+        };
+        let child = cmd
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .envs(tailrace_tests::child_env())
+            .env("HOME", &self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(self.log_path(tag))?)
+            .spawn()
+            .context("starting the agent")?;
+        Ok(ChildGuard(child))
+    }
+
+    /// What the agent logged so far under `tag`.
+    fn agent_log(&self, tag: &str) -> String {
+        fs::read_to_string(self.log_path(tag)).unwrap_or_default()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Requests with unique paths `/{tag}/{i}`, stamped `time`.
+fn requests(tag: &str, n: usize, time: i64) -> Vec<Request> {
+    (0..n)
+        .map(|i| Request {
+            client: format!("10.0.{}.{}", i % 7, i % 250),
+            time,
+            path: format!("/{tag}/{i}"),
+            status: 200,
+            bytes: 100 + i as u64,
+            micros: 1000,
+        })
+        .collect()
+}
+
+fn text(reqs: &[Request]) -> String {
+    reqs.iter().map(Request::line).collect()
+}
+
+fn append(path: &Path, text: &str) -> Result<()> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The raw lines on `stream`, each with how often it arrived.
+async fn lines_on(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<HashMap<String, usize>> {
+    let mut seen = HashMap::new();
+    for r in read_stream(kinesis, stream).await? {
+        for l in tailrace_wire::raw::lines(&r.data) {
+            *seen
+                .entry(String::from_utf8_lossy(l).into_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    Ok(seen)
+}
+
+/// Wait until every line of `want` is on the stream; then require that no
+/// other line is, and (with `exact`) that none arrived twice.
+async fn expect_lines(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    want: &[Request],
+    exact: bool,
+) -> Result<HashMap<String, usize>> {
+    let want: Vec<String> = want
+        .iter()
+        .map(|r| r.line().trim_end().to_string())
+        .collect();
+    let seen = eventually(Duration::from_secs(60), "every line on the stream", || {
+        let want = &want;
+        async move {
+            let seen = lines_on(kinesis, stream).await?;
+            Ok(want.iter().all(|l| seen.contains_key(l)).then_some(seen))
+        }
+    })
+    .await
+    .map_err(|e| e.context(format!("{} lines expected on {stream}", want.len())))?;
+    let extra = seen.keys().filter(|l| !want.contains(l)).count();
+    ensure!(
+        extra == 0,
+        "{extra} lines on the stream that were never written"
+    );
+    if exact {
+        let dups: usize = seen.values().map(|n| n - 1).sum();
+        ensure!(dups == 0, "{dups} duplicate lines");
+    }
+    Ok(seen)
+}
+
+fn still_running(agent: &mut ChildGuard, setup: &Setup, tag: &str) -> Result<()> {
+    if let Some(status) = agent.0.try_wait()? {
+        bail!("agent exited ({status}):\n{}", setup.agent_log(tag));
+    }
+    Ok(())
+}
+
+fn stop(mut agent: ChildGuard) -> Result<()> {
+    agent.signal("TERM")?;
+    ensure!(
+        agent.wait_timeout(Duration::from_secs(25))?.success(),
+        "agent did not stop cleanly"
+    );
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
+}
+
+/// A file deleted while the agent still had most of it to read (Kinesis was
+/// unreachable, so reading had stopped at the queue budget): the agent keeps
+/// it open and ships all of it once Kinesis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_deleted_before_it_was_read_is_still_shipped_whole() -> Result<()> {
+    let port = free_port()?;
+    let s = Setup::new(
+        "deleted",
+        &format!("http://127.0.0.1:{port}"),
+        "deleted",
+        "*.log",
+        "    mode: raw\n",
+    )?;
+    let mut agent = s.run("1")?;
+    // ~9 MB: three times what the agent queues while it cannot send.
+    let reqs = requests(
+        &format!("deleted/{}", "x".repeat(200)),
+        30_000,
+        loggen::now(),
+    );
+    let log = s.logs.join("a.log");
+    append(&log, &text(&reqs))?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fs::remove_file(&log)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    still_running(&mut agent, &s, "1")?;
+    let moto = Moto::start_on(port)?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, "deleted", 2).await?;
+    expect_lines(&kinesis, "deleted", &reqs, true).await?;
+    ensure!(
+        s.agent_log("1").contains("closed rotated file"),
+        "the deleted file was closed after draining:\n{}",
+        s.agent_log("1")
+    );
+    stop(agent)
+}
+
+/// `> access.log` (truncation in place, no copy anywhere): what was read
+/// before is not sent again, and what is written after is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_truncated_in_place_goes_on_from_its_start() -> Result<()> {
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, "truncated", 1).await?;
+    let s = Setup::new(
+        "truncated",
+        &moto.endpoint(),
+        "truncated",
+        "*.log",
+        "    mode: raw\n",
+    )?;
+    let mut agent = s.run("1")?;
+    let log = s.logs.join("a.log");
+    let before = requests("before", 1000, loggen::now());
+    append(&log, &text(&before))?;
+    expect_lines(&kinesis, "truncated", &before, true).await?;
+    OpenOptions::new().write(true).open(&log)?.set_len(0)?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = requests("after", 500, loggen::now());
+    append(&log, &text(&after))?;
+    let all: Vec<Request> = before.into_iter().chain(after).collect();
+    expect_lines(&kinesis, "truncated", &all, true).await?;
+    still_running(&mut agent, &s, "1")?;
+    stop(agent)
+}
+
+/// The glob names a directory that does not exist when the agent starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_created_later_is_picked_up() -> Result<()> {
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, "later", 1).await?;
+    let s = Setup::new(
+        "later",
+        &moto.endpoint(),
+        "later",
+        "sites/*/access.log",
+        "    mode: raw\n",
+    )?;
+    let mut agent = s.run("1")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    still_running(&mut agent, &s, "1")?;
+    let site = s.logs.join("sites/shop");
+    fs::create_dir_all(&site)?;
+    let reqs = requests("later", 300, loggen::now());
+    append(&site.join("access.log"), &text(&reqs))?;
+    expect_lines(&kinesis, "later", &reqs, true).await?;
+    stop(agent)
+}
+
+/// A file the agent may not open: one clear log line naming it, the other
+/// files go on, and once it becomes readable it is read from its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_it_may_not_read_is_reported_and_others_go_on() -> Result<()> {
+    if !is_root() {
+        eprintln!("skipped: needs root to run the agent as nobody (chmod does not stop root)");
+        return Ok(());
+    }
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, "perm", 1).await?;
+    let s = Setup::new("perm", &moto.endpoint(), "perm", "*.log", "    mode: raw\n")?;
+    let open = requests("open", 200, loggen::now());
+    let closed = requests("closed", 200, loggen::now());
+    append(&s.logs.join("open.log"), &text(&open))?;
+    let secret = s.logs.join("closed.log");
+    append(&secret, &text(&closed))?;
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000))?;
+    let chown = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&s.dir)
+        .status()?;
+    ensure!(chown.success(), "chown failed");
+    fs::set_permissions(&s.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    // The test directory's parents must be searchable by nobody.
+    let mut agent = s.run_as("1", Some(()))?;
+    expect_lines(&kinesis, "perm", &open, true).await?;
+    still_running(&mut agent, &s, "1")?;
+    let log = s.agent_log("1");
+    let complaints = log
+        .lines()
+        .filter(|l| l.contains("cannot open log file") && l.contains("closed.log"))
+        .count();
+    ensure!(
+        complaints == 1,
+        "one clear complaint about closed.log expected, got {complaints}:\n{log}"
+    );
+    ensure!(
+        log.contains("Permission denied"),
+        "the reason is named:\n{log}"
+    );
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let all: Vec<Request> = open.into_iter().chain(closed).collect();
+    expect_lines(&kinesis, "perm", &all, true).await?;
+    stop(agent)
+}
+
+/// A tmpfs mounted over a directory for the life of the value.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Result<Tmpfs> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()?
+            .success();
+        ensure!(ok, "mounting a tmpfs on {}", at.display());
+        Ok(Tmpfs(at.to_path_buf()))
+    }
+
+    /// Remount with `opts`; a few tries, since `ro` fails while a save has
+    /// its temp file open.
+    fn remount(&self, opts: &str) -> Result<()> {
+        for _ in 0..20 {
+            let ok = Command::new("mount")
+                .args(["-o", &format!("remount,{opts}")])
+                .arg(&self.0)
+                .stderr(Stdio::null())
+                .status()?
+                .success();
+            if ok {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("remounting {} {opts}", self.0.display())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The checkpoint's offset for the single file, read from disk.
+fn checkpoint_offset(state: &Path) -> Result<u64> {
+    let text =
+        fs::read_to_string(state.join("checkpoints.json")).context("reading the checkpoint")?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).context("the checkpoint is valid JSON")?;
+    v["files"][0]["offset"]
+        .as_u64()
+        .context("an offset in the checkpoint")
+}
+
+/// The state directory fills up, then becomes read-only, then recovers:
+/// lines keep flowing, the error is logged once per episode, the checkpoint
+/// on disk stays the last good one, and writing resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_state_directory_never_corrupts_the_checkpoint() -> Result<()> {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a tmpfs as the state directory");
+        return Ok(());
+    }
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, "state", 1).await?;
+    let s = Setup::new(
+        "state",
+        &moto.endpoint(),
+        "state",
+        "*.log",
+        "    mode: raw\n",
+    )?;
+    let fs_ = Tmpfs::mount(&s.state, "256k")?;
+    let log = s.logs.join("a.log");
+    let mut agent = s.run("1")?;
+    let first = requests("first", 100, loggen::now());
+    append(&log, &text(&first))?;
+    expect_lines(&kinesis, "state", &first, true).await?;
+    let size = |p: &Path| fs::metadata(p).map(|m| m.len());
+    eventually(Duration::from_secs(10), "the first checkpoint", || async {
+        Ok((checkpoint_offset(&s.state).ok() == Some(size(&log)?)).then_some(()))
+    })
+    .await?;
+
+    // Full: fill the tmpfs to the last byte.
+    let mut filler = fs::File::create(s.state.join("filler"))?;
+    let block = vec![0u8; 4096];
+    while filler.write_all(&block).is_ok() {}
+    let _ = filler.write_all(&block[..1]);
+    drop(filler);
+    let good = checkpoint_offset(&s.state)?;
+    let second = requests("second", 100, loggen::now());
+    append(&log, &text(&second))?;
+    let mut want: Vec<Request> = first.into_iter().chain(second).collect();
+    expect_lines(&kinesis, "state", &want, true).await?;
+    eventually(
+        Duration::from_secs(10),
+        "the checkpoint error in the log",
+        || async {
+            Ok(s.agent_log("1")
+                .contains("cannot write checkpoint")
+                .then_some(()))
+        },
+    )
+    .await?;
+    ensure!(
+        checkpoint_offset(&s.state)? == good,
+        "the checkpoint on disk is the last good one"
+    );
+
+    // Read-only, with room again.
+    fs::remove_file(s.state.join("filler"))?;
+    fs_.remount("ro")?;
+    let third = requests("third", 100, loggen::now());
+    append(&log, &text(&third))?;
+    want.extend(third);
+    expect_lines(&kinesis, "state", &want, true).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure!(
+        checkpoint_offset(&s.state)? == good,
+        "the checkpoint on disk is still the last good one"
+    );
+    still_running(&mut agent, &s, "1")?;
+
+    // Writable: the checkpoint catches up without a restart.
+    fs_.remount("rw")?;
+    eventually(
+        Duration::from_secs(10),
+        "the checkpoint to cover every line",
+        || async { Ok((checkpoint_offset(&s.state)? == size(&log)?).then_some(())) },
+    )
+    .await?;
+    let agent_log = s.agent_log("1");
+    let errors = agent_log
+        .lines()
+        .filter(|l| l.contains("cannot write checkpoint"))
+        .count();
+    ensure!(
+        errors <= 2,
+        "the checkpoint error is logged once per episode, not per attempt ({errors}):\n{agent_log}"
+    );
+    ensure!(
+        agent_log.contains("checkpoint written again"),
+        "recovery is logged:\n{agent_log}"
+    );
+    // A restart sends nothing again: the checkpoint is exact.
+    agent.signal("KILL")?;
+    agent.wait_timeout(Duration::from_secs(5))?;
+    let mut agent = s.run("2")?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    expect_lines(&kinesis, "state", &want, true).await?;
+    still_running(&mut agent, &s, "2")?;
+    stop(agent)
+}
+
+/// A torn checkpoint at start: the agent resumes from the previous version
+/// (sending a few lines again, losing none); with both torn it still starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_checkpoint_falls_back_and_never_crash_loops() -> Result<()> {
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, "torn", 1).await?;
+    let s = Setup::new("torn", &moto.endpoint(), "torn", "*.log", "    mode: raw\n")?;
+    let log = s.logs.join("a.log");
+    let agent = s.run("1")?;
+    let first = requests("first", 300, loggen::now());
+    append(&log, &text(&first))?;
+    expect_lines(&kinesis, "torn", &first, true).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = requests("second", 100, loggen::now());
+    append(&log, &text(&second))?;
+    let mut want: Vec<Request> = first.into_iter().chain(second).collect();
+    expect_lines(&kinesis, "torn", &want, true).await?;
+    stop(agent)?;
+    let ckpt = s.state.join("checkpoints.json");
+    let body = fs::read(&ckpt)?;
+    fs::write(&ckpt, &body[..body.len() / 2])?;
+    let while_down = requests("down", 100, loggen::now());
+    append(&log, &text(&while_down))?;
+    want.extend(while_down);
+    let mut agent = s.run("2")?;
+    let seen = expect_lines(&kinesis, "torn", &want, false).await?;
+    still_running(&mut agent, &s, "2")?;
+    let dups: usize = seen.values().map(|n| n - 1).sum();
+    ensure!(
+        dups <= 100,
+        "at most the lines after the previous checkpoint are sent again: {dups}"
+    );
+    let log2 = s.agent_log("2");
+    ensure!(
+        log2.contains("moved aside") && log2.contains("previous checkpoint"),
+        "the fallback is logged:\n{log2}"
+    );
+    stop(agent)?;
+
+    // Both versions torn: the agent starts anyway and says what it did.
+    fs::write(&ckpt, b"{\"version\":")?;
+    fs::write(s.state.join("checkpoints.json.prev"), b"\0\0")?;
+    let mut agent = s.run("3")?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    still_running(&mut agent, &s, "3")?;
+    ensure!(
+        s.agent_log("3").contains("starting without checkpoints"),
+        "{}",
+        s.agent_log("3")
+    );
+    stop(agent)
+}
+
+/// Requests and rejects per window over every partial on the stream.
+async fn partial_totals(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<(u64, u64, usize)> {
+    let (mut requests, mut rejected, mut late) = (0, 0, 0);
+    for r in read_stream(kinesis, stream).await? {
+        let p = Partial::decode(&r.data).context("decoding a partial")?;
+        requests += p.total().requests;
+        rejected += p.rejected_lines;
+        late += usize::from(p.late);
+    }
+    Ok((requests, rejected, late))
+}
+
+/// The host's clock steps two hours forward and back again while lines keep
+/// coming (stamped by that clock, as Apache would): every request is counted
+/// once, the lines after the step back land in late partials of their
+/// windows, and only lines stamped far ahead of the clock are rejected.
+/// The agent runs under libfaketime, whose offset file the test rewrites.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_steps_forward_and_back_count_every_request_once() -> Result<()> {
+    const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    ensure!(
+        Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: apt-get install faketime"
+    );
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, "clock", 1).await?;
+    let s = Setup::new(
+        "clock",
+        &moto.endpoint(),
+        "clock",
+        "*.log",
+        "    mode: aggregate\n    window: 1m\n    allowed_lateness: 2s\n",
+    )?;
+    let offset_file = s.dir.join("faketime");
+    fs::write(&offset_file, "+0")?;
+    let child = Command::new(AGENT)
+        .args(["run", "--config"])
+        .arg(&s.config)
+        .envs(tailrace_tests::child_env())
+        .env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME_TIMESTAMP_FILE", &offset_file)
+        .env("FAKETIME_CACHE_DURATION", "1")
+        // A step of the system clock moves CLOCK_REALTIME only.
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(s.log_path("1"))?)
+        .spawn()?;
+    let mut agent = ChildGuard(child);
+    let log = s.logs.join("a.log");
+    let now = loggen::now();
+    append(&log, &text(&requests("a", 300, now)))?;
+    // A line from a broken clock, a year ahead: a reject, not a watermark.
+    append(&log, &text(&requests("bogus", 5, now + 365 * 86_400)))?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fs::write(&offset_file, "+7200")?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    append(&log, &text(&requests("b", 300, loggen::now() + 7200)))?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fs::write(&offset_file, "+0")?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    append(&log, &text(&requests("c", 300, loggen::now())))?;
+    still_running(&mut agent, &s, "1")?;
+    // Stopping flushes every open window.
+    stop(agent)?;
+    let (requests, rejected, late) = partial_totals(&kinesis, "clock").await?;
+    ensure!(
+        (requests, rejected) == (900, 5),
+        "requests {requests} (want 900), rejected {rejected} (want 5)\n{}",
+        s.agent_log("1")
+    );
+    ensure!(
+        late > 0,
+        "the lines after the step back went to late partials"
+    );
+    Ok(())
+}
