@@ -139,14 +139,17 @@ pub fn man_page() -> String {
                     }
                     None => term.push_str(&a.get_id().as_str().to_uppercase()),
                 }
-                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let mut help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if !help.is_empty() && !help.ends_with('.') {
+                    help.push('.');
+                }
                 let _ = writeln!(out, ".TP\n\\fB{}\\fR\n{}", roff(&term), roff(&help));
                 let defaults: Vec<_> = a
                     .get_default_values()
                     .iter()
                     .map(|v| v.to_string_lossy().into_owned())
                     .collect();
-                if !defaults.is_empty() {
+                if !defaults.is_empty() && a.get_action().takes_values() {
                     let _ = writeln!(out, "Default: {}.", roff(&defaults.join(" ")));
                 }
             }
