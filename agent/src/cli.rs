@@ -252,10 +252,7 @@ fn import_kinesis_agent(file: &Path) -> ExitCode {
     match crate::import_kinesis_agent::convert(&file.display().to_string(), &text) {
         Ok(imported) => {
             print!("{}", imported.yaml);
-            eprint!(
-                "{}",
-                crate::import_kinesis_agent::summary(&imported.notes)
-            );
+            eprint!("{}", crate::import_kinesis_agent::summary(&imported.notes));
             ExitCode::SUCCESS
         }
         Err(e) => {

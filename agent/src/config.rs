@@ -18,8 +18,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{self, Deserializer};
 use schemars::JsonSchema;
+use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use tailrace_logformat::LogFormat;
@@ -233,8 +233,7 @@ impl JsonSchema for SizeText {
 /// the parser is the authority).
 pub const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*[a-zA-Z]+\s*)+$";
 /// What [`parse_size`] accepts, as a JSON Schema pattern.
-pub const SIZE_PATTERN: &str =
-    r"^\s*[0-9]+(\.[0-9]*)?\s*([bB]|[kKmMgG]([iI]?[bB])?)?\s*$";
+pub const SIZE_PATTERN: &str = r"^\s*[0-9]+(\.[0-9]*)?\s*([bB]|[kKmMgG]([iI]?[bB])?)?\s*$";
 
 /// One flow: a set of files with one format going to one stream.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -586,9 +585,7 @@ fn read_tree(text: &str) -> Result<Spanned<crate::config_tree::Node>, Vec<Proble
 /// A problem from the YAML parser or deserializer, with its position.
 fn yaml_problem(e: &serde_saphyr::Error) -> Problem {
     let inner = e.without_snippet();
-    let at = inner
-        .location()
-        .unwrap_or(serde_saphyr::Location::UNKNOWN);
+    let at = inner.location().unwrap_or(serde_saphyr::Location::UNKNOWN);
     let mut message = inner.to_string();
     if let serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. } = inner {
         message = format!("key `{key}` appears twice in the same mapping");
@@ -741,7 +738,11 @@ fn validate(
         for (j, p) in flow.paths.value.iter().enumerate() {
             let key = format!("paths[{j}]");
             if p.trim().is_empty() {
-                problem_at(None, &key, "expected an absolute glob, got an empty path".into());
+                problem_at(
+                    None,
+                    &key,
+                    "expected an absolute glob, got an empty path".into(),
+                );
             } else if let Err(e) = glob::Pattern::new(p) {
                 problem_at(None, &key, format!("`{p}` is not a valid glob: {e}"));
             } else if !p.starts_with('/') {
@@ -750,10 +751,9 @@ fn validate(
                     &key,
                     format!("`{p}` must be an absolute path (the service's working directory is not yours)"),
                 );
-            } else if let Some(other) = reads.insert(
-                (flow.stream.clone(), p.clone()),
-                flow.name.clone(),
-            ) {
+            } else if let Some(other) =
+                reads.insert((flow.stream.clone(), p.clone()), flow.name.clone())
+            {
                 problem_at(
                 None,
                     &key,
@@ -767,7 +767,7 @@ fn validate(
         for (j, p) in flow.exclude.iter().enumerate() {
             if let Err(e) = glob::Pattern::new(p) {
                 problem_at(
-                None,
+                    None,
                     &format!("exclude[{j}]"),
                     format!("`{p}` is not a valid glob: {e}"),
                 );
@@ -800,7 +800,7 @@ fn validate(
                 || window.subsec_nanos() != 0
             {
                 problem_at(
-                None,
+                    None,
                     "window",
                     format!(
                         "expected whole seconds between 1m and 1h, got {}",
@@ -844,7 +844,7 @@ fn validate(
         if let Some(format) = &format {
             if flow.mode == Mode::Aggregate && !format.has_time() {
                 problem_at(
-                None,
+                    None,
                     "format",
                     "aggregate mode needs a time field (%t or %{...}t) to window by".into(),
                 );
@@ -853,7 +853,7 @@ fn validate(
                 match format.field_index(&cf.value) {
                     Some(idx) => client_field = Some(idx),
                     None => problem_at(
-                None,
+                        None,
                         "client_field",
                         format!(
                             "the format has no field `{}` (it has: {})",
@@ -864,7 +864,7 @@ fn validate(
                 }
             } else if flow.mode == Mode::Aggregate && format.field_index("client").is_none() {
                 problem_at(
-                None,
+                    None,
                     "format",
                     "aggregate mode needs the client: add %h or %a, or set client_field".into(),
                 );

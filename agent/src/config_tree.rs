@@ -447,11 +447,7 @@ impl<'s> Checker<'s> {
                         .map(|d| format!(": {}", first_sentence(d)))
                         .unwrap_or_default();
                     let shown = if path.is_empty() { "<top level>" } else { path };
-                    self.problem(
-                        at,
-                        shown,
-                        format!("missing required key `{name}`{what}"),
-                    );
+                    self.problem(at, shown, format!("missing required key `{name}`{what}"));
                 }
             }
         }

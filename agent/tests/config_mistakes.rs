@@ -193,7 +193,9 @@ fn two_flows_on_the_same_stream_and_file() {
     // The same file to another stream is a fan-out, not a mistake.
     config::parse(
         Path::new("t.yaml"),
-        &with("  - name: web2\n    paths: [/var/log/a.log]\n    format: common\n    stream: other\n"),
+        &with(
+            "  - name: web2\n    paths: [/var/log/a.log]\n    format: common\n    stream: other\n",
+        ),
     )
     .expect("fan-out is fine");
 }
