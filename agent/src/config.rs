@@ -40,15 +40,7 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The YAML did not deserialize (syntax, wrong type, unknown key).
-    #[error("{path}: {message}")]
-    Syntax {
-        /// The config file.
-        path: PathBuf,
-        /// The parser's message, which carries line, column and a snippet.
-        message: String,
-    },
-    /// The YAML was well-formed but one or more values are not acceptable.
+    /// One or more problems: YAML syntax, unknown keys, wrong types or values.
     #[error("{}", render_problems(path, problems))]
     Invalid {
         /// The config file.
