@@ -1,4 +1,6 @@
-//! The command line: `run`, `check`, `parse`, `replay`.
+//! The command line: `run`, `check`, `status`, `parse`, `replay`, and the
+//! config tools `schema` and `import-kinesis-agent`; hidden: `completions`
+//! and `man`, which generate the packaged shell completions and man page.
 //!
 //! Errors reach the user here, once, with their context chain; exit codes:
 //! 0 success, 1 runtime failure, 2 bad config or usage.
@@ -8,36 +10,66 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tailrace_logformat::{LogFormat, Parsed};
 
 use crate::config;
 
 /// tailrace: Apache access logs → per-application metrics, through Kinesis.
 #[derive(Debug, Parser)]
-#[command(name = "tailrace", version, about, long_about = None)]
+#[command(
+    name = "tailrace",
+    version,
+    about = "tail Apache access logs, pre-aggregate them on the host and ship them to Kinesis",
+    long_about = LONG_ABOUT,
+    after_long_help = crate::manpage::AFTER_LONG_HELP
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+const LONG_ABOUT: &str = "tailrace follows Apache access logs in any LogFormat through rotation, \
+parses them, and puts them on an Amazon Kinesis data stream: either every line as written \
+(mode: raw) or partial aggregates per client address over event-time tumbling windows \
+(mode: aggregate), which the tailrace aggregator turns into CloudWatch metrics per service and \
+source application.
+
+File offsets are checkpointed only after Kinesis acknowledged everything before them, so a \
+crash, a reboot or a Kinesis outage loses nothing; lines after the last checkpoint may be sent \
+again.";
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent until SIGTERM: tail, parse, aggregate, ship, checkpoint.
+    ///
+    /// On SIGTERM or SIGINT it flushes open records and windows, waits for
+    /// acknowledgements for at most shutdown_timeout, writes the checkpoints
+    /// and exits 0. The configuration is read once, at start: restart the
+    /// agent after changing it.
     Run {
         /// The YAML config file.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Validate a config file (and that its formats compile); report every problem.
+    ///
+    /// Every problem is printed as FILE:LINE:COLUMN: KEY: WHAT IS EXPECTED;
+    /// unknown keys come with the nearest valid key. Exit status 2 when there
+    /// is any.
     Check {
         /// The YAML config file.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Show, per flow and file, what is acknowledged, the file's size and the lag.
+    ///
+    /// Per flow and file: the offset up to which Kinesis acknowledged every
+    /// line, the file's size now and the lag between them, files not
+    /// checkpointed yet, and whether an agent holds the state directory. Reads
+    /// the checkpoint without stopping the agent; --json for scripts.
     Status {
         /// The YAML config file.
         #[arg(long, short)]
@@ -47,6 +79,10 @@ pub enum Command {
         json: bool,
     },
     /// Parse lines from FILE (or stdin) and print one JSON object per line.
+    ///
+    /// FORMAT is a preset (common, combined, vhost_combined) or an Apache
+    /// LogFormat string. Lines that do not match give {"error":...,"line":N}
+    /// and parsing goes on.
     Parse {
         /// A preset (common, combined, vhost_combined) or an Apache LogFormat string.
         #[arg(long, short)]
@@ -55,6 +91,10 @@ pub enum Command {
         file: Option<PathBuf>,
     },
     /// Ship the given files once, start to end, through the same pipeline as `run`.
+    ///
+    /// For backfills (e.g. a bounded range when moving from the Kinesis
+    /// Agent, see docs/MIGRATING.md) and benchmarks. With several flows in the
+    /// configuration, --flow names the one whose settings apply.
     Replay {
         /// The YAML config file.
         #[arg(long, short)]
@@ -66,6 +106,33 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the JSON Schema of the config file (for editors and CI checks).
+    Schema,
+    /// Print the tailrace config equivalent to a Kinesis Agent agent.json.
+    ///
+    /// The YAML goes to standard output, with a `# NOTE:` comment wherever the
+    /// Kinesis Agent had something tailrace does not have or does differently;
+    /// the same notes are summed up on standard error. Credentials are never
+    /// copied. See docs/MIGRATING.md for moving a host without gaps.
+    ImportKinesisAgent {
+        /// The Kinesis Agent's configuration.
+        #[arg(default_value = crate::import_kinesis_agent::DEFAULT_PATH)]
+        file: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Man,
+}
+
+/// The clap command, as `--help`, the man page and the completions see it.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 fn init_logging() {
@@ -86,6 +153,16 @@ pub fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Schema => report(schema()),
+        Command::ImportKinesisAgent { file } => import_kinesis_agent(&file),
+        Command::Completions { shell } => {
+            print!("{}", crate::manpage::completions(shell));
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            print!("{}", crate::manpage::man_page());
+            ExitCode::SUCCESS
+        }
         Command::Parse { format, file } => report(parse(&format, file.as_deref())),
         Command::Status { config, json } => match config::load(&config) {
             Ok(cfg) => report(status(&cfg, json)),
@@ -155,6 +232,33 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => config_error(e),
+    }
+}
+
+fn schema() -> Result<()> {
+    let text = serde_json::to_string_pretty(&config::json_schema()).context("rendering JSON")?;
+    println!("{text}");
+    Ok(())
+}
+
+fn import_kinesis_agent(file: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match crate::import_kinesis_agent::convert(&file.display().to_string(), &text) {
+        Ok(imported) => {
+            print!("{}", imported.yaml);
+            eprint!("{}", crate::import_kinesis_agent::summary(&imported.notes));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -6,11 +6,19 @@
 //! semantic check rejected), the key, and what was expected. Unknown keys are
 //! errors: a misspelt `allowed_latness` must not silently fall back to the
 //! default.
+//!
+//! Loading runs in three passes so one `tailrace check` reports every mistake:
+//! the YAML is read into a tree with positions ([`crate::config_tree`]), the
+//! tree is checked against the JSON Schema derived from the structs below
+//! (unknown keys, types, durations, sizes, missing keys: all of them), and only
+//! then deserialized and checked for meaning (globs, formats, limits, flows
+//! that collide). [`json_schema`] is what `tailrace schema` prints.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -32,15 +40,7 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The YAML did not deserialize (syntax, wrong type, unknown key).
-    #[error("{path}: {message}")]
-    Syntax {
-        /// The config file.
-        path: PathBuf,
-        /// The parser's message, which carries line, column and a snippet.
-        message: String,
-    },
-    /// The YAML was well-formed but one or more values are not acceptable.
+    /// One or more problems: YAML syntax, unknown keys, wrong types or values.
     #[error("{}", render_problems(path, problems))]
     Invalid {
         /// The config file.
@@ -69,21 +69,20 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&format!(
-            "{}:{}:{}: {}: {}",
-            path.display(),
-            p.line,
-            p.column,
-            p.key,
-            p.message
-        ));
+        out.push_str(&format!("{}:{}:{}: ", path.display(), p.line, p.column));
+        if !p.key.is_empty() {
+            out.push_str(&p.key);
+            out.push_str(": ");
+        }
+        out.push_str(&p.message);
     }
     out
 }
 
 /// The whole configuration file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "tailrace agent configuration")]
 pub struct Config {
     /// Where checkpoints live.
     #[serde(default = "default_state_dir")]
@@ -94,21 +93,29 @@ pub struct Config {
     /// How often checkpoints are written when they changed.
     #[serde(
         default = "default_checkpoint_interval",
-        deserialize_with = "de_duration"
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
     )]
+    #[schemars(with = "DurationText")]
     pub checkpoint_interval: Duration,
     /// How long SIGTERM may take to flush and wait for acknowledgements.
-    #[serde(default = "default_shutdown_timeout", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_shutdown_timeout",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    #[schemars(with = "DurationText")]
     pub shutdown_timeout: Duration,
     /// AWS settings shared by all flows.
     #[serde(default)]
     pub aws: AwsConfig,
     /// The log flows: which files, how to parse them, where to send them.
+    #[schemars(with = "Vec<FlowConfig>")]
     pub flows: Vec<Spanned<FlowConfig>>,
 }
 
 /// AWS client settings.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {
     /// Region; default from the SDK's chain (env, profile, IMDS).
@@ -118,7 +125,7 @@ pub struct AwsConfig {
 }
 
 /// Where to start reading a file that has no checkpoint yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StartAt {
     /// From the first byte.
@@ -128,7 +135,7 @@ pub enum StartAt {
 }
 
 /// What a flow sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Every line as written, packed into records.
@@ -164,48 +171,129 @@ impl<'de> Deserialize<'de> for PartitionKey {
     }
 }
 
+impl JsonSchema for PartitionKey {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PartitionKey".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`random` (spread over all shards), `host_id` (one host's records on one shard) or a fixed key of 1 to 256 characters.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": KINESIS_MAX_PARTITION_KEY,
+        })
+    }
+}
+
+/// Schema of a duration written as text (`250ms`, `30s`, `5m`, `1h 30m`).
+pub struct DurationText;
+
+impl JsonSchema for DurationText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: numbers with units, e.g. `250ms`, `30s`, `5m`, `1h`, `1h 30m` (units: ns, us, ms, s, m, h, d and their long forms).",
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "x-tailrace": "duration",
+        })
+    }
+}
+
+/// Schema of a byte size: a number of bytes or text with a unit.
+pub struct SizeText;
+
+impl JsonSchema for SizeText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Size".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A byte size: a number of bytes, or a number with a unit: `512 KiB`, `4 MiB`, `1 GiB` (powers of 1024; also k, m, g) or `10 MB` (powers of 1000).",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": SIZE_PATTERN},
+            ],
+            "x-tailrace": "size",
+        })
+    }
+}
+
+/// What [`parse_duration`] accepts, as a JSON Schema pattern (a description:
+/// the parser is the authority).
+pub const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*[a-zA-Z]+\s*)+$";
+/// What [`parse_size`] accepts, as a JSON Schema pattern.
+pub const SIZE_PATTERN: &str = r"^\s*[0-9]+(\.[0-9]*)?\s*([bB]|[kKmMgG]([iI]?[bB])?)?\s*$";
+
 /// One flow: a set of files with one format going to one stream.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowConfig {
     /// Unique name; appears in checkpoints, partials and metrics.
+    #[schemars(length(min = 1))]
     pub name: String,
     /// Glob patterns of files to tail. Rotated copies may match too.
+    #[schemars(with = "Vec<String>")]
     pub paths: Spanned<Vec<String>>,
     /// Glob patterns (matched against the file name) to skip; default: compressed files.
     #[serde(default = "default_exclude")]
     pub exclude: Vec<String>,
     /// A preset (`common`, `combined`, `vhost_combined`) or an Apache LogFormat string.
+    #[schemars(with = "String")]
     pub format: Spanned<String>,
     /// Where to start in files with no checkpoint.
     #[serde(default = "default_start_at")]
     pub start_at: StartAt,
     /// Kinesis stream name (or ARN).
+    #[schemars(length(min = 1))]
     pub stream: String,
     /// `raw` or `aggregate`.
     #[serde(default = "default_mode")]
     pub mode: Mode,
     /// Partition key strategy; default `random`.
-    #[serde(default = "default_partition_key")]
+    #[serde(
+        default = "default_partition_key",
+        serialize_with = "ser_partition_key"
+    )]
     pub partition_key: PartitionKey,
     /// Longest line shipped whole; longer lines are truncated and counted.
     #[serde(default = "default_max_line", deserialize_with = "de_size")]
+    #[schemars(with = "SizeText")]
     pub max_line_bytes: u64,
     /// Largest record the agent builds (data + key ≤ 1 MiB).
     #[serde(default = "default_record_bytes", deserialize_with = "de_size")]
+    #[schemars(with = "SizeText")]
     pub max_record_bytes: u64,
     /// How long a partly filled raw record waits for more lines.
-    #[serde(default = "default_linger", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_linger",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    #[schemars(with = "DurationText")]
     pub linger: Duration,
     /// Aggregate mode: window length (tumbling, aligned to the epoch).
-    #[serde(default = "default_window", deserialize_with = "de_spanned_duration")]
+    #[serde(
+        default = "default_window",
+        deserialize_with = "de_spanned_duration",
+        serialize_with = "ser_spanned_duration"
+    )]
+    #[schemars(with = "DurationText")]
     pub window: Spanned<Duration>,
     /// Aggregate mode: how long a window stays open after event time passes its end.
-    #[serde(default = "default_lateness", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_lateness",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    #[schemars(with = "DurationText")]
     pub allowed_lateness: Duration,
     /// Aggregate mode: the Service dimension; default the flow name.
     pub service: Option<String>,
     /// Aggregate mode: the field holding the client (default `%a`/`%h`), e.g. `x_forwarded_for`.
+    #[schemars(with = "Option<String>")]
     pub client_field: Option<Spanned<String>>,
     /// With `client_field`: take the address N from the right (the one your N-th proxy appended); default 1.
     #[serde(default = "default_trusted_proxies")]
@@ -271,7 +359,7 @@ fn default_max_groups() -> usize {
 /// Parse `5m`, `30s`, `1h 30m`, `250ms`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
-        .map_err(|e| format!("expected a duration like `30s`, `5m` or `1h` ({e})"))
+        .map_err(|_| "expected a duration like `30s`, `5m` or `1h`".to_string())
 }
 
 /// Parse a byte size: `1048576`, `512 KiB`, `4 MiB`, `1 GiB`, `10 MB`, `1k`.
@@ -292,15 +380,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "gb" => 1_000_000_000,
         _ => {
             return Err(format!(
-                "expected a size like `512 KiB` or `4 MiB`, got unit `{unit}`"
+                "expected a size like `512 KiB` or `4 MiB` (units: B, KiB, MiB, GiB, kB, MB, GB), not `{unit}`"
             ))
         }
     };
     let value: f64 = num
         .parse()
-        .map_err(|_| format!("expected a size like `512 KiB` or `4 MiB`, got `{s}`"))?;
+        .map_err(|_| "expected a size like `512 KiB` or `4 MiB`".to_string())?;
     if !(value.is_finite() && value >= 0.0) {
-        return Err(format!("expected a non-negative size, got `{s}`"));
+        return Err("expected a non-negative size".to_string());
     }
     Ok((value * mult as f64) as u64)
 }
@@ -310,6 +398,25 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 enum NumOrStr {
     Num(u64),
     Str(String),
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
+fn ser_spanned_duration<S: serde::Serializer>(
+    d: &Spanned<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    ser_duration(&d.value, s)
+}
+
+fn ser_partition_key<S: serde::Serializer>(k: &PartitionKey, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match k {
+        PartitionKey::Random => "random",
+        PartitionKey::HostId => "host_id",
+        PartitionKey::Fixed(key) => key,
+    })
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -396,54 +503,200 @@ pub fn load(path: &Path) -> Result<Validated, ConfigError> {
 
 /// Parse and validate config text; `path` is used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Validated, ConfigError> {
-    let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    validate(path, config)
+    let invalid = |mut problems: Vec<Problem>| {
+        problems.sort_by_key(|p| (p.line, p.column));
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        }
+    };
+    let doc = read_tree(text).map_err(invalid)?;
+    let schema = json_schema();
+    let mut checker = crate::config_tree::Checker::new(&schema);
+    checker.check_document(&doc);
+    if !checker.problems.is_empty() {
+        return Err(invalid(checker.problems));
+    }
+    // The walk above accepts only what this accepts; if they ever disagree,
+    // the deserializer's own message is still precise.
+    let config: Config =
+        serde_saphyr::from_str(text).map_err(|e| invalid(vec![yaml_problem(&e)]))?;
+    validate(config, text, &checker.locations).map_err(invalid)
 }
 
-fn validate(path: &Path, config: Config) -> Result<Validated, ConfigError> {
+/// The JSON Schema of the config file (draft 2020-12), as `tailrace schema` prints it.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Config);
+    serde_json::to_value(&schema).unwrap_or_default()
+}
+
+/// Read the YAML into a tree with positions; syntax errors become problems.
+fn read_tree(text: &str) -> Result<Spanned<crate::config_tree::Node>, Vec<Problem>> {
+    use crate::config_tree::Node;
+    let empty = || Problem {
+        line: 1,
+        column: 1,
+        key: String::new(),
+        message: "the file is empty: expected a mapping with at least `flows`".into(),
+    };
+    let has_content = text.lines().any(|l| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#') && t != "---" && t != "..."
+    });
+    if !has_content {
+        return Err(vec![empty()]);
+    }
+    match serde_saphyr::from_str::<Spanned<Node>>(text) {
+        Ok(doc) if matches!(doc.value, Node::Null) => Err(vec![empty()]),
+        Ok(doc) => Ok(doc),
+        Err(e) => {
+            // A tab in the indentation is the most common cause and the
+            // parser's own message rarely says so: name every such line.
+            let tabs: Vec<Problem> = text
+                .lines()
+                .enumerate()
+                .filter_map(|(i, l)| {
+                    let indent = &l[..l.len() - l.trim_start().len()];
+                    indent.find('\t').map(|col| Problem {
+                        line: i as u64 + 1,
+                        column: col as u64 + 1,
+                        key: String::new(),
+                        message: "tab in indentation: YAML indents with spaces only".into(),
+                    })
+                })
+                .collect();
+            if tabs.is_empty() {
+                Err(vec![yaml_problem(&e)])
+            } else {
+                Err(tabs)
+            }
+        }
+    }
+}
+
+/// A problem from the YAML parser or deserializer, with its position.
+fn yaml_problem(e: &serde_saphyr::Error) -> Problem {
+    let inner = e.without_snippet();
+    let at = inner.location().unwrap_or(serde_saphyr::Location::UNKNOWN);
+    let mut message = inner.to_string();
+    if let serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. } = inner {
+        message = format!("key `{key}` appears twice in the same mapping");
+    }
+    // The position goes in front, as for every other problem.
+    for suffix in [
+        format!(" at line {}, column {}", at.line(), at.column()),
+        format!(" at line {} column {}", at.line(), at.column()),
+    ] {
+        if let Some(i) = message.find(&suffix) {
+            message.replace_range(i..i + suffix.len(), "");
+        }
+    }
+    Problem {
+        line: at.line(),
+        column: at.column(),
+        key: String::new(),
+        message: format!("invalid YAML: {}", message.trim()),
+    }
+}
+
+/// Position of the character `offset` (0-based) inside the scalar that starts
+/// at `at`, when it sits on one line (plain, '…' or "…" scalars).
+fn column_within(text: &str, at: serde_saphyr::Location, offset: usize) -> (u64, u64) {
+    let fallback = (at.line(), at.column());
+    let Some(line) = text.lines().nth((at.line() as usize).saturating_sub(1)) else {
+        return fallback;
+    };
+    let start = (at.column() as usize).saturating_sub(1);
+    let mut chars = line.chars().skip(start).peekable();
+    let mut col = start;
+    let quote = match chars.peek() {
+        Some(&q) if q == '"' || q == '\'' => {
+            chars.next();
+            col += 1;
+            Some(q)
+        }
+        _ => None,
+    };
+    let mut seen = 0;
+    while seen < offset {
+        match chars.next() {
+            None => return fallback,
+            Some('\\') if quote == Some('"') => {
+                chars.next();
+                col += 2;
+            }
+            Some('\'') if quote == Some('\'') => {
+                chars.next();
+                col += 2;
+            }
+            Some(_) => col += 1,
+        }
+        seen += 1;
+    }
+    (at.line(), col as u64 + 1)
+}
+
+fn validate(
+    config: Config,
+    text: &str,
+    locs: &crate::config_tree::Locations,
+) -> Result<Validated, Vec<Problem>> {
+    use serde_saphyr::Location;
     let mut problems = Vec::new();
-    let mut flows = Vec::new();
-    if config.flows.is_empty() {
+    // The position of `key`, else of its nearest enclosing key, else `fallback`.
+    let locate = |key: &str, fallback: Location| {
+        let mut k = key;
+        loop {
+            if let Some(loc) = locs.get(k).filter(|l| **l != Location::UNKNOWN) {
+                return *loc;
+            }
+            match k.rfind(['.', '[']) {
+                Some(i) => k = &k[..i],
+                None => return fallback,
+            }
+        }
+    };
+    let mut top = |key: &str, message: &str| {
+        let loc = locate(key, Location::UNKNOWN);
         problems.push(Problem {
-            line: 0,
-            column: 0,
-            key: "flows".into(),
-            message: "expected at least one flow".into(),
+            line: loc.line(),
+            column: loc.column(),
+            key: key.into(),
+            message: message.into(),
         });
+    };
+    if config.flows.is_empty() {
+        top("flows", "expected at least one flow");
     }
     if config.host_id.trim().is_empty() {
-        problems.push(Problem {
-            line: 0,
-            column: 0,
-            key: "host_id".into(),
-            message: "expected `auto` or a non-empty host id".into(),
-        });
+        top("host_id", "expected `auto` or a non-empty host id");
     }
     if config.checkpoint_interval < Duration::from_millis(100) {
-        problems.push(Problem {
-            line: 0,
-            column: 0,
-            key: "checkpoint_interval".into(),
-            message: "expected at least 100ms".into(),
-        });
+        top("checkpoint_interval", "expected at least 100ms");
     }
-    let mut names = std::collections::HashSet::new();
+    if !config.state_dir.is_absolute() {
+        top(
+            "state_dir",
+            "expected an absolute path (the service's working directory is not yours)",
+        );
+    }
+    let mut flows = Vec::new();
+    let mut names = std::collections::HashMap::new();
+    let mut reads: std::collections::HashMap<(String, String), String> =
+        std::collections::HashMap::new();
     for (i, spanned) in config.flows.into_iter().enumerate() {
         let at = spanned.referenced;
         let flow = spanned.value;
-        let mut problem = |loc: serde_saphyr::Location, key: &str, message: String| {
-            let loc = if loc == serde_saphyr::Location::UNKNOWN {
-                at
-            } else {
-                loc
-            };
+        let mut problem_at = |pos: Option<(u64, u64)>, key: &str, message: String| {
+            let key = format!("flows[{i}].{key}");
+            let (line, column) = pos.unwrap_or_else(|| {
+                let loc = locate(&key, at);
+                (loc.line(), loc.column())
+            });
             problems.push(Problem {
-                line: loc.line(),
-                column: loc.column(),
-                key: format!("flows[{i}].{key}"),
+                line,
+                column,
+                key,
                 message,
             });
         };
@@ -453,54 +706,71 @@ fn validate(path: &Path, config: Config) -> Result<Validated, ConfigError> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            problem(
-                at,
+            problem_at(
+                None,
                 "name",
                 format!(
                     "expected letters, digits, `-`, `_` or `.`, got `{}`",
                     flow.name
                 ),
             );
-        } else if !names.insert(flow.name.clone()) {
-            problem(
-                at,
+        } else if let Some(first) = names.insert(flow.name.clone(), i) {
+            problem_at(
+                None,
                 "name",
-                format!("flow name `{}` is used twice", flow.name),
+                format!(
+                    "flow name `{}` is already used by flows[{first}]; names must be unique",
+                    flow.name
+                ),
             );
         }
         if flow.paths.value.is_empty() {
-            problem(
-                flow.paths.referenced,
-                "paths",
-                "expected at least one glob".into(),
-            );
+            problem_at(None, "paths", "expected at least one glob".into());
         }
-        for p in &flow.paths.value {
-            if let Err(e) = glob::Pattern::new(p) {
-                problem(
-                    flow.paths.referenced,
-                    "paths",
-                    format!("`{p}` is not a valid glob: {e}"),
+        for (j, p) in flow.paths.value.iter().enumerate() {
+            let key = format!("paths[{j}]");
+            if p.trim().is_empty() {
+                problem_at(
+                    None,
+                    &key,
+                    "expected an absolute glob, got an empty path".into(),
                 );
+            } else if let Err(e) = glob::Pattern::new(p) {
+                problem_at(None, &key, format!("`{p}` is not a valid glob: {e}"));
             } else if !p.starts_with('/') {
-                problem(
-                    flow.paths.referenced,
-                    "paths",
+                problem_at(
+                None,
+                    &key,
                     format!("`{p}` must be an absolute path (the service's working directory is not yours)"),
+                );
+            } else if let Some(other) =
+                reads.insert((flow.stream.clone(), p.clone()), flow.name.clone())
+            {
+                problem_at(
+                None,
+                    &key,
+                    format!(
+                        "flow `{other}` already sends `{p}` to stream `{}`: every line would be sent twice",
+                        flow.stream
+                    ),
                 );
             }
         }
-        for p in &flow.exclude {
+        for (j, p) in flow.exclude.iter().enumerate() {
             if let Err(e) = glob::Pattern::new(p) {
-                problem(at, "exclude", format!("`{p}` is not a valid glob: {e}"));
+                problem_at(
+                    None,
+                    &format!("exclude[{j}]"),
+                    format!("`{p}` is not a valid glob: {e}"),
+                );
             }
         }
         if flow.stream.is_empty() {
-            problem(at, "stream", "expected a Kinesis stream name".into());
+            problem_at(None, "stream", "expected a Kinesis stream name".into());
         }
         if flow.max_record_bytes < 1024 || flow.max_record_bytes > KINESIS_MAX_RECORD_BYTES {
-            problem(
-                at,
+            problem_at(
+                None,
                 "max_record_bytes",
                 format!(
                     "expected between 1 KiB and 1 MiB (Kinesis' limit), got {}",
@@ -509,36 +779,55 @@ fn validate(path: &Path, config: Config) -> Result<Validated, ConfigError> {
             );
         }
         if flow.max_line_bytes < 64 {
-            problem(at, "max_line_bytes", "expected at least 64 bytes".into());
-        }
-        let window = flow.window.value;
-        if flow.mode == Mode::Aggregate
-            && (window < Duration::from_secs(60)
-                || window > Duration::from_secs(3600)
-                || window.subsec_nanos() != 0)
-        {
-            problem(
-                flow.window.referenced,
-                "window",
-                format!(
-                    "expected whole seconds between 1m and 1h, got {}",
-                    humantime::format_duration(window)
-                ),
+            problem_at(
+                None,
+                "max_line_bytes",
+                format!("expected at least 64 bytes, got {}", flow.max_line_bytes),
             );
         }
+        let window = flow.window.value;
+        if flow.mode == Mode::Aggregate {
+            if window < Duration::from_secs(60)
+                || window > Duration::from_secs(3600)
+                || window.subsec_nanos() != 0
+            {
+                problem_at(
+                    None,
+                    "window",
+                    format!(
+                        "expected whole seconds between 1m and 1h, got {}",
+                        humantime::format_duration(window)
+                    ),
+                );
+            } else if 3600 % window.as_secs() != 0 {
+                problem_at(
+                None,
+                    "window",
+                    format!(
+                        "expected a window that divides an hour (1m, 2m, 3m, 4m, 5m, 6m, 10m, 12m, 15m, 20m, 30m or 1h), got {}",
+                        humantime::format_duration(window)
+                    ),
+                );
+            }
+        }
         if flow.allowed_lateness > Duration::from_secs(24 * 3600) {
-            problem(at, "allowed_lateness", "expected at most 24h".into());
+            problem_at(None, "allowed_lateness", "expected at most 24h".into());
         }
         if flow.max_groups_per_window == 0 {
-            problem(at, "max_groups_per_window", "expected at least 1".into());
+            problem_at(None, "max_groups_per_window", "expected at least 1".into());
         }
         let format = match LogFormat::compile(&flow.format.value) {
             Ok(f) => Some(f),
             Err(e) => {
-                problem(
-                    flow.format.referenced,
+                let loc = locate(&format!("flows[{i}].format"), at);
+                problem_at(
+                    Some(column_within(text, loc, e.column)),
                     "format",
-                    format!("LogFormat does not compile: {e}"),
+                    format!(
+                        "LogFormat does not compile at character {} of the format: {}",
+                        e.column + 1,
+                        e.message
+                    ),
                 );
                 None
             }
@@ -546,8 +835,8 @@ fn validate(path: &Path, config: Config) -> Result<Validated, ConfigError> {
         let mut client_field = None;
         if let Some(format) = &format {
             if flow.mode == Mode::Aggregate && !format.has_time() {
-                problem(
-                    flow.format.referenced,
+                problem_at(
+                    None,
                     "format",
                     "aggregate mode needs a time field (%t or %{...}t) to window by".into(),
                 );
@@ -555,8 +844,8 @@ fn validate(path: &Path, config: Config) -> Result<Validated, ConfigError> {
             if let Some(cf) = &flow.client_field {
                 match format.field_index(&cf.value) {
                     Some(idx) => client_field = Some(idx),
-                    None => problem(
-                        cf.referenced,
+                    None => problem_at(
+                        None,
                         "client_field",
                         format!(
                             "the format has no field `{}` (it has: {})",
@@ -566,8 +855,8 @@ fn validate(path: &Path, config: Config) -> Result<Validated, ConfigError> {
                     ),
                 }
             } else if flow.mode == Mode::Aggregate && format.field_index("client").is_none() {
-                problem(
-                    flow.format.referenced,
+                problem_at(
+                    None,
                     "format",
                     "aggregate mode needs the client: add %h or %a, or set client_field".into(),
                 );
@@ -582,10 +871,7 @@ fn validate(path: &Path, config: Config) -> Result<Validated, ConfigError> {
         }
     }
     if !problems.is_empty() {
-        return Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems,
-        });
+        return Err(problems);
     }
     Ok(Validated {
         state_dir: config.state_dir,
