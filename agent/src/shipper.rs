@@ -18,6 +18,7 @@ use rand::Rng;
 use tokio::sync::mpsc;
 
 use crate::ledger::Ledger;
+use crate::ratelog::Repeats;
 use crate::record::OutRecord;
 use crate::stats::FlowStats;
 
@@ -41,6 +42,8 @@ pub struct Shipper {
     ledger: Ledger,
     stats: Arc<FlowStats>,
     flow: String,
+    call_errors: Repeats,
+    refusals: Repeats,
 }
 
 impl Shipper {
@@ -58,6 +61,8 @@ impl Shipper {
             ledger,
             stats,
             flow,
+            call_errors: Repeats::default(),
+            refusals: Repeats::default(),
         }
     }
 
@@ -137,6 +142,7 @@ impl Shipper {
             }
         }
         self.stats.put_calls.inc();
+        self.stats.records_attempted.add(batch.len() as u64);
         let result = self
             .client
             .put_records()
@@ -148,8 +154,16 @@ impl Shipper {
             Ok(out) => out,
             Err(e) => {
                 self.stats.put_call_errors.inc();
-                let err = aws_sdk_kinesis::error::DisplayErrorContext(&e);
-                tracing::warn!(flow = %self.flow, stream = %self.stream, records = batch.len(), error = %err, "PutRecords failed; retrying");
+                if matches!(e, aws_sdk_kinesis::error::SdkError::ServiceError(_)) {
+                    self.stats.service_errors.inc();
+                } else {
+                    self.stats.transport_errors.inc();
+                }
+                let err = aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string();
+                if let Some(more) = self.call_errors.check() {
+                    tracing::warn!(flow = %self.flow, stream = %self.stream, records = batch.len(), error = %err, "PutRecords failed; retrying{more}");
+                }
+                self.stats.note_error(err);
                 return batch;
             }
         };
@@ -158,6 +172,7 @@ impl Shipper {
             tracing::warn!(flow = %self.flow, sent = batch.len(), answered = results.len(), "PutRecords answered a different number of records; retrying all");
             return batch;
         }
+        let sent = batch.len();
         let mut failed = Vec::new();
         let mut throttled = 0u64;
         let mut first_error: Option<String> = None;
@@ -179,8 +194,19 @@ impl Shipper {
                 }
             }
         }
+        let acked = failed.len() < sent;
+        if acked {
+            self.stats.note_ack();
+        }
         if !failed.is_empty() {
-            tracing::debug!(flow = %self.flow, failed = failed.len(), throttled, first_error = first_error.as_deref().unwrap_or(""), "records refused; retrying them");
+            let what = first_error
+                .unwrap_or_else(|| "ProvisionedThroughputExceededException: throttled".to_string());
+            if let Some(more) = self.refusals.check() {
+                tracing::warn!(flow = %self.flow, stream = %self.stream, failed = failed.len(), throttled, first_error = %what, "records refused; retrying them{more}");
+            }
+            if !acked {
+                self.stats.note_error(what);
+            }
         }
         failed
     }
