@@ -92,7 +92,7 @@ pub fn main() -> ExitCode {
             Err(e) => config_error(e),
         },
         Command::Run { config } => match config::load(&config) {
-            Ok(cfg) => report(block_on(crate::runtime::run(cfg))),
+            Ok(cfg) => report(block_on(crate::runtime::run(cfg, &config))),
             Err(e) => config_error(e),
         },
         Command::Replay {
