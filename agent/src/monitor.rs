@@ -449,7 +449,7 @@ pub async fn run(
         };
         tick += 1;
         sampler.sample(&ledger, &registry);
-        if last || tick % 2 == 0 {
+        if last || tick.is_multiple_of(2) {
             let status = registry.status_file(now_ms());
             if let Err(e) = write_status_file(&state_dir, &status) {
                 if let Some(more) = status_errors.check() {
@@ -457,7 +457,7 @@ pub async fn run(
                 }
             }
         }
-        if last || tick % 60 == 0 {
+        if last || tick.is_multiple_of(60) {
             log_rejects(&registry, &mut rejects_seen);
         }
         if last {

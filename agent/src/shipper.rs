@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_kinesis::operation::put_records::PutRecordsError;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use rand::Rng;
@@ -159,11 +160,11 @@ impl Shipper {
                 } else {
                     self.stats.transport_errors.inc();
                 }
-                let err = aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string();
                 if let Some(more) = self.call_errors.check() {
+                    let err = aws_sdk_kinesis::error::DisplayErrorContext(&e);
                     tracing::warn!(flow = %self.flow, stream = %self.stream, records = batch.len(), error = %err, "PutRecords failed; retrying{more}");
                 }
-                self.stats.note_error(err);
+                self.stats.note_error(short_error(&e));
                 return batch;
             }
         };
@@ -220,6 +221,30 @@ impl Shipper {
         }
         self.ledger.release(&record.holds);
         // Dropping the record returns its byte permits.
+    }
+}
+
+/// A one-line description of a failed call: the service's code and
+/// message, or the transport failure, for health reasons and status.
+fn short_error<R>(e: &aws_sdk_kinesis::error::SdkError<PutRecordsError, R>) -> String
+where
+    R: std::fmt::Debug,
+{
+    use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+    match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            format!(
+                "{}: {}",
+                err.code().unwrap_or("service error"),
+                err.message().unwrap_or("")
+            )
+        }
+        SdkError::TimeoutError(_) => "timed out".to_string(),
+        other => {
+            let full = aws_sdk_kinesis::error::DisplayErrorContext(other).to_string();
+            full.chars().take(300).collect()
+        }
     }
 }
 
