@@ -254,6 +254,8 @@ fn checkpoint_state(ledger: &Ledger, sequences: &Sequences) -> State {
 
 /// A flow while it runs.
 struct RunningFlow {
+    /// Its settings.
+    flow: Arc<Flow>,
     /// Its settings, to compare with a reloaded config.
     fingerprint: String,
     /// Set to stop its reader.
@@ -307,6 +309,7 @@ impl Agent {
             name,
             RunningFlow {
                 fingerprint: reload::flow_fingerprint(&flow),
+                flow,
                 stop,
                 handles,
             },
@@ -370,6 +373,13 @@ impl Agent {
         }
         self.health = new.monitoring.health.clone();
         self.registry.set_health(self.health.clone());
+        // Flows left running get the new stall threshold too.
+        for (name, running) in &self.flows {
+            if let Some(stats) = self.registry.stats(name) {
+                self.registry
+                    .insert(name, FlowEntry::new(stats, &running.flow, &self.health));
+            }
+        }
         self.shutdown_timeout = new.shutdown_timeout;
         self.checkpoint_interval_ms.store(
             new.checkpoint_interval.as_millis() as u64,

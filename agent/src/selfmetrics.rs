@@ -155,3 +155,51 @@ impl Publisher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, Toggle};
+    use std::path::Path;
+    use std::time::Duration;
+
+    const FLOWS: &str =
+        "flows:\n  - name: web\n    paths: [\"/l/a.log\"]\n    format: common\n    stream: s\n";
+
+    #[test]
+    fn monitoring_section_defaults_and_errors() {
+        let v = parse(Path::new("t.yaml"), FLOWS).expect("valid");
+        let m = &v.monitoring;
+        assert_eq!(m.cloudwatch.enabled, Toggle::Auto);
+        assert_eq!(m.cloudwatch.namespace, "Tailrace/Agent");
+        assert_eq!(m.cloudwatch.interval, Duration::from_secs(60));
+        assert!(!m.http.enabled);
+        assert_eq!(m.http.listen, "127.0.0.1:9877");
+
+        let text = format!(
+            "monitoring:\n  cloudwatch:\n    enabled: false\n    interval: 10s\n  http:\n    enabled: true\n    listen: 0.0.0.0:9100\n{FLOWS}"
+        );
+        let v = parse(Path::new("t.yaml"), &text).expect("valid");
+        assert_eq!(v.monitoring.cloudwatch.enabled, Toggle::Off);
+        assert_eq!(v.monitoring.cloudwatch.interval, Duration::from_secs(10));
+        assert_eq!(v.monitoring.http.listen, "0.0.0.0:9100");
+
+        let text = format!(
+            "monitoring:\n  cloudwatch:\n    namespace: AWS/Mine\n    interval: 0s\n  http:\n    listen: localhost\n{FLOWS}"
+        );
+        let err = parse(Path::new("t.yaml"), &text)
+            .expect_err("invalid")
+            .to_string();
+        for key in [
+            "monitoring.cloudwatch.namespace",
+            "monitoring.cloudwatch.interval",
+            "monitoring.http.listen",
+        ] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+        let text = format!("monitoring:\n  cloudwatch:\n    enabled: sometimes\n{FLOWS}");
+        let err = parse(Path::new("t.yaml"), &text)
+            .expect_err("invalid")
+            .to_string();
+        assert!(err.contains("expected `true`, `false` or `auto`"), "{err}");
+    }
+}
