@@ -47,8 +47,10 @@ pub enum Command {
     ///
     /// On SIGTERM or SIGINT it flushes open records and windows, waits for
     /// acknowledgements for at most shutdown_timeout, writes the checkpoints
-    /// and exits 0. The configuration is read once, at start: restart the
-    /// agent after changing it.
+    /// and exits 0. On SIGHUP (systemctl reload) it re-reads the
+    /// configuration: added flows start, removed flows drain and stop,
+    /// changed flows carry on from their checkpoints; an invalid file is
+    /// refused and the running configuration stays.
     Run {
         /// The YAML config file.
         #[arg(long, short)]
@@ -169,7 +171,7 @@ pub fn main() -> ExitCode {
             Err(e) => config_error(e),
         },
         Command::Run { config } => match config::load(&config) {
-            Ok(cfg) => report(block_on(crate::runtime::run(cfg))),
+            Ok(cfg) => report(block_on(crate::runtime::run(cfg, &config))),
             Err(e) => config_error(e),
         },
         Command::Replay {

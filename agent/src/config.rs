@@ -109,6 +109,9 @@ pub struct Config {
     /// AWS settings shared by all flows.
     #[serde(default)]
     pub aws: AwsConfig,
+    /// Self-metrics, the HTTP endpoint and health rules.
+    #[serde(default)]
+    pub monitoring: MonitoringConfig,
     /// The log flows: which files, how to parse them, where to send them.
     #[schemars(with = "Vec<FlowConfig>")]
     pub flows: Vec<Spanned<FlowConfig>>,
@@ -481,6 +484,8 @@ pub struct Validated {
     pub shutdown_timeout: Duration,
     /// AWS settings.
     pub aws: AwsConfig,
+    /// Self-metrics, the HTTP endpoint and health rules.
+    pub monitoring: MonitoringConfig,
     /// The flows, compiled.
     pub flows: Vec<Flow>,
 }
@@ -673,6 +678,9 @@ fn validate(
     }
     if config.checkpoint_interval < Duration::from_millis(100) {
         top("checkpoint_interval", "expected at least 100ms");
+    }
+    for p in config.monitoring.problems() {
+        top(&p.key, &p.message);
     }
     if !config.state_dir.is_absolute() {
         top(
@@ -879,8 +887,188 @@ fn validate(
         checkpoint_interval: config.checkpoint_interval,
         shutdown_timeout: config.shutdown_timeout,
         aws: config.aws,
+        monitoring: config.monitoring,
         flows,
     })
+}
+
+// The `monitoring` section (self-metrics, HTTP endpoint, health), kept
+// together: see docs/OPERATIONS.md.
+
+/// The `monitoring` section.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// Self-metrics published to CloudWatch.
+    pub cloudwatch: SelfMetricsConfig,
+    /// The HTTP endpoint (`/metrics`, `/health`).
+    pub http: HttpConfig,
+    /// When `/health` reports a problem.
+    pub health: HealthConfig,
+}
+
+/// `true`, `false` or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Toggle {
+    /// Decided at start (see where it is used).
+    Auto,
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+impl JsonSchema for Toggle {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Toggle".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`true`, `false` or `auto`.",
+            "anyOf": [{ "type": "boolean" }, { "const": "auto" }],
+            "x-tailrace": "toggle",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Toggle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum BoolOrStr {
+            Bool(bool),
+            Str(String),
+        }
+        match BoolOrStr::deserialize(d)? {
+            BoolOrStr::Bool(true) => Ok(Toggle::On),
+            BoolOrStr::Bool(false) => Ok(Toggle::Off),
+            BoolOrStr::Str(s) if s == "auto" => Ok(Toggle::Auto),
+            BoolOrStr::Str(s) => Err(de::Error::custom(format!(
+                "expected `true`, `false` or `auto`, got `{s}`"
+            ))),
+        }
+    }
+}
+
+/// `monitoring.cloudwatch`: the agent's own metrics in CloudWatch.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfMetricsConfig {
+    /// `auto` (default: on when the agent runs on EC2, i.e. the instance
+    /// metadata service answers), `true` or `false`.
+    pub enabled: Toggle,
+    /// Metric namespace.
+    pub namespace: String,
+    /// How often to publish.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[schemars(with = "DurationText")]
+    pub interval: Duration,
+    /// Add a `Host` dimension (the host id) next to `Flow`.
+    pub host_dimension: bool,
+}
+
+impl Default for SelfMetricsConfig {
+    fn default() -> Self {
+        SelfMetricsConfig {
+            enabled: Toggle::Auto,
+            namespace: "Tailrace/Agent".into(),
+            interval: Duration::from_secs(60),
+            host_dimension: false,
+        }
+    }
+}
+
+/// `monitoring.http`: Prometheus `/metrics` and `/health`.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Off by default.
+    pub enabled: bool,
+    /// Address to listen on; default `127.0.0.1:9877`.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: false,
+            listen: "127.0.0.1:9877".into(),
+        }
+    }
+}
+
+/// `monitoring.health`: thresholds of `/health`.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// A flow whose files hold unacknowledged bytes and that had nothing
+    /// acknowledged for this long is stalled (aggregate flows: at least
+    /// window + allowed_lateness + 1m).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[schemars(with = "DurationText")]
+    pub stall_after: Duration,
+    /// Kinesis calls failing (nothing acknowledged) for this long is unhealthy.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[schemars(with = "DurationText")]
+    pub kinesis_failing_after: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            stall_after: Duration::from_secs(600),
+            kinesis_failing_after: Duration::from_secs(300),
+        }
+    }
+}
+
+impl MonitoringConfig {
+    /// Semantic problems of this section (positions are filled in by the
+    /// caller, which knows where each key is).
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut problem = |key: &str, message: String| {
+            out.push(Problem {
+                line: 0,
+                column: 0,
+                key: format!("monitoring.{key}"),
+                message,
+            })
+        };
+        let ns = &self.cloudwatch.namespace;
+        if ns.is_empty() || ns.len() > 255 || ns.starts_with("AWS/") || !ns.is_ascii() {
+            problem(
+                "cloudwatch.namespace",
+                format!("expected 1 to 255 ASCII characters not starting with `AWS/`, got `{ns}`"),
+            );
+        }
+        let interval = self.cloudwatch.interval;
+        if interval < Duration::from_secs(1) || interval > Duration::from_secs(3600) {
+            problem("cloudwatch.interval", "expected between 1s and 1h".into());
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            problem(
+                "http.listen",
+                format!(
+                    "expected an address and port like `127.0.0.1:9877`, got `{}`",
+                    self.http.listen
+                ),
+            );
+        }
+        for (key, d) in [
+            ("health.stall_after", self.health.stall_after),
+            (
+                "health.kinesis_failing_after",
+                self.health.kinesis_failing_after,
+            ),
+        ] {
+            if d < Duration::from_secs(1) {
+                problem(key, "expected at least 1s".into());
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -231,6 +231,20 @@ impl<'s> Checker<'s> {
                 }
                 return;
             }
+            Some("toggle") => {
+                if !matches!(value, Node::Bool(_)) && !matches!(value, Node::Str(s) if s == "auto")
+                {
+                    self.problem(
+                        at,
+                        path,
+                        format!(
+                            "expected `true`, `false` or `auto`, got {}",
+                            value.describe()
+                        ),
+                    );
+                }
+                return;
+            }
             Some("size") => {
                 let result = match value {
                     Node::Int(i) if *i < 0 => Err("expected a size of at least 0 bytes".into()),

@@ -8,20 +8,30 @@
 //! file) → [`packer`] (raw) or [`aggregate`] (windows) → [`record`] (bounded
 //! queue) → [`shipper`] (PutRecords, retries) → [`ledger`] (what is
 //! acknowledged) → [`checkpoint`] (what is durable). [`runtime`] wires them.
+//!
+//! Watching it run: [`monitor`] (health, status file), [`metrics`] (the
+//! metric set), [`selfmetrics`] (CloudWatch), [`endpoint`] (HTTP), [`reload`]
+//! (SIGHUP), [`ratelog`] (repeating errors).
 
 pub mod aggregate;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod config_tree;
+pub mod endpoint;
 pub mod identity;
 pub mod import_kinesis_agent;
 pub mod ledger;
 pub mod manpage;
+pub mod metrics;
+pub mod monitor;
 pub mod packer;
 pub mod progress;
+pub mod ratelog;
 pub mod record;
+pub mod reload;
 pub mod runtime;
+pub mod selfmetrics;
 pub mod shipper;
 pub mod stats;
 pub mod status;

@@ -64,13 +64,14 @@ FILES
   /etc/tailrace/tailrace.yaml
       The configuration used by the systemd unit.
   /var/lib/tailrace/
-      Checkpoints.
+      Checkpoints (checkpoints.json and the version before it, checkpoints.json.prev) \
+and status.json, which tailrace status reads.
   /usr/lib/systemd/system/tailrace.service
       The systemd unit; change it with systemctl edit tailrace.
 
 EXAMPLES
     tailrace check --config /etc/tailrace/tailrace.yaml
-    sudo systemctl restart tailrace
+    sudo systemctl reload tailrace
     journalctl -u tailrace -f
     tail -n 5 /var/log/apache2/access.log | tailrace parse --format combined
     tailrace import-kinesis-agent /etc/aws-kinesis/agent.json > tailrace.yaml

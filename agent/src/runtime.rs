@@ -1,7 +1,12 @@
 //! Wiring: config → readers, shippers, checkpointer; and the shutdown path.
 //!
 //! `run` starts, per flow, a reader thread (tailer + sink) and a shipper task,
-//! plus one checkpointer task for the agent. SIGTERM/SIGINT: the readers stop
+//! plus, for the agent, one checkpointer task, the monitor (health, status
+//! file), and when configured the CloudWatch self-metrics publisher and the
+//! HTTP endpoint. SIGHUP reloads the config: flows added start, flows removed
+//! stop the way SIGTERM stops them, flows changed stop that way and start
+//! again from where they stood, others are untouched (see [`crate::reload`]).
+//! SIGTERM/SIGINT: the readers stop
 //! reading and flush what they buffered, the shippers drain their queues until
 //! every record is acknowledged, and the checkpoint is written a last time —
 //! all bounded by `shutdown_timeout`. If time runs out, the checkpoint written
@@ -11,8 +16,9 @@
 //! `replay` runs the same readers and shippers over a fixed list of files
 //! once, without touching checkpoints.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,11 +26,16 @@ use anyhow::{bail, Context, Result};
 use aws_config::BehaviorVersion;
 
 use crate::aggregate::{Sequences, WindowSink};
-use crate::checkpoint::{State, Store};
-use crate::config::{AwsConfig, Flow, Mode, Validated};
+use crate::checkpoint::{FileCheckpoint, State, Store};
+use crate::config::{
+    self, AwsConfig, Flow, HealthConfig, Mode, MonitoringConfig, Toggle, Validated,
+};
 use crate::ledger::Ledger;
+use crate::monitor::{FlowEntry, Registry};
 use crate::packer::RawPacker;
 use crate::record::{KeyMaker, RecordSender};
+use crate::reload;
+use crate::selfmetrics::Publisher;
 use crate::shipper::Shipper;
 use crate::stats::FlowStats;
 use crate::tailer::{Tailer, TailerSettings};
@@ -33,8 +44,8 @@ use crate::watcher::LineSink;
 /// Unacknowledged record bytes allowed per flow before readers wait.
 pub const QUEUE_BUDGET_BYTES: u32 = 3 * 1024 * 1024;
 
-/// Build a Kinesis client from the config's AWS section and the SDK's default chain.
-pub async fn kinesis_client(aws: &AwsConfig) -> aws_sdk_kinesis::Client {
+/// The SDK config from the config's AWS section and the SDK's default chain.
+pub async fn sdk_config(aws: &AwsConfig) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &aws.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
@@ -50,8 +61,36 @@ pub async fn kinesis_client(aws: &AwsConfig) -> aws_sdk_kinesis::Client {
     if let Some(endpoint) = &aws.endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }
-    let sdk = loader.load().await;
-    aws_sdk_kinesis::Client::new(&sdk)
+    loader.load().await
+}
+
+/// Build a Kinesis client from the config's AWS section and the SDK's default chain.
+pub async fn kinesis_client(aws: &AwsConfig) -> aws_sdk_kinesis::Client {
+    aws_sdk_kinesis::Client::new(&sdk_config(aws).await)
+}
+
+/// The EC2 instance id from the instance metadata service (IMDSv2, short
+/// timeout); `None` off EC2 or when `AWS_EC2_METADATA_DISABLED=true`.
+pub async fn imds_instance_id() -> Option<String> {
+    let imds_disabled =
+        std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    if imds_disabled {
+        return None;
+    }
+    let client = aws_config::imds::Client::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .read_timeout(Duration::from_millis(500))
+        .max_attempts(1)
+        .build();
+    let got = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get("/latest/meta-data/instance-id"),
+    )
+    .await;
+    match got {
+        Ok(Ok(id)) => Some(String::from(id)).filter(|id| !id.is_empty()),
+        _ => None,
+    }
 }
 
 /// The host id: a literal from the config, or for `auto` the EC2 instance id
@@ -60,27 +99,14 @@ pub async fn resolve_host_id(configured: &str) -> String {
     if configured != "auto" {
         return configured.to_string();
     }
-    let imds_disabled =
-        std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-    if !imds_disabled {
-        let client = aws_config::imds::Client::builder()
-            .connect_timeout(Duration::from_millis(300))
-            .read_timeout(Duration::from_millis(500))
-            .max_attempts(1)
-            .build();
-        let got = tokio::time::timeout(
-            Duration::from_secs(2),
-            client.get("/latest/meta-data/instance-id"),
-        )
-        .await;
-        if let Ok(Ok(id)) = got {
-            let id: String = id.into();
-            if !id.is_empty() {
-                return id;
-            }
-        }
+    host_id_from(configured, imds_instance_id().await)
+}
+
+fn host_id_from(configured: &str, instance_id: Option<String>) -> String {
+    if configured != "auto" {
+        return configured.to_string();
     }
-    gethostname::gethostname().to_string_lossy().into_owned()
+    instance_id.unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
 }
 
 /// Everything one flow runs.
@@ -143,8 +169,8 @@ fn start_flow(
     tailer: Tailer,
     next_sequence: u64,
     replay: bool,
+    stats: Arc<FlowStats>,
 ) -> Result<FlowHandles> {
-    let stats = Arc::new(FlowStats::default());
     let (tx, rx) =
         RecordSender::channel(QUEUE_BUDGET_BYTES, ctx.ledger.clone(), ctx.runtime.clone());
     let shipper = Shipper::new(
@@ -226,111 +252,345 @@ fn checkpoint_state(ledger: &Ledger, sequences: &Sequences) -> State {
     }
 }
 
-/// `tailrace run`: the daemon. Returns when a signal asked it to stop.
-pub async fn run(config: Validated) -> Result<()> {
+/// A flow while it runs.
+struct RunningFlow {
+    /// Its settings.
+    flow: Arc<Flow>,
+    /// Its settings, to compare with a reloaded config.
+    fingerprint: String,
+    /// Set to stop its reader.
+    stop: Arc<AtomicBool>,
+    handles: FlowHandles,
+}
+
+/// The daemon's state: what `run` set up, and the flows running now.
+struct Agent {
+    config_path: PathBuf,
+    state_dir: PathBuf,
+    host_id: String,
+    client: aws_sdk_kinesis::Client,
+    /// `host_id` and `aws` as configured, to notice a change on reload.
+    shared: String,
+    ledger: Ledger,
+    sequences: Sequences,
+    registry: Arc<Registry>,
+    health: HealthConfig,
+    monitoring: MonitoringConfig,
+    shutdown_timeout: Duration,
+    checkpoint_interval_ms: Arc<AtomicU64>,
+    flows: BTreeMap<String, RunningFlow>,
+}
+
+impl Agent {
+    /// Start `flow`, resuming from `checkpoints`. A flow that ran before
+    /// (restarted by a reload) keeps its counters.
+    fn start(&mut self, flow: Flow, checkpoints: Vec<FileCheckpoint>) -> Result<()> {
+        let flow = Arc::new(flow);
+        let name = flow.name().to_string();
+        let stats = self
+            .registry
+            .stats(&name)
+            .unwrap_or_else(|| Arc::new(FlowStats::started_now()));
+        self.registry
+            .insert(&name, FlowEntry::new(stats.clone(), &flow, &self.health));
+        let stop = Arc::new(AtomicBool::new(false));
+        let ctx = FlowContext {
+            ledger: &self.ledger,
+            client: &self.client,
+            host_id: &self.host_id,
+            stop: &stop,
+            sequences: &self.sequences,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let tailer = Tailer::new(tailer_settings(&flow), self.ledger.clone(), checkpoints);
+        let next_sequence = self.sequences.register(&name);
+        let handles = start_flow(flow.clone(), &ctx, tailer, next_sequence, false, stats)?;
+        self.flows.insert(
+            name,
+            RunningFlow {
+                fingerprint: reload::flow_fingerprint(&flow),
+                flow,
+                stop,
+                handles,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stop these flows: their readers flush, their shippers drain until
+    /// every record is acknowledged, bounded by `shutdown_timeout`. Returns
+    /// whether all of them finished in time.
+    async fn stop(&mut self, names: &[String]) -> bool {
+        let mut handles = Vec::new();
+        for name in names {
+            if let Some(running) = self.flows.remove(name) {
+                running.stop.store(true, Ordering::Relaxed);
+                handles.push(running.handles);
+            }
+        }
+        finish(handles, Instant::now() + self.shutdown_timeout).await
+    }
+
+    /// Where `flow`'s files stand now, as checkpoints to resume from.
+    fn positions_of(&self, flow: &str) -> Vec<FileCheckpoint> {
+        self.ledger
+            .positions()
+            .into_iter()
+            .filter(|p| p.flow == flow)
+            .map(Into::into)
+            .collect()
+    }
+
+    /// SIGHUP: read the config again and apply the difference (see
+    /// [`crate::reload`]). A config that does not load is rejected, with
+    /// the reason logged, and the running one stays.
+    async fn reload(&mut self) {
+        let path = self.config_path.clone();
+        tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
+        let new = match config::load(&path) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(
+                    "configuration reload rejected, the running configuration stays: {e}"
+                );
+                return;
+            }
+        };
+        if new.state_dir != self.state_dir {
+            tracing::error!(
+                "configuration reload rejected, the running configuration stays: state_dir cannot change while the agent runs ({} → {}); restart the agent",
+                self.state_dir.display(),
+                new.state_dir.display()
+            );
+            return;
+        }
+        if new.monitoring.cloudwatch != self.monitoring.cloudwatch
+            || new.monitoring.http != self.monitoring.http
+        {
+            tracing::warn!(
+                "monitoring.cloudwatch and monitoring.http changes take effect at the next restart"
+            );
+        }
+        self.health = new.monitoring.health.clone();
+        self.registry.set_health(self.health.clone());
+        // Flows left running get the new stall threshold too.
+        for (name, running) in &self.flows {
+            if let Some(stats) = self.registry.stats(name) {
+                self.registry
+                    .insert(name, FlowEntry::new(stats, &running.flow, &self.health));
+            }
+        }
+        self.shutdown_timeout = new.shutdown_timeout;
+        self.checkpoint_interval_ms.store(
+            new.checkpoint_interval.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        let shared = reload::shared_fingerprint(&new);
+        let shared_changed = shared != self.shared;
+        let running = self
+            .flows
+            .iter()
+            .map(|(n, r)| (n.clone(), r.fingerprint.clone()))
+            .collect();
+        let plan = reload::plan(&running, shared_changed, &new);
+        if shared_changed {
+            self.host_id = resolve_host_id(&new.host_id).await;
+            self.client = kinesis_client(&new.aws).await;
+            self.shared = shared;
+        }
+        let stopping: Vec<String> = plan.stop.iter().chain(&plan.restart).cloned().collect();
+        if !self.stop(&stopping).await {
+            tracing::warn!("flows stopped by the reload still had unacknowledged records at the deadline (shutdown_timeout); those lines will be read and sent again");
+        }
+        for name in &plan.stop {
+            self.registry.remove(name);
+        }
+        let mut flows: BTreeMap<String, Flow> = new
+            .flows
+            .into_iter()
+            .map(|f| (f.name().to_string(), f))
+            .collect();
+        for name in plan.restart.iter().chain(&plan.start) {
+            if let Some(flow) = flows.remove(name) {
+                let checkpoints = self.positions_of(name);
+                if let Err(e) = self.start(flow, checkpoints) {
+                    tracing::error!(flow = %name, "cannot start flow: {e:#}");
+                }
+            }
+        }
+        tracing::info!(
+            started = ?plan.start,
+            stopped = ?plan.stop,
+            restarted = ?plan.restart,
+            unchanged = ?plan.unchanged,
+            "configuration reloaded"
+        );
+    }
+}
+
+/// `tailrace run`: the daemon. Returns when a signal asked it to stop;
+/// SIGHUP reloads `config_path`.
+pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // First of all: SIGHUP's default action would end the process.
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+
     let store = Store::open(&config.state_dir)
         .with_context(|| format!("opening state directory {}", config.state_dir.display()))?;
     let state = store.load().context("loading checkpoints")?;
-    let host_id = resolve_host_id(&config.host_id).await;
-    let client = kinesis_client(&config.aws).await;
-    let ledger = Ledger::new();
-    let sequences = Sequences::new(&state.flows);
-    let stop = Arc::new(AtomicBool::new(false));
-    tracing::info!(host_id = %host_id, flows = config.flows.len(), state_dir = %config.state_dir.display(), "tailrace starting");
-
-    let ctx = FlowContext {
-        ledger: &ledger,
-        client: &client,
-        host_id: &host_id,
-        stop: &stop,
-        sequences: &sequences,
-        runtime: tokio::runtime::Handle::current(),
+    let selfmetrics = &config.monitoring.cloudwatch;
+    let need_imds = config.host_id == "auto" || selfmetrics.enabled == Toggle::Auto;
+    let instance_id = if need_imds {
+        imds_instance_id().await
+    } else {
+        None
     };
-    let mut handles = Vec::new();
-    let flows: Vec<Arc<Flow>> = config.flows.into_iter().map(Arc::new).collect();
-    for flow in &flows {
+    let publish = match selfmetrics.enabled {
+        Toggle::On => true,
+        Toggle::Off => false,
+        Toggle::Auto => instance_id.is_some(),
+    };
+    let host_id = host_id_from(&config.host_id, instance_id);
+    let sdk = sdk_config(&config.aws).await;
+    let client = aws_sdk_kinesis::Client::new(&sdk);
+    let registry = Arc::new(Registry::new(config.monitoring.health.clone()));
+    let listener = if config.monitoring.http.enabled {
+        let addr = &config.monitoring.http.listen;
+        Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("monitoring.http: cannot listen on {addr}"))?,
+        )
+    } else {
+        None
+    };
+    tracing::info!(host_id = %host_id, flows = config.flows.len(), state_dir = %config.state_dir.display(), self_metrics = publish, http = ?listener.as_ref().and_then(|l| l.local_addr().ok()), "tailrace starting");
+
+    let mut agent = Agent {
+        config_path: config_path.to_path_buf(),
+        state_dir: config.state_dir.clone(),
+        host_id: host_id.clone(),
+        client,
+        shared: reload::shared_fingerprint(&config),
+        ledger: Ledger::new(),
+        sequences: Sequences::new(&state.flows),
+        registry: registry.clone(),
+        health: config.monitoring.health.clone(),
+        monitoring: config.monitoring.clone(),
+        shutdown_timeout: config.shutdown_timeout,
+        checkpoint_interval_ms: Arc::new(AtomicU64::new(
+            config.checkpoint_interval.as_millis() as u64
+        )),
+        flows: BTreeMap::new(),
+    };
+    for flow in config.flows {
         let checkpoints = state
             .files
             .iter()
             .filter(|c| c.flow == flow.name())
             .cloned()
             .collect();
-        let tailer = Tailer::new(tailer_settings(flow), ledger.clone(), checkpoints);
-        let next_sequence = sequences.register(flow.name());
-        handles.push(start_flow(
-            flow.clone(),
-            &ctx,
-            tailer,
-            next_sequence,
-            false,
-        )?);
+        agent.start(flow, checkpoints)?;
     }
 
-    let checkpointer = {
-        let ledger = ledger.clone();
-        let sequences = sequences.clone();
-        let interval = config.checkpoint_interval;
-        let store_path = store.path();
-        let store = Arc::new(store);
-        let store2 = store.clone();
-        let task = tokio::spawn(async move {
-            let mut last = (u64::MAX, u64::MAX);
-            let mut failing = false;
-            loop {
-                tokio::time::sleep(interval).await;
-                let version = (ledger.version(), sequences.version());
-                if version == last {
-                    continue;
-                }
-                let state = checkpoint_state(&ledger, &sequences);
-                let store = store2.clone();
-                match tokio::task::spawn_blocking(move || store.save(&state)).await {
-                    Ok(Ok(())) => {
-                        if failing {
-                            tracing::info!(path = %store_path.display(), "checkpoint written again");
-                        }
-                        failing = false;
-                        last = version;
-                    }
-                    Ok(Err(e)) => {
-                        if !failing {
-                            tracing::error!(error = %e, "cannot write checkpoint; lines keep flowing but a restart would re-send them");
-                        }
-                        failing = true;
-                    }
-                    Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
-                }
-            }
-        });
-        (task, store)
-    };
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let store = Arc::new(store);
+    let checkpointer = tokio::spawn(checkpointer(
+        agent.ledger.clone(),
+        agent.sequences.clone(),
+        store.clone(),
+        agent.checkpoint_interval_ms.clone(),
+        registry.clone(),
+    ));
+    let monitor = tokio::spawn(crate::monitor::run(
+        agent.ledger.clone(),
+        registry.clone(),
+        config.state_dir.clone(),
+        done_rx.clone(),
+    ));
+    let publisher = publish.then(|| {
+        let m = &config.monitoring.cloudwatch;
+        let publisher = Publisher::new(
+            aws_sdk_cloudwatch::Client::new(&sdk),
+            m.namespace.clone(),
+            m.host_dimension.then(|| host_id.clone()),
+            registry.clone(),
+        );
+        tokio::spawn(publisher.run(m.interval, done_rx.clone()))
+    });
+    let server = listener.map(|l| tokio::spawn(crate::endpoint::serve(l, registry.clone())));
 
-    wait_for_signal().await?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => agent.reload().await,
+        }
+    }
     tracing::info!("stopping: flushing and waiting for acknowledgements");
-    stop.store(true, Ordering::Relaxed);
-    let deadline = Instant::now() + config.shutdown_timeout;
-    let clean = finish(handles, deadline).await;
-    checkpointer.0.abort();
-    let state = checkpoint_state(&ledger, &sequences);
-    checkpointer
-        .1
-        .save(&state)
-        .context("writing the final checkpoint")?;
+    let names: Vec<String> = agent.flows.keys().cloned().collect();
+    let clean = agent.stop(&names).await;
+    checkpointer.abort();
+    let state = checkpoint_state(&agent.ledger, &agent.sequences);
+    let saved = store.save(&state);
+    registry.checkpoint_result(saved.as_ref().err().map(ToString::to_string));
+    // Last status file and last self-metrics, briefly.
+    let _ = done_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), monitor).await;
+    if let Some(p) = publisher {
+        let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+    }
+    if let Some(s) = server {
+        s.abort();
+    }
+    saved.context("writing the final checkpoint")?;
     if clean {
         tracing::info!("stopped cleanly");
     }
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// Write the checkpoint every interval when it changed; report the outcome
+/// to the registry (health) and log changes of state.
+async fn checkpointer(
+    ledger: Ledger,
+    sequences: Sequences,
+    store: Arc<Store>,
+    interval_ms: Arc<AtomicU64>,
+    registry: Arc<Registry>,
+) {
+    let store_path = store.path();
+    let mut last = (u64::MAX, u64::MAX);
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(interval_ms.load(Ordering::Relaxed))).await;
+        let version = (ledger.version(), sequences.version());
+        if version == last {
+            continue;
+        }
+        let state = checkpoint_state(&ledger, &sequences);
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.save(&state)).await {
+            Ok(Ok(())) => {
+                if failing {
+                    tracing::info!(path = %store_path.display(), "checkpoint written again");
+                }
+                failing = false;
+                last = version;
+                registry.checkpoint_result(None);
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::error!(error = %e, "cannot write checkpoint; lines keep flowing but a restart would re-send them");
+                }
+                failing = true;
+                registry.checkpoint_result(Some(e.to_string()));
+            }
+            Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+        }
     }
-    Ok(())
 }
 
 /// `tailrace replay`: ship the given files once from start to end.
@@ -389,7 +649,8 @@ pub async fn replay(config: Validated, flow_name: Option<&str>, files: &[PathBuf
         .unwrap_or(1)
         << 1;
     let started = Instant::now();
-    let handle = start_flow(flow.clone(), &ctx, tailer, first_sequence, true)?;
+    let stats = Arc::new(FlowStats::started_now());
+    let handle = start_flow(flow.clone(), &ctx, tailer, first_sequence, true, stats)?;
     let progress = crate::progress::Progress::new(total);
     let stats = handle.stats.clone();
     let progress_task = {

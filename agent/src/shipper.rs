@@ -12,12 +12,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_kinesis::operation::put_records::PutRecordsError;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use rand::Rng;
 use tokio::sync::mpsc;
 
 use crate::ledger::Ledger;
+use crate::ratelog::Repeats;
 use crate::record::OutRecord;
 use crate::stats::FlowStats;
 
@@ -41,6 +43,8 @@ pub struct Shipper {
     ledger: Ledger,
     stats: Arc<FlowStats>,
     flow: String,
+    call_errors: Repeats,
+    refusals: Repeats,
 }
 
 impl Shipper {
@@ -58,6 +62,8 @@ impl Shipper {
             ledger,
             stats,
             flow,
+            call_errors: Repeats::default(),
+            refusals: Repeats::default(),
         }
     }
 
@@ -137,6 +143,7 @@ impl Shipper {
             }
         }
         self.stats.put_calls.inc();
+        self.stats.records_attempted.add(batch.len() as u64);
         let result = self
             .client
             .put_records()
@@ -148,8 +155,16 @@ impl Shipper {
             Ok(out) => out,
             Err(e) => {
                 self.stats.put_call_errors.inc();
-                let err = aws_sdk_kinesis::error::DisplayErrorContext(&e);
-                tracing::warn!(flow = %self.flow, stream = %self.stream, records = batch.len(), error = %err, "PutRecords failed; retrying");
+                if matches!(e, aws_sdk_kinesis::error::SdkError::ServiceError(_)) {
+                    self.stats.service_errors.inc();
+                } else {
+                    self.stats.transport_errors.inc();
+                }
+                if let Some(more) = self.call_errors.check() {
+                    let err = aws_sdk_kinesis::error::DisplayErrorContext(&e);
+                    tracing::warn!(flow = %self.flow, stream = %self.stream, records = batch.len(), error = %err, "PutRecords failed; retrying{more}");
+                }
+                self.stats.note_error(short_error(&e));
                 return batch;
             }
         };
@@ -158,6 +173,7 @@ impl Shipper {
             tracing::warn!(flow = %self.flow, sent = batch.len(), answered = results.len(), "PutRecords answered a different number of records; retrying all");
             return batch;
         }
+        let sent = batch.len();
         let mut failed = Vec::new();
         let mut throttled = 0u64;
         let mut first_error: Option<String> = None;
@@ -179,8 +195,19 @@ impl Shipper {
                 }
             }
         }
+        let acked = failed.len() < sent;
+        if acked {
+            self.stats.note_ack();
+        }
         if !failed.is_empty() {
-            tracing::debug!(flow = %self.flow, failed = failed.len(), throttled, first_error = first_error.as_deref().unwrap_or(""), "records refused; retrying them");
+            let what = first_error
+                .unwrap_or_else(|| "ProvisionedThroughputExceededException: throttled".to_string());
+            if let Some(more) = self.refusals.check() {
+                tracing::warn!(flow = %self.flow, stream = %self.stream, failed = failed.len(), throttled, first_error = %what, "records refused; retrying them{more}");
+            }
+            if !acked {
+                self.stats.note_error(what);
+            }
         }
         failed
     }
@@ -194,6 +221,30 @@ impl Shipper {
         }
         self.ledger.release(&record.holds);
         // Dropping the record returns its byte permits.
+    }
+}
+
+/// A one-line description of a failed call: the service's code and
+/// message, or the transport failure, for health reasons and status.
+fn short_error<R>(e: &aws_sdk_kinesis::error::SdkError<PutRecordsError, R>) -> String
+where
+    R: std::fmt::Debug,
+{
+    use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+    match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            format!(
+                "{}: {}",
+                err.code().unwrap_or("service error"),
+                err.message().unwrap_or("")
+            )
+        }
+        SdkError::TimeoutError(_) => "timed out".to_string(),
+        other => {
+            let full = aws_sdk_kinesis::error::DisplayErrorContext(other).to_string();
+            full.chars().take(300).collect()
+        }
     }
 }
 

@@ -2,9 +2,40 @@
 //!
 //! Plain relaxed atomics: the data path never formats, logs or blocks to
 //! count. A summary is logged periodically and at exit; self-metrics and the
-//! status endpoint read the same counters.
+//! status endpoint read the same counters. The few gauges and time stamps
+//! here are set by the shipper (once per call) and the monitor.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A value set by one side and read by another (a gauge or a time stamp).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Set the value.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Set to `v` only when it is 0 now (keeps the first of a run).
+    pub fn set_if_zero(&self, v: u64) {
+        let _ = self
+            .0
+            .compare_exchange(0, v, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -52,6 +83,29 @@ pub struct FlowStats {
     pub records_throttled: Counter,
     /// Records Kinesis refused with another error (InternalFailure, …).
     pub records_failed: Counter,
+    /// Records put in PutRecords calls, first tries and retries alike.
+    pub records_attempted: Counter,
+    /// PutRecords calls that Kinesis answered with an error (throttled
+    /// calls, missing stream, access denied, …); part of `put_call_errors`.
+    pub service_errors: Counter,
+    /// PutRecords calls that got no answer (connection refused or reset,
+    /// timeout); part of `put_call_errors`.
+    pub transport_errors: Counter,
+    /// When Kinesis last acknowledged a record of this flow (Unix ms, 0: never).
+    pub last_ack_ms: Gauge,
+    /// Since when every call failed or was refused whole (Unix ms, 0: not failing).
+    pub failing_since_ms: Gauge,
+    /// When this flow (first) started (Unix ms).
+    pub started_ms: Gauge,
+    /// Bytes in the flow's files past their checkpoints (set by the monitor).
+    pub backlog_bytes: Gauge,
+    /// Age in seconds of the oldest unacknowledged line (set by the monitor).
+    pub oldest_unacked_secs: Gauge,
+    /// The last Kinesis error and when (Unix ms): error paths only.
+    last_error: Mutex<Option<(u64, String)>>,
+    /// A sample of a rejected line, taken by whoever formats one anyway,
+    /// logged and cleared by the monitor.
+    reject_sample: Mutex<Option<String>>,
 }
 
 impl FlowStats {
@@ -62,6 +116,48 @@ impl FlowStats {
         if truncated {
             self.lines_truncated.inc();
         }
+    }
+
+    /// A flow's counters, with its start time set to now.
+    pub fn started_now() -> FlowStats {
+        let s = FlowStats::default();
+        s.started_ms.set(now_ms());
+        s
+    }
+
+    /// Remember a Kinesis error (error paths only: this formats and locks).
+    pub fn note_error(&self, message: String) {
+        let at = now_ms();
+        self.failing_since_ms.set_if_zero(at);
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some((at, message));
+        }
+    }
+
+    /// Some records were acknowledged now.
+    pub fn note_ack(&self) {
+        self.last_ack_ms.set(now_ms());
+        self.failing_since_ms.set(0);
+    }
+
+    /// The last Kinesis error and when it happened (Unix ms).
+    pub fn last_error(&self) -> Option<(u64, String)> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Offer a sample of a rejected line; kept only when none is waiting
+    /// (never blocks: a busy lock drops the offer).
+    pub fn offer_reject_sample(&self, sample: &str) {
+        if let Ok(mut slot) = self.reject_sample.try_lock() {
+            if slot.is_none() {
+                *slot = Some(sample.to_string());
+            }
+        }
+    }
+
+    /// Take the waiting reject sample.
+    pub fn take_reject_sample(&self) -> Option<String> {
+        self.reject_sample.lock().ok().and_then(|mut s| s.take())
     }
 
     /// One-line summary for logs.
