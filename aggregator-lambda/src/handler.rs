@@ -158,6 +158,16 @@ impl Handler {
 
     /// Handle one batch.
     pub async fn handle(&self, records: &[InputRecord]) -> Outcome {
+        self.handle_until(records, None).await
+    }
+
+    /// Handle one batch, publishing before `deadline` (the Lambda
+    /// invocation's): what cannot be published in time is reported failed.
+    pub async fn handle_until(
+        &self,
+        records: &[InputRecord],
+        deadline: Option<Instant>,
+    ) -> Outcome {
         let started = Instant::now();
         let mut stats = BatchStats {
             records: records.len(),
@@ -219,7 +229,7 @@ impl Handler {
             );
         }
         stats.unpublishable_datums = plan.unpublishable_datums;
-        let published = self.publisher.publish(&plan).await;
+        let published = self.publisher.publish_until(&plan, deadline).await;
         stats.datums = published.datums;
         stats.calls = published.calls;
         stats.retries = published.retries;

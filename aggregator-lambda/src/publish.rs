@@ -38,7 +38,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatch::primitives::DateTime;
@@ -507,6 +507,16 @@ impl Publisher {
 
     /// Send every datum of `plan`.
     pub async fn publish(&self, plan: &Plan) -> PublishOutcome {
+        self.publish_until(plan, None).await
+    }
+
+    /// Send every datum of `plan`, finishing before `deadline` (the Lambda
+    /// invocation's, less [`DEADLINE_MARGIN`]): an attempt is cut to the time
+    /// left, and a call for which no attempt or retry fits any more fails
+    /// its records now, so the handler can still report them and keep what
+    /// it knows of the calls that succeeded (a timed-out invocation would
+    /// lose that and fail the whole batch).
+    pub async fn publish_until(&self, plan: &Plan, deadline: Option<Instant>) -> PublishOutcome {
         let mut outcome = PublishOutcome::default();
         let ranges = batches(&plan.datums, MAX_DATUMS_PER_CALL, MAX_BYTES_PER_CALL);
         let mut split = BTreeSet::new();
@@ -528,7 +538,20 @@ impl Publisher {
             let data: Vec<MetricDatum> = chunk.iter().map(|d| d.datum.clone()).collect();
             let mut attempt = 1;
             loop {
-                match self.call(data.clone()).await {
+                let timeout = match time_left(deadline) {
+                    Some(left) if left < MIN_ATTEMPT => {
+                        fail_chunk(
+                            &mut outcome,
+                            chunk,
+                            attempt - 1,
+                            "not attempted: the invocation's deadline is near".into(),
+                        );
+                        break;
+                    }
+                    Some(left) => self.retry.attempt_timeout.min(left),
+                    None => self.retry.attempt_timeout,
+                };
+                match self.call(data.clone(), timeout).await {
                     Ok(()) => {
                         outcome.calls += 1;
                         outcome.datums += chunk.len();
@@ -536,6 +559,17 @@ impl Publisher {
                     }
                     Err(CallError::Retryable(e)) if attempt < self.retry.max_attempts => {
                         let delay = backoff(&self.retry, attempt);
+                        if time_left(deadline).is_some_and(|left| left < delay + MIN_ATTEMPT) {
+                            fail_chunk(
+                                &mut outcome,
+                                chunk,
+                                attempt,
+                                format!(
+                                    "{e}; no time left to retry before the invocation's deadline"
+                                ),
+                            );
+                            break;
+                        }
                         tracing::warn!(
                             attempt,
                             delay_ms = delay.as_millis() as u64,
@@ -557,20 +591,7 @@ impl Publisher {
                         break;
                     }
                     Err(CallError::Retryable(e)) | Err(CallError::Fatal(e)) => {
-                        tracing::error!(
-                            datums = chunk.len(),
-                            attempts = attempt,
-                            error = %e,
-                            "PutMetricData failed: the records behind these datums fail"
-                        );
-                        outcome.failed_calls += 1;
-                        for d in chunk {
-                            outcome
-                                .failed_records
-                                .extend(d.contributors.iter().copied());
-                            outcome.failed_units.insert(d.unit);
-                        }
-                        outcome.errors.push(e);
+                        fail_chunk(&mut outcome, chunk, attempt, e);
                         break;
                     }
                 }
@@ -579,18 +600,17 @@ impl Publisher {
         outcome
     }
 
-    async fn call(&self, data: Vec<MetricDatum>) -> Result<(), CallError> {
+    async fn call(&self, data: Vec<MetricDatum>, timeout: Duration) -> Result<(), CallError> {
         let send = self
             .client
             .put_metric_data()
             .namespace(&self.namespace)
             .set_metric_data(Some(data))
             .send();
-        let err = match tokio::time::timeout(self.retry.attempt_timeout, send).await {
+        let err = match tokio::time::timeout(timeout, send).await {
             Err(_) => {
                 return Err(CallError::Retryable(format!(
-                    "no answer within {:?}",
-                    self.retry.attempt_timeout
+                    "no answer within {timeout:?}"
                 )))
             }
             Ok(Ok(_)) => return Ok(()),
@@ -633,6 +653,36 @@ impl Publisher {
             Some(_) => Err(CallError::Fatal(text)),
         }
     }
+}
+
+/// Time kept in hand before an invocation's deadline.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
+/// The shortest attempt worth starting.
+pub const MIN_ATTEMPT: Duration = Duration::from_millis(500);
+
+fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| {
+        d.saturating_duration_since(Instant::now())
+            .saturating_sub(DEADLINE_MARGIN)
+    })
+}
+
+/// A call failed for good after `attempts`: its records and units fail.
+fn fail_chunk(outcome: &mut PublishOutcome, chunk: &[PlannedDatum], attempts: u32, error: String) {
+    tracing::error!(
+        datums = chunk.len(),
+        attempts,
+        error = %error,
+        "PutMetricData failed: the records behind these datums fail"
+    );
+    outcome.failed_calls += 1;
+    for d in chunk {
+        outcome
+            .failed_records
+            .extend(d.contributors.iter().copied());
+        outcome.failed_units.insert(d.unit);
+    }
+    outcome.errors.push(error);
 }
 
 /// Exponential backoff with full jitter before attempt `attempt + 1`.

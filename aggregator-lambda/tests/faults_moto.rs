@@ -525,6 +525,64 @@ async fn poison_oversized_and_foreign_records_are_counted_never_fatal() -> anyho
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_deadline_fails_the_records_instead_of_timing_out() -> anyhow::Result<()> {
+    let (moto, proxy, _) = behind_proxy(
+        SMALL_META,
+        CwFaults {
+            p_5xx: 1.0,
+            ..CwFaults::default()
+        },
+        1,
+    )
+    .await?;
+    // Patient retries: only the deadline stops them.
+    let handler = handler_via(
+        &moto.endpoint(),
+        &proxy.endpoint(),
+        Duration::ZERO,
+        RetryPolicy {
+            max_attempts: 1_000,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(400),
+            attempt_timeout: Duration::from_secs(60),
+        },
+    )
+    .await?;
+    let w = window_ago(2);
+    let batch = vec![
+        record(
+            1,
+            partial("h1", 1, "web", w, &reqs(2, "10.1.7.7", 200, 1, None)).encode(),
+        ),
+        record(
+            2,
+            partial("h2", 1, "web", w, &reqs(1, "10.9.0.1", 200, 1, None)).encode(),
+        ),
+    ];
+    let started = Instant::now();
+    let out = handler
+        .handle_until(&batch, Some(started + Duration::from_secs(4)))
+        .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "returned before the deadline: {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(2_000),
+        "used the time it had: {took:?}"
+    );
+    let all: Vec<String> = batch.iter().map(|r| r.sequence_number.clone()).collect();
+    assert_eq!(out.failed, all, "{out:?}");
+    assert!(out.stats.retries >= 3, "{:?}", out.stats);
+    assert_eq!(
+        proxy.counts().put_metric_data as usize,
+        out.stats.retries + 1
+    );
+    Ok(())
+}
+
 #[test]
 fn production_retry_policy_is_bounded() {
     let p = RetryPolicy::default();
