@@ -23,9 +23,8 @@
 //! - if its body is the [`CwFaults::fail_call`]-th distinct body the proxy
 //!   has seen, it is answered 503 — every attempt (a retry sends the same
 //!   bytes), so a test can fail exactly one call of a batch for good. Bodies
-//!   are told apart by hash, which works on gzipped bodies too (moto's form
-//!   parser refuses uncompressed bodies over 500 kB, so a 1,000-datum call
-//!   must stay compressed);
+//!   are told apart by hash, which works on gzipped bodies too, so the
+//!   client keeps the production settings (compression on);
 //! - else one uniform draw: with `p_throttle` a 400 `Throttling`, with
 //!   `p_5xx` a 500 `InternalFailure` or a 503 `ServiceUnavailable` (even
 //!   split), otherwise forwarded to moto.
