@@ -25,8 +25,12 @@ use std::hint::black_box;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{partial_of, window_ago};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tailrace_aggregator::decode::Decoder;
 use tailrace_aggregator::handler::{
@@ -161,14 +165,6 @@ fn latency(rng: &mut Rng) -> u64 {
         .clamp(100.0, 5_000_000.0) as u64
 }
 
-/// A window start `windows_ago` windows before the current one.
-fn window_ago(windows_ago: i64) -> i64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    (now / 300 - windows_ago) * 300
-}
-
 struct Batch {
     records: Vec<InputRecord>,
     metadata: Metadata,
@@ -203,17 +199,8 @@ fn batch() -> Batch {
                         .record(Some(status), bytes, Some(latency(&mut rng)));
                 }
                 sequence += 1;
-                let partial = Partial {
-                    host_id: format!("host-{host:02}.example.com"),
-                    service: service.into(),
-                    flow: "access".into(),
-                    window_start,
-                    window_secs: 300,
-                    sequence,
-                    late: false,
-                    groups: groups.into_iter().collect(),
-                    ..Partial::default()
-                };
+                let host = format!("host-{host:02}.example.com");
+                let partial = partial_of(&host, sequence, service, window_start, groups);
                 records.push(InputRecord {
                     sequence_number: format!("4959000000000000000000{sequence:06}"),
                     partition_key: partial.host_id.clone(),

@@ -8,7 +8,7 @@ use crate::config::Settings;
 use crate::decode::{Decoder, FormatError};
 use crate::handler::Handler;
 use crate::metadata_source::MetadataSource;
-use crate::publish::Publisher;
+use crate::publish::{Publisher, RetryPolicy};
 
 /// The SDK clients the aggregator uses.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub async fn sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
 impl Clients {
     /// Clients from an SDK configuration. With a custom endpoint, S3 uses
     /// path-style addressing (emulators do not serve virtual-host buckets).
+    /// CloudWatch has the SDK's retries turned off: the publisher retries
+    /// PutMetricData itself (`publish::RetryPolicy`), counting and logging
+    /// every retry; two layers would multiply the attempts.
     pub fn new(config: &SdkConfig) -> Clients {
         let path_style = config.endpoint_url().is_some();
         let s3_config = aws_sdk_s3::config::Builder::from(config)
@@ -42,7 +45,11 @@ impl Clients {
         Clients {
             kinesis: aws_sdk_kinesis::Client::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(config)
+                    .retry_config(aws_sdk_cloudwatch::config::retry::RetryConfig::disabled())
+                    .build(),
+            ),
         }
     }
 }
@@ -63,6 +70,10 @@ pub fn build_handler(settings: &Settings, clients: &Clients) -> Result<Handler, 
             MetadataSource::none()
         }
     };
-    let publisher = Publisher::new(clients.cloudwatch.clone(), settings.namespace.clone());
+    let publisher = Publisher::new(clients.cloudwatch.clone(), settings.namespace.clone())
+        .with_retry(RetryPolicy {
+            attempt_timeout: settings.put_timeout,
+            ..RetryPolicy::default()
+        });
     Ok(Handler::new(decoder, metadata, publisher))
 }

@@ -10,6 +10,7 @@
 //! | `TAILRACE_RAW_FORMAT` | Apache `LogFormat` (or preset) of raw-line records | `combined` |
 //! | `TAILRACE_RAW_SERVICE` | `Service` dimension for raw-line and Kinesis-Agent JSON records | `raw` |
 //! | `TAILRACE_WINDOW` | window length for raw-line and Kinesis-Agent JSON records | `5m` |
+//! | `TAILRACE_PUT_TIMEOUT` | how long one PutMetricData attempt may take (then it is retried; an attempt that timed out may still have been stored, so keep it generous) | `10s` |
 
 use std::fmt;
 use std::str::FromStr;
@@ -28,6 +29,9 @@ pub const ENV_RAW_SERVICE: &str = "TAILRACE_RAW_SERVICE";
 /// Environment variable with the window length for raw and JSON records.
 pub const ENV_WINDOW: &str = "TAILRACE_WINDOW";
 
+/// Environment variable with the PutMetricData attempt timeout.
+pub const ENV_PUT_TIMEOUT: &str = "TAILRACE_PUT_TIMEOUT";
+
 /// Default CloudWatch namespace.
 pub const DEFAULT_NAMESPACE: &str = "Tailrace";
 /// Default metadata TTL.
@@ -38,6 +42,8 @@ pub const DEFAULT_RAW_FORMAT: &str = "combined";
 pub const DEFAULT_RAW_SERVICE: &str = "raw";
 /// Default window for raw-line and JSON records.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+/// Default PutMetricData attempt timeout.
+pub const DEFAULT_PUT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A setting that could not be understood.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +110,8 @@ pub struct Settings {
     pub raw_service: String,
     /// Window length in seconds for raw-line and Kinesis-Agent JSON records.
     pub window_secs: u32,
+    /// How long one PutMetricData attempt may take.
+    pub put_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -115,6 +123,7 @@ impl Default for Settings {
             raw_format: DEFAULT_RAW_FORMAT.into(),
             raw_service: DEFAULT_RAW_SERVICE.into(),
             window_secs: DEFAULT_WINDOW.as_secs() as u32,
+            put_timeout: DEFAULT_PUT_TIMEOUT,
         }
     }
 }
@@ -147,6 +156,9 @@ impl Settings {
         }
         if let Some(v) = get(ENV_WINDOW) {
             settings.window_secs = parse_window(ENV_WINDOW, &v)?;
+        }
+        if let Some(v) = get(ENV_PUT_TIMEOUT) {
+            settings.put_timeout = parse_duration(ENV_PUT_TIMEOUT, &v)?;
         }
         Ok(settings)
     }
@@ -240,6 +252,7 @@ mod tests {
             (ENV_RAW_FORMAT, "common"),
             (ENV_RAW_SERVICE, "shop"),
             (ENV_WINDOW, "1m"),
+            (ENV_PUT_TIMEOUT, "30s"),
         ])
         .expect("valid");
         assert_eq!(
@@ -254,6 +267,7 @@ mod tests {
         assert_eq!(s.raw_format, "common");
         assert_eq!(s.raw_service, "shop");
         assert_eq!(s.window_secs, 60);
+        assert_eq!(s.put_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -4,29 +4,41 @@
 //! - A record that cannot be decoded (*poison*) is **not** a failure: it is
 //!   skipped, counted and logged with its sequence number; the rest of the
 //!   batch goes on. Retrying it could never succeed.
+//! - Poison records show in the `PoisonRecords` health metric and in the
+//!   `poison record skipped` log event (sequence number, partition key, size,
+//!   first bytes, reason); a record redelivered by a retry is counted again.
 //! - A partial already seen — in this batch, or (bounded memory) in an
 //!   earlier batch handled by this process and published successfully — is
 //!   not counted again.
 //! - A PutMetricData call that fails after retries fails every record that
-//!   contributed to one of its datums.
-//! - If the metadata file was never loaded (S3 unreachable since start), the
-//!   whole batch fails: retried later rather than attributed to `unknown`.
+//!   contributed to one of its units (window, application). The units of a
+//!   failed record that *were* published are remembered per partial, so when
+//!   the record comes back only the rest is published: no double count. This
+//!   memory lives in the process: a retry handled by a fresh Lambda
+//!   execution environment publishes the record whole again (over-count,
+//!   never a loss; see docs/RELIABILITY.md "Aggregator faults").
+//! - If the metadata file was never loaded (S3 unreachable, bucket or object
+//!   missing since start), the whole batch fails: retried later rather than
+//!   attributed to `unknown` (which would be wrong for good) or dropped. A
+//!   table kept after a failed refresh is used and the batch reports
+//!   `MetadataStale`.
 //!
 //! Per window, one structured log event (`tailrace_window`) names the
 //! busiest source applications with their contact and the top unknown client
 //! addresses: the operator's "who do I call".
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
 use crate::decode::{Decoder, Source};
-use crate::merge::{Merger, PartialId, SeenPartials, Window};
+use crate::merge::{Merger, PartialId, Progress, SeenPartials, Window};
 use crate::metadata::Metadata;
 use crate::metadata_source::MetadataSource;
-use crate::publish::{plan, Publisher};
+use crate::publish::{add_health, plan, Publisher, UnitKey};
 
 /// Applications named in the per-window log line.
 pub const TOP_APPLICATIONS: usize = 10;
@@ -65,6 +77,11 @@ pub struct BatchStats {
     pub json_partials: usize,
     /// Partials skipped as replays.
     pub duplicates: usize,
+    /// Partials merged again without the applications an earlier, partly
+    /// failed attempt already published.
+    pub resumed: usize,
+    /// Whether the metadata table used is not the current file's.
+    pub metadata_stale: bool,
     /// Raw/JSON lines counted.
     pub lines: u64,
     /// Raw/JSON lines and agent-side lines rejected.
@@ -77,10 +94,14 @@ pub struct BatchStats {
     pub calls: usize,
     /// PutMetricData retries.
     pub retries: usize,
+    /// PutMetricData calls that failed after their last attempt.
+    pub failed_calls: usize,
     /// Datums not sent because CloudWatch would refuse their timestamp.
     pub unpublishable_datums: usize,
     /// Datums CloudWatch refused as invalid.
     pub dropped_datums: usize,
+    /// Units split over calls (too big for one).
+    pub split_units: usize,
     /// Records reported as failed.
     pub failed: usize,
 }
@@ -137,6 +158,16 @@ impl Handler {
 
     /// Handle one batch.
     pub async fn handle(&self, records: &[InputRecord]) -> Outcome {
+        self.handle_until(records, None).await
+    }
+
+    /// Handle one batch, publishing before `deadline` (the Lambda
+    /// invocation's): what cannot be published in time is reported failed.
+    pub async fn handle_until(
+        &self,
+        records: &[InputRecord],
+        deadline: Option<Instant>,
+    ) -> Outcome {
         let started = Instant::now();
         let mut stats = BatchStats {
             records: records.len(),
@@ -145,8 +176,14 @@ impl Handler {
         if records.is_empty() {
             return Outcome::default();
         }
-        let metadata = match self.metadata.current().await {
-            Ok(m) => m,
+        let metadata = match self.metadata.serve().await {
+            Ok(served) => {
+                if let Some(why) = &served.stale {
+                    stats.metadata_stale = true;
+                    tracing::warn!(reason = %why, "using a stale metadata table");
+                }
+                served.table
+            }
             Err(e) => {
                 tracing::error!(error = %e, records = records.len(), "no metadata: failing the batch so it is retried");
                 stats.failed = records.len();
@@ -159,7 +196,7 @@ impl Handler {
 
         let MergedBatch {
             merger,
-            ids_per_record,
+            contributions,
         } = {
             let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             merge_batch(&self.decoder, &seen, records, &metadata, &mut stats)
@@ -172,7 +209,15 @@ impl Handler {
         }
 
         let entries = merger.entries();
-        let plan = plan(&entries, SystemTime::now());
+        let now = SystemTime::now();
+        let mut plan = plan(&entries, now);
+        add_health(
+            &mut plan,
+            stats.poison,
+            stats.rejected_lines,
+            stats.metadata_stale,
+            now,
+        );
         for u in &plan.unpublishable {
             tracing::error!(
                 window_start = u.window.start,
@@ -184,21 +229,52 @@ impl Handler {
             );
         }
         stats.unpublishable_datums = plan.unpublishable_datums;
-        let published = self.publisher.publish(&plan).await;
+        let published = self.publisher.publish_until(&plan, deadline).await;
         stats.datums = published.datums;
         stats.calls = published.calls;
         stats.retries = published.retries;
+        stats.failed_calls = published.failed_calls;
         stats.dropped_datums = published.dropped_datums;
+        stats.split_units = published.split_units;
 
-        let failed: BTreeSet<usize> = published.failed_records;
+        // A record fails if a unit it contributed to failed; per partial, the
+        // units that were published are remembered.
+        let mut failed: BTreeSet<usize> = BTreeSet::new();
+        let mut failed_units: HashSet<(Window, &str)> = HashSet::new();
+        for unit in published
+            .failed_units
+            .iter()
+            .filter_map(|&i| plan.units.get(i))
+        {
+            failed.extend(unit.contributors.iter().copied());
+            if let UnitKey::Metrics {
+                window,
+                application,
+            } = &unit.key
+            {
+                failed_units.insert((*window, application));
+            }
+        }
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            for (index, ids) in ids_per_record.into_iter().enumerate() {
-                if !failed.contains(&index) {
-                    for id in ids {
-                        seen.insert(id);
+            for c in contributions.into_iter().flatten() {
+                let mut done = c.published_before;
+                let mut complete = true;
+                for app in c.applications {
+                    if failed_units.contains(&(c.window, &*app)) {
+                        complete = false;
+                    } else {
+                        done.insert(app);
                     }
                 }
+                seen.set(
+                    c.id,
+                    if complete {
+                        Progress::Complete
+                    } else {
+                        Progress::Partly(done)
+                    },
+                );
             }
         }
         stats.failed = failed.len();
@@ -218,12 +294,25 @@ impl Handler {
     }
 }
 
+/// What one partial added to a batch's merge.
+#[derive(Debug, Clone)]
+pub struct Contribution {
+    /// The partial.
+    pub id: PartialId,
+    /// Its window.
+    pub window: Window,
+    /// The applications it added to in this batch.
+    pub applications: Vec<Arc<str>>,
+    /// The applications an earlier, partly failed attempt already published.
+    pub published_before: BTreeSet<Arc<str>>,
+}
+
 /// A batch decoded and merged, before publishing.
 pub struct MergedBatch {
     /// The merged metrics and per-window reports.
     pub merger: Merger,
-    /// Per record (by batch index), the ids of the partials it contributed.
-    pub ids_per_record: Vec<Vec<PartialId>>,
+    /// Per record (by batch index), what its partials contributed.
+    pub contributions: Vec<Vec<Contribution>>,
 }
 
 /// Decode every record, join client addresses with `metadata` and merge,
@@ -237,7 +326,7 @@ pub fn merge_batch(
     stats: &mut BatchStats,
 ) -> MergedBatch {
     let mut merger = Merger::new();
-    let mut ids_per_record: Vec<Vec<PartialId>> = vec![Vec::new(); records.len()];
+    let mut contributions: Vec<Vec<Contribution>> = vec![Vec::new(); records.len()];
     for (index, record) in records.iter().enumerate() {
         let decoded = match decoder.decode(&record.data, &record.sequence_number) {
             Ok(d) => d,
@@ -267,7 +356,17 @@ pub fn merge_batch(
         }
         for (source, partial) in &decoded.partials {
             let id = PartialId::of(partial, &record.data);
-            if seen.contains(&id) || !merger.add(index, id.clone(), partial, metadata) {
+            let published_before = match seen.progress(&id) {
+                Some(Progress::Complete) => None,
+                Some(Progress::Partly(apps)) => Some(apps.clone()),
+                None => Some(BTreeSet::new()),
+            };
+            let added = published_before.and_then(|before| {
+                merger
+                    .add_except(index, id.clone(), partial, metadata, &before)
+                    .map(|apps| (apps, before))
+            });
+            let Some((applications, published_before)) = added else {
                 stats.duplicates += 1;
                 tracing::info!(
                     sequence_number = %record.sequence_number,
@@ -277,6 +376,17 @@ pub fn merge_batch(
                     "replayed partial skipped"
                 );
                 continue;
+            };
+            if !published_before.is_empty() {
+                stats.resumed += 1;
+                tracing::info!(
+                    sequence_number = %record.sequence_number,
+                    host_id = %partial.host_id,
+                    flow = %partial.flow,
+                    sequence = partial.sequence,
+                    already_published = ?published_before,
+                    "partly published partial: merging the rest only"
+                );
             }
             stats.partials += 1;
             stats.rejected_lines += partial.rejected_lines;
@@ -285,12 +395,20 @@ pub fn merge_batch(
                 Source::RawLines => stats.raw_partials += 1,
                 Source::AgentJson => stats.json_partials += 1,
             }
-            ids_per_record[index].push(id);
+            contributions[index].push(Contribution {
+                id,
+                window: Window {
+                    start: partial.window_start,
+                    secs: partial.window_secs,
+                },
+                applications,
+                published_before,
+            });
         }
     }
     MergedBatch {
         merger,
-        ids_per_record,
+        contributions,
     }
 }
 

@@ -2,6 +2,8 @@
 //! handler → a `KinesisEventResponse` listing only the records that really
 //! failed (`ReportBatchItemFailures`). An empty list checkpoints the batch.
 
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
@@ -28,13 +30,37 @@ pub fn response(outcome: &Outcome) -> KinesisEventResponse {
     response
 }
 
-/// Handle one invocation.
+/// The invocation's deadline (milliseconds since the epoch) as an
+/// `Instant`; `None` when unknown (0) or already past when the invocation
+/// starts, which the Lambda service never sends (an emulator may): the
+/// handler then works without a deadline, as outside Lambda.
+pub fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if deadline_ms <= now_ms {
+        if deadline_ms != 0 {
+            tracing::warn!(
+                deadline_ms,
+                now_ms,
+                "the invocation's deadline is already past: ignoring it"
+            );
+        }
+        return None;
+    }
+    Some(Instant::now() + Duration::from_millis(deadline_ms - now_ms))
+}
+
+/// Handle one invocation, publishing before its deadline so that the
+/// records that could not be published are reported rather than the whole
+/// invocation timing out.
 pub async fn handle_event(
     handler: &Handler,
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
+    let deadline = deadline_instant(event.context.deadline);
     let records = records_from_event(event.payload);
-    let outcome = handler.handle(&records).await;
+    let outcome = handler.handle_until(&records, deadline).await;
     Ok(response(&outcome))
 }
 
@@ -60,5 +86,20 @@ mod tests {
         assert_eq!(body, r#"{"batchItemFailures":[{"itemIdentifier":"4959"}]}"#);
         let empty = serde_json::to_string(&response(&Outcome::default())).expect("serializes");
         assert_eq!(empty, r#"{"batchItemFailures":[]}"#);
+    }
+
+    #[test]
+    fn deadline_from_the_context() {
+        assert!(deadline_instant(0).is_none());
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let d = deadline_instant(now_ms + 30_000).expect("set");
+        let left = d.saturating_duration_since(Instant::now());
+        assert!(
+            left > Duration::from_secs(29) && left <= Duration::from_secs(30),
+            "{left:?}"
+        );
+        assert!(deadline_instant(now_ms - 5_000).is_none());
     }
 }

@@ -81,6 +81,9 @@ struct ConsumeArgs {
     /// Window for raw-line and Kinesis Agent JSON records.
     #[arg(long, env = config::ENV_WINDOW, default_value = "5m")]
     window: String,
+    /// How long one PutMetricData attempt may take.
+    #[arg(long, env = config::ENV_PUT_TIMEOUT, default_value = "10s", value_parser = humantime::parse_duration)]
+    put_timeout: Duration,
     /// Records per batch (at most 200).
     #[arg(long, default_value_t = MAX_BATCH)]
     batch_size: usize,
@@ -123,6 +126,7 @@ async fn run_consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         raw_format: args.raw_format,
         raw_service: args.raw_service,
         window_secs: config::parse_window("--window", &args.window)?,
+        put_timeout: args.put_timeout,
     };
     let sdk = sdk_config(args.endpoint_url.as_deref()).await;
     let clients = Clients::new(&sdk);

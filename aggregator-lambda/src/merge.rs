@@ -6,6 +6,13 @@
 //! Every merged entry remembers which records (indices into the batch)
 //! contributed to it, so a failed publish can be traced back to the records
 //! that must be retried.
+//!
+//! Publishing is atomic per *unit* — one (window, source application): its
+//! per-service datums and its rollup go out in one PutMetricData call (see
+//! `publish`). [`SeenPartials`] therefore remembers, per partial, either that
+//! all of it was published or which applications of it were; a partial that
+//! comes back after a partly failed publish is merged again for the other
+//! applications only ([`Merger::add_except`]), so nothing is counted twice.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -148,8 +155,24 @@ impl Merger {
         partial: &Partial,
         metadata: &Metadata,
     ) -> bool {
+        self.add_except(record, id, partial, metadata, &BTreeSet::new())
+            .is_some()
+    }
+
+    /// Like [`Merger::add`], leaving out the clients of the applications in
+    /// `published` (already published by an earlier, partly failed attempt).
+    /// Returns the applications this partial contributed to (its units, with
+    /// its window), or `None` if a partial with the same id was already added.
+    pub fn add_except(
+        &mut self,
+        record: usize,
+        id: PartialId,
+        partial: &Partial,
+        metadata: &Metadata,
+        published: &BTreeSet<Arc<str>>,
+    ) -> Option<Vec<Arc<str>>> {
         if !self.seen.insert(id) {
-            return false;
+            return None;
         }
         let window = Window {
             start: partial.window_start,
@@ -168,6 +191,9 @@ impl Merger {
         let mut per_app: HashMap<&Arc<str>, (ClientStats, &Arc<str>)> = HashMap::new();
         for (client, stats) in &partial.groups {
             let info = metadata.resolve(client.ip());
+            if !published.is_empty() && published.contains(&info.application) {
+                continue;
+            }
             let slot = per_app
                 .entry(&info.application)
                 .or_insert_with(|| (ClientStats::default(), &info.contact));
@@ -181,7 +207,9 @@ impl Merger {
                 t.bytes = t.bytes.saturating_add(stats.bytes);
             }
         }
-        if !partial.overflow.is_empty() {
+        if !partial.overflow.is_empty()
+            && (published.is_empty() || !published.contains(&metadata.unknown().application))
+        {
             let info = metadata.unknown();
             let slot = per_app
                 .entry(&info.application)
@@ -195,7 +223,9 @@ impl Merger {
                 .saturating_add(partial.overflow_clients);
         }
 
+        let mut applications = Vec::with_capacity(per_app.len());
         for (application, (stats, contact)) in per_app {
+            applications.push(application.clone());
             let totals = report
                 .applications
                 .entry(application.clone())
@@ -219,7 +249,7 @@ impl Merger {
             entry.stats.merge(&stats);
             entry.contributors.insert(record);
         }
-        true
+        Some(applications)
     }
 
     /// The merged entries, sorted by key.
@@ -269,14 +299,24 @@ impl WindowReport {
     }
 }
 
+/// How much of a partial was published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// All of it: a replay is skipped.
+    Complete,
+    /// The units of these applications (in the partial's window) were
+    /// published; the others failed and are published when it comes back.
+    Partly(BTreeSet<Arc<str>>),
+}
+
 /// A bounded memory of partial ids already published, kept across batches
 /// by a long-lived handler (a warm Lambda, the local consumer), so replays of
-/// records that were already counted are not counted again. Oldest ids are
-/// forgotten first.
+/// records that were already counted are not counted again, in whole or in
+/// part. Oldest ids are forgotten first.
 #[derive(Debug)]
 pub struct SeenPartials {
     capacity: usize,
-    set: HashSet<PartialId>,
+    map: HashMap<PartialId, Progress>,
     order: VecDeque<PartialId>,
 }
 
@@ -285,27 +325,41 @@ impl SeenPartials {
     pub fn new(capacity: usize) -> SeenPartials {
         SeenPartials {
             capacity,
-            set: HashSet::new(),
+            map: HashMap::new(),
             order: VecDeque::new(),
         }
     }
 
-    /// Whether `id` was remembered.
+    /// Whether `id` was remembered as completely published.
     pub fn contains(&self, id: &PartialId) -> bool {
-        self.set.contains(id)
+        matches!(self.map.get(id), Some(Progress::Complete))
     }
 
-    /// Remember `id`, forgetting the oldest if full.
+    /// What is known of `id`.
+    pub fn progress(&self, id: &PartialId) -> Option<&Progress> {
+        self.map.get(id)
+    }
+
+    /// Remember `id` as completely published, forgetting the oldest if full.
     pub fn insert(&mut self, id: PartialId) {
-        if self.capacity == 0 || self.set.contains(&id) {
+        self.set(id, Progress::Complete);
+    }
+
+    /// Remember how much of `id` was published (replacing what was known).
+    pub fn set(&mut self, id: PartialId, progress: Progress) {
+        if self.capacity == 0 {
+            return;
+        }
+        if let Some(known) = self.map.get_mut(&id) {
+            *known = progress;
             return;
         }
         while self.order.len() >= self.capacity {
             if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+                self.map.remove(&old);
             }
         }
-        self.set.insert(id.clone());
+        self.map.insert(id.clone(), progress);
         self.order.push_back(id);
     }
 
@@ -448,6 +502,53 @@ mod tests {
             PartialId::of(&b, &b.encode()),
             "a rebuilt window with more lines is not dropped"
         );
+    }
+
+    #[test]
+    fn add_except_leaves_out_published_applications() {
+        let m = metadata();
+        let p = partial(
+            "h1",
+            1,
+            "web",
+            &[([10, 1, 0, 1], 3), ([10, 2, 0, 1], 2), ([8, 8, 8, 8], 1)],
+        );
+        let mut merger = Merger::new();
+        let apps = merger
+            .add_except(
+                0,
+                PartialId::of(&p, b"r"),
+                &p,
+                &m,
+                &BTreeSet::from(["shop".into()]),
+            )
+            .expect("first time");
+        let mut names: Vec<&str> = apps.iter().map(|a| &**a).collect();
+        names.sort_unstable();
+        assert_eq!(names, vec!["corp", UNKNOWN]);
+        let entries = merger.entries();
+        assert!(entries.iter().all(|(k, _)| &*k.application != "shop"));
+        assert_eq!(entries.len(), 2);
+        assert!(merger
+            .add_except(1, PartialId::of(&p, b"r"), &p, &m, &BTreeSet::new())
+            .is_none());
+    }
+
+    #[test]
+    fn partly_published_becomes_complete() {
+        let mut seen = SeenPartials::new(4);
+        let id = PartialId {
+            host_id: "h".into(),
+            flow: "f".into(),
+            sequence: 1,
+            content: 7,
+        };
+        seen.set(id.clone(), Progress::Partly(BTreeSet::from(["a".into()])));
+        assert!(!seen.contains(&id));
+        assert!(matches!(seen.progress(&id), Some(Progress::Partly(a)) if a.len() == 1));
+        seen.insert(id.clone());
+        assert!(seen.contains(&id));
+        assert_eq!(seen.len(), 1);
     }
 
     #[test]

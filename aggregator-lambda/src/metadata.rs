@@ -329,7 +329,7 @@ enum Net {
 /// Parse an address or CIDR block; host bits must be zero.
 fn parse_net(s: &str) -> Result<Net, String> {
     if s.is_empty() {
-        return Err("ip_or_cidr is empty".into());
+        return Err("ip_or_cidr is empty: expected an IPv4/IPv6 address or CIDR block".into());
     }
     let (addr_s, len_s) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l)),
@@ -337,13 +337,13 @@ fn parse_net(s: &str) -> Result<Net, String> {
     };
     let addr: IpAddr = addr_s
         .parse()
-        .map_err(|_| format!("`{s}` is not an IPv4/IPv6 address or CIDR block"))?;
+        .map_err(|_| format!("expected an IPv4/IPv6 address or CIDR block (like 10.1.0.0/16 or 2001:db8::/32), found `{s}`"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let len: u8 = match len_s {
         None => max,
         Some(l) => match l.parse::<u8>() {
             Ok(n) if n <= max => n,
-            _ => return Err(format!("`{s}`: prefix length must be 0 to {max}")),
+            _ => return Err(format!("`{s}`: expected a prefix length from 0 to {max}")),
         },
     };
     match addr {

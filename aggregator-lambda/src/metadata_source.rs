@@ -11,7 +11,11 @@
 //!   last good copy keeps serving and every wrong row is logged (row number,
 //!   reason). Its ETag is remembered so the same broken file is not fetched
 //!   and reported again every TTL, only once per change.
-//! - A missing file or an S3 error keeps the last good copy, logged.
+//! - A missing file or bucket, or an S3 error (refused connection, 5xx, no
+//!   answer within [`FETCH_TIMEOUT`]) keeps the last good copy, logged;
+//!   [`MetadataSource::serve`] says the copy is stale (the handler publishes
+//!   `MetadataStale` and logs it) until a read succeeds again.
+//! - Every wrong row is logged as `s3://bucket/key:LINE: what was expected`.
 //! - Before any copy was loaded, a file with wrong rows is used for its valid
 //!   rows (better than nothing, reported); if S3 cannot be read at all,
 //!   [`MetadataSource::current`] fails, so the batch is retried later rather
@@ -25,6 +29,19 @@ use tokio::sync::Mutex;
 
 use crate::config::S3Location;
 use crate::metadata::{Metadata, RowError};
+
+/// How long one read of the file may take before it counts as failed.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The table to use for a batch.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The table.
+    pub table: Arc<Metadata>,
+    /// Why it is not the current file's (last read failed, or the file has
+    /// wrong rows), if so.
+    pub stale: Option<String>,
+}
 
 /// The metadata could not be loaded and no earlier copy exists.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +132,12 @@ impl MetadataSource {
 
     /// The table to use now, refreshed first if the TTL has passed.
     pub async fn current(&self) -> Result<Arc<Metadata>, MetadataError> {
+        self.serve().await.map(|s| s.table)
+    }
+
+    /// The table to use now (refreshed first if the TTL has passed), and
+    /// whether it is stale.
+    pub async fn serve(&self) -> Result<Served, MetadataError> {
         let mut state = self.state.lock().await;
         let fresh =
             state.checked_at.is_some_and(|t| t.elapsed() < self.ttl) && state.current.is_some();
@@ -123,8 +146,19 @@ impl MetadataSource {
                 self.refresh(s3, location, &mut state).await;
             }
         }
+        let stale = match (&state.status.last_error, state.status.row_errors.len()) {
+            (Some(e), _) => Some(format!("the last read failed: {e}")),
+            (None, 0) => None,
+            (None, n) => Some(format!(
+                "the file (etag {}) has {n} wrong rows",
+                state.status.seen_etag.as_deref().unwrap_or("?")
+            )),
+        };
         match &state.current {
-            Some(m) => Ok(m.clone()),
+            Some(m) => Ok(Served {
+                table: m.clone(),
+                stale,
+            }),
             None => Err(MetadataError {
                 location: self
                     .location
@@ -151,7 +185,9 @@ impl MetadataSource {
         } else {
             None
         };
-        let result = fetch(s3, location, seen.as_deref()).await;
+        let result = tokio::time::timeout(FETCH_TIMEOUT, fetch(s3, location, seen.as_deref()))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer from S3 within {FETCH_TIMEOUT:?}")));
         state.checked_at = Some(Instant::now());
         match result {
             Ok(Fetch::NotModified) => {
@@ -183,7 +219,9 @@ impl MetadataSource {
                             etag = etag.as_deref().unwrap_or(""),
                             row = e.row,
                             reason = %e.reason,
-                            "metadata row is wrong"
+                            "metadata row is wrong: {location}:{}: {}",
+                            e.row,
+                            e.reason
                         );
                     }
                     if keeping {

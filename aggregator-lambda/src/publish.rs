@@ -9,18 +9,36 @@
 //! entries) so CloudWatch percentiles work. Every datum is timestamped at its
 //! window start with StorageResolution 60.
 //!
+//! Datums are planned in *units*, one per (window, source application): the
+//! per-service datums of that application and its rollup. A unit is never
+//! split over two PutMetricData calls unless it alone exceeds a call's limits
+//! (then it is split and said so in the log), so a call that fails leaves
+//! every unit either wholly published or wholly not; the handler remembers
+//! which units of a partial were published so a retry publishes only the
+//! rest (see `merge::SeenPartials`).
+//!
+//! Health metrics, without dimensions and timestamped at the batch's
+//! minute, are added when not zero: `PoisonRecords` (records skipped as
+//! undecodable), `RejectedLines` (raw or JSON lines that did not parse, here
+//! or on the agents) and `MetadataStale` (1 per batch handled with a metadata
+//! table that is not the current file's, because S3 could not be read or
+//! the file has wrong rows). Their failure fails no record.
+//!
 //! Limits kept: at most 1,000 datums and an estimated 1 MB of request body per
 //! PutMetricData call. Timestamps more than two weeks old or more than two
 //! hours ahead are refused by CloudWatch: such datums are not sent, but
 //! counted and logged as errors. Throttling and transient errors are retried
 //! with exponential backoff and jitter; a call that still fails reports the
-//! records behind its datums. A call CloudWatch refuses as invalid is not
+//! records behind its datums. Every attempt is bounded by
+//! [`RetryPolicy::attempt_timeout`], and the SDK's own retries are turned off
+//! for this client (`clients`), so [`RetryPolicy::max_attempts`] is the whole
+//! bound. A call CloudWatch refuses as invalid is not
 //! retried and fails nobody (retrying the records could never succeed): it is
 //! logged and counted as dropped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatch::primitives::DateTime;
@@ -43,6 +61,12 @@ pub const LATENCY: &str = "Latency";
 pub const DIM_SERVICE: &str = "Service";
 /// Dimension: source application.
 pub const DIM_APPLICATION: &str = "SourceApplication";
+/// Health metric: records skipped as undecodable in a batch.
+pub const POISON_RECORDS: &str = "PoisonRecords";
+/// Health metric: lines that did not parse in a batch.
+pub const REJECTED_LINES: &str = "RejectedLines";
+/// Health metric: 1 per batch handled with a stale metadata table.
+pub const METADATA_STALE: &str = "MetadataStale";
 
 /// At most this many datums per PutMetricData.
 pub const MAX_DATUMS_PER_CALL: usize = 1000;
@@ -69,6 +93,32 @@ pub struct PlannedDatum {
     pub contributors: Arc<BTreeSet<usize>>,
     /// Estimated size in the request body (Query protocol, URL-encoded).
     pub size: usize,
+    /// Index of its unit in [`Plan::units`].
+    pub unit: usize,
+}
+
+/// What a unit of datums is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UnitKey {
+    /// Every datum of one application in one window, all services and the
+    /// rollup.
+    Metrics {
+        /// The window.
+        window: Window,
+        /// The application.
+        application: Arc<str>,
+    },
+    /// The batch's health metrics.
+    Health,
+}
+
+/// Datums published together, and the records behind them.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    /// What they are about.
+    pub key: UnitKey,
+    /// Batch indices of the records that contributed.
+    pub contributors: Arc<BTreeSet<usize>>,
 }
 
 /// A datum that cannot be published, and why.
@@ -87,54 +137,52 @@ pub struct Unpublishable {
 /// The datums to send for a batch.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// Publishable datums, grouped by key.
+    /// Publishable datums, unit after unit.
     pub datums: Vec<PlannedDatum>,
+    /// The units, in datum order.
+    pub units: Vec<Unit>,
     /// Keys whose timestamps CloudWatch would refuse.
     pub unpublishable: Vec<Unpublishable>,
     /// Datums not built because of those.
     pub unpublishable_datums: usize,
 }
 
-/// Build the datums for merged entries, as of `now`.
+/// Build the datums for merged entries, as of `now`: per (window,
+/// application), the per-service datums then the rollup over services.
 pub fn plan(entries: &[(&MetricKey, &MetricEntry)], now: SystemTime) -> Plan {
     let mut plan = Plan::default();
-    // Rollup per (window, application) over services.
-    let mut rollup: BTreeMap<(Window, Arc<str>), (ClientStats, BTreeSet<usize>)> = BTreeMap::new();
+    type Keys<'a> = Vec<(&'a MetricKey, &'a MetricEntry)>;
+    let mut units: BTreeMap<(Window, Arc<str>), Keys<'_>> = BTreeMap::new();
     for (key, entry) in entries {
-        let slot = rollup
+        units
             .entry((key.window, key.application.clone()))
-            .or_default();
-        slot.0.merge(&entry.stats);
-        slot.1.extend(entry.contributors.iter().copied());
+            .or_default()
+            .push((key, entry));
     }
-    for (key, entry) in entries {
-        let dims = vec![
-            dimension(DIM_SERVICE, &key.service),
-            dimension(DIM_APPLICATION, &key.application),
-        ];
-        let contributors = Arc::new(entry.contributors.clone());
-        if let Err(reason) = check_timestamp(key.window.start, now) {
-            plan.unpublishable_datums += datums_for(&entry.stats, &dims, 0, &contributors).len();
-            plan.unpublishable.push(Unpublishable {
-                window: key.window,
-                service: Some(key.service.to_string()),
-                application: key.application.to_string(),
-                reason,
-            });
-            continue;
+    for ((window, application), keys) in units {
+        let mut rollup = ClientStats::default();
+        let mut all = BTreeSet::new();
+        for (_, entry) in &keys {
+            rollup.merge(&entry.stats);
+            all.extend(entry.contributors.iter().copied());
         }
-        plan.datums.extend(datums_for(
-            &entry.stats,
-            &dims,
-            key.window.start,
-            &contributors,
-        ));
-    }
-    for ((window, application), (stats, contributors)) in rollup {
-        let dims = vec![dimension(DIM_APPLICATION, &application)];
-        let contributors = Arc::new(contributors);
+        let all = Arc::new(all);
+        let app_dims = vec![dimension(DIM_APPLICATION, &application)];
         if let Err(reason) = check_timestamp(window.start, now) {
-            plan.unpublishable_datums += datums_for(&stats, &dims, 0, &contributors).len();
+            for (key, entry) in &keys {
+                let dims = vec![
+                    dimension(DIM_SERVICE, &key.service),
+                    dimension(DIM_APPLICATION, &application),
+                ];
+                plan.unpublishable_datums += datums_for(&entry.stats, &dims, 0, &all, 0).len();
+                plan.unpublishable.push(Unpublishable {
+                    window,
+                    service: Some(key.service.to_string()),
+                    application: application.to_string(),
+                    reason: reason.clone(),
+                });
+            }
+            plan.unpublishable_datums += datums_for(&rollup, &app_dims, 0, &all, 0).len();
             plan.unpublishable.push(Unpublishable {
                 window,
                 service: None,
@@ -143,10 +191,82 @@ pub fn plan(entries: &[(&MetricKey, &MetricEntry)], now: SystemTime) -> Plan {
             });
             continue;
         }
+        let unit = plan.units.len();
+        plan.units.push(Unit {
+            key: UnitKey::Metrics {
+                window,
+                application: application.clone(),
+            },
+            contributors: all.clone(),
+        });
+        for (key, entry) in &keys {
+            let dims = vec![
+                dimension(DIM_SERVICE, &key.service),
+                dimension(DIM_APPLICATION, &application),
+            ];
+            let contributors = Arc::new(entry.contributors.clone());
+            plan.datums.extend(datums_for(
+                &entry.stats,
+                &dims,
+                window.start,
+                &contributors,
+                unit,
+            ));
+        }
         plan.datums
-            .extend(datums_for(&stats, &dims, window.start, &contributors));
+            .extend(datums_for(&rollup, &app_dims, window.start, &all, unit));
     }
     plan
+}
+
+/// Add the health datums of a batch (only those that are not zero) as one
+/// unit that no record stands behind, timestamped at `now`'s minute.
+pub fn add_health(
+    plan: &mut Plan,
+    poison: usize,
+    rejected_lines: u64,
+    metadata_stale: bool,
+    now: SystemTime,
+) {
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64 / 60 * 60);
+    let mut datums = Vec::new();
+    for (name, value) in [
+        (POISON_RECORDS, poison as f64),
+        (REJECTED_LINES, rejected_lines as f64),
+        (METADATA_STALE, if metadata_stale { 1.0 } else { 0.0 }),
+    ] {
+        if value > 0.0 {
+            datums.push(
+                MetricDatum::builder()
+                    .metric_name(name)
+                    .timestamp(DateTime::from_secs(secs))
+                    .unit(StandardUnit::Count)
+                    .storage_resolution(STORAGE_RESOLUTION)
+                    .value(value)
+                    .build(),
+            );
+        }
+    }
+    if datums.is_empty() {
+        return;
+    }
+    let unit = plan.units.len();
+    let nobody = Arc::new(BTreeSet::new());
+    plan.units.push(Unit {
+        key: UnitKey::Health,
+        contributors: nobody.clone(),
+    });
+    for datum in datums {
+        let size = estimate_size(&datum);
+        plan.datums.push(PlannedDatum {
+            datum,
+            contributors: nobody.clone(),
+            size,
+            unit,
+        });
+    }
 }
 
 fn dimension(name: &str, value: &str) -> Dimension {
@@ -180,6 +300,7 @@ fn datums_for(
     dims: &[Dimension],
     window_start: i64,
     contributors: &Arc<BTreeSet<usize>>,
+    unit: usize,
 ) -> Vec<PlannedDatum> {
     let ts = DateTime::from_secs(window_start);
     let base = |name: &str, unit: StandardUnit| {
@@ -197,6 +318,7 @@ fn datums_for(
             datum,
             contributors: contributors.clone(),
             size,
+            unit,
         });
     };
     push(
@@ -254,7 +376,9 @@ pub fn estimate_size(datum: &MetricDatum) -> usize {
     size
 }
 
-/// Group datums into calls within the count and size limits, keeping order.
+/// Group datums into calls within the count and size limits, keeping order
+/// and keeping each unit (a run of datums with the same [`PlannedDatum::unit`])
+/// in one call; only a unit larger than a call on its own is split.
 /// Returns index ranges into `datums`.
 pub fn batches(
     datums: &[PlannedDatum],
@@ -264,14 +388,34 @@ pub fn batches(
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = CALL_OVERHEAD;
-    for (i, d) in datums.iter().enumerate() {
-        let full = i - start >= max_datums || (i > start && bytes + d.size > max_bytes);
-        if full {
-            out.push(start..i);
-            start = i;
-            bytes = CALL_OVERHEAD;
+    let mut i = 0;
+    while i < datums.len() {
+        let unit = datums[i].unit;
+        let end = datums[i..]
+            .iter()
+            .position(|d| d.unit != unit)
+            .map_or(datums.len(), |n| i + n);
+        let unit_bytes: usize = datums[i..end].iter().map(|d| d.size).sum();
+        let fits_alone = end - i <= max_datums && CALL_OVERHEAD + unit_bytes <= max_bytes;
+        if fits_alone {
+            if i > start && (end - start > max_datums || bytes + unit_bytes > max_bytes) {
+                out.push(start..i);
+                start = i;
+                bytes = CALL_OVERHEAD;
+            }
+            bytes += unit_bytes;
+        } else {
+            // Too big for any call: datum by datum.
+            for (j, d) in datums.iter().enumerate().take(end).skip(i) {
+                if j > start && (j - start >= max_datums || bytes + d.size > max_bytes) {
+                    out.push(start..j);
+                    start = j;
+                    bytes = CALL_OVERHEAD;
+                }
+                bytes += d.size;
+            }
         }
-        bytes += d.size;
+        i = end;
     }
     if start < datums.len() {
         out.push(start..datums.len());
@@ -288,6 +432,8 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Cap on one backoff.
     pub max_delay: Duration,
+    /// How long one attempt may take before it counts as failed (retryable).
+    pub attempt_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -296,6 +442,7 @@ impl Default for RetryPolicy {
             max_attempts: 6,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(5),
+            attempt_timeout: crate::config::DEFAULT_PUT_TIMEOUT,
         }
     }
 }
@@ -311,8 +458,14 @@ pub struct PublishOutcome {
     pub retries: usize,
     /// Datums in calls CloudWatch refused as invalid (not retried).
     pub dropped_datums: usize,
+    /// Calls that failed after their last attempt (their records fail).
+    pub failed_calls: usize,
     /// Batch indices of records behind calls that failed after retries.
     pub failed_records: BTreeSet<usize>,
+    /// Indices (in [`Plan::units`]) of units with a datum in a failed call.
+    pub failed_units: BTreeSet<usize>,
+    /// Units split over calls because they exceed a call's limits on their own.
+    pub split_units: usize,
     /// The errors of failed calls.
     pub errors: Vec<String>,
 }
@@ -354,13 +507,51 @@ impl Publisher {
 
     /// Send every datum of `plan`.
     pub async fn publish(&self, plan: &Plan) -> PublishOutcome {
+        self.publish_until(plan, None).await
+    }
+
+    /// Send every datum of `plan`, finishing before `deadline` (the Lambda
+    /// invocation's, less [`DEADLINE_MARGIN`]): an attempt is cut to the time
+    /// left, and a call for which no attempt or retry fits any more fails
+    /// its records now, so the handler can still report them and keep what
+    /// it knows of the calls that succeeded (a timed-out invocation would
+    /// lose that and fail the whole batch).
+    pub async fn publish_until(&self, plan: &Plan, deadline: Option<Instant>) -> PublishOutcome {
         let mut outcome = PublishOutcome::default();
-        for range in batches(&plan.datums, MAX_DATUMS_PER_CALL, MAX_BYTES_PER_CALL) {
+        let ranges = batches(&plan.datums, MAX_DATUMS_PER_CALL, MAX_BYTES_PER_CALL);
+        let mut split = BTreeSet::new();
+        for pair in ranges.windows(2) {
+            let (a, b) = (&plan.datums[pair[0].end - 1], &plan.datums[pair[1].start]);
+            if a.unit == b.unit {
+                split.insert(a.unit);
+            }
+        }
+        outcome.split_units = split.len();
+        for unit in &split {
+            tracing::warn!(
+                unit = ?plan.units.get(*unit).map(|u| &u.key),
+                "a unit exceeds one PutMetricData call and is split: if only some of its calls fail, a retry publishes the others again"
+            );
+        }
+        for range in ranges {
             let chunk = &plan.datums[range];
             let data: Vec<MetricDatum> = chunk.iter().map(|d| d.datum.clone()).collect();
             let mut attempt = 1;
             loop {
-                match self.call(data.clone()).await {
+                let timeout = match time_left(deadline) {
+                    Some(left) if left < MIN_ATTEMPT => {
+                        fail_chunk(
+                            &mut outcome,
+                            chunk,
+                            attempt - 1,
+                            "not attempted: the invocation's deadline is near".into(),
+                        );
+                        break;
+                    }
+                    Some(left) => self.retry.attempt_timeout.min(left),
+                    None => self.retry.attempt_timeout,
+                };
+                match self.call(data.clone(), timeout).await {
                     Ok(()) => {
                         outcome.calls += 1;
                         outcome.datums += chunk.len();
@@ -368,6 +559,17 @@ impl Publisher {
                     }
                     Err(CallError::Retryable(e)) if attempt < self.retry.max_attempts => {
                         let delay = backoff(&self.retry, attempt);
+                        if time_left(deadline).is_some_and(|left| left < delay + MIN_ATTEMPT) {
+                            fail_chunk(
+                                &mut outcome,
+                                chunk,
+                                attempt,
+                                format!(
+                                    "{e}; no time left to retry before the invocation's deadline"
+                                ),
+                            );
+                            break;
+                        }
                         tracing::warn!(
                             attempt,
                             delay_ms = delay.as_millis() as u64,
@@ -389,18 +591,7 @@ impl Publisher {
                         break;
                     }
                     Err(CallError::Retryable(e)) | Err(CallError::Fatal(e)) => {
-                        tracing::error!(
-                            datums = chunk.len(),
-                            attempts = attempt,
-                            error = %e,
-                            "PutMetricData failed: the records behind these datums fail"
-                        );
-                        for d in chunk {
-                            outcome
-                                .failed_records
-                                .extend(d.contributors.iter().copied());
-                        }
-                        outcome.errors.push(e);
+                        fail_chunk(&mut outcome, chunk, attempt, e);
                         break;
                     }
                 }
@@ -409,17 +600,21 @@ impl Publisher {
         outcome
     }
 
-    async fn call(&self, data: Vec<MetricDatum>) -> Result<(), CallError> {
-        let result = self
+    async fn call(&self, data: Vec<MetricDatum>, timeout: Duration) -> Result<(), CallError> {
+        let send = self
             .client
             .put_metric_data()
             .namespace(&self.namespace)
             .set_metric_data(Some(data))
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(()),
-            Err(e) => e,
+            .send();
+        let err = match tokio::time::timeout(timeout, send).await {
+            Err(_) => {
+                return Err(CallError::Retryable(format!(
+                    "no answer within {timeout:?}"
+                )))
+            }
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e,
         };
         let status = err.raw_response().map(|r| r.status().as_u16());
         let code = err.code().unwrap_or("").to_string();
@@ -458,6 +653,36 @@ impl Publisher {
             Some(_) => Err(CallError::Fatal(text)),
         }
     }
+}
+
+/// Time kept in hand before an invocation's deadline.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
+/// The shortest attempt worth starting.
+pub const MIN_ATTEMPT: Duration = Duration::from_millis(500);
+
+fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| {
+        d.saturating_duration_since(Instant::now())
+            .saturating_sub(DEADLINE_MARGIN)
+    })
+}
+
+/// A call failed for good after `attempts`: its records and units fail.
+fn fail_chunk(outcome: &mut PublishOutcome, chunk: &[PlannedDatum], attempts: u32, error: String) {
+    tracing::error!(
+        datums = chunk.len(),
+        attempts,
+        error = %error,
+        "PutMetricData failed: the records behind these datums fail"
+    );
+    outcome.failed_calls += 1;
+    for d in chunk {
+        outcome
+            .failed_records
+            .extend(d.contributors.iter().copied());
+        outcome.failed_units.insert(d.unit);
+    }
+    outcome.errors.push(error);
 }
 
 /// Exponential backoff with full jitter before attempt `attempt + 1`.
@@ -642,12 +867,64 @@ mod tests {
             ranges.len() > p.datums.len() / MAX_DATUMS_PER_CALL + 1,
             "size limit was binding"
         );
+        for pair in ranges.windows(2) {
+            assert_ne!(
+                p.datums[pair[0].end - 1].unit,
+                p.datums[pair[1].start].unit,
+                "a unit that fits in a call is never split"
+            );
+        }
 
         // Count limit alone.
         let small: Vec<PlannedDatum> = plan(&[(&k, &entry(1, 0, &[0]).1)], now()).datums;
         let many: Vec<PlannedDatum> = small.iter().cycle().take(2500).cloned().collect();
         let r = batches(&many, 1000, usize::MAX);
         assert_eq!(r, vec![0..1000, 1000..2000, 2000..2500]);
+    }
+
+    #[test]
+    fn units_keep_an_application_together() {
+        // Two services of one application and one of another, same window.
+        let (k1, e1) = entry(3, 0, &[0]);
+        let (mut k2, e2) = entry(4, 0, &[1]);
+        k2.service = "api".into();
+        let (mut k3, e3) = entry(5, 0, &[2]);
+        k3.application = "other".into();
+        let p = plan(&[(&k1, &e1), (&k2, &e2), (&k3, &e3)], now());
+        assert_eq!(p.units.len(), 2);
+        // 4 datums per dimension set: shop has 2 services + rollup, other 1 + rollup.
+        let per_unit: Vec<usize> = (0..2)
+            .map(|u| p.datums.iter().filter(|d| d.unit == u).count())
+            .collect();
+        assert_eq!(per_unit, vec![8, 12]);
+        assert_eq!(*p.units[1].contributors, BTreeSet::from([0, 1]));
+        // A call limit of 12 datums: never split a unit that fits.
+        assert_eq!(batches(&p.datums, 12, usize::MAX), vec![0..8, 8..20]);
+        // 10: the second unit fits in no call and is split.
+        assert_eq!(batches(&p.datums, 10, usize::MAX), vec![0..10, 10..20]);
+        assert_eq!(batches(&p.datums, 20, usize::MAX), vec![0..20]);
+    }
+
+    #[test]
+    fn health_datums_only_when_not_zero() {
+        let mut p = Plan::default();
+        add_health(&mut p, 0, 0, false, now());
+        assert!(p.datums.is_empty() && p.units.is_empty());
+        add_health(&mut p, 2, 0, true, now());
+        assert_eq!(p.units.len(), 1);
+        assert_eq!(p.units[0].key, UnitKey::Health);
+        assert!(p.units[0].contributors.is_empty());
+        let names: Vec<_> = p
+            .datums
+            .iter()
+            .filter_map(|d| d.datum.metric_name())
+            .collect();
+        assert_eq!(names, vec![POISON_RECORDS, METADATA_STALE]);
+        assert_eq!(p.datums[0].datum.value(), Some(2.0));
+        assert_eq!(
+            p.datums[0].datum.timestamp().map(|t| t.secs()),
+            Some(1_700_000_400 / 60 * 60)
+        );
     }
 
     #[test]

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
 use common::*;
-use tailrace_tests::{
-    create_stream, eventually, metric_sum, put_object, s3_client, ChildGuard, Moto,
-};
+use tailrace_tests::{create_stream, eventually, metric_sum, put_object, ChildGuard, Moto};
 use tailrace_wire::kpl::{aggregate, KplRecord};
 
 const META_V1: &str = "\
@@ -22,14 +20,11 @@ ip_or_cidr,application,contact
 2001:db8::/32,v6app,v6@example.com
 ";
 
-fn map_v1(ip: &str) -> &'static str {
-    match ip {
-        "10.9.0.1" => "corp",
-        "10.1.7.7" => "shop",
-        "2001:db8::7" => "v6app",
-        _ => "unknown",
-    }
-}
+const MAP_V1: Mapping = &[
+    ("10.9.0.1", "corp"),
+    ("10.1.7.7", "shop"),
+    ("2001:db8::7", "v6app"),
+];
 
 const META_V2: &str = "\
 ip_or_cidr,application,contact
@@ -37,13 +32,11 @@ ip_or_cidr,application,contact
 10.1.7.0/24,shop-new,shop@example.com
 ";
 
-fn map_v2(ip: &str) -> &'static str {
-    match ip {
-        "10.9.0.1" | "10.1.2.3" => "corp",
-        "10.1.7.7" => "shop-new",
-        _ => "unknown",
-    }
-}
+const MAP_V2: Mapping = &[
+    ("10.9.0.1", "corp"),
+    ("10.1.2.3", "corp"),
+    ("10.1.7.7", "shop-new"),
+];
 
 async fn put(kinesis: &aws_sdk_kinesis::Client, key: &str, data: Vec<u8>) -> anyhow::Result<()> {
     kinesis
@@ -60,11 +53,10 @@ async fn put(kinesis: &aws_sdk_kinesis::Client, key: &str, data: Vec<u8>) -> any
 async fn consume_counts_every_kind_and_follows_the_rewritten_file() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     let config = moto.sdk_config().await;
-    let s3 = s3_client(&config);
+    let s3 = metadata_file(&moto, META_V1).await?;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     let cw = aws_sdk_cloudwatch::Client::new(&config);
-    s3.create_bucket().bucket("meta").send().await?;
-    put_object(&s3, "meta", "apps.csv", META_V1).await?;
+    let (map_v1, map_v2) = (lookup(MAP_V1), lookup(MAP_V2));
     create_stream(&kinesis, "logs", 2).await?;
 
     let mut expected = Expected::new();
@@ -126,7 +118,7 @@ async fn consume_counts_every_kind_and_follows_the_rewritten_file() -> anyhow::R
         "--stream",
         "logs",
         "--metadata",
-        "s3://meta/apps.csv",
+        META_URL,
         "--endpoint-url",
         &moto.endpoint(),
         "--exit-when-idle",

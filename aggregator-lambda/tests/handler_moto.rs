@@ -10,9 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tailrace_aggregator::clients::{build_handler, Clients};
-use tailrace_aggregator::config::{S3Location, Settings};
-use tailrace_aggregator::handler::{Handler, InputRecord};
+use tailrace_aggregator::handler::Handler;
 use tailrace_tests::{put_object, s3_client, Moto};
 use tailrace_wire::kpl::{aggregate, KplRecord};
 
@@ -25,15 +23,12 @@ ip_or_cidr,application,contact
 2001:db8::/32,v6app,v6@example.com
 ";
 
-fn map_v1(ip: &str) -> &'static str {
-    match ip {
-        "10.9.0.1" => "corp",
-        "10.1.7.7" => "shop",
-        "10.1.2.3" => "canary",
-        "2001:db8::7" => "v6app",
-        _ => "unknown",
-    }
-}
+const MAP_V1: Mapping = &[
+    ("10.9.0.1", "corp"),
+    ("10.1.7.7", "shop"),
+    ("10.1.2.3", "canary"),
+    ("2001:db8::7", "v6app"),
+];
 
 const META_V2: &str = "\
 ip_or_cidr,application,contact
@@ -44,16 +39,13 @@ ip_or_cidr,application,contact
 2001:db8::/32,v6app,v6@example.com
 ";
 
-fn map_v2(ip: &str) -> &'static str {
-    match ip {
-        "10.9.0.1" => "corp",
-        "10.1.7.7" => "shop-v2",
-        "10.1.2.3" => "canary",
-        "192.0.2.1" => "partner",
-        "2001:db8::7" => "v6app",
-        _ => "unknown",
-    }
-}
+const MAP_V2: Mapping = &[
+    ("10.9.0.1", "corp"),
+    ("10.1.7.7", "shop-v2"),
+    ("10.1.2.3", "canary"),
+    ("192.0.2.1", "partner"),
+    ("2001:db8::7", "v6app"),
+];
 
 /// Rows 3 and 5 are wrong; the rest would move everything to `moved`.
 const META_BROKEN: &str = "\
@@ -64,37 +56,12 @@ ip_or_cidr,application,contact
 not-an-address,moved,x
 ";
 
-fn record(seq: u64, data: Vec<u8>) -> InputRecord {
-    InputRecord {
-        sequence_number: format!("4960000000000000000000{seq:04}"),
-        partition_key: format!("pk{seq}"),
-        data,
-    }
-}
-
-async fn handler(moto: &Moto) -> anyhow::Result<(Handler, Clients)> {
-    let config = moto.sdk_config().await;
-    let clients = Clients::new(&config);
-    let settings = Settings {
-        metadata: Some(S3Location {
-            bucket: "meta".into(),
-            key: "apps.csv".into(),
-        }),
-        namespace: NAMESPACE.into(),
-        metadata_ttl: Duration::ZERO,
-        ..Settings::default()
-    };
-    Ok((build_handler(&settings, &clients)?, clients))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_refresh_poison_and_all_record_kinds() -> anyhow::Result<()> {
     let moto = Moto::start()?;
-    let config = moto.sdk_config().await;
-    let s3 = s3_client(&config);
-    s3.create_bucket().bucket("meta").send().await?;
-    put_object(&s3, "meta", "apps.csv", META_V1).await?;
-    let (handler, clients) = handler(&moto).await?;
+    let s3 = metadata_file(&moto, META_V1).await?;
+    let (handler, clients) = moto_handler(&moto).await?;
+    let (map_v1, map_v2) = (lookup(MAP_V1), lookup(MAP_V2));
     let mut expected = Expected::new();
 
     // Batch 1, window w1, mapping v1.
@@ -244,7 +211,7 @@ async fn no_metadata_ever_fails_the_batch_and_cloudwatch_down_fails_contributors
     let config = moto.sdk_config().await;
     let s3 = s3_client(&config);
     s3.create_bucket().bucket("meta").send().await?;
-    let (handler, _clients) = handler(&moto).await?;
+    let (handler, _clients) = moto_handler(&moto).await?;
     let w = window_ago(2);
     let batch = vec![
         record(
@@ -278,6 +245,7 @@ async fn no_metadata_ever_fails_the_batch_and_cloudwatch_down_fails_contributors
                 max_attempts: 2,
                 base_delay: Duration::from_millis(10),
                 max_delay: Duration::from_millis(20),
+                attempt_timeout: Duration::from_secs(5),
             },
         ),
     );

@@ -1,7 +1,16 @@
 //! The built `bootstrap` binary runs under `cargo lambda watch` (the Lambda
-//! runtime API emulator) and answers a Kinesis event sent with
-//! `cargo lambda invoke`: the response lists no failures (a poison record is
-//! skipped, not failed) and the metrics reach CloudWatch (moto).
+//! runtime API emulator) and answers Kinesis events sent with
+//! `cargo lambda invoke`:
+//! - a good record and a poison one: the response lists no failures (a
+//!   poison record is skipped, not failed; `PoisonRecords` = 1) and the
+//!   metrics reach CloudWatch (moto);
+//! - four records whose PutMetricData calls partly fail (CloudWatch behind
+//!   `tailrace_tests::cloudwatch_proxy`, failing every attempt of the call
+//!   that carries the `omega-*` applications): `batchItemFailures` names exactly the two
+//!   records behind those units; the redelivery Lambda then makes (from the
+//!   lowest failed sequence number on, so a record that succeeded comes
+//!   back too) is answered with no failures, and every request is counted
+//!   exactly once.
 //!
 //! `cargo lambda watch --only-lambda-apis` serves the runtime and invoke APIs
 //! only; the test starts the `bootstrap` that `cargo test` just built itself,
@@ -15,7 +24,7 @@
 //! Needs `cargo-lambda` on PATH (`pip install cargo-lambda`) and
 //! `moto_server`; the test fails with a clear message without them. Every
 //! process it starts listens on 127.0.0.1 and is killed when the test ends;
-//! the whole test is bounded (about 90 s at worst).
+//! each invocation is bounded (100 s), and so each test.
 
 mod common;
 
@@ -27,14 +36,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use common::*;
-use tailrace_tests::{free_port, metric_sum, put_object, s3_client, wait_for_port, Moto};
+use tailrace_tests::cloudwatch_proxy::{CloudWatchProxy, CwFaults};
+use tailrace_tests::{free_port, metric_sum, wait_for_port, Moto};
 
 /// Name of the function, as `cargo lambda invoke` addresses it.
 const FUNCTION: &str = "bootstrap";
 /// How long `cargo lambda watch` may take to listen.
 const WATCH_START: Duration = Duration::from_secs(30);
-/// How long one `cargo lambda invoke` may take.
-const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one `cargo lambda invoke` may take (an invocation that retries
+/// PutMetricData 6 times against a slow moto takes about 20 s).
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(100);
 
 /// Standard base64 with padding (the event's `data` field).
 fn base64(data: &[u8]) -> String {
@@ -182,71 +193,169 @@ fn event_record(seq: &str, data: &[u8]) -> serde_json::Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bootstrap_answers_a_kinesis_event_under_cargo_lambda_watch() -> anyhow::Result<()> {
-    require_cargo_lambda()?;
-    let started = Instant::now();
-    let scratch = Scratch::new("lambda-watch")?;
-    let moto = Moto::start()?;
-    let config = moto.sdk_config().await;
-    let s3 = s3_client(&config);
-    let cw = aws_sdk_cloudwatch::Client::new(&config);
-    s3.create_bucket().bucket("meta").send().await?;
-    put_object(
-        &s3,
-        "meta",
-        "apps.csv",
-        "ip_or_cidr,application,contact\n10.1.0.0/16,shop,shop@example.com\n",
-    )
-    .await?;
+/// `cargo lambda watch` and the `bootstrap` under it, with moto_server for
+/// every AWS service unless `env` says otherwise (e.g.
+/// `AWS_ENDPOINT_URL_CLOUDWATCH`). Both are killed when dropped.
+struct LambdaUnderWatch {
+    scratch: Scratch,
+    port: u16,
+    _watch: Group,
+    boot: Group,
+    invocations: std::cell::Cell<u32>,
+}
 
-    // The runtime API emulator.
-    let port = free_port()?;
-    let watch_log = scratch.path("watch.log");
-    let mut watch = Group::spawn(
-        Command::new("cargo-lambda")
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port.to_string(),
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(log_file(&watch_log)?)
-            .stderr(log_file(&watch_log)?),
-    )?;
-    if let Err(e) = wait_for_port(port, WATCH_START) {
-        let status = watch.child.try_wait()?;
-        bail!(
-            "cargo lambda watch did not listen ({e}); exit status {status:?}; output:\n{}",
-            read_log(&watch_log)
+impl LambdaUnderWatch {
+    fn start(tag: &str, moto: &Moto, env: &[(&str, String)]) -> anyhow::Result<LambdaUnderWatch> {
+        require_cargo_lambda()?;
+        let scratch = Scratch::new(tag)?;
+        // The runtime API emulator.
+        let port = free_port()?;
+        let watch_log = scratch.path("watch.log");
+        let mut watch = Group::spawn(
+            Command::new("cargo-lambda")
+                .args([
+                    "lambda",
+                    "watch",
+                    "--only-lambda-apis",
+                    "--timeout",
+                    "100",
+                    "-A",
+                    "127.0.0.1",
+                    "-P",
+                    &port.to_string(),
+                ])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stdout(log_file(&watch_log)?)
+                .stderr(log_file(&watch_log)?),
+        )?;
+        if let Err(e) = wait_for_port(port, WATCH_START) {
+            let status = watch.child.try_wait()?;
+            bail!(
+                "cargo lambda watch did not listen ({e}); exit status {status:?}; output:\n{}",
+                read_log(&watch_log)
+            );
+        }
+
+        // The function, as the Lambda service would start it.
+        let boot_log = scratch.path("bootstrap.log");
+        let mut boot = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+        boot.env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt/{FUNCTION}"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/tailrace")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("TAILRACE_METADATA", META_URL)
+        .env("TAILRACE_NAMESPACE", NAMESPACE)
+        .stdout(log_file(&boot_log)?)
+        .stderr(log_file(&boot_log)?);
+        for (k, v) in moto.child_env() {
+            boot.env(k, v);
+        }
+        for (k, v) in env {
+            boot.env(k, v);
+        }
+        let boot = Group::spawn(&mut boot)?;
+        Ok(LambdaUnderWatch {
+            scratch,
+            port,
+            _watch: watch,
+            boot,
+            invocations: std::cell::Cell::new(0),
+        })
+    }
+
+    /// Everything the processes wrote, for failure messages.
+    fn diagnostics(&self) -> String {
+        format!(
+            "\nbootstrap:\n{}\nwatch:\n{}",
+            read_log(&self.scratch.path("bootstrap.log")),
+            read_log(&self.scratch.path("watch.log"))
+        )
+    }
+
+    /// Asserts an invocation's answer lists no failed record.
+    fn assert_no_failures(&self, response: serde_json::Value) {
+        assert_eq!(
+            response,
+            serde_json::json!({"batchItemFailures": []}),
+            "{}",
+            self.diagnostics()
         );
     }
 
-    // The function, as the Lambda service would start it.
-    let boot_log = scratch.path("bootstrap.log");
-    let mut boot = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
-    boot.env(
-        "AWS_LAMBDA_RUNTIME_API",
-        format!("http://127.0.0.1:{port}/.rt/{FUNCTION}"),
-    )
-    .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
-    .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-    .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-    .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/tailrace")
-    .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-    .env("AWS_ENDPOINT_URL", moto.endpoint())
-    .env("TAILRACE_METADATA", "s3://meta/apps.csv")
-    .env("TAILRACE_NAMESPACE", NAMESPACE)
-    .stdout(log_file(&boot_log)?)
-    .stderr(log_file(&boot_log)?);
-    for (k, v) in moto.child_env() {
-        boot.env(k, v);
+    /// The bootstrap's log.
+    fn log(&self) -> String {
+        read_log(&self.scratch.path("bootstrap.log"))
     }
-    let mut boot = Group::spawn(&mut boot)?;
+
+    /// Invoke the function with these records (sequence number, data), as
+    /// `cargo lambda invoke` does; its JSON answer.
+    async fn invoke(&self, records: &[(String, Vec<u8>)]) -> anyhow::Result<serde_json::Value> {
+        let n = self.invocations.get() + 1;
+        self.invocations.set(n);
+        let event = serde_json::json!({
+            "Records": records.iter().map(|(seq, data)| event_record(seq, data)).collect::<Vec<_>>()
+        });
+        let event_file = self.scratch.path(&format!("event-{n}.json"));
+        std::fs::write(&event_file, serde_json::to_vec(&event)?)?;
+        let out = self.scratch.path(&format!("invoke-{n}.out"));
+        let err = self.scratch.path(&format!("invoke-{n}.err"));
+        let port = self.port;
+        let (status, response) = {
+            let (out, err) = (out.clone(), err.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let mut invoke = Group::spawn(
+                    Command::new("cargo-lambda")
+                        .args([
+                            "lambda",
+                            "invoke",
+                            FUNCTION,
+                            "-A",
+                            "127.0.0.1",
+                            "-P",
+                            &port.to_string(),
+                            "--data-file",
+                        ])
+                        .arg(&event_file)
+                        .current_dir(env!("CARGO_MANIFEST_DIR"))
+                        .stdout(File::create(&out)?)
+                        .stderr(File::create(&err)?),
+                )?;
+                let status = invoke.wait_timeout(INVOKE_TIMEOUT)?;
+                Ok((status, read_log(&out)))
+            })
+            .await??
+        };
+        let diagnostics = || format!("\ninvoke stderr:\n{}{}", read_log(&err), self.diagnostics());
+        match status {
+            None => bail!(
+                "cargo lambda invoke did not return within {INVOKE_TIMEOUT:?}{}",
+                diagnostics()
+            ),
+            Some(s) if !s.success() => bail!("cargo lambda invoke failed: {s}{}", diagnostics()),
+            Some(_) => {}
+        }
+        serde_json::from_str(response.trim())
+            .with_context(|| format!("invoke response {response:?}{}", diagnostics()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_answers_a_kinesis_event_under_cargo_lambda_watch() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let moto = Moto::start()?;
+    let cw = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await);
+    metadata_file(
+        &moto,
+        "ip_or_cidr,application,contact\n10.1.0.0/16,shop,shop@example.com\n",
+    )
+    .await?;
+    let mut lambda = LambdaUnderWatch::start("lambda-watch", &moto, &[])?;
 
     // One good partial and one poison record (a truncated partial).
     let w = window_ago(2);
@@ -265,76 +374,24 @@ async fn bootstrap_answers_a_kinesis_event_under_cargo_lambda_watch() -> anyhow:
     });
     let good = partial("h1", 1, "web", w, &r).encode();
     let poison = good[..good.len() / 2].to_vec();
-    let event = serde_json::json!({
-        "Records": [
-            event_record("49590000000000000000000001", &good),
-            event_record("49590000000000000000000002", &poison),
-        ]
-    });
-    let event_file = scratch.path("event.json");
-    std::fs::write(&event_file, serde_json::to_vec(&event)?)?;
-
-    let invoke_out = scratch.path("invoke.out");
-    let invoke_err = scratch.path("invoke.err");
-    let (status, response) = {
-        let (out, err) = (invoke_out.clone(), invoke_err.clone());
-        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut invoke = Group::spawn(
-                Command::new("cargo-lambda")
-                    .args([
-                        "lambda",
-                        "invoke",
-                        FUNCTION,
-                        "-A",
-                        "127.0.0.1",
-                        "-P",
-                        &port.to_string(),
-                        "--data-file",
-                    ])
-                    .arg(&event_file)
-                    .current_dir(env!("CARGO_MANIFEST_DIR"))
-                    .stdout(File::create(&out)?)
-                    .stderr(File::create(&err)?),
-            )?;
-            let status = invoke.wait_timeout(INVOKE_TIMEOUT)?;
-            Ok((status, read_log(&out)))
-        })
-        .await??
-    };
-    let diagnostics = || {
-        format!(
-            "\ninvoke stderr:\n{}\nbootstrap:\n{}\nwatch:\n{}",
-            read_log(&invoke_err),
-            read_log(&boot_log),
-            read_log(&watch_log)
-        )
-    };
-    match status {
-        None => bail!(
-            "cargo lambda invoke did not return within {INVOKE_TIMEOUT:?}{}",
-            diagnostics()
-        ),
-        Some(s) if !s.success() => bail!("cargo lambda invoke failed: {s}{}", diagnostics()),
-        Some(_) => {}
-    }
-    let response: serde_json::Value = serde_json::from_str(response.trim())
-        .with_context(|| format!("invoke response {response:?}{}", diagnostics()))?;
-    assert_eq!(
-        response,
-        serde_json::json!({"batchItemFailures": []}),
-        "{}",
-        diagnostics()
-    );
-    let log = read_log(&boot_log);
+    let response = lambda
+        .invoke(&[
+            ("49590000000000000000000001".into(), good),
+            ("49590000000000000000000002".into(), poison),
+        ])
+        .await?;
+    lambda.assert_no_failures(response);
+    let log = lambda.log();
     assert!(
         log.contains("poison record skipped") && log.contains("49590000000000000000000002"),
         "the poison record is logged with its sequence number{}",
-        diagnostics()
+        lambda.diagnostics()
     );
+    let running = lambda.boot.child.try_wait()?.is_none();
     assert!(
-        boot.child.try_wait()?.is_none(),
+        running,
         "bootstrap keeps running for the next invocation{}",
-        diagnostics()
+        lambda.diagnostics()
     );
 
     assert_metrics(&cw, &expected).await?;
@@ -348,10 +405,90 @@ async fn bootstrap_answers_a_kinesis_event_under_cargo_lambda_watch() -> anyhow:
     )
     .await?;
     assert_eq!(sum, 3.0);
+    assert_eq!(health_sum(&cw, "PoisonRecords").await?, 1.0);
     assert!(
         started.elapsed() < Duration::from_secs(90),
         "took {:?}",
         started.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_batch_failure_names_exactly_the_failed_records() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let cw = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await);
+    metadata_file(&moto, &wide_meta()).await?;
+    let proxy = CloudWatchProxy::start(&moto.endpoint(), fail_omega())?;
+    let lambda = LambdaUnderWatch::start(
+        "lambda-partial",
+        &moto,
+        // moto takes seconds for a 1,000-datum call on a loaded machine; a
+        // timed-out attempt may still be stored and its retry would count twice.
+        &[
+            ("AWS_ENDPOINT_URL_CLOUDWATCH", proxy.endpoint()),
+            ("TAILRACE_PUT_TIMEOUT", "60s".into()),
+        ],
+    )?;
+    let w = window_ago(2);
+    let seq = |n: u32| format!("4959100000000000000000000{n}");
+    let mut expected = Expected::new();
+    let records = vec![
+        (seq(1), wide_partial("h0", w, &[(1, 1, 1)], &mut expected)),
+        (seq(2), wide_partial("h1", w, &[(2, 1, 2)], &mut expected)),
+        (
+            seq(3),
+            wide_partial("h2", w, &[(1, 2, 1), (2, 2, 1)], &mut expected),
+        ),
+        (seq(4), wide_partial("h3", w, &[(1, 3, 3)], &mut expected)),
+    ];
+    let requests = |family: &str| -> std::collections::BTreeMap<String, f64> {
+        expected
+            .iter()
+            .filter(|((_, _, app), _)| app.starts_with(family))
+            .map(|((_, _, app), e)| (app.clone(), e.requests))
+            .collect()
+    };
+    let response = lambda.invoke(&records).await?;
+    assert_eq!(
+        response,
+        serde_json::json!({"batchItemFailures": [
+            {"itemIdentifier": seq(2)},
+            {"itemIdentifier": seq(3)}
+        ]}),
+        "exactly the records behind the omega units{}",
+        lambda.diagnostics()
+    );
+    let counts = proxy.counts();
+    assert_eq!(
+        counts.matched, 6,
+        "the default policy: 6 attempts, then given up: {counts:?}"
+    );
+    let (alpha, omega) = WIDE_APPS.split_at(WIDE);
+    assert_eq!(
+        sums_by_app(&cw, "Requests", "web", alpha, w).await?,
+        requests("alpha")
+    );
+
+    // What Lambda sends next: from the lowest failed sequence number on.
+    proxy.set_faults(CwFaults::default());
+    lambda.assert_no_failures(lambda.invoke(&records[1..]).await?);
+    let log = lambda.log();
+    assert!(
+        log.contains("partly published partial"),
+        "{}",
+        lambda.diagnostics()
+    );
+    // Each request counted once: alpha 1 + 1 + 3, omega 2 + 1.
+    assert!(requests("alpha").values().all(|&n| n == 5.0));
+    assert!(requests("omega").values().all(|&n| n == 3.0));
+    assert_eq!(
+        sums_by_app(&cw, "Requests", "web", alpha, w).await?,
+        requests("alpha")
+    );
+    assert_eq!(
+        sums_by_app(&cw, "Requests", "web", omega, w).await?,
+        requests("omega")
     );
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! Binaries are found next to the test executable (`target/<profile>/`); the
 //! README's test command builds them first (`cargo build --workspace --bins`).
 
+pub mod cloudwatch_proxy;
 pub mod fault_proxy;
 pub mod loggen;
 

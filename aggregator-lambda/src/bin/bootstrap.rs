@@ -13,12 +13,12 @@ use tailrace_aggregator::logging::{self, LogFormat};
 async fn main() -> anyhow::Result<()> {
     logging::init(LogFormat::Json, true);
     let settings = Settings::from_env().context("reading settings from the environment")?;
-    // AWS_ENDPOINT_URL (an emulator, `cargo lambda watch` tests) is passed
-    // explicitly so S3 switches to path-style addressing too.
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    let config = sdk_config(endpoint.as_deref()).await;
+    // AWS_ENDPOINT_URL (an emulator, `cargo lambda watch` tests) comes from
+    // the environment through the default chain, so a service-specific
+    // AWS_ENDPOINT_URL_<SERVICE> still overrides it (a programmatic endpoint
+    // would win over both); S3 switches to path-style addressing when an
+    // endpoint is set (`Clients::new`).
+    let config = sdk_config(None).await;
     let clients = Clients::new(&config);
     let handler = build_handler(&settings, &clients).context("building the handler")?;
     let handler = &handler;

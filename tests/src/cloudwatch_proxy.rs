@@ -1,0 +1,476 @@
+//! A fault-injecting HTTP proxy between the aggregator and `moto_server`'s
+//! CloudWatch.
+//!
+//! moto never throttles `PutMetricData`, so this proxy is what exercises the
+//! publisher's retry path and the handler's failure reporting. The pinned
+//! `aws-sdk-cloudwatch =1.99.0` speaks the AWS **Query** protocol (DESIGN
+//! §5b): `POST /` with an `application/x-www-form-urlencoded` body
+//! `Action=PutMetricData&Version=2010-08-01&…`, gzip-compressed
+//! (`Content-Encoding: gzip`) once it reaches 10 KiB unless request
+//! compression is disabled. Its errors are XML:
+//!
+//! ```text
+//! HTTP/1.1 400 Bad Request
+//! <ErrorResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/">
+//!   <Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>
+//!   <RequestId>…</RequestId>
+//! </ErrorResponse>
+//! ```
+//!
+//! Only `PutMetricData` calls are faulted (a gzip body is taken to be one:
+//! it is the only CloudWatch operation the SDK compresses); every other call
+//! is forwarded unchanged. Per `PutMetricData` call, in this order:
+//! - if its body is the [`CwFaults::fail_call`]-th distinct body the proxy
+//!   has seen, it is answered 503 — every attempt (a retry sends the same
+//!   bytes), so a test can fail exactly one call of a batch for good. Bodies
+//!   are told apart by hash, which works on gzipped bodies too, so the
+//!   client keeps the production settings (compression on);
+//! - else one uniform draw: with `p_throttle` a 400 `Throttling`, with
+//!   `p_5xx` a 500 `InternalFailure` or a 503 `ServiceUnavailable` (even
+//!   split), otherwise forwarded to moto.
+//!
+//! HTTP: one request per connection. The SDK sends a `Content-Length` body
+//! (the proxy refuses chunked requests with an error, which the test sees);
+//! every answer carries `Connection: close`, so the client never reuses a
+//! connection the proxy is about to close. Upstream gets the request bytes
+//! as they came, with `Connection: close`, and the answer is read to its end.
+//!
+//! Written here rather than on an HTTP crate because the test kit has none
+//! (the SDK's HTTP stack is not a public API), and because raw bytes make it
+//! easy to pass requests through byte for byte. Draws come from a `StdRng`
+//! seeded with [`CwFaults::seed`]; the proxy runs on its own thread and
+//! runtime, and dropping the [`CloudWatchProxy`] stops it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the proxy injects into `PutMetricData` calls.
+#[derive(Debug, Clone, Default)]
+pub struct CwFaults {
+    /// Per call: answer 400 `Throttling` (query-protocol XML).
+    pub p_throttle: f64,
+    /// Per call: answer 500 `InternalFailure` or 503 `ServiceUnavailable`.
+    pub p_5xx: f64,
+    /// Answer 503 to every attempt of the Nth (0-based) distinct
+    /// `PutMetricData` body seen since the proxy started.
+    pub fail_call: Option<usize>,
+    /// Seed of the random draws.
+    pub seed: u64,
+}
+
+/// What the proxy saw and did since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CwCounts {
+    /// HTTP requests received (every operation).
+    pub calls: u64,
+    /// `PutMetricData` calls received.
+    pub put_metric_data: u64,
+    /// `PutMetricData` calls forwarded to moto (and answered by it).
+    pub forwarded: u64,
+    /// Calls answered 400 `Throttling`.
+    pub throttled: u64,
+    /// Calls answered 500.
+    pub responses_500: u64,
+    /// Calls answered 503 (random draws and `fail_call`).
+    pub responses_503: u64,
+    /// Of those, calls failed because they were `fail_call`.
+    pub matched: u64,
+}
+
+impl CwCounts {
+    /// `PutMetricData` calls answered with an injected error.
+    pub fn injected(&self) -> u64 {
+        self.throttled + self.responses_500 + self.responses_503
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    put_metric_data: AtomicU64,
+    forwarded: AtomicU64,
+    throttled: AtomicU64,
+    responses_500: AtomicU64,
+    responses_503: AtomicU64,
+    matched: AtomicU64,
+}
+
+struct State {
+    upstream: String,
+    /// Hashes of the distinct `PutMetricData` bodies, in arrival order.
+    bodies: Mutex<Vec<u64>>,
+    faults: Mutex<CwFaults>,
+    rng: Mutex<StdRng>,
+    counters: Counters,
+}
+
+/// A running CloudWatch fault proxy on 127.0.0.1. Dropping it stops it.
+pub struct CloudWatchProxy {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CloudWatchProxy {
+    /// Start a proxy on a free 127.0.0.1 port in front of `upstream`
+    /// (`http://127.0.0.1:PORT`, as [`crate::Moto::endpoint`] returns).
+    pub fn start(upstream: &str, faults: CwFaults) -> Result<CloudWatchProxy> {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .with_context(|| format!("upstream {upstream} is not an http:// URL"))?
+            .trim_end_matches('/')
+            .to_string();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .context("binding the CloudWatch fault proxy")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let state = Arc::new(State {
+            upstream,
+            bodies: Mutex::new(Vec::new()),
+            rng: Mutex::new(StdRng::seed_from_u64(faults.seed)),
+            faults: Mutex::new(faults),
+            counters: Counters::default(),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("building the CloudWatch proxy's runtime")?;
+        let task_state = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("cloudwatch-proxy".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(std_listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = accept_loop(listener, task_state) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .context("starting the CloudWatch proxy thread")?;
+        Ok(CloudWatchProxy {
+            addr,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The endpoint URL to give the aggregator's CloudWatch client.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Replace the faults (the random sequence continues).
+    pub fn set_faults(&self, faults: CwFaults) {
+        if let Ok(mut f) = self.state.faults.lock() {
+            *f = faults;
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn counts(&self) -> CwCounts {
+        let c = &self.state.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CwCounts {
+            calls: get(&c.calls),
+            put_metric_data: get(&c.put_metric_data),
+            forwarded: get(&c.forwarded),
+            throttled: get(&c.throttled),
+            responses_500: get(&c.responses_500),
+            responses_503: get(&c.responses_503),
+            matched: get(&c.matched),
+        }
+    }
+}
+
+impl Drop for CloudWatchProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    loop {
+        match listener.accept().await {
+            Ok((sock, _)) => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle(&state, sock).await {
+                        eprintln!("cloudwatch proxy: {e:#}");
+                    }
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// One request as received: its head (as text lines) and body.
+struct Request {
+    lines: Vec<String>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.lines.iter().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn is_put_metric_data(&self) -> bool {
+        self.header("content-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+            || contains(&self.body, b"Action=PutMetricData")
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Read one request (head and `Content-Length` body) from `sock`.
+async fn read_request(sock: &mut TcpStream) -> Result<Option<Request>> {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        if buf.len() > 64 * 1024 {
+            bail!("request head longer than 64 KiB");
+        }
+        if sock.read_buf(&mut buf).await? == 0 {
+            return Ok(None);
+        }
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).context("request head is not UTF-8")?;
+    let lines: Vec<String> = head.split("\r\n").map(str::to_string).collect();
+    let mut req = Request {
+        lines,
+        body: Vec::new(),
+    };
+    if req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        bail!("chunked request bodies are not supported by this proxy");
+    }
+    if req
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        sock.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+    }
+    let len: usize = match req.header("content-length") {
+        Some(v) => v.parse().context("bad Content-Length")?,
+        None => 0,
+    };
+    let start = head_end + 4;
+    while buf.len() < start + len {
+        if sock.read_buf(&mut buf).await? == 0 {
+            bail!("client closed the connection mid-body");
+        }
+    }
+    req.body = buf[start..start + len].to_vec();
+    Ok(Some(req))
+}
+
+enum Verdict {
+    Throttle,
+    Status(u16, bool),
+    Forward,
+}
+
+impl State {
+    fn verdict(&self, req: &Request) -> Verdict {
+        let faults = self.faults.lock().map(|f| f.clone()).unwrap_or_default();
+        if let Some(n) = faults.fail_call {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&req.body, &mut hasher);
+            let hash = std::hash::Hasher::finish(&hasher);
+            if let Ok(mut bodies) = self.bodies.lock() {
+                let index = bodies.iter().position(|h| *h == hash).unwrap_or_else(|| {
+                    bodies.push(hash);
+                    bodies.len() - 1
+                });
+                if index == n {
+                    return Verdict::Status(503, true);
+                }
+            }
+        }
+        let Ok(mut rng) = self.rng.lock() else {
+            return Verdict::Forward;
+        };
+        let u: f64 = rng.random();
+        let flip: bool = rng.random();
+        if u < faults.p_throttle {
+            Verdict::Throttle
+        } else if u < faults.p_throttle + faults.p_5xx {
+            Verdict::Status(if flip { 500 } else { 503 }, false)
+        } else {
+            Verdict::Forward
+        }
+    }
+}
+
+/// Serve one connection: one request, one answer, close.
+async fn handle(state: &State, mut sock: TcpStream) -> Result<()> {
+    sock.set_nodelay(true).ok();
+    let Some(req) = read_request(&mut sock).await? else {
+        return Ok(());
+    };
+    let c = &state.counters;
+    c.calls.fetch_add(1, Ordering::Relaxed);
+    let verdict = if req.is_put_metric_data() {
+        c.put_metric_data.fetch_add(1, Ordering::Relaxed);
+        state.verdict(&req)
+    } else {
+        Verdict::Forward
+    };
+    let answer = match verdict {
+        Verdict::Throttle => {
+            c.throttled.fetch_add(1, Ordering::Relaxed);
+            xml_error(400, "Bad Request", "Sender", "Throttling", "Rate exceeded")
+        }
+        Verdict::Status(500, _) => {
+            c.responses_500.fetch_add(1, Ordering::Relaxed);
+            xml_error(
+                500,
+                "Internal Server Error",
+                "Receiver",
+                "InternalFailure",
+                "injected internal failure",
+            )
+        }
+        Verdict::Status(_, matched) => {
+            c.responses_503.fetch_add(1, Ordering::Relaxed);
+            if matched {
+                c.matched.fetch_add(1, Ordering::Relaxed);
+            }
+            xml_error(
+                503,
+                "Service Unavailable",
+                "Receiver",
+                "ServiceUnavailable",
+                "injected outage",
+            )
+        }
+        Verdict::Forward => {
+            let answer = pass_upstream(state, &req).await?;
+            if req.is_put_metric_data() {
+                c.forwarded.fetch_add(1, Ordering::Relaxed);
+            }
+            answer
+        }
+    };
+    sock.write_all(&answer).await?;
+    sock.shutdown().await.ok();
+    Ok(())
+}
+
+/// A complete query-protocol error answer.
+fn xml_error(status: u16, reason: &str, kind: &str, code: &str, message: &str) -> Vec<u8> {
+    let body = format!(
+        "<ErrorResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\">\
+         <Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error>\
+         <RequestId>00000000-0000-0000-0000-c10ud0000000</RequestId></ErrorResponse>"
+    );
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/xml\r\n\
+         x-amzn-RequestId: 00000000-0000-0000-0000-c10ud0000000\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// Send `req` to the upstream on a new connection; its answer, with its
+/// connection header replaced by `Connection: close`.
+async fn pass_upstream(state: &State, req: &Request) -> Result<Vec<u8>> {
+    let mut up = TcpStream::connect(&state.upstream)
+        .await
+        .with_context(|| format!("connecting to {}", state.upstream))?;
+    let mut head = String::new();
+    for line in &req.lines {
+        let name = line.split(':').next().unwrap_or_default().trim();
+        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("expect") {
+            continue;
+        }
+        head.push_str(line);
+        head.push_str("\r\n");
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    up.write_all(head.as_bytes()).await?;
+    up.write_all(&req.body).await?;
+    let mut raw = Vec::new();
+    up.read_to_end(&mut raw).await?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("upstream closed before a full answer head")?;
+    let text = std::str::from_utf8(&raw[..end]).context("upstream head is not UTF-8")?;
+    let mut out = String::new();
+    for line in text.split("\r\n") {
+        let name = line.split(':').next().unwrap_or_default().trim();
+        if !name.eq_ignore_ascii_case("connection") && !name.eq_ignore_ascii_case("keep-alive") {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut answer = out.into_bytes();
+    answer.extend_from_slice(&raw[end + 4..]);
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_body_is_query_protocol_xml() {
+        let a = String::from_utf8(xml_error(400, "Bad Request", "Sender", "Throttling", "x"))
+            .expect("utf-8");
+        assert!(a.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{a}");
+        assert!(a.contains("<Code>Throttling</Code>") && a.contains("<Type>Sender</Type>"));
+        let body = &a[a.find("\r\n\r\n").expect("head end") + 4..];
+        assert!(a.contains(&format!("Content-Length: {}\r\n", body.len())));
+    }
+
+    #[test]
+    fn finds_put_metric_data() {
+        let req = Request {
+            lines: vec!["POST / HTTP/1.1".into(), "Content-Encoding: gzip".into()],
+            body: vec![0x1f, 0x8b],
+        };
+        assert!(req.is_put_metric_data());
+        let req = Request {
+            lines: vec!["POST / HTTP/1.1".into()],
+            body: b"Action=GetMetricStatistics&Version=2010-08-01".to_vec(),
+        };
+        assert!(!req.is_put_metric_data());
+        assert!(contains(b"Action=PutMetricData&x", b"Action=PutMetricData"));
+    }
+}
