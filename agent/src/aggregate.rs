@@ -220,7 +220,8 @@ impl Window {
 
     /// Count a line that did not parse; keep it as a sample (formatted
     /// only then: a flood of bad lines costs a counter each).
-    fn reject(&mut self, line: &[u8], why: Reject) {
+    /// Returns the sample when one was kept.
+    fn reject(&mut self, line: &[u8], why: Reject) -> Option<&str> {
         self.rejected += 1;
         if self.samples.len() < MAX_SAMPLES {
             let why = why.to_string();
@@ -229,7 +230,9 @@ impl Window {
                 .min(MAX_SAMPLE_BYTES.saturating_sub(why.len() + 2))];
             self.samples
                 .push(format!("{why}: {}", String::from_utf8_lossy(cut)));
+            return self.samples.last().map(String::as_str);
         }
+        None
     }
 
     /// Take over the rejects and holds of `other` (the rejects seen before
@@ -355,7 +358,10 @@ impl WindowSink {
             }),
         };
         w.hold(&self.ledger, source, start);
-        w.reject(line, why);
+        // The operator's log shows one of these a minute, with the count.
+        if let Some(sample) = w.reject(line, why) {
+            self.stats.offer_reject_sample(sample);
+        }
     }
 
     /// Send the prelude in the wall clock's window: no line with a time

@@ -133,7 +133,8 @@ pub struct AwsConfig {
 pub enum StartAt {
     /// From the first byte.
     Beginning,
-    /// From the current end (only new lines), for files present at startup.
+    /// From the current end (only new lines), for files present at the
+    /// flow's first start (once it has checkpoints, new files are read whole).
     End,
 }
 

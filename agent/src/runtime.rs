@@ -284,7 +284,10 @@ struct Agent {
 impl Agent {
     /// Start `flow`, resuming from `checkpoints`. A flow that ran before
     /// (restarted by a reload) keeps its counters.
-    fn start(&mut self, flow: Flow, checkpoints: Vec<FileCheckpoint>) -> Result<()> {
+    /// `resumed`: the flow ran before this start (a reload changed it), so
+    /// files it finds without a checkpoint appeared meanwhile and are read
+    /// from their beginning whatever `start_at` says.
+    fn start(&mut self, flow: Flow, checkpoints: Vec<FileCheckpoint>, resumed: bool) -> Result<()> {
         let flow = Arc::new(flow);
         let name = flow.name().to_string();
         let stats = self
@@ -302,7 +305,11 @@ impl Agent {
             sequences: &self.sequences,
             runtime: tokio::runtime::Handle::current(),
         };
-        let tailer = Tailer::new(tailer_settings(&flow), self.ledger.clone(), checkpoints);
+        let mut settings = tailer_settings(&flow);
+        if resumed {
+            settings.start_at = crate::config::StartAt::Beginning;
+        }
+        let tailer = Tailer::new(settings, self.ledger.clone(), checkpoints);
         let next_sequence = self.sequences.register(&name);
         let handles = start_flow(flow.clone(), &ctx, tailer, next_sequence, false, stats)?;
         self.flows.insert(
@@ -413,7 +420,8 @@ impl Agent {
         for name in plan.restart.iter().chain(&plan.start) {
             if let Some(flow) = flows.remove(name) {
                 let checkpoints = self.positions_of(name);
-                if let Err(e) = self.start(flow, checkpoints) {
+                let resumed = plan.restart.contains(name);
+                if let Err(e) = self.start(flow, checkpoints, resumed) {
                     tracing::error!(flow = %name, "cannot start flow: {e:#}");
                 }
             }
@@ -492,7 +500,7 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
             .filter(|c| c.flow == flow.name())
             .cloned()
             .collect();
-        agent.start(flow, checkpoints)?;
+        agent.start(flow, checkpoints, false)?;
     }
 
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);

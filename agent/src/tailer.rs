@@ -7,8 +7,8 @@
 //! - a file is known by device + inode; a new one resumes from its checkpoint
 //!   when the fingerprint agrees (inode reuse otherwise), starts where an
 //!   active file's reading stands when it is a `copytruncate` copy of it, and
-//!   else starts at the beginning (or the end, for files present at startup
-//!   with `start_at: end`);
+//!   else starts at the beginning (or the end, for files present at the
+//!   flow's first start — no checkpoints yet — with `start_at: end`);
 //! - a file whose path no longer leads to it (renamed away, deleted) is read
 //!   until it is drained and quiet, then closed: Apache keeps writing to a
 //!   renamed log until it is signalled;
@@ -45,7 +45,8 @@ pub struct TailerSettings {
     pub paths: Vec<String>,
     /// Globs of file names to skip.
     pub exclude: Vec<String>,
-    /// Where files without a checkpoint start, for files present at startup.
+    /// Where files without a checkpoint start, for files present at the
+    /// flow's first start (a flow with checkpoints reads new files whole).
     pub start_at: StartAt,
     /// Longest line passed whole.
     pub max_line: usize,
@@ -134,6 +135,8 @@ pub struct Tailer {
     fs_watcher: Option<notify::RecommendedWatcher>,
     watched_dirs: HashSet<PathBuf>,
     last_discover: Option<Instant>,
+    /// `start_at: end` applies: the flow's first start (no checkpoints).
+    start_at_end: bool,
 }
 
 impl Tailer {
@@ -166,7 +169,12 @@ impl Tailer {
         })
         .map_err(|e| tracing::warn!(error = %e, "file-system events unavailable; polling only"))
         .ok();
+        // `start_at` is for a flow's first start only. Once it has
+        // checkpoints, a file without one appeared while the agent was down
+        // (a rotation's new file, a new site) and all of it is unsent.
+        let start_at_end = settings.start_at == StartAt::End && checkpoints.is_empty();
         Tailer {
+            start_at_end,
             patterns: settings.paths.clone(),
             settings,
             ledger,
@@ -420,7 +428,7 @@ impl Tailer {
             } else {
                 Start::At(ck.offset, "checkpoint")
             }
-        } else if self.first_scan && self.settings.start_at == StartAt::End {
+        } else if self.first_scan && self.start_at_end {
             Start::At(last_line_boundary(&file, size)?, "start_at: end")
         } else {
             let (start, original) = self.classify_new(&file, size)?;

@@ -46,7 +46,8 @@ impl Setup {
         fs::write(
             &config,
             format!(
-                "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: test-host\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/{paths}\"]\n    format: '{format}'\n    start_at: beginning\n    stream: {stream}\n    linger: 100ms\n{flow}",
+                "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: test-host\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/{paths}\"]\n    format: '{format}'\n    stream: {stream}\n    linger: 100ms\n{start_at}{flow}",
+                start_at = if flow.contains("start_at:") { "" } else { "    start_at: beginning\n" },
                 state = state.display(),
                 logs = logs.display(),
                 format = loggen::FORMAT,
@@ -269,6 +270,43 @@ async fn a_file_truncated_in_place_goes_on_from_its_start() -> Result<()> {
     let all: Vec<Request> = before.into_iter().chain(after).collect();
     expect_lines(&kinesis, "truncated", &all, true).await?;
     still_running(&mut agent, &s, "1")?;
+    stop(agent)
+}
+
+/// With `start_at: end` (the default), a rename rotation while the agent is
+/// stopped: the old file is drained from its checkpoint, and the new file,
+/// which has no checkpoint, is read from its beginning — `start_at` is for
+/// the first start only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_created_while_the_agent_was_down_is_read_whole() -> Result<()> {
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, "down", 1).await?;
+    let s = Setup::new(
+        "down",
+        &moto.endpoint(),
+        "down",
+        "access.log*",
+        "    mode: raw\n    start_at: end\n",
+    )?;
+    let log = s.logs.join("access.log");
+    fs::File::create(&log)?;
+    let agent = s.run("1")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let first = requests("first", 100, loggen::now());
+    append(&log, &text(&first))?;
+    expect_lines(&kinesis, "down", &first, true).await?;
+    stop(agent)?;
+    // Apache goes on writing to the renamed file until it reopens its logs.
+    fs::rename(&log, s.logs.join("access.log.1"))?;
+    let late = requests("late", 50, loggen::now());
+    append(&s.logs.join("access.log.1"), &text(&late))?;
+    let fresh = requests("fresh", 100, loggen::now());
+    append(&log, &text(&fresh))?;
+    let mut agent = s.run("2")?;
+    let all: Vec<Request> = first.into_iter().chain(late).chain(fresh).collect();
+    expect_lines(&kinesis, "down", &all, true).await?;
+    still_running(&mut agent, &s, "2")?;
     stop(agent)
 }
 
