@@ -236,11 +236,16 @@ async fn a_file_deleted_before_it_was_read_is_still_shipped_whole() -> Result<()
     let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
     create_stream(&kinesis, "deleted", 2).await?;
     expect_lines(&kinesis, "deleted", &reqs, true).await?;
-    ensure!(
-        s.agent_log("1").contains("closed rotated file"),
-        "the deleted file was closed after draining:\n{}",
-        s.agent_log("1")
-    );
+    eventually(
+        Duration::from_secs(20),
+        "the deleted file closed after draining",
+        || async {
+            Ok(s.agent_log("1")
+                .contains("closed rotated file")
+                .then_some(()))
+        },
+    )
+    .await?;
     stop(agent)
 }
 
@@ -602,6 +607,27 @@ async fn partial_totals(
     Ok((requests, rejected, late))
 }
 
+/// Wait until the agent's clock is `offset` seconds off the real one, as
+/// the time it writes into its status file shows, plus a moment for its
+/// reader to tick.
+async fn agent_clock_is(state: &Path, offset: i64) -> Result<()> {
+    eventually(
+        Duration::from_secs(20),
+        "the agent's clock to step",
+        || async move {
+            let Ok(text) = fs::read_to_string(state.join("status.json")) else {
+                return Ok(None);
+            };
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let written = v["written_ms"].as_i64().unwrap_or(0) / 1000;
+            Ok(((written - loggen::now() - offset).abs() < 30).then_some(()))
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
 /// The host's clock steps two hours forward and back again while lines keep
 /// coming (stamped by that clock, as Apache would): every request is counted
 /// once, the lines after the step back land in late partials of their
@@ -647,11 +673,11 @@ async fn clock_steps_forward_and_back_count_every_request_once() -> Result<()> {
     append(&log, &text(&requests("bogus", 5, now + 365 * 86_400)))?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     fs::write(&offset_file, "+7200")?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    agent_clock_is(&s.state, 7200).await?;
     append(&log, &text(&requests("b", 300, loggen::now() + 7200)))?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     fs::write(&offset_file, "+0")?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    agent_clock_is(&s.state, 0).await?;
     append(&log, &text(&requests("c", 300, loggen::now())))?;
     still_running(&mut agent, &s, "1")?;
     // Stopping flushes every open window.

@@ -471,8 +471,17 @@ pub async fn health_sum(cw: &aws_sdk_cloudwatch::Client, metric: &str) -> anyhow
 /// The log events of the code running on this thread, as text, for tests
 /// that assert what an operator would read. Install with
 /// [`LogCapture::install`]; works with a current-thread runtime.
+///
+/// One global subscriber routes each event to the buffer of the thread that
+/// emitted it. (A per-test `set_default` subscriber lost events when tests
+/// ran in parallel: tracing caches each call site's interest globally, and
+/// a site first hit on a thread without a subscriber could stay disabled.)
 #[derive(Clone, Default)]
 pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<LogCapture>> = const { std::cell::RefCell::new(None) };
+}
 
 impl std::io::Write for LogCapture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -487,17 +496,48 @@ impl std::io::Write for LogCapture {
     }
 }
 
+/// Writes an event to this thread's capture, if any.
+struct ThreadWriter;
+
+impl std::io::Write for ThreadWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+            Some(capture) => capture.write(buf),
+            None => Ok(buf.len()),
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Stops this thread's capture when dropped.
+pub struct CaptureGuard;
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.borrow_mut().take());
+    }
+}
+
 impl LogCapture {
     /// Capture this thread's events (level info and up) until the guard drops.
-    pub fn install() -> (LogCapture, tracing::subscriber::DefaultGuard) {
+    pub fn install() -> (LogCapture, CaptureGuard) {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(|| ThreadWriter)
+                .finish();
+            // Another global subscriber would be a bug in this test binary.
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the aggregator's tests");
+        });
         let capture = LogCapture::default();
-        let writer = capture.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish();
-        (capture, tracing::subscriber::set_default(subscriber))
+        CAPTURE.with(|c| *c.borrow_mut() = Some(capture.clone()));
+        (capture, CaptureGuard)
     }
 
     /// Everything captured so far.
