@@ -48,11 +48,14 @@
 //! - `parse`: the hot loop ([`Parsed`], [`ParseError`]).
 //! - `time`: `%t` / `%{..}t` compiled and parsed by hand ([`LogTime`]).
 //! - `json`: the `tailrace parse` JSON object.
+//! - `fuzzing` (hidden): the fuzz targets' bodies, shared with their regression test.
 
 #![warn(missing_docs)]
 
 mod compile;
 mod directive;
+#[doc(hidden)]
+pub mod fuzzing;
 mod json;
 mod parse;
 mod time;
