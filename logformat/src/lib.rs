@@ -60,7 +60,7 @@ mod json;
 mod parse;
 mod time;
 
-pub use compile::{CompileError, LogFormat, COMBINED, COMMON, VHOST_COMBINED};
+pub use compile::{CompileError, LogFormat, COMBINED, COMMON, MAX_FIELDS, VHOST_COMBINED};
 pub use json::{split_request, RequestLine};
 pub use parse::{Expected, ParseError, Parsed};
 pub use time::LogTime;
