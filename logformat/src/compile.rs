@@ -13,6 +13,12 @@ pub const COMBINED: &str = r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agen
 /// The `vhost_combined` preset.
 pub const VHOST_COMBINED: &str = r#"%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i""#;
 
+/// Most fields (directives other than `%%`) a LogFormat may have. Real formats have a few
+/// dozen. The cap bounds what a hostile or broken format costs: the parser recurses once per
+/// field whose end may move, so the stack it needs grows with the field count, and compiling
+/// grows faster than linearly with it.
+pub const MAX_FIELDS: usize = 128;
+
 /// Why a LogFormat string did not compile.
 ///
 /// Displays as `column 12: unknown directive %Z (expected one of ...)`.
@@ -147,6 +153,7 @@ impl LogFormat {
         let mut times = Vec::new();
         let mut lit = Vec::new();
         let mut i = 0;
+        let mut fields = 0;
         while i < chars.len() {
             match chars[i] {
                 '%' => {
@@ -159,6 +166,16 @@ impl LogFormat {
                     match d {
                         directive::Parsed::Percent => lit.push(b'%'),
                         directive::Parsed::Field(k) => {
+                            if fields == MAX_FIELDS {
+                                return Err(CompileError {
+                                    column: i,
+                                    directive: chars[i..i + used].iter().collect(),
+                                    message: format!(
+                                        "too many directives: at most {MAX_FIELDS} fields per LogFormat"
+                                    ),
+                                });
+                            }
+                            fields += 1;
                             if !lit.is_empty() {
                                 toks.push(Tok::Lit(std::mem::take(&mut lit)));
                             }

@@ -48,16 +48,19 @@
 //! - `parse`: the hot loop ([`Parsed`], [`ParseError`]).
 //! - `time`: `%t` / `%{..}t` compiled and parsed by hand ([`LogTime`]).
 //! - `json`: the `tailrace parse` JSON object.
+//! - `fuzzing` (hidden): the fuzz targets' bodies, shared with their regression test.
 
 #![warn(missing_docs)]
 
 mod compile;
 mod directive;
+#[doc(hidden)]
+pub mod fuzzing;
 mod json;
 mod parse;
 mod time;
 
-pub use compile::{CompileError, LogFormat, COMBINED, COMMON, VHOST_COMBINED};
+pub use compile::{CompileError, LogFormat, COMBINED, COMMON, MAX_FIELDS, VHOST_COMBINED};
 pub use json::{split_request, RequestLine};
 pub use parse::{Expected, ParseError, Parsed};
 pub use time::LogTime;

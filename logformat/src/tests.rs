@@ -484,3 +484,48 @@ fn request_split() {
     assert_eq!(r.protocol, None);
     assert_eq!(split_request(b"\\x16").method, None);
 }
+
+/// Found while writing the fuzz target (`fuzz/regressions/logformat_compile/`): a format of thousands of
+/// directives took minutes to compile (JSON names de-duplicated in cubic time) and parsing
+/// recursed once per field. The field cap bounds both.
+#[test]
+fn field_cap() {
+    use crate::MAX_FIELDS;
+    let at_cap = "%h".repeat(MAX_FIELDS);
+    assert_eq!(
+        LogFormat::compile(&at_cap)
+            .expect("at the cap")
+            .field_count(),
+        MAX_FIELDS
+    );
+    let over = format!("{at_cap} %%%u");
+    let e = LogFormat::compile(&over).unwrap_err();
+    assert_eq!(e.column, 2 * MAX_FIELDS + 3);
+    assert_eq!(e.directive, "%u");
+    assert!(e.message.contains("too many directives"), "{e}");
+    assert!(LogFormat::compile(&"%h".repeat(100_000)).is_err());
+}
+
+/// The deepest recursion the cap allows (every field's end may move) fits in a small
+/// thread stack, matching line or not.
+#[test]
+fn field_cap_parses_on_a_small_stack() {
+    use crate::MAX_FIELDS;
+    let delimited = "%h ".repeat(MAX_FIELDS);
+    let open = format!("{}x", "%h%u".repeat(MAX_FIELDS / 2));
+    let handle = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let mut p = Parsed::new();
+            let f = LogFormat::compile(&delimited).expect("compile");
+            let line = "a ".repeat(MAX_FIELDS);
+            f.parse(line.as_bytes(), &mut p).expect("matching line");
+            let short = "a ".repeat(MAX_FIELDS - 1);
+            assert!(f.parse(short.as_bytes(), &mut p).is_err());
+            let f = LogFormat::compile(&open).expect("compile");
+            f.parse(b"abcx", &mut p).expect("matching line");
+            assert!(f.parse(&b"ab".repeat(5000), &mut p).is_err());
+        })
+        .expect("spawn");
+    handle.join().expect("no stack overflow");
+}

@@ -23,6 +23,7 @@
 //! - [`Partial`]: one partial aggregate; [`Partial::encode_split`] / [`Partial::decode`] are the
 //!   versioned wire format (`\0TRP`, version byte, protobuf), documented in `docs/wire-format.md`.
 //! - [`classify`], [`raw`], [`kpl`]: the other record kinds.
+//! - `fuzzing` (hidden): the fuzz targets' bodies, shared with their regression test.
 //!
 //! Pure: no I/O, no AWS types.
 //!
@@ -58,6 +59,8 @@
 
 mod classify;
 mod client;
+#[doc(hidden)]
+pub mod fuzzing;
 mod histogram;
 pub mod kpl;
 mod partial;
