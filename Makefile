@@ -2,7 +2,10 @@
 #   make demo   run the whole pipeline locally and print the per-application table
 #   make test   run every test (what CI runs)
 
-.PHONY: demo test lint build bench packaging
+.PHONY: demo test lint build bench packaging fuzz soak
+
+# Seconds per fuzz target in `make test`; `make fuzz FUZZ_SECONDS=1800` hunts longer.
+FUZZ_SECONDS ?= 20
 
 demo:
 	./scripts/demo.sh
@@ -12,6 +15,7 @@ demo:
 test: lint packaging
 	cargo build --workspace --bins
 	cargo test --workspace --no-fail-fast
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 lint:
 	cargo fmt --all -- --check
@@ -22,6 +26,15 @@ build:
 
 bench:
 	./bench/run.sh
+
+# cargo-fuzz on every parser of hostile input; finds go to fuzz/regressions/.
+fuzz:
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# 30 minutes at 20k lines/s into rotating files with periodic Kinesis faults
+# (docs/RELIABILITY.md); scripts/soak.sh [minutes] [lines/s] for other runs.
+soak:
+	./scripts/soak.sh
 
 # .deb/.rpm (x86_64, and aarch64 when its toolchain is installed), lintian,
 # rpm queries, systemd-analyze, install/upgrade/purge test, cfn-lint, packer.

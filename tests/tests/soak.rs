@@ -1,0 +1,257 @@
+//! The soak: a sustained stream of access-log lines into a file rotated
+//! every 30 s (rename+create and copytruncate in turn, old files deleted),
+//! the agent in aggregate mode shipping through a fault proxy that injects
+//! Kinesis throttling, 5xx, stalls and resets in every other minute.
+//! It reports lines in vs requests counted on the stream, duplicates, the
+//! agent's RSS over time and its CPU per 10k lines/s, and fails on any loss,
+//! any duplicate or growing memory.
+//!
+//! Ignored by `cargo test`: run it with `scripts/soak.sh [minutes] [lines/s]`
+//! (defaults 30 min at 20 000 lines/s), which builds release binaries.
+//! `SOAK_SECS` and `SOAK_RATE` set the same from the environment.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use tailrace_tests::fault_proxy::{FaultProxy, Faults};
+use tailrace_tests::loggen::{self, Request};
+use tailrace_tests::{bin, create_stream, read_stream, AgentDir, Moto};
+use tailrace_wire::Partial;
+
+fn env_or(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name}={v} is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The agent's resident set size in KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS in /proc/<pid>/status")
+}
+
+/// Rotate `log`: rename+create (`copytruncate == false`) or copy and
+/// truncate in place; keep four old files.
+fn rotate(log: &Path, n: u64, copytruncate: bool) -> Result<()> {
+    let old = |i: u64| log.with_extension(format!("log.{i}"));
+    let _ = fs::remove_file(old(n.saturating_sub(4)));
+    if copytruncate {
+        fs::copy(log, old(n))?;
+        OpenOptions::new().write(true).open(log)?.set_len(0)?;
+    } else {
+        fs::rename(log, old(n))?;
+        fs::File::create(log)?;
+    }
+    Ok(())
+}
+
+struct Sample {
+    at_secs: u64,
+    rss_kib: u64,
+    cpu_ticks: u64,
+    lines: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a long soak: run scripts/soak.sh"]
+async fn soak() -> Result<()> {
+    let secs = env_or("SOAK_SECS", 30 * 60)?;
+    let rate = env_or("SOAK_RATE", 20_000)?;
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, "soak", 2).await?;
+    let proxy = FaultProxy::start(&moto.endpoint(), Faults::none())?;
+    let a = AgentDir::new(
+        "soak",
+        "soak-host",
+        &proxy.endpoint(),
+        &format!(
+            "    format: '{}'\n    start_at: beginning\n    stream: soak\n    mode: aggregate\n    window: 1m\n    allowed_lateness: 2s\n",
+            loggen::FORMAT
+        ),
+    )?;
+    let mut agent = a.run(&bin("tailrace")?, "soak")?;
+    let pid = agent.0.id();
+
+    let started = Instant::now();
+    let mut file = OpenOptions::new().create(true).append(true).open(&a.log)?;
+    let mut written: u64 = 0;
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut next_sample = Duration::ZERO;
+    let mut rotations = 0u64;
+    let mut faulty = false;
+    let tick = Duration::from_millis(50);
+    let per_tick = (rate / 20).max(1);
+    let mut buf = String::new();
+    while started.elapsed() < Duration::from_secs(secs) {
+        let t = started.elapsed();
+        // Faults in every other minute: each window's records (sent once
+        // a minute) meet them in turn.
+        let want_faults = (t.as_secs() / 60).is_multiple_of(2);
+        if want_faults != faulty {
+            faulty = want_faults;
+            proxy.set_faults(if faulty {
+                Faults {
+                    p_record: 0.5,
+                    p_5xx: 0.2,
+                    p_stall: 0.05,
+                    stall_for: Duration::from_secs(3),
+                    p_drop: 0.05,
+                    seed: t.as_secs(),
+                }
+            } else {
+                Faults::none()
+            });
+        }
+        if t.as_secs() / 30 > rotations {
+            rotations += 1;
+            drop(file);
+            rotate(&a.log, rotations, rotations.is_multiple_of(2))?;
+            file = OpenOptions::new().create(true).append(true).open(&a.log)?;
+        }
+        if t >= next_sample {
+            next_sample += Duration::from_secs(10);
+            let s = Sample {
+                at_secs: t.as_secs(),
+                rss_kib: rss_kib(pid)?,
+                cpu_ticks: tailrace_tests::cpu_ticks(pid)?,
+                lines: written,
+            };
+            println!(
+                "t={:>5}s rss={:>6} KiB cpu={:>7.2}s lines={}",
+                s.at_secs,
+                s.rss_kib,
+                s.cpu_ticks as f64 / 100.0,
+                s.lines
+            );
+            samples.push(s);
+        }
+        // Each tick's share of the rate, at the current time.
+        buf.clear();
+        let now = loggen::now();
+        for i in 0..per_tick {
+            let n = written + i;
+            buf.push_str(
+                &Request {
+                    // A fleet's worth of source hosts.
+                    client: format!("10.{}.{}.{}", n % 2, (n / 2) % 4, n % 250),
+                    time: now,
+                    path: format!("/soak/{n}"),
+                    status: if n.is_multiple_of(50) { 503 } else { 200 },
+                    bytes: 100 + n % 900,
+                    micros: 500 + n % 10_000,
+                }
+                .line(),
+            );
+        }
+        file.write_all(buf.as_bytes())?;
+        written += per_tick;
+        let behind = started.elapsed().saturating_sub(t);
+        tokio::time::sleep(tick.saturating_sub(behind)).await;
+        ensure!(
+            agent.0.try_wait()?.is_none(),
+            "the agent exited during the soak"
+        );
+    }
+    drop(file);
+    let wrote_for = started.elapsed();
+    proxy.set_faults(Faults::none());
+    let cpu_before_drain = tailrace_tests::cpu_ticks(pid)?;
+    // Let the last windows close, then stop: stopping flushes what is open.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    agent.signal("TERM")?;
+    ensure!(
+        agent.wait_timeout(Duration::from_secs(60))?.success(),
+        "the agent did not stop cleanly"
+    );
+
+    let mut ids = HashSet::new();
+    let (mut counted, mut duplicates, mut rejected, mut records) = (0u64, 0u64, 0u64, 0u64);
+    let mut per_window: HashMap<i64, u64> = HashMap::new();
+    for r in read_stream(&kinesis, "soak").await? {
+        records += 1;
+        let p = Partial::decode(&r.data).context("decoding a partial")?;
+        if !ids.insert((
+            p.host_id.clone(),
+            p.flow.clone(),
+            p.sequence,
+            r.data.clone(),
+        )) {
+            duplicates += 1;
+            continue;
+        }
+        counted += p.total().requests;
+        rejected += p.rejected_lines;
+        *per_window.entry(p.window_start).or_default() += p.total().requests;
+    }
+    let faults = proxy.counts();
+
+    let cpu_secs = cpu_before_drain as f64 / 100.0;
+    let per_10k = cpu_secs / wrote_for.as_secs_f64() / (rate as f64 / 10_000.0);
+    let third = samples.len() / 3;
+    let max_rss = |s: &[Sample]| s.iter().map(|x| x.rss_kib).max().unwrap_or(0);
+    let (early, late) = (
+        max_rss(&samples[..third.max(1).min(samples.len())]),
+        max_rss(&samples[samples.len() - third..]),
+    );
+    let mut report = String::new();
+    writeln!(report, "# Soak report\n")?;
+    writeln!(report, "- duration: {:.0} s writing at {rate} lines/s, rotation every 30 s ({rotations} rotations)", wrote_for.as_secs_f64())?;
+    writeln!(report, "- lines written: {written}; requests counted on the stream: {counted}; lost: {}; rejected: {rejected}", written as i64 - counted as i64)?;
+    writeln!(
+        report,
+        "- records on the stream: {records}; exact duplicates: {duplicates}; windows: {}",
+        per_window.len()
+    )?;
+    writeln!(report, "- faults injected: {faults:?}")?;
+    writeln!(
+        report,
+        "- agent CPU: {cpu_secs:.1} s = {per_10k:.3} CPU-s per s per 10k lines/s"
+    )?;
+    writeln!(
+        report,
+        "- agent RSS: max {early} KiB in the first third, {late} KiB in the last third\n"
+    )?;
+    writeln!(
+        report,
+        "| t (s) | RSS (KiB) | CPU (s) | lines written |\n|---|---|---|---|"
+    )?;
+    for s in &samples {
+        writeln!(
+            report,
+            "| {} | {} | {:.2} | {} |",
+            s.at_secs,
+            s.rss_kib,
+            s.cpu_ticks as f64 / 100.0,
+            s.lines
+        )?;
+    }
+    let out = a.dir.join("soak-report.md");
+    fs::write(&out, &report)?;
+    println!("{report}\nreport: {}", out.display());
+
+    ensure!(
+        counted == written,
+        "lost {} lines",
+        written as i64 - counted as i64
+    );
+    ensure!(rejected == 0, "{rejected} lines rejected");
+    ensure!(
+        late <= early + early / 4 + 4096,
+        "RSS grew: {early} KiB early, {late} KiB late"
+    );
+    Ok(())
+}
