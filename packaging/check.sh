@@ -166,7 +166,9 @@ for deb in "${DEBS[@]}"; do
   deb_files "$deb" | tee "$WORK/deb.files"
   for f in /usr/bin/tailrace /etc/tailrace/tailrace.yaml /usr/lib/systemd/system/tailrace.service \
     /usr/lib/sysusers.d/tailrace.conf /usr/lib/tmpfiles.d/tailrace.conf /usr/share/man/man1/tailrace.1.gz \
-    /usr/share/doc/tailrace/changelog.Debian.gz /usr/share/doc/tailrace/copyright; do
+    /usr/share/doc/tailrace/changelog.Debian.gz /usr/share/doc/tailrace/copyright \
+    /usr/share/bash-completion/completions/tailrace /usr/share/zsh/vendor-completions/_tailrace \
+    /usr/share/fish/vendor_completions.d/tailrace.fish; do
     grep -qx "$f" "$WORK/deb.files" || fail "$deb lacks $f"
   done
   dpkg-deb -f "$deb" Depends
@@ -180,7 +182,9 @@ for rpm in "${RPMS[@]}"; do
   rpm -qpl "$rpm" | tee "$WORK/rpm.files"
   for f in /usr/bin/tailrace "$CONFIG" /usr/lib/systemd/system/tailrace.service \
     /usr/lib/systemd/system/tailrace.service.d/10-httpd-logs.conf /usr/lib/sysusers.d/tailrace.conf \
-    /usr/lib/tmpfiles.d/tailrace.conf /usr/share/man/man1/tailrace.1; do
+    /usr/lib/tmpfiles.d/tailrace.conf /usr/share/man/man1/tailrace.1 \
+    /usr/share/bash-completion/completions/tailrace /usr/share/zsh/site-functions/_tailrace \
+    /usr/share/fish/vendor_completions.d/tailrace.fish; do
     grep -qx "$f" "$WORK/rpm.files" || fail "$rpm lacks $f"
   done
   [ "$(rpm -qp --configfiles "$rpm")" = "$CONFIG" ] || fail "$rpm: config files must be exactly $CONFIG"
