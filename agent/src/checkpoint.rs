@@ -285,14 +285,7 @@ mod tests {
         let store = Store::open(&dir)?;
         assert!(matches!(Store::open(&dir), Err(StoreError::Locked { .. })));
         assert_eq!(store.load()?, State::default());
-        let mut state = State::default();
-        state.files.push(FileCheckpoint {
-            flow: "web".into(),
-            key: FileKey { dev: 3, ino: 4 },
-            fingerprint: Fingerprint { len: 10, hash: 99 },
-            path: "/var/log/a".into(),
-            offset: 1234,
-        });
+        let mut state = state_with_offset(1234);
         state
             .flows
             .insert("web".into(), FlowState { next_sequence: 7 });
