@@ -4,7 +4,8 @@
 //! file offsets only after Kinesis acknowledged what came before them.
 //!
 //! The data path, one module per step (see `docs/ARCHITECTURE.md`):
-//! [`tailer`] (which files, through rotation) → [`watcher`] (lines out of one
+//! [`tailer`] (which files, through rotation; [`compressed`] for gzip
+//! rotations holding unsent lines) → [`watcher`] (lines out of one
 //! file) → [`packer`] (raw) or [`aggregate`] (windows) → [`record`] (bounded
 //! queue) → [`shipper`] (PutRecords, retries) → [`ledger`] (what is
 //! acknowledged) → [`checkpoint`] (what is durable). [`runtime`] wires them.
@@ -16,6 +17,7 @@
 pub mod aggregate;
 pub mod checkpoint;
 pub mod cli;
+pub mod compressed;
 pub mod config;
 pub mod config_tree;
 pub mod endpoint;

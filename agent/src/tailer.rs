@@ -14,7 +14,8 @@
 //!   renamed log until it is signalled;
 //! - a truncated file starts over at 0 as a new source;
 //! - files rotated while the agent was down are found next to their last
-//!   known path and drained from their checkpoint.
+//!   known path and drained from their checkpoint, or, compressed by a
+//!   second rotation, in a `.gz` next to it ([`crate::compressed`]).
 //!
 //! The tailer runs on its own thread; the sink it feeds may block, which is
 //! how a slow Kinesis slows reading down (the file is the buffer).
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use notify::Watcher as _;
 
 use crate::checkpoint::FileCheckpoint;
+use crate::compressed::{self, GzInput};
 use crate::config::StartAt;
 use crate::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
 use crate::ledger::{Ledger, SourceId};
@@ -125,6 +127,10 @@ pub struct Tailer {
     watchers: Vec<FileWatcher>,
     /// Checkpoints of this flow not yet claimed by an open file.
     checkpoints: HashMap<FileKey, FileCheckpoint>,
+    /// Checkpoints whose inode now holds other bytes (truncated or reused
+    /// while the agent was down): their unsent end may live on in a
+    /// compressed rotation.
+    displaced: Vec<FileCheckpoint>,
     first_scan: bool,
     /// Paths we could not open, so each is reported once until it recovers.
     unreadable: HashSet<PathBuf>,
@@ -181,6 +187,7 @@ impl Tailer {
             exclude,
             watchers: Vec::new(),
             checkpoints: checkpoints.into_iter().map(|c| (c.key, c)).collect(),
+            displaced: Vec::new(),
             first_scan: true,
             unreadable: HashSet::new(),
             pending: Vec::new(),
@@ -419,8 +426,10 @@ impl Tailer {
         let mut copy_of = None;
         let start = if let Some(ck) = self.checkpoints.remove(&key) {
             if !ck.fingerprint.matches(&file)? {
+                self.displaced.push(ck);
                 Start::At(0, "inode reused by a new file")
             } else if ck.offset > size {
+                self.displaced.push(ck);
                 Start::At(
                     0,
                     "shorter than its checkpoint: truncated while the agent was down",
@@ -501,7 +510,7 @@ impl Tailer {
             return Ok((Start::WaitEmpty, None));
         }
         let mut short = false;
-        for w in &self.watchers {
+        for w in self.watchers.iter().filter(|w| !w.is_compressed()) {
             let truncated_now = w.size()? < w.offset();
             let current = (w.fingerprint, w.offset(), truncated_now, w.source);
             let previous = w
@@ -537,41 +546,140 @@ impl Tailer {
 
     /// Files checkpointed before a restart that no glob found: look for them
     /// next to their last path (rotated to a name the glob does not match)
-    /// and drain them from the checkpoint.
+    /// and drain them from the checkpoint; failing that, and for files whose
+    /// inode now holds other bytes, look for a gzip rotation of them.
     fn recover_rotated_while_down(&mut self) {
         let leftovers: Vec<FileCheckpoint> = self.checkpoints.drain().map(|(_, c)| c).collect();
         for ck in leftovers {
-            let Some(dir) = ck.path.parent() else {
-                continue;
-            };
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            for entry in entries.filter_map(Result::ok) {
-                let Ok(meta) = entry.metadata() else { continue };
-                if meta.dev() != ck.key.dev || meta.ino() != ck.key.ino {
-                    continue;
-                }
-                let path = entry.path();
-                let Ok(file) = File::open(&path) else {
-                    continue;
-                };
-                if !ck.fingerprint.matches(&file).unwrap_or(false) || meta.len() < ck.offset {
-                    continue;
-                }
-                tracing::info!(flow = %self.settings.flow, path = %path.display(), offset = ck.offset, "draining file rotated while the agent was down");
-                let source = self.ledger.open(
-                    &self.settings.flow,
-                    ck.key,
-                    ck.fingerprint,
-                    path.clone(),
-                    ck.offset,
+            if !self.recover_renamed(&ck) {
+                self.recover_compressed(
+                    &ck,
+                    "is gone (deleted, or moved out of its directory, while the agent was down)",
                 );
-                let mut w = FileWatcher::new(source, ck.key, path, file, ck.fingerprint, ck.offset);
-                w.orphaned = true;
-                self.watchers.push(w);
-                break;
             }
+        }
+        for ck in std::mem::take(&mut self.displaced) {
+            self.recover_compressed(
+                &ck,
+                "was truncated or replaced while the agent was down, and no copy of it was found",
+            );
+        }
+    }
+
+    /// Find `ck`'s file by inode next to its last path; true if found.
+    fn recover_renamed(&mut self, ck: &FileCheckpoint) -> bool {
+        let Some(dir) = ck.path.parent() else {
+            return false;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.dev() != ck.key.dev || meta.ino() != ck.key.ino {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            if !ck.fingerprint.matches(&file).unwrap_or(false) || meta.len() < ck.offset {
+                continue;
+            }
+            tracing::info!(flow = %self.settings.flow, path = %path.display(), offset = ck.offset, "draining file rotated while the agent was down");
+            let source = self.ledger.open(
+                &self.settings.flow,
+                ck.key,
+                ck.fingerprint,
+                path.clone(),
+                ck.offset,
+            );
+            let mut w = FileWatcher::new(source, ck.key, path, file, ck.fingerprint, ck.offset);
+            w.orphaned = true;
+            self.watchers.push(w);
+            return true;
+        }
+        false
+    }
+
+    /// Read the unsent end of `ck`'s file from a gzip rotation of it next to
+    /// its last path: a `.gz` whose decompressed start has the checkpoint's
+    /// fingerprint and that is longer than the checkpoint's offset. Skipped
+    /// while a plain file with the same start is being read (the rotation
+    /// was not compressed yet, or gzip is still writing the `.gz`).
+    /// Several matches (identical first lines) are all read: a duplicate
+    /// rather than a loss.
+    /// `lost` says what became of the file, for the warning when no copy is
+    /// found.
+    fn recover_compressed(&mut self, ck: &FileCheckpoint, lost: &str) {
+        let flow = self.settings.flow.clone();
+        if ck.fingerprint.len == 0 {
+            return;
+        }
+        if self
+            .watchers
+            .iter()
+            .any(|w| !w.is_compressed() && w.fingerprint == ck.fingerprint)
+        {
+            return;
+        }
+        let Some(dir) = ck.path.parent() else {
+            return;
+        };
+        let mut candidates: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| compressed::is_gzip_name(p) && p.is_file())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        candidates.sort();
+        let mut found = false;
+        for path in candidates {
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            if !compressed::starts_like(&file, ck.fingerprint) {
+                continue;
+            }
+            found = true;
+            let opened = compressed::decompressed_len(&file).and_then(|len| {
+                if len <= ck.offset {
+                    return Ok(None);
+                }
+                let key = FileKey::of(&file)?;
+                Ok(Some((
+                    len,
+                    key,
+                    GzInput::open_at(File::open(&path)?, ck.offset)?,
+                )))
+            });
+            match opened {
+                Ok(None) => {
+                    tracing::info!(flow = %flow, path = %path.display(), was = %ck.path.display(), offset = ck.offset, "file rotated and compressed while the agent was down; nothing in it was unsent")
+                }
+                Ok(Some((len, key, gz))) => {
+                    tracing::info!(flow = %flow, path = %path.display(), was = %ck.path.display(), offset = ck.offset, unsent = len - ck.offset, "file rotated and compressed while the agent was down; reading its unsent end from the compressed copy");
+                    let source =
+                        self.ledger
+                            .open(&flow, key, ck.fingerprint, path.clone(), ck.offset);
+                    self.watchers.push(FileWatcher::compressed(
+                        source,
+                        key,
+                        path,
+                        file,
+                        ck.fingerprint,
+                        gz,
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(flow = %flow, path = %path.display(), was = %ck.path.display(), offset = ck.offset, error = %e, "a compressed rotation holds this file's unsent lines but cannot be read; they are not shipped")
+                }
+            }
+        }
+        if !found {
+            tracing::warn!(flow = %flow, path = %ck.path.display(), offset = ck.offset, "a checkpointed file {lost}; lines written to it after this offset, if any, were not shipped");
         }
     }
 }

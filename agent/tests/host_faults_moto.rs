@@ -1,6 +1,7 @@
 //! Faults of the host, not of Kinesis: files deleted before they were read,
 //! truncated in place, directories that appear later, a file the agent may
-//! not read, a state directory that is full or read-only, a torn checkpoint,
+//! not read, rotations compressed while the agent was down, a state
+//! directory that is full or read-only, a torn checkpoint,
 //! and the system clock stepping forward and back during aggregation. Each
 //! runs the real agent binary against moto_server on 127.0.0.1 and compares
 //! what reached the stream with what was written: nothing lost, nothing
@@ -316,6 +317,128 @@ async fn a_file_created_while_the_agent_was_down_is_read_whole() -> Result<()> {
 }
 
 /// The glob names a directory that does not exist when the agent starts.
+/// `gzip -c src > dst`, then remove `src`: what logrotate's `compress` does.
+fn compress(src: &Path, dst: &Path) -> Result<()> {
+    let out = fs::File::create(dst)?;
+    let status = Command::new("gzip")
+        .arg("-c")
+        .arg(src)
+        .stdout(out)
+        .status()
+        .context("running gzip")?;
+    ensure!(status.success(), "gzip {} failed", src.display());
+    fs::remove_file(src)?;
+    Ok(())
+}
+
+/// The agent is stopped with lines it has not sent; two rename rotations
+/// (logrotate `create` + `compress` + `delaycompress`) pass before it starts
+/// again, so those lines exist only in `access.log.2.gz`. It finds that file
+/// by its decompressed first bytes and sends them, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_lines_compressed_by_rename_rotations_while_down_are_sent() -> Result<()> {
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, "gzrename", 1).await?;
+    let s = Setup::new(
+        "gzrename",
+        &moto.endpoint(),
+        "gzrename",
+        "access.log*",
+        "    mode: raw\n",
+    )?;
+    let log = s.logs.join("access.log");
+    let first = requests("first", 100, loggen::now());
+    append(&log, &text(&first))?;
+    let agent = s.run("1")?;
+    expect_lines(&kinesis, "gzrename", &first, true).await?;
+    stop(agent)?;
+    let unsent = requests("unsent", 50, loggen::now());
+    append(&log, &text(&unsent))?;
+    // Rotation 1: access.log → access.log.1, a new access.log.
+    fs::rename(&log, s.logs.join("access.log.1"))?;
+    let mid = requests("mid", 30, loggen::now());
+    append(&log, &text(&mid))?;
+    // Rotation 2: access.log.1 → access.log.2.gz, access.log → access.log.1.
+    compress(
+        &s.logs.join("access.log.1"),
+        &s.logs.join("access.log.2.gz"),
+    )?;
+    fs::rename(&log, s.logs.join("access.log.1"))?;
+    let last = requests("last", 20, loggen::now());
+    append(&log, &text(&last))?;
+
+    let mut agent = s.run("2")?;
+    let all: Vec<Request> = [first, unsent, mid, last].concat();
+    expect_lines(&kinesis, "gzrename", &all, true)
+        .await
+        .with_context(|| s.agent_log("2"))?;
+    still_running(&mut agent, &s, "2")?;
+    let log2 = s.agent_log("2");
+    ensure!(
+        log2.contains("reading its unsent end from the compressed copy"),
+        "the agent did not say it read the .gz:\n{log2}"
+    );
+    stop(agent)
+}
+
+/// The same with `copytruncate`: the original keeps its inode but now holds
+/// other bytes, the copy with the unsent lines is compressed by the second
+/// rotation. The `.gz` is read from the checkpoint's offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_lines_compressed_by_copytruncate_rotations_while_down_are_sent() -> Result<()> {
+    let moto = Moto::start()?;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    create_stream(&kinesis, "gzcopy", 1).await?;
+    let s = Setup::new(
+        "gzcopy",
+        &moto.endpoint(),
+        "gzcopy",
+        "access.log*",
+        "    mode: raw\n",
+    )?;
+    let log = s.logs.join("access.log");
+    let copytruncate = |to: &str| -> Result<()> {
+        fs::copy(&log, s.logs.join(to))?;
+        OpenOptions::new().write(true).open(&log)?.set_len(0)?;
+        Ok(())
+    };
+    let first = requests("first", 100, loggen::now());
+    append(&log, &text(&first))?;
+    let agent = s.run("1")?;
+    expect_lines(&kinesis, "gzcopy", &first, true).await?;
+    stop(agent)?;
+    let unsent = requests("unsent", 50, loggen::now());
+    append(&log, &text(&unsent))?;
+    copytruncate("access.log.1")?;
+    let mid = requests("mid", 30, loggen::now());
+    append(&log, &text(&mid))?;
+    compress(
+        &s.logs.join("access.log.1"),
+        &s.logs.join("access.log.2.gz"),
+    )?;
+    copytruncate("access.log.1")?;
+    let last = requests("last", 20, loggen::now());
+    append(&log, &text(&last))?;
+
+    let mut agent = s.run("2")?;
+    let all: Vec<Request> = [first, unsent, mid, last].concat();
+    expect_lines(&kinesis, "gzcopy", &all, true)
+        .await
+        .with_context(|| s.agent_log("2"))?;
+    still_running(&mut agent, &s, "2")?;
+    stop(agent)?;
+    // Once drained and acknowledged, the .gz leaves the checkpoint; a third
+    // start sends nothing again.
+    let agent = s.run("3")?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop(agent)?;
+    let all_again = lines_on(&kinesis, "gzcopy").await?;
+    let dups: usize = all_again.values().map(|n| n - 1).sum();
+    ensure!(dups == 0, "{dups} lines sent again by the third start");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_created_later_is_picked_up() -> Result<()> {
     let moto = Moto::start()?;
