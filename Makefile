@@ -2,7 +2,7 @@
 #   make demo   run the whole pipeline locally and print the per-application table
 #   make test   run every test (what CI runs)
 
-.PHONY: demo test lint build bench packaging fuzz soak
+.PHONY: demo test lint build bench packaging fuzz soak outage
 
 # Seconds per fuzz target in `make test`; `make fuzz FUZZ_SECONDS=1800` hunts longer.
 FUZZ_SECONDS ?= 20
@@ -35,6 +35,11 @@ fuzz:
 # (docs/RELIABILITY.md); scripts/soak.sh [minutes] [lines/s] for other runs.
 soak:
 	./scripts/soak.sh
+
+# Kinesis unreachable for 5 minutes at 5k lines/s (raw mode): memory, backlog,
+# drain rate, every line once (docs/RELIABILITY.md).
+outage:
+	./scripts/outage.sh
 
 # .deb/.rpm (x86_64, and aarch64 when its toolchain is installed), lintian,
 # rpm queries, systemd-analyze, install/upgrade/purge test, cfn-lint, packer.

@@ -331,112 +331,94 @@ fn compress(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The agent is stopped with lines it has not sent; two rename rotations
-/// (logrotate `create` + `compress` + `delaycompress`) pass before it starts
-/// again, so those lines exist only in `access.log.2.gz`. It finds that file
-/// by its decompressed first bytes and sends them, once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsent_lines_compressed_by_rename_rotations_while_down_are_sent() -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, "gzrename", 1).await?;
-    let s = Setup::new(
-        "gzrename",
-        &moto.endpoint(),
-        "gzrename",
-        "access.log*",
-        "    mode: raw\n",
-    )?;
-    let log = s.logs.join("access.log");
-    let first = requests("first", 100, loggen::now());
-    append(&log, &text(&first))?;
-    let agent = s.run("1")?;
-    expect_lines(&kinesis, "gzrename", &first, true).await?;
-    stop(agent)?;
-    let unsent = requests("unsent", 50, loggen::now());
-    append(&log, &text(&unsent))?;
-    // Rotation 1: access.log → access.log.1, a new access.log.
-    fs::rename(&log, s.logs.join("access.log.1"))?;
-    let mid = requests("mid", 30, loggen::now());
-    append(&log, &text(&mid))?;
-    // Rotation 2: access.log.1 → access.log.2.gz, access.log → access.log.1.
-    compress(
-        &s.logs.join("access.log.1"),
-        &s.logs.join("access.log.2.gz"),
-    )?;
-    fs::rename(&log, s.logs.join("access.log.1"))?;
-    let last = requests("last", 20, loggen::now());
-    append(&log, &text(&last))?;
-
-    let mut agent = s.run("2")?;
-    let all: Vec<Request> = [first, unsent, mid, last].concat();
-    expect_lines(&kinesis, "gzrename", &all, true)
-        .await
-        .with_context(|| s.agent_log("2"))?;
-    still_running(&mut agent, &s, "2")?;
-    let log2 = s.agent_log("2");
-    ensure!(
-        log2.contains("reading its unsent end from the compressed copy"),
-        "the agent did not say it read the .gz:\n{log2}"
-    );
-    stop(agent)
+/// How logrotate moves `access.log` to `access.log.1` in these tests.
+#[derive(Clone, Copy)]
+enum Rotate {
+    /// `create`: rename, then a new file.
+    Rename,
+    /// `copytruncate`: copy, then truncate the original in place.
+    CopyTruncate,
 }
 
-/// The same with `copytruncate`: the original keeps its inode but now holds
-/// other bytes, the copy with the unsent lines is compressed by the second
-/// rotation. The `.gz` is read from the checkpoint's offset.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsent_lines_compressed_by_copytruncate_rotations_while_down_are_sent() -> Result<()> {
+impl Rotate {
+    fn apply(self, log: &Path) -> Result<()> {
+        let to = log.with_extension("log.1");
+        match self {
+            Rotate::Rename => fs::rename(log, to)?,
+            Rotate::CopyTruncate => {
+                fs::copy(log, to)?;
+                OpenOptions::new().write(true).open(log)?.set_len(0)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The agent is stopped with 50 lines it has not sent; two rotations
+/// (logrotate's `compress` + `delaycompress`) pass before it starts again,
+/// so those lines exist only in `access.log.2.gz`. It finds that file by
+/// its decompressed first bytes and sends them, once; once that is
+/// acknowledged, a third start sends nothing again.
+async fn unsent_lines_compressed_while_down(name: &str, how: Rotate) -> Result<()> {
     let moto = Moto::start()?;
     let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, "gzcopy", 1).await?;
+    create_stream(&kinesis, name, 1).await?;
     let s = Setup::new(
-        "gzcopy",
+        name,
         &moto.endpoint(),
-        "gzcopy",
+        name,
         "access.log*",
         "    mode: raw\n",
     )?;
     let log = s.logs.join("access.log");
-    let copytruncate = |to: &str| -> Result<()> {
-        fs::copy(&log, s.logs.join(to))?;
-        OpenOptions::new().write(true).open(&log)?.set_len(0)?;
-        Ok(())
-    };
     let first = requests("first", 100, loggen::now());
     append(&log, &text(&first))?;
     let agent = s.run("1")?;
-    expect_lines(&kinesis, "gzcopy", &first, true).await?;
+    expect_lines(&kinesis, name, &first, true).await?;
     stop(agent)?;
     let unsent = requests("unsent", 50, loggen::now());
     append(&log, &text(&unsent))?;
-    copytruncate("access.log.1")?;
+    how.apply(&log)?;
     let mid = requests("mid", 30, loggen::now());
     append(&log, &text(&mid))?;
     compress(
         &s.logs.join("access.log.1"),
         &s.logs.join("access.log.2.gz"),
     )?;
-    copytruncate("access.log.1")?;
+    how.apply(&log)?;
     let last = requests("last", 20, loggen::now());
     append(&log, &text(&last))?;
 
     let mut agent = s.run("2")?;
     let all: Vec<Request> = [first, unsent, mid, last].concat();
-    expect_lines(&kinesis, "gzcopy", &all, true)
+    expect_lines(&kinesis, name, &all, true)
         .await
         .with_context(|| s.agent_log("2"))?;
     still_running(&mut agent, &s, "2")?;
+    let said = s.agent_log("2");
+    ensure!(
+        said.contains("reading its unsent end from the compressed copy"),
+        "the agent did not say it read the .gz:\n{said}"
+    );
     stop(agent)?;
-    // Once drained and acknowledged, the .gz leaves the checkpoint; a third
-    // start sends nothing again.
     let agent = s.run("3")?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop(agent)?;
-    let all_again = lines_on(&kinesis, "gzcopy").await?;
-    let dups: usize = all_again.values().map(|n| n - 1).sum();
+    let again = lines_on(&kinesis, name).await?;
+    let dups: usize = again.values().map(|n| n - 1).sum();
     ensure!(dups == 0, "{dups} lines sent again by the third start");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_lines_compressed_by_rename_rotations_while_down_are_sent() -> Result<()> {
+    unsent_lines_compressed_while_down("gzrename", Rotate::Rename).await
+}
+
+/// With `copytruncate` the original keeps its inode but holds other bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_lines_compressed_by_copytruncate_rotations_while_down_are_sent() -> Result<()> {
+    unsent_lines_compressed_while_down("gzcopy", Rotate::CopyTruncate).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

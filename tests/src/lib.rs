@@ -69,6 +69,11 @@ impl Moto {
         self.port
     }
 
+    /// The server's process id (to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// An SDK config pointed at this server with dummy static credentials.
     pub async fn sdk_config(&self) -> SdkConfig {
         sdk_config_for(&self.endpoint()).await
@@ -239,6 +244,28 @@ pub async fn read_stream(
         }
     }
     Ok(records)
+}
+
+/// A whole number from the environment variable `name`, else `default`
+/// (the long tests' knobs).
+pub fn env_or(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name}={v} is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// A process's resident set size in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS in /proc/<pid>/status")
 }
 
 /// CPU time (user + system) a process has used, in clock ticks (1/100 s).

@@ -20,28 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
 use tailrace_tests::loggen::{self, Request};
-use tailrace_tests::{bin, create_stream, read_stream, AgentDir, Moto};
+use tailrace_tests::{bin, create_stream, env_or, read_stream, rss_kib, AgentDir, Moto};
 use tailrace_wire::Partial;
-
-fn env_or(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{name}={v} is not a number")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// The agent's resident set size in KiB.
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("VmRSS in /proc/<pid>/status")
-}
 
 /// Rotate `log`: rename+create (`copytruncate == false`) or copy and
 /// truncate in place; keep four old files.
@@ -249,6 +229,8 @@ async fn soak() -> Result<()> {
         written as i64 - counted as i64
     );
     ensure!(rejected == 0, "{rejected} lines rejected");
+    // The proxy never forwards a call it fails, so nothing is put twice.
+    ensure!(duplicates == 0, "{duplicates} records on the stream twice");
     ensure!(
         late <= early + early / 4 + 4096,
         "RSS grew: {early} KiB early, {late} KiB late"
