@@ -156,7 +156,7 @@ async fn outage() -> Result<()> {
                 sent: metric(&text, "tailrace_lines_sent_total").unwrap_or(0.0) as u64,
                 backlog_bytes: metric(&text, "tailrace_backlog_bytes").unwrap_or(0.0) as u64,
             };
-            if samples.len() % 5 == 0 {
+            if samples.len().is_multiple_of(5) {
                 println!(
                     "t={:>5.0}s {:?} rss={} KiB written={} sent={} backlog={} B",
                     s.at, s.phase, s.rss_kib, s.written, s.sent, s.backlog_bytes
@@ -230,8 +230,9 @@ async fn outage() -> Result<()> {
 
     let in_phase = |p: Phase| samples.iter().filter(move |s| s.phase == p);
     let max_rss = |p: Phase| in_phase(p).map(|s| s.rss_kib).max().unwrap_or(0);
-    let end_of_outage = in_phase(Phase::Outage)
-        .last()
+    let end_of_outage = samples
+        .iter()
+        .rfind(|s| s.phase == Phase::Outage)
         .context("no sample during the outage")?;
     let first_after = in_phase(Phase::After)
         .find(|s| s.sent > end_of_outage.sent)
