@@ -60,3 +60,26 @@ pub fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// Append lines `first..first + count` of a synthetic fleet to `buf`: 2,000
+/// client addresses in 10.0.0.0/15, path `/{tag}/{n}` (so each line can be
+/// told apart), stamped `time`; with `errors`, every 50th answers 503.
+pub fn fleet_lines(buf: &mut String, tag: &str, first: u64, count: u64, time: i64, errors: bool) {
+    for n in first..first + count {
+        buf.push_str(
+            &Request {
+                client: format!("10.{}.{}.{}", n % 2, (n / 2) % 4, n % 250),
+                time,
+                path: format!("/{tag}/{n}"),
+                status: if errors && n.is_multiple_of(50) {
+                    503
+                } else {
+                    200
+                },
+                bytes: 100 + n % 900,
+                micros: 500 + n % 10_000,
+            }
+            .line(),
+        );
+    }
+}

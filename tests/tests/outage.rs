@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
-use tailrace_tests::loggen::{self, Request};
+use tailrace_tests::loggen;
 use tailrace_tests::{
     bin, cpu_ticks, create_stream, env_or, free_port, read_stream, rss_kib, AgentDir, Moto,
 };
@@ -182,20 +182,7 @@ async fn outage() -> Result<()> {
         if t < write_until {
             buf.clear();
             let now = loggen::now();
-            for i in 0..per_tick {
-                let n = written + i;
-                buf.push_str(
-                    &Request {
-                        client: format!("10.{}.{}.{}", n % 2, (n / 2) % 4, n % 250),
-                        time: now,
-                        path: format!("/outage/{n}"),
-                        status: 200,
-                        bytes: 100 + n % 900,
-                        micros: 500 + n % 10_000,
-                    }
-                    .line(),
-                );
-            }
+            loggen::fleet_lines(&mut buf, "outage", written, per_tick, now, false);
             file.write_all(buf.as_bytes())?;
             written += per_tick;
         }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
-use tailrace_tests::loggen::{self, Request};
+use tailrace_tests::loggen;
 use tailrace_tests::{bin, create_stream, env_or, read_stream, rss_kib, AgentDir, Moto};
 use tailrace_wire::Partial;
 
@@ -122,21 +122,7 @@ async fn soak() -> Result<()> {
         // Each tick's share of the rate, at the current time.
         buf.clear();
         let now = loggen::now();
-        for i in 0..per_tick {
-            let n = written + i;
-            buf.push_str(
-                &Request {
-                    // A fleet's worth of source hosts.
-                    client: format!("10.{}.{}.{}", n % 2, (n / 2) % 4, n % 250),
-                    time: now,
-                    path: format!("/soak/{n}"),
-                    status: if n.is_multiple_of(50) { 503 } else { 200 },
-                    bytes: 100 + n % 900,
-                    micros: 500 + n % 10_000,
-                }
-                .line(),
-            );
-        }
+        loggen::fleet_lines(&mut buf, "soak", written, per_tick, now, true);
         file.write_all(buf.as_bytes())?;
         written += per_tick;
         let behind = started.elapsed().saturating_sub(t);
