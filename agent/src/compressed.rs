@@ -39,15 +39,7 @@ pub fn starts_like(file: &File, fingerprint: Fingerprint) -> bool {
         return false;
     }
     let mut decoder = MultiGzDecoder::new(BufReader::new(file));
-    match read_full(&mut decoder, &mut buf[..len]) {
-        Ok(n) if n == len => {
-            Fingerprint {
-                len: len as u32,
-                hash: xxhash_rust::xxh3::xxh3_64(&buf[..len]),
-            } == fingerprint
-        }
-        _ => false,
-    }
+    decoder.read_exact(&mut buf[..len]).is_ok() && Fingerprint::of_bytes(&buf[..len]) == fingerprint
 }
 
 /// Decompress all of `file` to count its bytes; errors if the stream is
@@ -119,20 +111,6 @@ impl GzInput {
     pub fn is_finished(&self) -> bool {
         self.finished
     }
-}
-
-/// Read until `buf` is full or the stream ends.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 #[cfg(test)]

@@ -62,10 +62,16 @@ impl Fingerprint {
     pub fn prefix(file: &File, len: usize) -> io::Result<Fingerprint> {
         let mut buf = [0u8; FINGERPRINT_BYTES];
         let got = read_prefix(file, &mut buf[..len.min(FINGERPRINT_BYTES)])?;
-        Ok(Fingerprint {
-            len: got as u32,
-            hash: xxhash_rust::xxh3::xxh3_64(&buf[..got]),
-        })
+        Ok(Fingerprint::of_bytes(&buf[..got]))
+    }
+
+    /// The fingerprint of `bytes` (at most [`FINGERPRINT_BYTES`] of them),
+    /// however they were read.
+    pub fn of_bytes(bytes: &[u8]) -> Fingerprint {
+        Fingerprint {
+            len: bytes.len() as u32,
+            hash: xxhash_rust::xxh3::xxh3_64(bytes),
+        }
     }
 
     /// Whether `file` starts with the bytes this fingerprint covers.
