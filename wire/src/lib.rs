@@ -23,6 +23,8 @@
 //! - [`Partial`]: one partial aggregate; [`Partial::encode_split`] / [`Partial::decode`] are the
 //!   versioned wire format (`\0TRP`, version byte, protobuf), documented in `docs/wire-format.md`.
 //! - [`classify`], [`raw`], [`kpl`]: the other record kinds.
+//! - [`dimension`]: the rule CloudWatch applies to dimension values, checked and repaired in one
+//!   place for every name that becomes one.
 //! - `fuzzing` (hidden): the fuzz targets' bodies, shared with their regression test.
 //!
 //! Pure: no I/O, no AWS types.
@@ -59,6 +61,7 @@
 
 mod classify;
 mod client;
+pub mod dimension;
 #[doc(hidden)]
 pub mod fuzzing;
 mod histogram;
