@@ -172,6 +172,8 @@ async fn consume_counts_every_kind_and_follows_the_rewritten_file() -> anyhow::R
     assert!(status.success(), "consume exited with {status}: {stderr}");
     assert!(stderr.contains("poison record skipped"), "{stderr}");
     assert!(stderr.contains("who do I call"), "{stderr}");
+    // A log that is not a terminal carries no colour codes.
+    assert!(!stderr.contains('\x1b'), "ANSI escapes in a piped log: {stderr}");
 
     assert_metrics(&cw, &expected).await?;
     Ok(())
