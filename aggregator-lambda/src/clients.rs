@@ -74,6 +74,7 @@ pub fn build_handler(settings: &Settings, clients: &Clients) -> Result<Handler, 
         .with_retry(RetryPolicy {
             attempt_timeout: settings.put_timeout,
             ..RetryPolicy::default()
-        });
+        })
+        .with_model(settings.model.clone());
     Ok(Handler::new(decoder, metadata, publisher))
 }

@@ -10,11 +10,15 @@
 //! | `TAILRACE_RAW_FORMAT` | Apache `LogFormat` (or preset) of raw-line records | `combined` |
 //! | `TAILRACE_RAW_SERVICE` | `Service` dimension for raw-line and Kinesis-Agent JSON records | `raw` |
 //! | `TAILRACE_WINDOW` | window length for raw-line and Kinesis-Agent JSON records | `5m` |
+//! | `TAILRACE_DIMENSIONS` | dimension sets published, from `Service+SourceApplication`, `SourceApplication`, `Service` (`model`) | `Service+SourceApplication,SourceApplication` |
+//! | `TAILRACE_METRICS` | metrics published, from `Requests`, `Bytes`, `ClientErrors`, `ServerErrors`, `Latency` | all five |
 //! | `TAILRACE_PUT_TIMEOUT` | how long one PutMetricData attempt may take (then it is retried; an attempt that timed out may still have been stored, so keep it generous) | `10s` |
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+use crate::model::MetricModel;
 
 /// Environment variable naming the metadata file.
 pub const ENV_METADATA: &str = "TAILRACE_METADATA";
@@ -28,6 +32,10 @@ pub const ENV_RAW_FORMAT: &str = "TAILRACE_RAW_FORMAT";
 pub const ENV_RAW_SERVICE: &str = "TAILRACE_RAW_SERVICE";
 /// Environment variable with the window length for raw and JSON records.
 pub const ENV_WINDOW: &str = "TAILRACE_WINDOW";
+/// Environment variable with the published dimension sets (`model`).
+pub const ENV_DIMENSIONS: &str = "TAILRACE_DIMENSIONS";
+/// Environment variable with the published metrics (`model`).
+pub const ENV_METRICS: &str = "TAILRACE_METRICS";
 
 /// Environment variable with the PutMetricData attempt timeout.
 pub const ENV_PUT_TIMEOUT: &str = "TAILRACE_PUT_TIMEOUT";
@@ -112,6 +120,8 @@ pub struct Settings {
     pub window_secs: u32,
     /// How long one PutMetricData attempt may take.
     pub put_timeout: Duration,
+    /// Which dimension sets and metrics are published.
+    pub model: MetricModel,
 }
 
 impl Default for Settings {
@@ -124,6 +134,7 @@ impl Default for Settings {
             raw_service: DEFAULT_RAW_SERVICE.into(),
             window_secs: DEFAULT_WINDOW.as_secs() as u32,
             put_timeout: DEFAULT_PUT_TIMEOUT,
+            model: MetricModel::default(),
         }
     }
 }
@@ -160,6 +171,7 @@ impl Settings {
         if let Some(v) = get(ENV_PUT_TIMEOUT) {
             settings.put_timeout = parse_duration(ENV_PUT_TIMEOUT, &v)?;
         }
+        settings.model = parse_model(get(ENV_DIMENSIONS).as_deref(), get(ENV_METRICS).as_deref())?;
         Ok(settings)
     }
 }
@@ -188,6 +200,45 @@ pub fn parse_namespace(name: &'static str, value: &str) -> Result<String, Config
         return Err(invalid("namespaces starting with AWS/ are reserved"));
     }
     Ok(v.into())
+}
+
+/// Parse the metric model from `TAILRACE_DIMENSIONS` and `TAILRACE_METRICS`
+/// (or the flags of the same meaning); `None` keeps that half's default.
+pub fn parse_model(
+    dimensions: Option<&str>,
+    metrics: Option<&str>,
+) -> Result<MetricModel, ConfigError> {
+    let sets = match dimensions {
+        Some(v) => {
+            Some(
+                MetricModel::parse_dimensions(v).map_err(|reason| ConfigError::Invalid {
+                    name: ENV_DIMENSIONS,
+                    value: v.into(),
+                    reason,
+                })?,
+            )
+        }
+        None => None,
+    };
+    let metrics_list = match metrics {
+        Some(v) => Some(
+            MetricModel::parse_metrics(v).map_err(|reason| ConfigError::Invalid {
+                name: ENV_METRICS,
+                value: v.into(),
+                reason,
+            })?,
+        ),
+        None => None,
+    };
+    let default = MetricModel::default();
+    let sets = sets.as_deref().unwrap_or(default.dimension_sets());
+    let metrics_list = metrics_list.as_deref().unwrap_or(default.metrics());
+    // Both lists were checked non-empty by their parsers.
+    MetricModel::new(sets, metrics_list).ok_or_else(|| ConfigError::Invalid {
+        name: ENV_DIMENSIONS,
+        value: dimensions.unwrap_or_default().into(),
+        reason: "at least one dimension set and one metric are needed".into(),
+    })
 }
 
 /// Parse a humantime duration (`60s`, `5m`, `1h 30m`).
@@ -278,5 +329,30 @@ mod tests {
         assert!(settings(&[(ENV_WINDOW, "0s")]).is_err());
         assert!(settings(&[(ENV_METADATA_TTL, "soon")]).is_err());
         assert!(settings(&[(ENV_NAMESPACE, "AWS/EC2")]).is_err());
+        let e = settings(&[(ENV_DIMENSIONS, "Service+Host")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("TAILRACE_DIMENSIONS=\"Service+Host\": unknown dimension"),
+            "{e}"
+        );
+        let e = settings(&[(ENV_METRICS, "Requests,p99")]).unwrap_err();
+        assert!(e.to_string().contains("TAILRACE_METRICS"), "{e}");
+    }
+
+    #[test]
+    fn metric_model_from_the_environment() {
+        use crate::model::{DimensionSet, Metric};
+        let s = settings(&[
+            (ENV_DIMENSIONS, "SourceApplication"),
+            (ENV_METRICS, "Requests,Bytes"),
+        ])
+        .expect("valid");
+        assert_eq!(s.model.dimension_sets(), &[DimensionSet::Application]);
+        assert_eq!(s.model.metrics(), &[Metric::Requests, Metric::Bytes]);
+        let s = settings(&[(ENV_METRICS, "Requests")]).expect("valid");
+        assert_eq!(
+            s.model.dimension_sets(),
+            MetricModel::default().dimension_sets()
+        );
     }
 }

@@ -38,7 +38,7 @@ use crate::decode::{Decoder, Source};
 use crate::merge::{Merger, PartialId, Progress, SeenPartials, Window};
 use crate::metadata::Metadata;
 use crate::metadata_source::MetadataSource;
-use crate::publish::{add_health, plan, Publisher, UnitKey};
+use crate::publish::{add_health, Publisher, UnitKey};
 
 /// Applications named in the per-window log line.
 pub const TOP_APPLICATIONS: usize = 10;
@@ -210,7 +210,7 @@ impl Handler {
 
         let entries = merger.entries();
         let now = SystemTime::now();
-        let mut plan = plan(&entries, now);
+        let mut plan = self.publisher.plan(&entries, now);
         add_health(
             &mut plan,
             stats.poison,

@@ -36,6 +36,8 @@ pub mod metadata;
 #[cfg(feature = "aws")]
 pub mod metadata_source;
 #[cfg(feature = "aws")]
+pub mod model;
+#[cfg(feature = "aws")]
 pub mod publish;
 
 /// The body of the `metadata_csv` fuzz target (`fuzz/`), shared with its

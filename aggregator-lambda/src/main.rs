@@ -84,6 +84,14 @@ struct ConsumeArgs {
     /// How long one PutMetricData attempt may take.
     #[arg(long, env = config::ENV_PUT_TIMEOUT, default_value = "10s", value_parser = humantime::parse_duration)]
     put_timeout: Duration,
+    /// Dimension sets to publish, `,`-separated, from
+    /// `Service+SourceApplication`, `SourceApplication`, `Service`.
+    #[arg(long, env = config::ENV_DIMENSIONS, default_value = tailrace_aggregator::model::DEFAULT_DIMENSIONS)]
+    dimensions: String,
+    /// Metrics to publish, `,`-separated, from `Requests`, `Bytes`,
+    /// `ClientErrors`, `ServerErrors`, `Latency`.
+    #[arg(long, env = config::ENV_METRICS, default_value = tailrace_aggregator::model::DEFAULT_METRICS)]
+    metrics: String,
     /// Records per batch (at most 200).
     #[arg(long, default_value_t = MAX_BATCH)]
     batch_size: usize,
@@ -127,6 +135,7 @@ async fn run_consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         raw_service: args.raw_service,
         window_secs: config::parse_window("--window", &args.window)?,
         put_timeout: args.put_timeout,
+        model: config::parse_model(Some(&args.dimensions), Some(&args.metrics))?,
     };
     let sdk = sdk_config(args.endpoint_url.as_deref()).await;
     let clients = Clients::new(&sdk);

@@ -1,16 +1,22 @@
 //! Publishing merged windows as CloudWatch metrics.
 //!
-//! Per (window, service, application) and per (window, application) — the
-//! dimension sets `[Service, SourceApplication]` and `[SourceApplication]` —
-//! the metrics `Requests` (Count), `Bytes` (Bytes), `ClientErrors` (Count,
-//! 4xx), `ServerErrors` (Count, 5xx) as single values, and, when latency is
-//! known, `Latency` (Microseconds) as a distribution (`Values`/`Counts`, one
-//! entry per histogram bucket, split over several datums of at most 150
-//! entries) so CloudWatch percentiles work. Every datum is timestamped at its
-//! window start with StorageResolution 60.
+//! What is published is set by the metric model (`model`): the dimension
+//! sets `[Service, SourceApplication]` (per window, service, application),
+//! `[SourceApplication]` (the rollup over services) and `[Service]` (each
+//! application's share of a service; CloudWatch adds them up), and among the
+//! metrics `Requests` (Count), `Bytes` (Bytes), `ClientErrors` (Count, 4xx),
+//! `ServerErrors` (Count, 5xx) as single values, and, when latency is known,
+//! `Latency` (Microseconds) as a distribution (`Values`/`Counts`, one entry
+//! per histogram bucket, split over several datums of at most 150 entries)
+//! so CloudWatch percentiles work. The default model is the first two sets
+//! and all five metrics. Every datum is timestamped at its window start with
+//! StorageResolution 60.
+//!
+//! The module is a pure *plan* ([`plan_model`], [`batches`] and the rule
+//! that splits a refused call) and the *calls* ([`Publisher`]).
 //!
 //! Datums are planned in *units*, one per (window, source application): the
-//! per-service datums of that application and its rollup. A unit is never
+//! datums of that application in every selected set. A unit is never
 //! split over two PutMetricData calls unless it alone exceeds a call's limits
 //! (then it is split and said so in the log), so a call that fails leaves
 //! every unit either wholly published or wholly not; the handler remembers
@@ -20,9 +26,11 @@
 //! Health metrics, without dimensions and timestamped at the batch's
 //! minute, are added when not zero: `PoisonRecords` (records skipped as
 //! undecodable), `RejectedLines` (raw or JSON lines that did not parse, here
-//! or on the agents) and `MetadataStale` (1 per batch handled with a metadata
+//! or on the agents), `MetadataStale` (1 per batch handled with a metadata
 //! table that is not the current file's, because S3 could not be read or
-//! the file has wrong rows). Their failure fails no record.
+//! the file has wrong rows) and `DroppedDatums` (datums that will never
+//! reach CloudWatch: refused as invalid, or with a timestamp CloudWatch
+//! refuses). Their failure fails no record.
 //!
 //! Limits kept: at most 1,000 datums and an estimated 1 MB of request body per
 //! PutMetricData call. Timestamps more than two weeks old or more than two
@@ -32,11 +40,22 @@
 //! records behind its datums. Every attempt is bounded by
 //! [`RetryPolicy::attempt_timeout`], and the SDK's own retries are turned off
 //! for this client (`clients`), so [`RetryPolicy::max_attempts`] is the whole
-//! bound. A call CloudWatch refuses as invalid is not
-//! retried and fails nobody (retrying the records could never succeed): it is
-//! logged and counted as dropped.
+//! bound.
+//!
+//! A call CloudWatch refuses as invalid (`InvalidParameterValue`: one datum
+//! with a dimension value CloudWatch will not take fails the whole call) is
+//! never retried as is: it is split in two, at a unit boundary when it holds
+//! several units, and each half is sent again, until the refused datum is
+//! alone. Only that datum is dropped, logged with its metric, dimensions
+//! and timestamp, and counted in `DroppedDatums`; it fails no record
+//! (retrying the record could never succeed). A publish spends at most
+//! [`MAX_BISECTION_CALLS`] splits. When a unit's own datums are split apart
+//! and one half then fails for good, a retry of its records publishes the
+//! half that was stored again: an over-count that needs a refused call and a
+//! failed call in the same unit.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,6 +65,7 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use tailrace_wire::ClientStats;
 
 use crate::merge::{MetricEntry, MetricKey, Window};
+use crate::model::{DimensionSet, Metric, MetricModel};
 
 /// Metric: requests.
 pub const REQUESTS: &str = "Requests";
@@ -67,6 +87,9 @@ pub const POISON_RECORDS: &str = "PoisonRecords";
 pub const REJECTED_LINES: &str = "RejectedLines";
 /// Health metric: 1 per batch handled with a stale metadata table.
 pub const METADATA_STALE: &str = "MetadataStale";
+/// Health metric: datums that will never reach CloudWatch (refused as
+/// invalid, or timestamps CloudWatch refuses), per batch.
+pub const DROPPED_DATUMS: &str = "DroppedDatums";
 
 /// At most this many datums per PutMetricData.
 pub const MAX_DATUMS_PER_CALL: usize = 1000;
@@ -147,9 +170,27 @@ pub struct Plan {
     pub unpublishable_datums: usize,
 }
 
-/// Build the datums for merged entries, as of `now`: per (window,
-/// application), the per-service datums then the rollup over services.
+/// Build the datums for merged entries with the default model, as of `now`.
 pub fn plan(entries: &[(&MetricKey, &MetricEntry)], now: SystemTime) -> Plan {
+    plan_model(entries, &MetricModel::default(), now)
+}
+
+/// Build the datums for merged entries under `model`, as of `now`: per
+/// (window, application), for each service its `[Service,
+/// SourceApplication]` and `[Service]` datums, then the `[SourceApplication]`
+/// rollup over services — each only if the model has it.
+///
+/// The `[Service]` set is published per (window, service, application) too,
+/// as this application's share: CloudWatch adds the datapoints of a period,
+/// so `Sum`, `SampleCount` and percentiles over a window are the service's
+/// total, and every datum stays in one application's unit (the unit of
+/// retries and of exactly-once bookkeeping). It costs datums (one per
+/// application instead of one per service), not metrics.
+pub fn plan_model(
+    entries: &[(&MetricKey, &MetricEntry)],
+    model: &MetricModel,
+    now: SystemTime,
+) -> Plan {
     let mut plan = Plan::default();
     type Keys<'a> = Vec<(&'a MetricKey, &'a MetricEntry)>;
     let mut units: BTreeMap<(Window, Arc<str>), Keys<'_>> = BTreeMap::new();
@@ -159,6 +200,7 @@ pub fn plan(entries: &[(&MetricKey, &MetricEntry)], now: SystemTime) -> Plan {
             .or_default()
             .push((key, entry));
     }
+    let metrics = model.metrics();
     for ((window, application), keys) in units {
         let mut rollup = ClientStats::default();
         let mut all = BTreeSet::new();
@@ -167,28 +209,55 @@ pub fn plan(entries: &[(&MetricKey, &MetricEntry)], now: SystemTime) -> Plan {
             all.extend(entry.contributors.iter().copied());
         }
         let all = Arc::new(all);
-        let app_dims = vec![dimension(DIM_APPLICATION, &application)];
+        // Every (dimensions, statistics, contributors, service) of this unit.
+        type Part<'a> = (
+            Vec<Dimension>,
+            &'a ClientStats,
+            Arc<BTreeSet<usize>>,
+            Option<&'a str>,
+        );
+        let mut parts: Vec<Part<'_>> = Vec::new();
+        for (key, entry) in &keys {
+            let contributors = Arc::new(entry.contributors.clone());
+            if model.has_set(DimensionSet::ServiceApplication) {
+                parts.push((
+                    vec![
+                        dimension(DIM_SERVICE, &key.service),
+                        dimension(DIM_APPLICATION, &application),
+                    ],
+                    &entry.stats,
+                    contributors.clone(),
+                    Some(&key.service),
+                ));
+            }
+            if model.has_set(DimensionSet::Service) {
+                parts.push((
+                    vec![dimension(DIM_SERVICE, &key.service)],
+                    &entry.stats,
+                    contributors,
+                    Some(&key.service),
+                ));
+            }
+        }
+        if model.has_set(DimensionSet::Application) {
+            parts.push((
+                vec![dimension(DIM_APPLICATION, &application)],
+                &rollup,
+                all.clone(),
+                None,
+            ));
+        }
         if let Err(reason) = check_timestamp(window.start, now) {
-            for (key, entry) in &keys {
-                let dims = vec![
-                    dimension(DIM_SERVICE, &key.service),
-                    dimension(DIM_APPLICATION, &application),
-                ];
-                plan.unpublishable_datums += datums_for(&entry.stats, &dims, 0, &all, 0).len();
+            for (dims, stats, contributors, service) in &parts {
+                plan.unpublishable_datums +=
+                    datums_for(stats, dims, metrics, 0, contributors, 0).len();
                 plan.unpublishable.push(Unpublishable {
                     window,
-                    service: Some(key.service.to_string()),
+                    service: service.map(str::to_string),
                     application: application.to_string(),
                     reason: reason.clone(),
                 });
             }
-            plan.unpublishable_datums += datums_for(&rollup, &app_dims, 0, &all, 0).len();
-            plan.unpublishable.push(Unpublishable {
-                window,
-                service: None,
-                application: application.to_string(),
-                reason,
-            });
             continue;
         }
         let unit = plan.units.len();
@@ -199,22 +268,16 @@ pub fn plan(entries: &[(&MetricKey, &MetricEntry)], now: SystemTime) -> Plan {
             },
             contributors: all.clone(),
         });
-        for (key, entry) in &keys {
-            let dims = vec![
-                dimension(DIM_SERVICE, &key.service),
-                dimension(DIM_APPLICATION, &application),
-            ];
-            let contributors = Arc::new(entry.contributors.clone());
+        for (dims, stats, contributors, _) in &parts {
             plan.datums.extend(datums_for(
-                &entry.stats,
-                &dims,
+                stats,
+                dims,
+                metrics,
                 window.start,
-                &contributors,
+                contributors,
                 unit,
             ));
         }
-        plan.datums
-            .extend(datums_for(&rollup, &app_dims, window.start, &all, unit));
     }
     plan
 }
@@ -228,9 +291,6 @@ pub fn add_health(
     metadata_stale: bool,
     now: SystemTime,
 ) {
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64 / 60 * 60);
     let mut datums = Vec::new();
     for (name, value) in [
         (POISON_RECORDS, poison as f64),
@@ -238,15 +298,7 @@ pub fn add_health(
         (METADATA_STALE, if metadata_stale { 1.0 } else { 0.0 }),
     ] {
         if value > 0.0 {
-            datums.push(
-                MetricDatum::builder()
-                    .metric_name(name)
-                    .timestamp(DateTime::from_secs(secs))
-                    .unit(StandardUnit::Count)
-                    .storage_resolution(STORAGE_RESOLUTION)
-                    .value(value)
-                    .build(),
-            );
+            datums.push(health_datum(name, value, now));
         }
     }
     if datums.is_empty() {
@@ -267,6 +319,20 @@ pub fn add_health(
             unit,
         });
     }
+}
+
+/// A dimensionless Count datum timestamped at `now`'s minute.
+fn health_datum(name: &str, value: f64, now: SystemTime) -> MetricDatum {
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64 / 60 * 60);
+    MetricDatum::builder()
+        .metric_name(name)
+        .timestamp(DateTime::from_secs(secs))
+        .unit(StandardUnit::Count)
+        .storage_resolution(STORAGE_RESOLUTION)
+        .value(value)
+        .build()
 }
 
 fn dimension(name: &str, value: &str) -> Dimension {
@@ -294,10 +360,11 @@ pub fn check_timestamp(secs: i64, now: SystemTime) -> Result<(), String> {
     Ok(())
 }
 
-/// The datums of one set of statistics under `dims`.
+/// The datums of one set of statistics under `dims`, for `metrics`.
 fn datums_for(
     stats: &ClientStats,
     dims: &[Dimension],
+    metrics: &[Metric],
     window_start: i64,
     contributors: &Arc<BTreeSet<usize>>,
     unit: usize,
@@ -321,36 +388,28 @@ fn datums_for(
             unit,
         });
     };
-    push(
-        base(REQUESTS, StandardUnit::Count)
-            .value(stats.requests as f64)
-            .build(),
-    );
-    push(
-        base(BYTES, StandardUnit::Bytes)
-            .value(stats.bytes as f64)
-            .build(),
-    );
-    push(
-        base(CLIENT_ERRORS, StandardUnit::Count)
-            .value(stats.client_errors() as f64)
-            .build(),
-    );
-    push(
-        base(SERVER_ERRORS, StandardUnit::Count)
-            .value(stats.server_errors() as f64)
-            .build(),
-    );
-    if !stats.latency.is_empty() {
-        let buckets: Vec<(f64, u64)> = stats.latency.buckets().collect();
-        for chunk in buckets.chunks(MAX_VALUES_PER_DATUM) {
-            push(
-                base(LATENCY, StandardUnit::Microseconds)
-                    .set_values(Some(chunk.iter().map(|&(v, _)| v).collect()))
-                    .set_counts(Some(chunk.iter().map(|&(_, c)| c as f64).collect()))
-                    .build(),
-            );
-        }
+    for metric in metrics {
+        let (unit, value) = match metric {
+            Metric::Requests => (StandardUnit::Count, stats.requests as f64),
+            Metric::Bytes => (StandardUnit::Bytes, stats.bytes as f64),
+            Metric::ClientErrors => (StandardUnit::Count, stats.client_errors() as f64),
+            Metric::ServerErrors => (StandardUnit::Count, stats.server_errors() as f64),
+            Metric::Latency => {
+                if !stats.latency.is_empty() {
+                    let buckets: Vec<(f64, u64)> = stats.latency.buckets().collect();
+                    for chunk in buckets.chunks(MAX_VALUES_PER_DATUM) {
+                        push(
+                            base(LATENCY, StandardUnit::Microseconds)
+                                .set_values(Some(chunk.iter().map(|&(v, _)| v).collect()))
+                                .set_counts(Some(chunk.iter().map(|&(_, c)| c as f64).collect()))
+                                .build(),
+                        );
+                    }
+                }
+                continue;
+            }
+        };
+        push(base(metric.name(), unit).value(value).build());
     }
     out
 }
@@ -456,8 +515,12 @@ pub struct PublishOutcome {
     pub datums: usize,
     /// Retries made (all calls).
     pub retries: usize,
-    /// Datums in calls CloudWatch refused as invalid (not retried).
+    /// Datums CloudWatch refused as invalid, each isolated by bisection (not
+    /// retried, failing no record), plus the plan's datums with timestamps
+    /// CloudWatch would refuse: what [`DROPPED_DATUMS`] reports.
     pub dropped_datums: usize,
+    /// Calls CloudWatch refused as invalid, each split in two and sent again.
+    pub bisections: usize,
     /// Calls that failed after their last attempt (their records fail).
     pub failed_calls: usize,
     /// Batch indices of records behind calls that failed after retries.
@@ -476,6 +539,7 @@ pub struct Publisher {
     client: aws_sdk_cloudwatch::Client,
     namespace: String,
     retry: RetryPolicy,
+    model: MetricModel,
 }
 
 enum CallError {
@@ -484,13 +548,27 @@ enum CallError {
     Fatal(String),
 }
 
+/// How one call (with its retries) ended.
+enum Sent {
+    /// Stored, or failed for good (recorded in the outcome).
+    Done,
+    /// Refused as invalid: the error.
+    Invalid(String),
+}
+
+/// At most this many calls a publish spends on isolating refused datums.
+/// With `k` bad datums among `n`, bisection needs about `2k·log2(n/k)`
+/// calls; past the budget a refused call is dropped whole (and said so).
+pub const MAX_BISECTION_CALLS: usize = 128;
+
 impl Publisher {
-    /// A publisher into `namespace`.
+    /// A publisher into `namespace`, with the default metric model.
     pub fn new(client: aws_sdk_cloudwatch::Client, namespace: impl Into<String>) -> Publisher {
         Publisher {
             client,
             namespace: namespace.into(),
             retry: RetryPolicy::default(),
+            model: MetricModel::default(),
         }
     }
 
@@ -500,9 +578,25 @@ impl Publisher {
         self
     }
 
+    /// Replace the metric model.
+    pub fn with_model(mut self, model: MetricModel) -> Publisher {
+        self.model = model;
+        self
+    }
+
     /// The namespace.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The metric model.
+    pub fn model(&self) -> &MetricModel {
+        &self.model
+    }
+
+    /// The datums for merged entries under this publisher's model.
+    pub fn plan(&self, entries: &[(&MetricKey, &MetricEntry)], now: SystemTime) -> Plan {
+        plan_model(entries, &self.model, now)
     }
 
     /// Send every datum of `plan`.
@@ -516,6 +610,12 @@ impl Publisher {
     /// its records now, so the handler can still report them and keep what
     /// it knows of the calls that succeeded (a timed-out invocation would
     /// lose that and fail the whole batch).
+    ///
+    /// A call CloudWatch refuses as invalid is split in two (at a unit
+    /// boundary when it holds several units) and each half sent again, until
+    /// the refused datum is alone: only it is dropped, logged with its
+    /// metric, dimensions and timestamp. Dropped datums (and those the plan
+    /// found unpublishable) are then published as [`DROPPED_DATUMS`].
     pub async fn publish_until(&self, plan: &Plan, deadline: Option<Instant>) -> PublishOutcome {
         let mut outcome = PublishOutcome::default();
         let ranges = batches(&plan.datums, MAX_DATUMS_PER_CALL, MAX_BYTES_PER_CALL);
@@ -533,71 +633,120 @@ impl Publisher {
                 "a unit exceeds one PutMetricData call and is split: if only some of its calls fail, a retry publishes the others again"
             );
         }
-        for range in ranges {
-            let chunk = &plan.datums[range];
-            let data: Vec<MetricDatum> = chunk.iter().map(|d| d.datum.clone()).collect();
-            let mut attempt = 1;
-            loop {
-                let timeout = match time_left(deadline) {
-                    Some(left) if left < MIN_ATTEMPT => {
+        let mut queue: VecDeque<Range<usize>> = ranges.into();
+        while let Some(range) = queue.pop_front() {
+            let chunk = &plan.datums[range.clone()];
+            let Sent::Invalid(error) = self.send(chunk, deadline, &mut outcome).await else {
+                continue;
+            };
+            if range.len() > 1 && outcome.bisections < MAX_BISECTION_CALLS {
+                tracing::warn!(
+                    datums = range.len(),
+                    error = %error,
+                    "CloudWatch refused PutMetricData as invalid: splitting the call to isolate the bad datum"
+                );
+                outcome.bisections += 1;
+                let (a, b) = split_range(&plan.datums, range);
+                queue.push_front(b);
+                queue.push_front(a);
+                continue;
+            }
+            for d in chunk {
+                tracing::error!(
+                    metric = d.datum.metric_name().unwrap_or(""),
+                    dimensions = %describe_dimensions(&d.datum),
+                    timestamp = d.datum.timestamp().map_or(0, |t| t.secs()),
+                    error = %error,
+                    "CloudWatch refused this datum as invalid: dropped (not retried)"
+                );
+            }
+            if chunk.len() > 1 {
+                tracing::error!(
+                    datums = chunk.len(),
+                    bisections = outcome.bisections,
+                    "bisection budget spent: a refused call was dropped whole"
+                );
+            }
+            outcome.dropped_datums += chunk.len();
+            outcome.errors.push(error);
+        }
+        let dropped = outcome.dropped_datums + plan.unpublishable_datums;
+        if dropped > 0 {
+            let datum = health_datum(DROPPED_DATUMS, dropped as f64, SystemTime::now());
+            let size = estimate_size(&datum);
+            let planned = [PlannedDatum {
+                datum,
+                contributors: Arc::new(BTreeSet::new()),
+                size,
+                unit: usize::MAX,
+            }];
+            if let Sent::Invalid(e) = self.send(&planned, deadline, &mut outcome).await {
+                tracing::error!(error = %e, "CloudWatch refused the DroppedDatums health metric");
+                outcome.errors.push(e);
+            }
+            outcome.dropped_datums = dropped;
+        }
+        outcome
+    }
+
+    /// One call with its retries. Stored, or failed for good (its records
+    /// and units fail, in `outcome`), or refused as invalid.
+    async fn send(
+        &self,
+        chunk: &[PlannedDatum],
+        deadline: Option<Instant>,
+        outcome: &mut PublishOutcome,
+    ) -> Sent {
+        let data: Vec<MetricDatum> = chunk.iter().map(|d| d.datum.clone()).collect();
+        let mut attempt = 1;
+        loop {
+            let timeout = match time_left(deadline) {
+                Some(left) if left < MIN_ATTEMPT => {
+                    fail_chunk(
+                        outcome,
+                        chunk,
+                        attempt - 1,
+                        "not attempted: the invocation's deadline is near".into(),
+                    );
+                    return Sent::Done;
+                }
+                Some(left) => self.retry.attempt_timeout.min(left),
+                None => self.retry.attempt_timeout,
+            };
+            match self.call(data.clone(), timeout).await {
+                Ok(()) => {
+                    outcome.calls += 1;
+                    outcome.datums += chunk.len();
+                    return Sent::Done;
+                }
+                Err(CallError::Retryable(e)) if attempt < self.retry.max_attempts => {
+                    let delay = backoff(&self.retry, attempt);
+                    if time_left(deadline).is_some_and(|left| left < delay + MIN_ATTEMPT) {
                         fail_chunk(
-                            &mut outcome,
+                            outcome,
                             chunk,
-                            attempt - 1,
-                            "not attempted: the invocation's deadline is near".into(),
-                        );
-                        break;
-                    }
-                    Some(left) => self.retry.attempt_timeout.min(left),
-                    None => self.retry.attempt_timeout,
-                };
-                match self.call(data.clone(), timeout).await {
-                    Ok(()) => {
-                        outcome.calls += 1;
-                        outcome.datums += chunk.len();
-                        break;
-                    }
-                    Err(CallError::Retryable(e)) if attempt < self.retry.max_attempts => {
-                        let delay = backoff(&self.retry, attempt);
-                        if time_left(deadline).is_some_and(|left| left < delay + MIN_ATTEMPT) {
-                            fail_chunk(
-                                &mut outcome,
-                                chunk,
-                                attempt,
-                                format!(
-                                    "{e}; no time left to retry before the invocation's deadline"
-                                ),
-                            );
-                            break;
-                        }
-                        tracing::warn!(
                             attempt,
-                            delay_ms = delay.as_millis() as u64,
-                            error = %e,
-                            "PutMetricData failed, retrying"
+                            format!("{e}; no time left to retry before the invocation's deadline"),
                         );
-                        outcome.retries += 1;
-                        attempt += 1;
-                        tokio::time::sleep(delay).await;
+                        return Sent::Done;
                     }
-                    Err(CallError::Invalid(e)) => {
-                        tracing::error!(
-                            datums = chunk.len(),
-                            error = %e,
-                            "CloudWatch refused PutMetricData as invalid: datums dropped (not retried)"
-                        );
-                        outcome.dropped_datums += chunk.len();
-                        outcome.errors.push(e);
-                        break;
-                    }
-                    Err(CallError::Retryable(e)) | Err(CallError::Fatal(e)) => {
-                        fail_chunk(&mut outcome, chunk, attempt, e);
-                        break;
-                    }
+                    tracing::warn!(
+                        attempt,
+                        delay_ms = delay.as_millis() as u64,
+                        error = %e,
+                        "PutMetricData failed, retrying"
+                    );
+                    outcome.retries += 1;
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                }
+                Err(CallError::Invalid(e)) => return Sent::Invalid(e),
+                Err(CallError::Retryable(e)) | Err(CallError::Fatal(e)) => {
+                    fail_chunk(outcome, chunk, attempt, e);
+                    return Sent::Done;
                 }
             }
         }
-        outcome
     }
 
     async fn call(&self, data: Vec<MetricDatum>, timeout: Duration) -> Result<(), CallError> {
@@ -655,6 +804,28 @@ impl Publisher {
     }
 }
 
+/// Split a refused range in two: at the unit boundary nearest its middle
+/// when it holds several units (so units stay whole as long as possible),
+/// else at its middle.
+fn split_range(datums: &[PlannedDatum], range: Range<usize>) -> (Range<usize>, Range<usize>) {
+    let mid = range.start + range.len() / 2;
+    let boundary = (range.start + 1..range.end)
+        .filter(|&i| datums[i].unit != datums[i - 1].unit)
+        .min_by_key(|&i| i.abs_diff(mid));
+    let at = boundary.unwrap_or(mid);
+    (range.start..at, at..range.end)
+}
+
+/// `Name=value` pairs of a datum's dimensions, values quoted and escaped.
+fn describe_dimensions(datum: &MetricDatum) -> String {
+    datum
+        .dimensions()
+        .iter()
+        .map(|d| format!("{}={:?}", d.name().unwrap_or(""), d.value().unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Time kept in hand before an invocation's deadline.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
 /// The shortest attempt worth starting.
@@ -704,6 +875,7 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::merge::Window;
+    use crate::model::DEFAULT_METRICS;
 
     fn entry(
         requests: u64,
@@ -925,6 +1097,135 @@ mod tests {
             p.datums[0].datum.timestamp().map(|t| t.secs()),
             Some(1_700_000_400 / 60 * 60)
         );
+    }
+
+    fn model(dims: &str, metrics: &str) -> MetricModel {
+        MetricModel::parse(Some(dims), Some(metrics)).expect("valid model")
+    }
+
+    fn names_and_dims(p: &Plan) -> BTreeSet<(String, Vec<String>)> {
+        p.datums
+            .iter()
+            .map(|d| {
+                (
+                    d.datum.metric_name().unwrap_or("").to_string(),
+                    d.datum
+                        .dimensions()
+                        .iter()
+                        .map(|x| format!("{}={}", x.name().unwrap_or(""), x.value().unwrap_or("")))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_model_selects_sets_and_metrics() {
+        let (k1, e1) = entry(3, 2, &[0]);
+        let (mut k2, e2) = entry(4, 2, &[1]);
+        k2.service = "api".into();
+        let entries = [(&k1, &e1), (&k2, &e2)];
+        // Application rollup only, two metrics.
+        let p = plan_model(
+            &entries,
+            &model("SourceApplication", "Requests,Bytes"),
+            now(),
+        );
+        let got = names_and_dims(&p);
+        let want: BTreeSet<_> = ["Requests", "Bytes"]
+            .iter()
+            .map(|m| (m.to_string(), vec!["SourceApplication=shop".to_string()]))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(p.datums.len(), 2);
+        let requests = p
+            .datums
+            .iter()
+            .find(|d| d.datum.metric_name() == Some(REQUESTS));
+        assert_eq!(requests.and_then(|d| d.datum.value()), Some(7.0));
+        // Service only, with latency: one datum per (service, application), the
+        // application's share; no SourceApplication dimension anywhere.
+        let p = plan_model(&entries, &model("Service", "Requests,Latency"), now());
+        assert!(p.datums.iter().all(|d| d.datum.dimensions().len() == 1
+            && d.datum.dimensions()[0].name() == Some(DIM_SERVICE)));
+        let req: Vec<_> = p
+            .datums
+            .iter()
+            .filter(|d| d.datum.metric_name() == Some(REQUESTS))
+            .map(|d| {
+                (
+                    d.datum.dimensions()[0].value().unwrap_or("").to_string(),
+                    d.datum.value(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            req,
+            vec![("web".into(), Some(3.0)), ("api".into(), Some(4.0))]
+        );
+        assert_eq!(p.units.len(), 1, "still one unit per (window, application)");
+        // All three sets: 2 services × 2 sets + 1 rollup, 4 single-value metrics
+        // and one latency datum each.
+        let p = plan_model(
+            &entries,
+            &model(
+                "Service+SourceApplication,SourceApplication,Service",
+                DEFAULT_METRICS,
+            ),
+            now(),
+        );
+        assert_eq!(p.datums.len(), 5 * 5);
+        // The default model is today's output.
+        assert_eq!(
+            names_and_dims(&plan_model(&entries, &MetricModel::default(), now())),
+            names_and_dims(&plan(&entries, now()))
+        );
+        // Unpublishable windows count only the selected datums.
+        let (mut k, e) = entry(3, 2, &[0]);
+        k.window.start -= 15 * 86_400;
+        let p = plan_model(&[(&k, &e)], &model("Service", "Requests"), now());
+        assert_eq!((p.unpublishable.len(), p.unpublishable_datums), (1, 1));
+    }
+
+    #[test]
+    fn a_refused_call_splits_at_unit_boundaries_then_in_halves() {
+        let (k, e) = entry(1, 0, &[0]);
+        let keys: Vec<MetricKey> = (0..5)
+            .map(|i| MetricKey {
+                application: format!("app-{i}").into(),
+                ..k.clone()
+            })
+            .collect();
+        let entries: Vec<_> = keys.iter().map(|key| (key, &e)).collect();
+        // 5 units of 8 datums.
+        let p = plan(&entries, now());
+        assert_eq!(p.datums.len(), 40);
+        // Nearest unit boundary to the middle (20) is 16 or 24: 16 (first found).
+        assert_eq!(split_range(&p.datums, 0..40), (0..16, 16..40));
+        assert_eq!(split_range(&p.datums, 16..40), (16..24, 24..40));
+        // Inside one unit: halves.
+        assert_eq!(split_range(&p.datums, 16..24), (16..20, 20..24));
+        assert_eq!(split_range(&p.datums, 16..17 + 1), (16..17, 17..18));
+        // Isolating one datum among 40 takes at most 2·log2(40) calls.
+        let bad = 29;
+        let mut queue = vec![0..40];
+        let mut calls = 0;
+        let mut dropped = Vec::new();
+        while let Some(r) = queue.pop() {
+            calls += 1;
+            if !r.contains(&bad) {
+                continue;
+            }
+            if r.len() == 1 {
+                dropped.push(r.start);
+                continue;
+            }
+            let (a, b) = split_range(&p.datums, r);
+            queue.push(b);
+            queue.push(a);
+        }
+        assert_eq!(dropped, vec![bad]);
+        assert!(calls <= 2 * 6, "{calls}");
     }
 
     #[test]

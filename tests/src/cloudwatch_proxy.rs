@@ -25,6 +25,13 @@
 //!   bytes), so a test can fail exactly one call of a batch for good. Bodies
 //!   are told apart by hash, which works on gzipped bodies too, so the
 //!   client keeps the production settings (compression on);
+//! - if [`CwFaults::refuse_invalid`] is set and a dimension value breaks
+//!   CloudWatch's rule (`tailrace_wire::dimension`: 1–1,024 printable ASCII
+//!   characters, not all whitespace) or contains
+//!   [`CwFaults::refuse_containing`], the call is answered the way CloudWatch
+//!   answers it, 400 `InvalidParameterValue` naming the parameter, and
+//!   nothing of it is stored (moto checks none of this). The body is
+//!   gunzipped and its form parameters decoded to look;
 //! - else one uniform draw: with `p_throttle` a 400 `Throttling`, with
 //!   `p_5xx` a 500 `InternalFailure` or a 503 `ServiceUnavailable` (even
 //!   split), otherwise forwarded to moto.
@@ -65,6 +72,11 @@ pub struct CwFaults {
     pub fail_call: Option<usize>,
     /// Seed of the random draws.
     pub seed: u64,
+    /// Refuse, as CloudWatch does, a call with a dimension value CloudWatch
+    /// does not accept (400 `InvalidParameterValue`).
+    pub refuse_invalid: bool,
+    /// With `refuse_invalid`: refuse dimension values containing this too.
+    pub refuse_containing: Option<String>,
 }
 
 /// What the proxy saw and did since it started.
@@ -84,12 +96,14 @@ pub struct CwCounts {
     pub responses_503: u64,
     /// Of those, calls failed because they were `fail_call`.
     pub matched: u64,
+    /// Calls answered 400 `InvalidParameterValue` (`refuse_invalid`).
+    pub refused_invalid: u64,
 }
 
 impl CwCounts {
     /// `PutMetricData` calls answered with an injected error.
     pub fn injected(&self) -> u64 {
-        self.throttled + self.responses_500 + self.responses_503
+        self.throttled + self.responses_500 + self.responses_503 + self.refused_invalid
     }
 }
 
@@ -102,6 +116,7 @@ struct Counters {
     responses_500: AtomicU64,
     responses_503: AtomicU64,
     matched: AtomicU64,
+    refused_invalid: AtomicU64,
 }
 
 struct State {
@@ -193,6 +208,7 @@ impl CloudWatchProxy {
             responses_500: get(&c.responses_500),
             responses_503: get(&c.responses_503),
             matched: get(&c.matched),
+            refused_invalid: get(&c.refused_invalid),
         }
     }
 }
@@ -297,6 +313,8 @@ async fn read_request(sock: &mut TcpStream) -> Result<Option<Request>> {
 
 enum Verdict {
     Throttle,
+    /// 400 `InvalidParameterValue` with this message.
+    Invalid(String),
     Status(u16, bool),
     Forward,
 }
@@ -304,6 +322,11 @@ enum Verdict {
 impl State {
     fn verdict(&self, req: &Request) -> Verdict {
         let faults = self.faults.lock().map(|f| f.clone()).unwrap_or_default();
+        if faults.refuse_invalid {
+            if let Some(message) = invalid_dimension(req, faults.refuse_containing.as_deref()) {
+                return Verdict::Invalid(message);
+            }
+        }
         if let Some(n) = faults.fail_call {
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
             std::hash::Hash::hash(&req.body, &mut hasher);
@@ -352,6 +375,16 @@ async fn handle(state: &State, mut sock: TcpStream) -> Result<()> {
             c.throttled.fetch_add(1, Ordering::Relaxed);
             xml_error(400, "Bad Request", "Sender", "Throttling", "Rate exceeded")
         }
+        Verdict::Invalid(message) => {
+            c.refused_invalid.fetch_add(1, Ordering::Relaxed);
+            xml_error(
+                400,
+                "Bad Request",
+                "Sender",
+                "InvalidParameterValue",
+                &message,
+            )
+        }
         Verdict::Status(500, _) => {
             c.responses_500.fetch_add(1, Ordering::Relaxed);
             xml_error(
@@ -386,6 +419,72 @@ async fn handle(state: &State, mut sock: TcpStream) -> Result<()> {
     sock.write_all(&answer).await?;
     sock.shutdown().await.ok();
     Ok(())
+}
+
+/// The message CloudWatch would give for the first dimension value of a
+/// `PutMetricData` body it refuses, if any. The body is gunzipped when it
+/// was sent compressed; an undecodable body is let through (moto answers).
+fn invalid_dimension(req: &Request, containing: Option<&str>) -> Option<String> {
+    let gzip = req
+        .header("content-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let body = if gzip {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&req.body[..]), &mut out)
+            .ok()?;
+        out
+    } else {
+        req.body.clone()
+    };
+    for pair in body.split(|&b| b == b'&') {
+        let mut kv = pair.splitn(2, |&b| b == b'=');
+        let (Some(key), Some(value)) = (kv.next(), kv.next()) else {
+            continue;
+        };
+        let key = String::from_utf8_lossy(&percent_decode(key)).into_owned();
+        if !(key.starts_with("MetricData.")
+            && key.contains(".Dimensions.")
+            && key.ends_with(".Value"))
+        {
+            continue;
+        }
+        let value = percent_decode(value);
+        let Ok(text) = String::from_utf8(value) else {
+            return Some(format!(
+                "The parameter {key} must be a valid string (it is not UTF-8)."
+            ));
+        };
+        if let Err(problem) = tailrace_wire::dimension::check_dimension_value(&text) {
+            return Some(format!("The parameter {key} is invalid: {problem}."));
+        }
+        if containing.is_some_and(|c| text.contains(c)) {
+            return Some(format!("The value {text} for parameter {key} is invalid."));
+        }
+    }
+    None
+}
+
+/// Decode `%XX` escapes and `+` (a space) of a form-encoded text.
+fn percent_decode(text: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < text.len() => match (hex(text[i + 1]), hex(text[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h << 4) | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
 }
 
 /// A complete query-protocol error answer.
@@ -457,6 +556,31 @@ mod tests {
         assert!(a.contains("<Code>Throttling</Code>") && a.contains("<Type>Sender</Type>"));
         let body = &a[a.find("\r\n\r\n").expect("head end") + 4..];
         assert!(a.contains(&format!("Content-Length: {}\r\n", body.len())));
+    }
+
+    #[test]
+    fn refuses_dimension_values_cloudwatch_refuses() {
+        let body = |value: &str| {
+            Request {
+            lines: vec!["POST / HTTP/1.1".into()],
+            body: format!(
+                "Action=PutMetricData&MetricData.member.1.Dimensions.member.1.Name=SourceApplication\
+                 &MetricData.member.1.Dimensions.member.1.Value=ok&MetricData.member.2.Dimensions.member.1.Value={value}"
+            )
+            .into_bytes(),
+        }
+        };
+        assert_eq!(invalid_dimension(&body("shop%20one"), None), None);
+        let m = invalid_dimension(&body("bell%07"), None).expect("control character");
+        assert!(
+            m.starts_with("The parameter MetricData.member.2.Dimensions.member.1.Value"),
+            "{m}"
+        );
+        assert!(invalid_dimension(&body("caf%C3%A9"), None).is_some());
+        assert!(invalid_dimension(&body("%20%20"), None).is_some());
+        assert!(invalid_dimension(&body("x-REFUSE"), Some("REFUSE")).is_some());
+        assert_eq!(invalid_dimension(&body("x-REFUSE"), None), None);
+        assert_eq!(percent_decode(b"a%2Bb+c%"), b"a+b c%".to_vec());
     }
 
     #[test]

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""The cost model of docs/COST.md: prints its tables.
+
+Usage: python3 bench/cost.py [--clients C] [--lines-per-sec L] [--services S]
+                             [--apps-per-service K] [--model default|pairs|apps]
+
+Every input is one of three kinds, and the tables say which:
+  PRICE     a list price (page and date in PRICES below; re-check them: they change)
+  MEASURED  measured in this repository (the command is given next to it)
+  ASSUMED   a fleet property you should replace with your own
+"""
+import argparse
+import math
+
+# ---------------------------------------------------------------- PRICES
+# AWS public price pages, region us-east-1, as known when this file was
+# written (2026-12-01); they were NOT fetched from this machine (no access to
+# aws.amazon.com here): check them before quoting a bill.
+PRICES = {
+    # aws.amazon.com/kinesis/data-streams/pricing/
+    "kds_shard_hour": 0.015,            # provisioned, per shard-hour
+    "kds_put_unit_per_million": 0.014,  # provisioned, per 1M PUT payload units (25 KB each)
+    "kds_od_stream_hour": 0.04,         # on-demand, per stream-hour
+    "kds_od_gb_in": 0.08,               # on-demand, per GB written (records rounded up to 1 KB)
+    "kds_od_gb_out": 0.04,              # on-demand, per GB read (per consumer)
+    # aws.amazon.com/lambda/pricing/ (arm64)
+    "lambda_gb_second": 0.0000133334,
+    "lambda_per_million_requests": 0.20,
+    # aws.amazon.com/cloudwatch/pricing/
+    "cw_metric_tiers": [(10_000, 0.30), (240_000, 0.10), (750_000, 0.05), (math.inf, 0.02)],
+    "cw_per_1000_requests": 0.01,       # PutMetricData
+    "cw_alarm_standard": 0.10,          # per alarm metric per month
+    "cw_dashboard": 3.00,               # per dashboard per month (3 free)
+    "cw_logs_gb": 0.50,                 # Logs ingestion per GB
+    # aws.amazon.com/dynamodb/pricing/on-demand/
+    "ddb_per_million_wru": 0.625,
+    # aws.amazon.com/kinesis/data-analytics/pricing/ (Kinesis Analytics SQL)
+    "kda_kpu_hour": 0.11,
+}
+HOURS_PER_MONTH = 730
+WINDOWS_PER_MONTH = 30 * 24 * 12  # 5-minute windows
+
+# ---------------------------------------------------------------- MEASURED
+MEASURED = {
+    # BENCHMARKS.md "On the stream": ~480 KB per window for ~5,000 client
+    # groups = ~96 bytes per client group in a partial (bench/run.sh).
+    "bytes_per_client_group": 96,
+    "bytes_per_partial_header": 200,
+    # BENCHMARKS.md "End to end": 469.9 MB for 2,000,000 combined+%D lines.
+    "raw_bytes_per_line": 235,
+    # BENCHMARKS.md "Aggregator": merge + datums of 200 partials holding
+    # 70,642 client groups: 87.3 ms, i.e. ~1.24 us per client group
+    # (cargo bench -p tailrace-aggregator --bench handler).
+    "lambda_us_per_client_group": 1.24,
+    # BENCHMARKS.md "Cold start": 6.7 ms to the first `next`.
+    "lambda_init_ms": 6.7,
+}
+
+# ---------------------------------------------------------------- ASSUMED
+LAMBDA_MEMORY_GB = 0.25          # the template's MemorySize: 256
+PUT_METRIC_DATA_MS = 40          # one PutMetricData round trip inside AWS (assumed)
+LOG_BYTES_PER_INVOCATION = 2_000 # the handler's summary and per-window lines (assumed)
+ALARMS = 8                       # standard alarms in the stack (count them in the template)
+
+
+def cw_metric_cost(n):
+    cost, left = 0.0, n
+    for size, price in PRICES["cw_metric_tiers"]:
+        take = min(left, size)
+        cost += take * price
+        left -= take
+        if left <= 0:
+            break
+    return cost
+
+
+def model_metrics(model, apps, services, pairs, metrics=5):
+    """Custom metrics (distinct name + dimension values) of a model."""
+    sets = {
+        "default": pairs + (apps + 1),   # [Service, SourceApplication] + [SourceApplication]
+        "pairs": pairs,                  # [Service, SourceApplication] only
+        "apps": apps + 1,                # [SourceApplication] only
+    }[model]
+    return metrics * sets
+
+
+def fleet(hosts, apps, a):
+    services = a.services
+    pairs = min(services, a.apps_per_service) * apps + services  # + unknown per service
+    pairs = min(pairs, services * (apps + 1))
+    # Kinesis, aggregate mode: one partial per host, flow and window.
+    partial_bytes = MEASURED["bytes_per_partial_header"] + MEASURED["bytes_per_client_group"] * a.clients
+    records_s = hosts / 300
+    bytes_s = hosts * partial_bytes / 300
+    shards = max(1, math.ceil(bytes_s / 1e6), math.ceil(records_s / 1000))
+    put_units = hosts * WINDOWS_PER_MONTH * math.ceil(partial_bytes / 25_000)
+    kds_prov = shards * HOURS_PER_MONTH * PRICES["kds_shard_hour"] + put_units / 1e6 * PRICES["kds_put_unit_per_million"]
+    gb = hosts * WINDOWS_PER_MONTH * math.ceil(partial_bytes / 1024) * 1024 / 1e9
+    kds_od = HOURS_PER_MONTH * PRICES["kds_od_stream_hour"] + gb * (PRICES["kds_od_gb_in"] + PRICES["kds_od_gb_out"])
+    # Lambda: batches of up to 200 per shard per window.
+    batches = max(1, math.ceil(hosts / 200))
+    datums_per_batch = 5 * (pairs + apps + 1)
+    calls_per_batch = math.ceil(datums_per_batch / 1000)
+    groups = hosts * a.clients
+    ms_window = groups * MEASURED["lambda_us_per_client_group"] / 1000 + batches * calls_per_batch * PUT_METRIC_DATA_MS
+    invocations = batches * WINDOWS_PER_MONTH
+    lam = (ms_window / 1000 * WINDOWS_PER_MONTH * LAMBDA_MEMORY_GB * PRICES["lambda_gb_second"]
+           + invocations / 1e6 * PRICES["lambda_per_million_requests"])
+    # CloudWatch.
+    metrics = model_metrics(a.model, apps, services, pairs)
+    cw_metrics = cw_metric_cost(metrics)
+    cw_calls = batches * calls_per_batch * WINDOWS_PER_MONTH / 1000 * PRICES["cw_per_1000_requests"]
+    cw_other = ALARMS * PRICES["cw_alarm_standard"] + PRICES["cw_dashboard"] + invocations * LOG_BYTES_PER_INVOCATION / 1e9 * PRICES["cw_logs_gb"]
+    ours = kds_prov + lam + cw_metrics + cw_calls + cw_other
+    # The replaced pipeline: every line a Kinesis record, Kinesis Analytics SQL.
+    raw_records_s = hosts * a.lines_per_sec
+    raw_bytes_s = raw_records_s * MEASURED["raw_bytes_per_line"]
+    raw_shards = max(1, math.ceil(raw_bytes_s / 1e6), math.ceil(raw_records_s / 1000))
+    raw_units = raw_records_s * 3600 * HOURS_PER_MONTH  # each line < 25 KB: one unit
+    raw_kds = raw_shards * HOURS_PER_MONTH * PRICES["kds_shard_hour"] + raw_units / 1e6 * PRICES["kds_put_unit_per_million"]
+    kpus = max(1, math.ceil(raw_bytes_s / 1e6))  # ASSUMED: 1 KPU per MB/s of input
+    kda = kpus * HOURS_PER_MONTH * PRICES["kda_kpu_hour"]
+    old = raw_kds + kda + lam + cw_metrics + cw_calls + cw_other
+    return dict(hosts=hosts, apps=apps, shards=shards, kds_prov=kds_prov, kds_od=kds_od, lam=lam,
+                ms_window=ms_window, metrics=metrics, cw_metrics=cw_metrics, cw_calls=cw_calls,
+                cw_other=cw_other, ours=ours, raw_shards=raw_shards, raw_kds=raw_kds, kpus=kpus,
+                kda=kda, old=old, partial_bytes=partial_bytes)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--clients", type=int, default=300, help="ASSUMED distinct clients per host and window")
+    p.add_argument("--lines-per-sec", type=float, default=50, help="ASSUMED access-log lines per second per host")
+    p.add_argument("--services", type=int, default=5, help="ASSUMED services (Service dimension values)")
+    p.add_argument("--apps-per-service", type=int, default=2, help="ASSUMED services each application calls")
+    p.add_argument("--model", default="default", choices=["default", "pairs", "apps"])
+    a = p.parse_args()
+    print(f"assumed: {a.clients} clients per host-window, {a.lines_per_sec:g} lines/s per host, "
+          f"{a.services} services, each application calls {a.apps_per_service}; model {a.model}; "
+          f"Lambda {LAMBDA_MEMORY_GB*1024:.0f} MB, PutMetricData {PUT_METRIC_DATA_MS} ms")
+    print()
+    print("| hosts | apps | partial KB | shards | Kinesis prov. $ | Kinesis on-demand $ | Lambda ms/window | Lambda $ "
+          "| custom metrics | CW metrics $ | PutMetricData $ | alarms+dash+logs $ | **tailrace $/month** "
+          "| raw shards | raw Kinesis $ | KPUs | KDA $ | **replaced $/month** |")
+    print("|" + "---:|" * 18)
+    for hosts in (10, 100, 1_000, 10_000):
+        for apps in (5, 20, 100):
+            r = fleet(hosts, apps, a)
+            print(f"| {hosts:,} | {apps} | {r['partial_bytes']/1000:.1f} | {r['shards']} | {r['kds_prov']:,.2f} | {r['kds_od']:,.2f} "
+                  f"| {r['ms_window']:,.0f} | {r['lam']:,.2f} | {r['metrics']:,} | {r['cw_metrics']:,.2f} | {r['cw_calls']:,.2f} "
+                  f"| {r['cw_other']:,.2f} | **{r['ours']:,.2f}** | {r['raw_shards']:,} | {r['raw_kds']:,.2f} | {r['kpus']:,} "
+                  f"| {r['kda']:,.2f} | **{r['old']:,.2f}** |")
+
+
+if __name__ == "__main__":
+    main()
