@@ -82,6 +82,9 @@ grep -q '^TimeoutStopSec=45s$' systemd/tailrace.service || fail "TimeoutStopSec 
 step "cfn-lint"
 cfn-lint packaging/cloudformation/tailrace.yaml || fail "cfn-lint"
 
+step "template promises (KMS grant for CloudWatch, per-application and operational alarms, IAM, names)"
+python3 packaging/cloudformation/check_template.py packaging/cloudformation/tailrace.yaml || fail "check_template.py"
+
 step "Image Builder component parses"
 python3 - packaging/ami/imagebuilder-component.yaml <<'EOF' || fail "imagebuilder-component.yaml"
 import sys, yaml
