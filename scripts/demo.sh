@@ -5,7 +5,11 @@
 #     -> tailrace agent (aggregate mode, 5-minute windows)
 #     -> Kinesis (moto_server on 127.0.0.1)
 #     -> tailrace-aggregator consume (joins clients with the S3 metadata file)
-#     -> CloudWatch (moto_server) -> the per-window table below.
+#     -> CloudWatch (moto_server) -> the per-window table below
+#     -> the per-application alarm (its state set here: moto evaluates no
+#        alarm) -> SNS alarm topic -> tailrace-aggregator notify (what the
+#        Lambda does with the SNS event) -> SNS notification topic -> SQS
+#        "inbox" -> the message a person receives, printed last.
 #
 # Without Apache installed, a generated access log stands in for it.
 # Every process started here is stopped on exit; the work directory is
@@ -51,7 +55,7 @@ fi
 export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 MOTO_PORT=$(free_port)
 ENDPOINT="http://127.0.0.1:$MOTO_PORT"
-say "starting moto_server on $ENDPOINT (Kinesis, S3, CloudWatch)"
+say "starting moto_server on $ENDPOINT (Kinesis, S3, CloudWatch, SNS, SQS)"
 moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
 PIDS+=($!)
 wait_port "$MOTO_PORT"
@@ -168,3 +172,14 @@ grep -h "busiest\|who" "$WORK/aggregator.log" | head -5 | sed 's/^/    /' || tru
 
 say "requests by source application, read back from CloudWatch (namespace Tailrace)"
 python3 "$ROOT/scripts/demo_aws.py" table --endpoint "$ENDPOINT" --metadata "$ROOT/scripts/demo-metadata.csv"
+
+say "billing floods the service: its alarm fires and the notifier writes to the person to call"
+echo "alarm: more than 100 requests from one source application in a 5-minute window"
+python3 "$ROOT/scripts/demo_aws.py" alarm --endpoint "$ENDPOINT" --out "$WORK/alarm-sns.json"
+"$BIN/tailrace-aggregator" notify "$WORK/alarm-sns.json" \
+  --topic arn:aws:sns:us-east-1:123456789012:tailrace-notifications \
+  --metadata s3://tailrace-metadata/metadata.csv --endpoint-url "$ENDPOINT" 2>"$WORK/notify.log" \
+  >/dev/null || { echo "notifier failed; its log:"; cat "$WORK/notify.log"; exit 1; }
+
+say "the notification a person receives (SNS notification topic -> inbox)"
+python3 "$ROOT/scripts/demo_aws.py" inbox --endpoint "$ENDPOINT"

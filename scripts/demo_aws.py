@@ -1,13 +1,22 @@
 #!/usr/bin/env python3
 """AWS-side helpers for `make demo`, against the local emulator.
 
-setup:  create the Kinesis stream and the metadata bucket, upload the CSV.
+setup:  create the Kinesis stream and the metadata bucket, upload the CSV;
+        the alarm topic, the notification topic, an SQS queue on each (the
+        first stands in for the aggregator Lambda's subscription, the second
+        for a person's inbox) and the per-application alarm of the stack.
 table:  read the metrics back from CloudWatch and print the per-window table
         of requests by source application (with the owner's contact).
+alarm:  moto stores alarm states but evaluates no alarm and publishes no
+        alarm action: set the alarm's state (SetAlarmState), publish the
+        state change to the alarm topic in CloudWatch's JSON format, and
+        write what the alarm topic delivered (the SNS message) to --out.
+inbox:  print the notifications that reached the person's inbox.
 """
 import argparse
 import csv
 import datetime as dt
+import json
 import sys
 import time
 
@@ -18,6 +27,100 @@ def clients(endpoint):
     kw = dict(endpoint_url=endpoint, region_name="us-east-1")
     return (boto3.client("kinesis", **kw), boto3.client("s3", **kw),
             boto3.client("cloudwatch", **kw))
+
+
+def messaging(endpoint):
+    kw = dict(endpoint_url=endpoint, region_name="us-east-1")
+    return boto3.client("sns", **kw), boto3.client("sqs", **kw)
+
+
+ALARM = "tailrace-demo-source-application-requests"
+
+
+def queue_on(sns, sqs, topic_arn, name):
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)
+    return url
+
+
+def setup_alarms(args, cw):
+    sns, sqs = messaging(args.endpoint)
+    alarms = sns.create_topic(Name="tailrace-alarms")["TopicArn"]
+    notes = sns.create_topic(Name="tailrace-notifications")["TopicArn"]
+    queue_on(sns, sqs, alarms, "alarm-events")
+    queue_on(sns, sqs, notes, "inbox")
+    # The stack's per-application alarm (packaging/cloudformation/tailrace.yaml).
+    cw.put_metric_alarm(
+        AlarmName=ALARM,
+        AlarmDescription="A source application sent more than %d requests in one "
+                         "5-minute window." % args.threshold,
+        Metrics=[{"Id": "perapp", "Label": "Requests per source application", "Period": 300,
+                  "ReturnData": True,
+                  "Expression": "SELECT SUM(Requests) FROM SCHEMA(\"%s\", SourceApplication) "
+                                "WHERE SourceApplication != 'unknown' GROUP BY SourceApplication "
+                                "ORDER BY SUM() DESC" % args.namespace}],
+        EvaluationPeriods=3, DatapointsToAlarm=1, Threshold=args.threshold,
+        ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching",
+        AlarmActions=[alarms], OKActions=[alarms])
+
+
+def alarm(args):
+    _, _, cw = clients(args.endpoint)
+    sns, sqs = messaging(args.endpoint)
+    reason = ("Threshold Crossed: 1 time series out of the last 3 datapoints was greater "
+              "than the threshold (%s)" % float(args.threshold))
+    cw.set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason=reason)
+    a = cw.describe_alarms(AlarmNames=[ALARM])["MetricAlarms"][0]
+    when = a["StateUpdatedTimestamp"].astimezone(dt.timezone.utc)
+    # The JSON CloudWatch publishes for an alarm state change.
+    message = {
+        "AlarmName": a["AlarmName"], "AlarmDescription": a.get("AlarmDescription"),
+        "AWSAccountId": a["AlarmArn"].split(":")[4], "AlarmConfigurationUpdatedTimestamp":
+            a["AlarmConfigurationUpdatedTimestamp"].strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+        "NewStateValue": a["StateValue"], "NewStateReason": a["StateReason"],
+        "StateChangeTime": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000",
+        "Region": "US East (N. Virginia)", "AlarmArn": a["AlarmArn"], "OldStateValue": "OK",
+        "OKActions": a["OKActions"], "AlarmActions": a["AlarmActions"],
+        "InsufficientDataActions": [],
+        "Trigger": {"Period": 300, "EvaluationPeriods": a["EvaluationPeriods"],
+                    "DatapointsToAlarm": a.get("DatapointsToAlarm"),
+                    "ComparisonOperator": a["ComparisonOperator"], "Threshold": a["Threshold"],
+                    "TreatMissingData": a.get("TreatMissingData"),
+                    "EvaluateLowSampleCountPercentile": "", "Metrics": a["Metrics"]},
+    }
+    sns.publish(TopicArn=a["AlarmActions"][0], Message=json.dumps(message),
+                Subject='ALARM: "%s" in US East (N. Virginia)' % ALARM)
+    url = sqs.get_queue_url(QueueName="alarm-events")["QueueUrl"]
+    for _ in range(20):
+        got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
+        if got:
+            with open(args.out, "w") as f:
+                f.write(got[0]["Body"])
+            print("alarm %s is ALARM; the alarm topic delivered its state change" % ALARM)
+            return
+    print("the alarm topic delivered nothing", file=sys.stderr)
+    sys.exit(1)
+
+
+def inbox(args):
+    sns, sqs = messaging(args.endpoint)
+    url = sqs.get_queue_url(QueueName="inbox")["QueueUrl"]
+    seen = 0
+    for _ in range(10):
+        got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1,
+                                  MaxNumberOfMessages=10).get("Messages", [])
+        if not got and seen:
+            break
+        for m in got:
+            env = json.loads(m["Body"])
+            print("Subject: %s\n" % env.get("Subject", ""))
+            print(env["Message"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            seen += 1
+    if not seen:
+        print("no notification reached the inbox", file=sys.stderr)
+        sys.exit(1)
 
 
 def setup(args):
@@ -31,6 +134,7 @@ def setup(args):
     s3.create_bucket(Bucket=args.bucket)
     with open(args.metadata, "rb") as f:
         s3.put_object(Bucket=args.bucket, Key="metadata.csv", Body=f.read())
+    setup_alarms(args, clients(args.endpoint)[2])
 
 
 def contacts(path):
@@ -95,14 +199,21 @@ def table(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["setup", "table"])
+    p.add_argument("command", choices=["setup", "table", "alarm", "inbox"])
     p.add_argument("--endpoint", required=True)
     p.add_argument("--stream", default="tailrace-demo")
     p.add_argument("--bucket", default="tailrace-metadata")
-    p.add_argument("--metadata", required=True)
+    p.add_argument("--metadata")
     p.add_argument("--namespace", default="Tailrace")
+    p.add_argument("--threshold", type=int, default=100,
+                   help="the per-application alarm's threshold (requests per 5 minutes)")
+    p.add_argument("--out", help="alarm: where to write the SNS message")
     args = p.parse_args()
-    {"setup": setup, "table": table}[args.command](args)
+    if args.command in ("setup", "table") and not args.metadata:
+        p.error("--metadata is required for %s" % args.command)
+    if args.command == "alarm" and not args.out:
+        p.error("--out is required for alarm")
+    {"setup": setup, "table": table, "alarm": alarm, "inbox": inbox}[args.command](args)
 
 
 if __name__ == "__main__":

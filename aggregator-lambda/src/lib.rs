@@ -10,6 +10,8 @@
 //! [`handler::Handler`] ties these together for one batch of records; it is
 //! driven either by the Lambda runtime ([`lambda`], binary `bootstrap`) or by
 //! the local stream consumer ([`consume`], `tailrace-aggregator consume`).
+//! The same Lambda also takes CloudWatch alarm notifications from SNS and
+//! writes the message a person reads ([`notify`]).
 //!
 //! All of that needs the default feature `aws`. Without it
 //! (`default-features = false`) only the metadata CSV reader ([`metadata`],
@@ -37,6 +39,8 @@ pub mod metadata;
 pub mod metadata_source;
 #[cfg(feature = "aws")]
 pub mod model;
+#[cfg(feature = "aws")]
+pub mod notify;
 #[cfg(feature = "aws")]
 pub mod publish;
 

@@ -2,7 +2,9 @@
 //!
 //! - `consume`: poll every shard of a stream and feed the handler (tests,
 //!   demos, on-prem);
-//! - `check-metadata`: validate a metadata CSV file locally.
+//! - `check-metadata`: validate a metadata CSV file locally;
+//! - `notify`: turn CloudWatch alarm messages into the notification a person
+//!   reads and publish it, as the Lambda does for SNS events (`make demo`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +37,70 @@ enum Command {
         /// The file.
         file: PathBuf,
     },
+    /// Publish the notification for CloudWatch alarm messages, like the Lambda does.
+    Notify(Box<NotifyArgs>),
+}
+
+/// `notify`: the alarm notifier outside Lambda (tailrace_aggregator::notify).
+#[derive(clap::Args)]
+struct NotifyArgs {
+    /// A Lambda SNS event, an SNS message envelope (as an SQS subscriber
+    /// receives it) or CloudWatch's alarm JSON; `-` reads standard input.
+    event: PathBuf,
+    /// Notification topic ARN to publish to.
+    #[arg(long, env = tailrace_aggregator::notify::ENV_NOTIFY_TOPIC)]
+    topic: String,
+    /// Metadata file, s3://bucket/key (for contacts).
+    #[arg(long, env = config::ENV_METADATA)]
+    metadata: Option<S3Location>,
+    /// Endpoint for every AWS service (moto_server, an emulator).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// CloudWatch namespace of the aggregator's metrics.
+    #[arg(long, env = config::ENV_NAMESPACE, default_value = config::DEFAULT_NAMESPACE)]
+    namespace: String,
+}
+
+async fn run_notify(args: NotifyArgs) -> anyhow::Result<ExitCode> {
+    use tailrace_aggregator::notify::{alarm_messages, Notifier};
+    logging::init(LogFormat::Text, false);
+    let text = if args.event.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(&args.event)
+            .with_context(|| format!("reading {}", args.event.display()))?
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not JSON", args.event.display()))?;
+    let messages = alarm_messages(&value).with_context(|| {
+        format!(
+            "{}: expected a Lambda SNS event, an SNS envelope or a CloudWatch alarm message",
+            args.event.display()
+        )
+    })?;
+    let sdk = sdk_config(args.endpoint_url.as_deref()).await;
+    let clients = Clients::new(&sdk);
+    let metadata = match args.metadata {
+        Some(location) => tailrace_aggregator::metadata_source::MetadataSource::new(
+            clients.s3.clone(),
+            location,
+            Duration::from_secs(60),
+        ),
+        None => tailrace_aggregator::metadata_source::MetadataSource::none(),
+    };
+    let namespace = config::parse_namespace("--namespace", &args.namespace)?;
+    let notifier = Notifier::new(
+        clients.cloudwatch.clone(),
+        aws_sdk_sns::Client::new(&sdk),
+        metadata,
+        namespace,
+        args.topic,
+    );
+    let sent = notifier.handle(&messages).await?;
+    for n in &sent {
+        println!("{}", n.subject);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -109,6 +175,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Consume(args) => run_consume(*args).await,
         Command::CheckMetadata { file } => check_metadata(&file),
+        Command::Notify(args) => run_notify(*args).await,
     };
     match result {
         Ok(code) => code,

@@ -255,6 +255,20 @@ impl Metadata {
         &self.unknown
     }
 
+    /// The contacts the file gives for the application named `name`, in
+    /// file order, without repeats or empty ones (the notifier's "who do I
+    /// call" for an application an alarm names). Empty when the file does
+    /// not list the application.
+    pub fn contacts_of(&self, name: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for a in self.apps.iter().filter(|a| &*a.application == name) {
+            if !a.contact.is_empty() && !out.contains(&&*a.contact) {
+                out.push(&a.contact);
+            }
+        }
+        out
+    }
+
     fn lookup_v4(&self, ip: Ipv4Addr) -> Option<&AppInfo> {
         let bits = u32::from(ip);
         self.v4.iter().find_map(|level| {

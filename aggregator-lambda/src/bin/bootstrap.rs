@@ -1,13 +1,18 @@
 //! The Lambda function (`provided.al2023`): settings from the environment,
 //! clients built once, every invocation handled by
-//! [`tailrace_aggregator::lambda::handle_event`].
+//! [`tailrace_aggregator::lambda::handle_invocation`]: Kinesis records from
+//! the event source mapping, and CloudWatch alarm notifications from the
+//! alarm topic (SNS) when `TAILRACE_NOTIFY_TOPIC` names the topic to write
+//! the person-readable message to.
 
 use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
 use tailrace_aggregator::clients::{build_handler, sdk_config, Clients};
 use tailrace_aggregator::config::Settings;
-use tailrace_aggregator::lambda::handle_event;
+use tailrace_aggregator::lambda::handle_invocation;
 use tailrace_aggregator::logging::{self, LogFormat};
+use tailrace_aggregator::metadata_source::MetadataSource;
+use tailrace_aggregator::notify::{Notifier, ENV_NOTIFY_TOPIC, ENV_WHO_QUERY};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,10 +26,35 @@ async fn main() -> anyhow::Result<()> {
     let config = sdk_config(None).await;
     let clients = Clients::new(&config);
     let handler = build_handler(&settings, &clients).context("building the handler")?;
+    let notifier = match std::env::var(ENV_NOTIFY_TOPIC) {
+        Ok(topic) if !topic.is_empty() => {
+            let metadata = match &settings.metadata {
+                Some(location) => {
+                    MetadataSource::new(clients.s3.clone(), location.clone(), settings.metadata_ttl)
+                }
+                None => MetadataSource::none(),
+            };
+            let mut notifier = Notifier::new(
+                clients.cloudwatch.clone(),
+                aws_sdk_sns::Client::new(&config),
+                metadata,
+                settings.namespace.clone(),
+                topic,
+            );
+            if let Ok(query) = std::env::var(ENV_WHO_QUERY) {
+                notifier = notifier.with_who_query(query);
+            }
+            Some(notifier)
+        }
+        _ => None,
+    };
     let handler = &handler;
+    let notifier = notifier.as_ref();
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<aws_lambda_events::event::kinesis::KinesisEvent>| async move {
-            handle_event(handler, event).await
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            // Boxed: the future of both paths together is deep enough to
+            // overflow the compiler's layout query depth when inlined here.
+            Box::pin(handle_invocation(handler, notifier, event)).await
         },
     ))
     .await
