@@ -1208,7 +1208,8 @@ mod tests {
         assert_eq!(split_range(&p.datums, 16..17 + 1), (16..17, 17..18));
         // Isolating one datum among 40 takes at most 2·log2(40) calls.
         let bad = 29;
-        let mut queue = vec![0..40];
+        let mut queue: Vec<std::ops::Range<usize>> = Vec::new();
+        queue.push(0..40);
         let mut calls = 0;
         let mut dropped = Vec::new();
         while let Some(r) = queue.pop() {
