@@ -10,6 +10,8 @@
 //! | `TAILRACE_RAW_FORMAT` | Apache `LogFormat` (or preset) of raw-line records | `combined` |
 //! | `TAILRACE_RAW_SERVICE` | `Service` dimension for raw-line and Kinesis-Agent JSON records | `raw` |
 //! | `TAILRACE_WINDOW` | window length for raw-line and Kinesis-Agent JSON records | `5m` |
+//! | `TAILRACE_IDEMPOTENCY_TABLE` | DynamoDB table of partial claims: counts exactly once across Lambda environments and replays (`idempotency`) | none: exactly once per process only |
+//! | `TAILRACE_IDEMPOTENCY_RETENTION` | how long a claim is kept (below 15 days, a replay of an older record can count twice) | `15d` |
 //! | `TAILRACE_PUT_TIMEOUT` | how long one PutMetricData attempt may take (then it is retried; an attempt that timed out may still have been stored, so keep it generous) | `10s` |
 
 use std::fmt;
@@ -28,6 +30,11 @@ pub const ENV_RAW_FORMAT: &str = "TAILRACE_RAW_FORMAT";
 pub const ENV_RAW_SERVICE: &str = "TAILRACE_RAW_SERVICE";
 /// Environment variable with the window length for raw and JSON records.
 pub const ENV_WINDOW: &str = "TAILRACE_WINDOW";
+
+/// Environment variable naming the DynamoDB claim table.
+pub const ENV_IDEMPOTENCY_TABLE: &str = "TAILRACE_IDEMPOTENCY_TABLE";
+/// Environment variable with how long a claim is kept.
+pub const ENV_IDEMPOTENCY_RETENTION: &str = "TAILRACE_IDEMPOTENCY_RETENTION";
 
 /// Environment variable with the PutMetricData attempt timeout.
 pub const ENV_PUT_TIMEOUT: &str = "TAILRACE_PUT_TIMEOUT";
@@ -112,6 +119,10 @@ pub struct Settings {
     pub window_secs: u32,
     /// How long one PutMetricData attempt may take.
     pub put_timeout: Duration,
+    /// DynamoDB claim table; `None`: exactly once per process only.
+    pub idempotency_table: Option<String>,
+    /// How long a claim is kept.
+    pub idempotency_retention: Duration,
 }
 
 impl Default for Settings {
@@ -124,6 +135,8 @@ impl Default for Settings {
             raw_service: DEFAULT_RAW_SERVICE.into(),
             window_secs: DEFAULT_WINDOW.as_secs() as u32,
             put_timeout: DEFAULT_PUT_TIMEOUT,
+            idempotency_table: None,
+            idempotency_retention: crate::idempotency::DEFAULT_RETENTION,
         }
     }
 }
@@ -159,6 +172,12 @@ impl Settings {
         }
         if let Some(v) = get(ENV_PUT_TIMEOUT) {
             settings.put_timeout = parse_duration(ENV_PUT_TIMEOUT, &v)?;
+        }
+        if let Some(v) = get(ENV_IDEMPOTENCY_TABLE) {
+            settings.idempotency_table = Some(v.trim().to_string());
+        }
+        if let Some(v) = get(ENV_IDEMPOTENCY_RETENTION) {
+            settings.idempotency_retention = parse_duration(ENV_IDEMPOTENCY_RETENTION, &v)?;
         }
         Ok(settings)
     }
@@ -253,6 +272,8 @@ mod tests {
             (ENV_RAW_SERVICE, "shop"),
             (ENV_WINDOW, "1m"),
             (ENV_PUT_TIMEOUT, "30s"),
+            (ENV_IDEMPOTENCY_TABLE, "claims"),
+            (ENV_IDEMPOTENCY_RETENTION, "20d"),
         ])
         .expect("valid");
         assert_eq!(
@@ -268,6 +289,8 @@ mod tests {
         assert_eq!(s.raw_service, "shop");
         assert_eq!(s.window_secs, 60);
         assert_eq!(s.put_timeout, Duration::from_secs(30));
+        assert_eq!(s.idempotency_table.as_deref(), Some("claims"));
+        assert_eq!(s.idempotency_retention, Duration::from_secs(20 * 86_400));
     }
 
     #[test]
