@@ -167,6 +167,7 @@ grep -h "lines_read" "$WORK/agent.log" | sed 's/^/    /' || true
 say "running the aggregator over the stream (tailrace-aggregator consume)"
 "$BIN/tailrace-aggregator" consume --stream tailrace-demo \
   --metadata s3://tailrace-metadata/metadata.csv --endpoint-url "$ENDPOINT" \
+  --idempotency-table tailrace-demo-claims \
   --exit-when-idle 3s 2>"$WORK/aggregator.log"
 grep -h "busiest\|who" "$WORK/aggregator.log" | head -5 | sed 's/^/    /' || true
 

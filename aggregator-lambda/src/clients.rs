@@ -7,6 +7,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use crate::config::Settings;
 use crate::decode::{Decoder, FormatError};
 use crate::handler::Handler;
+use crate::idempotency::{ClaimStore, DEFAULT_LEASE};
 use crate::metadata_source::MetadataSource;
 use crate::publish::{Publisher, RetryPolicy};
 
@@ -19,6 +20,10 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     /// CloudWatch, for metrics.
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// DynamoDB, for the claim table (`idempotency`).
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// SQS, for the failure queue (`replay`).
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 /// The SDK configuration from the environment's default chain, with
@@ -50,6 +55,8 @@ impl Clients {
                     .retry_config(aws_sdk_cloudwatch::config::retry::RetryConfig::disabled())
                     .build(),
             ),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
         }
     }
 }
@@ -76,5 +83,24 @@ pub fn build_handler(settings: &Settings, clients: &Clients) -> Result<Handler, 
             ..RetryPolicy::default()
         })
         .with_model(settings.model.clone());
-    Ok(Handler::new(decoder, metadata, publisher))
+    let handler = Handler::new(decoder, metadata, publisher);
+    Ok(match &settings.idempotency_table {
+        Some(table) => {
+            tracing::info!(table = %table, "partials are claimed in DynamoDB: counts are exactly once across processes");
+            handler.with_claims(
+                ClaimStore::new(
+                    clients.dynamodb.clone(),
+                    table.clone(),
+                    settings.idempotency_retention,
+                ),
+                DEFAULT_LEASE,
+            )
+        }
+        None => {
+            tracing::warn!(
+                "TAILRACE_IDEMPOTENCY_TABLE is not set: counts are exactly once only per process (a retry on another Lambda environment, or a replay, can count a record twice)"
+            );
+            handler
+        }
+    })
 }

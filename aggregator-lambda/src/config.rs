@@ -12,6 +12,8 @@
 //! | `TAILRACE_WINDOW` | window length for raw-line and Kinesis-Agent JSON records | `5m` |
 //! | `TAILRACE_DIMENSIONS` | dimension sets published, from `Service+SourceApplication`, `SourceApplication`, `Service` (`model`) | `Service+SourceApplication,SourceApplication` |
 //! | `TAILRACE_METRICS` | metrics published, from `Requests`, `Bytes`, `ClientErrors`, `ServerErrors`, `Latency` | all five |
+//! | `TAILRACE_IDEMPOTENCY_TABLE` | DynamoDB table of partial claims: counts exactly once across Lambda environments and replays (`idempotency`) | none: exactly once per process only |
+//! | `TAILRACE_IDEMPOTENCY_RETENTION` | how long a claim is kept (below 15 days, a replay of an older record can count twice) | `15d` |
 //! | `TAILRACE_PUT_TIMEOUT` | how long one PutMetricData attempt may take (then it is retried; an attempt that timed out may still have been stored, so keep it generous) | `10s` |
 
 use std::fmt;
@@ -36,6 +38,11 @@ pub const ENV_WINDOW: &str = "TAILRACE_WINDOW";
 pub const ENV_DIMENSIONS: &str = "TAILRACE_DIMENSIONS";
 /// Environment variable with the published metrics (`model`).
 pub const ENV_METRICS: &str = "TAILRACE_METRICS";
+
+/// Environment variable naming the DynamoDB claim table.
+pub const ENV_IDEMPOTENCY_TABLE: &str = "TAILRACE_IDEMPOTENCY_TABLE";
+/// Environment variable with how long a claim is kept.
+pub const ENV_IDEMPOTENCY_RETENTION: &str = "TAILRACE_IDEMPOTENCY_RETENTION";
 
 /// Environment variable with the PutMetricData attempt timeout.
 pub const ENV_PUT_TIMEOUT: &str = "TAILRACE_PUT_TIMEOUT";
@@ -122,6 +129,10 @@ pub struct Settings {
     pub put_timeout: Duration,
     /// Which dimension sets and metrics are published.
     pub model: MetricModel,
+    /// DynamoDB claim table; `None`: exactly once per process only.
+    pub idempotency_table: Option<String>,
+    /// How long a claim is kept.
+    pub idempotency_retention: Duration,
 }
 
 impl Default for Settings {
@@ -135,6 +146,8 @@ impl Default for Settings {
             window_secs: DEFAULT_WINDOW.as_secs() as u32,
             put_timeout: DEFAULT_PUT_TIMEOUT,
             model: MetricModel::default(),
+            idempotency_table: None,
+            idempotency_retention: crate::idempotency::DEFAULT_RETENTION,
         }
     }
 }
@@ -172,6 +185,12 @@ impl Settings {
             settings.put_timeout = parse_duration(ENV_PUT_TIMEOUT, &v)?;
         }
         settings.model = parse_model(get(ENV_DIMENSIONS).as_deref(), get(ENV_METRICS).as_deref())?;
+        if let Some(v) = get(ENV_IDEMPOTENCY_TABLE) {
+            settings.idempotency_table = Some(v.trim().to_string());
+        }
+        if let Some(v) = get(ENV_IDEMPOTENCY_RETENTION) {
+            settings.idempotency_retention = parse_duration(ENV_IDEMPOTENCY_RETENTION, &v)?;
+        }
         Ok(settings)
     }
 }
@@ -304,6 +323,8 @@ mod tests {
             (ENV_RAW_SERVICE, "shop"),
             (ENV_WINDOW, "1m"),
             (ENV_PUT_TIMEOUT, "30s"),
+            (ENV_IDEMPOTENCY_TABLE, "claims"),
+            (ENV_IDEMPOTENCY_RETENTION, "20d"),
         ])
         .expect("valid");
         assert_eq!(
@@ -319,6 +340,8 @@ mod tests {
         assert_eq!(s.raw_service, "shop");
         assert_eq!(s.window_secs, 60);
         assert_eq!(s.put_timeout, Duration::from_secs(30));
+        assert_eq!(s.idempotency_table.as_deref(), Some("claims"));
+        assert_eq!(s.idempotency_retention, Duration::from_secs(20 * 86_400));
     }
 
     #[test]

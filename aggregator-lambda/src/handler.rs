@@ -11,11 +11,18 @@
 //!   earlier batch handled by this process and published successfully — is
 //!   not counted again.
 //! - A PutMetricData call that fails after retries fails every record that
-//!   contributed to one of its units (window, application). The units of a
-//!   failed record that *were* published are remembered per partial, so when
-//!   the record comes back only the rest is published: no double count. This
-//!   memory lives in the process: a retry handled by a fresh Lambda
-//!   execution environment publishes the record whole again (over-count,
+//!   contributed to one of its units (window, application). The client
+//!   groups of a failed record that *were* published are remembered per
+//!   partial, so when the record comes back only the rest is published: no
+//!   double count.
+//! - With a claim table (`TAILRACE_IDEMPOTENCY_TABLE`, see `idempotency`)
+//!   that memory is in DynamoDB: every partial is claimed before it is
+//!   merged and finished after the publish, so a retry or a replay handled
+//!   by another execution environment or process is not counted twice
+//!   either. A partial another attempt is working on (live lease), or whose
+//!   claim DynamoDB refused, fails its record: it comes back later. Without
+//!   the table the memory lives in the process only: a retry handled by a
+//!   fresh Lambda environment publishes the record whole again (over-count,
 //!   never a loss; see docs/RELIABILITY.md "Aggregator faults").
 //! - If the metadata file was never loaded (S3 unreachable, bucket or object
 //!   missing since start), the whole batch fails: retried later rather than
@@ -27,15 +34,18 @@
 //! busiest source applications with their contact and the top unknown client
 //! addresses: the operator's "who do I call".
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use tailrace_wire::Partial;
+
 use crate::decode::{Decoder, Source};
-use crate::merge::{Merger, PartialId, Progress, SeenPartials, Window};
+use crate::idempotency::{Claim, ClaimStore, Finish, DEFAULT_LEASE, LEASE_MARGIN};
+use crate::merge::{Contributed, GroupMask, Merger, PartialId, Progress, SeenPartials, Window};
 use crate::metadata::Metadata;
 use crate::metadata_source::MetadataSource;
 use crate::publish::{add_health, Publisher, UnitKey};
@@ -46,6 +56,8 @@ pub const TOP_APPLICATIONS: usize = 10;
 pub const TOP_UNKNOWN_CLIENTS: usize = 10;
 /// Partial ids remembered across batches.
 pub const SEEN_CAPACITY: usize = 200_000;
+/// DynamoDB claims or finishes in flight at once.
+pub const CLAIM_CONCURRENCY: usize = 32;
 
 /// One Kinesis record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +89,13 @@ pub struct BatchStats {
     pub json_partials: usize,
     /// Partials skipped as replays.
     pub duplicates: usize,
-    /// Partials merged again without the applications an earlier, partly
+    /// Partials merged again without the client groups an earlier, partly
     /// failed attempt already published.
     pub resumed: usize,
+    /// Partials another attempt holds a live claim on (their records fail).
+    pub busy: usize,
+    /// DynamoDB claims or finishes that failed.
+    pub claim_errors: usize,
     /// Whether the metadata table used is not the current file's.
     pub metadata_stale: bool,
     /// Raw/JSON lines counted.
@@ -121,6 +137,8 @@ pub struct Handler {
     metadata: MetadataSource,
     publisher: Publisher,
     seen: Mutex<SeenPartials>,
+    claims: Option<Arc<ClaimStore>>,
+    lease: Duration,
 }
 
 #[derive(Serialize)]
@@ -148,7 +166,24 @@ impl Handler {
             metadata,
             publisher,
             seen: Mutex::new(SeenPartials::new(SEEN_CAPACITY)),
+            claims: None,
+            lease: DEFAULT_LEASE,
         }
+    }
+
+    /// Claim every partial in `store` before publishing it (exactly-once
+    /// across processes; see `idempotency`). `lease` bounds a claim when
+    /// the batch has no deadline (the Lambda's claims last until the
+    /// invocation's deadline plus `idempotency::LEASE_MARGIN`).
+    pub fn with_claims(mut self, store: ClaimStore, lease: Duration) -> Handler {
+        self.claims = Some(Arc::new(store));
+        self.lease = lease;
+        self
+    }
+
+    /// The claim table, if any.
+    pub fn claims(&self) -> Option<&ClaimStore> {
+        self.claims.as_deref()
     }
 
     /// The metadata source (for status reports).
@@ -194,13 +229,33 @@ impl Handler {
             }
         };
 
+        let decoded = decode_batch(&self.decoder, records, &mut stats);
+        let mut failed: BTreeSet<usize> = BTreeSet::new();
+        let admissions = {
+            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            local_admissions(&seen, &decoded)
+        };
+        let admissions = match &self.claims {
+            Some(store) => {
+                let lease = deadline.map_or(self.lease, |d| {
+                    d.saturating_duration_since(Instant::now()) + LEASE_MARGIN
+                });
+                self.claim_all(store, admissions, lease, &mut stats).await
+            }
+            None => admissions,
+        };
         let MergedBatch {
             merger,
             contributions,
-        } = {
-            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            merge_batch(&self.decoder, &seen, records, &metadata, &mut stats)
-        };
+        } = merge_admitted(&decoded, &admissions, &metadata, &mut stats);
+        for (index, partials) in decoded.iter().enumerate() {
+            if partials
+                .iter()
+                .any(|(_, _, id)| matches!(admissions.get(id), Some(Admission::Fail)))
+            {
+                failed.insert(index);
+            }
+        }
 
         let windows = merger.windows();
         stats.windows = windows.len();
@@ -238,8 +293,7 @@ impl Handler {
         stats.split_units = published.split_units;
 
         // A record fails if a unit it contributed to failed; per partial, the
-        // units that were published are remembered.
-        let mut failed: BTreeSet<usize> = BTreeSet::new();
+        // client groups that were published are remembered.
         let mut failed_units: HashSet<(Window, &str)> = HashSet::new();
         for unit in published
             .failed_units
@@ -255,17 +309,16 @@ impl Handler {
                 failed_units.insert((*window, application));
             }
         }
+        let mut finishes = Vec::new();
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             for c in contributions.into_iter().flatten() {
-                let mut done = c.published_before;
-                let mut complete = true;
-                for app in c.applications {
-                    if failed_units.contains(&(c.window, &*app)) {
-                        complete = false;
-                    } else {
-                        done.insert(app);
-                    }
+                let done = c.contributed.settled(&c.published_before, |app| {
+                    failed_units.contains(&(c.window, app))
+                });
+                let complete = done.is_full(c.contributed.groups());
+                if let Some(owner) = c.owner {
+                    finishes.push((c.id.clone(), owner, done.clone(), complete));
                 }
                 seen.set(
                     c.id,
@@ -276,6 +329,9 @@ impl Handler {
                     },
                 );
             }
+        }
+        if let Some(store) = &self.claims {
+            self.finish_all(store, finishes, &mut stats).await;
         }
         stats.failed = failed.len();
         let outcome = Outcome {
@@ -294,6 +350,212 @@ impl Handler {
     }
 }
 
+impl Handler {
+    /// Claim every partial admitted locally (not known complete here).
+    async fn claim_all(
+        &self,
+        store: &Arc<ClaimStore>,
+        mut admissions: HashMap<PartialId, Admission>,
+        lease: Duration,
+        stats: &mut BatchStats,
+    ) -> HashMap<PartialId, Admission> {
+        let ids: Vec<PartialId> = admissions
+            .iter()
+            .filter(|(_, a)| matches!(a, Admission::Merge { .. }))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let results = concurrently(ids, |id| {
+            let store = store.clone();
+            async move {
+                let claim = store.claim(&id, lease).await;
+                (id, claim)
+            }
+        })
+        .await;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, claim) in results {
+            let admission = match claim {
+                Ok(Claim::Granted { done, owner }) => Admission::Merge {
+                    done,
+                    owner: Some(owner),
+                },
+                Ok(Claim::Completed) => {
+                    seen.set(id.clone(), Progress::Complete);
+                    Admission::Skip
+                }
+                Ok(Claim::Busy) => {
+                    stats.busy += 1;
+                    tracing::warn!(
+                        host_id = %id.host_id,
+                        flow = %id.flow,
+                        sequence = id.sequence,
+                        "partial claimed by another attempt (live lease): its record fails and comes back"
+                    );
+                    Admission::Fail
+                }
+                Err(e) => {
+                    stats.claim_errors += 1;
+                    tracing::error!(error = %e, host_id = %id.host_id, flow = %id.flow, sequence = id.sequence, "claim failed: its record fails and comes back");
+                    Admission::Fail
+                }
+            };
+            admissions.insert(id, admission);
+        }
+        admissions
+    }
+
+    /// Record in the claim table what was published of every claimed partial.
+    async fn finish_all(
+        &self,
+        store: &Arc<ClaimStore>,
+        finishes: Vec<(PartialId, String, GroupMask, bool)>,
+        stats: &mut BatchStats,
+    ) {
+        let results = concurrently(finishes, |(id, owner, done, complete)| {
+            let store = store.clone();
+            async move {
+                let r = store.finish(&id, &owner, &done, complete).await;
+                (id, r)
+            }
+        })
+        .await;
+        for (id, r) in results {
+            match r {
+                Ok(Finish::Recorded) => {}
+                Ok(Finish::LeaseLost) => tracing::error!(
+                    host_id = %id.host_id,
+                    flow = %id.flow,
+                    sequence = id.sequence,
+                    "claim lease expired before the publish was recorded: another attempt may have counted this partial too"
+                ),
+                Err(e) => {
+                    stats.claim_errors += 1;
+                    // The metrics are out: failing the record would publish
+                    // them again. The claim stays INPROGRESS until its lease
+                    // ends; this process remembers the partial.
+                    tracing::error!(error = %e, host_id = %id.host_id, flow = %id.flow, sequence = id.sequence, "could not record a published partial: a redelivery after the lease may count it again");
+                }
+            }
+        }
+    }
+}
+
+/// Run `f` on every item, at most [`CLAIM_CONCURRENCY`] at once.
+async fn concurrently<T, F, Fut, R>(items: Vec<T>, f: F) -> Vec<R>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+    R: Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        if set.len() >= CLAIM_CONCURRENCY {
+            if let Some(Ok(r)) = set.join_next().await {
+                out.push(r);
+            }
+        }
+        set.spawn(f(item));
+    }
+    while let Some(r) = set.join_next().await {
+        if let Ok(r) = r {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// What to do with one partial of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Merge the client groups not in `done`; `owner` is the claim to finish.
+    Merge {
+        /// Groups an earlier attempt published.
+        done: GroupMask,
+        /// The claim's owner token (with a claim table).
+        owner: Option<String>,
+    },
+    /// Published whole already: skip it.
+    Skip,
+    /// Cannot be handled now: fail its record.
+    Fail,
+}
+
+/// Per record (by batch index), its decoded partials and their ids.
+pub type DecodedBatch = Vec<Vec<(Source, Partial, PartialId)>>;
+
+/// Decode every record, skipping (counting, logging) poison records.
+pub fn decode_batch(
+    decoder: &Decoder,
+    records: &[InputRecord],
+    stats: &mut BatchStats,
+) -> DecodedBatch {
+    let mut out: DecodedBatch = Vec::with_capacity(records.len());
+    for record in records {
+        let decoded = match decoder.decode(&record.data, &record.sequence_number) {
+            Ok(d) => d,
+            Err(e) => {
+                stats.poison += 1;
+                tracing::error!(
+                    sequence_number = %record.sequence_number,
+                    partition_key = %record.partition_key,
+                    bytes = record.data.len(),
+                    first_bytes = %hex_prefix(&record.data, 16),
+                    error = %e,
+                    "poison record skipped"
+                );
+                out.push(Vec::new());
+                continue;
+            }
+        };
+        stats.kpl_inner += decoded.kpl_inner;
+        stats.lines += decoded.lines;
+        stats.rejected_lines += decoded.rejected_lines;
+        if decoded.rejected_lines > 0 {
+            tracing::warn!(
+                sequence_number = %record.sequence_number,
+                rejected_lines = decoded.rejected_lines,
+                samples = ?decoded.reject_samples,
+                "lines of a raw or JSON record did not parse"
+            );
+        }
+        out.push(
+            decoded
+                .partials
+                .into_iter()
+                .map(|(source, partial)| {
+                    let id = PartialId::of(&partial, &record.data);
+                    (source, partial, id)
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+/// Admissions from this process's memory alone.
+pub fn local_admissions(
+    seen: &SeenPartials,
+    decoded: &DecodedBatch,
+) -> HashMap<PartialId, Admission> {
+    let mut out = HashMap::new();
+    for (_, _, id) in decoded.iter().flatten() {
+        let admission = match seen.progress(id) {
+            Some(Progress::Complete) => Admission::Skip,
+            Some(Progress::Partly(done)) => Admission::Merge {
+                done: done.clone(),
+                owner: None,
+            },
+            None => Admission::Merge {
+                done: GroupMask::default(),
+                owner: None,
+            },
+        };
+        out.insert(id.clone(), admission);
+    }
+    out
+}
+
 /// What one partial added to a batch's merge.
 #[derive(Debug, Clone)]
 pub struct Contribution {
@@ -301,10 +563,12 @@ pub struct Contribution {
     pub id: PartialId,
     /// Its window.
     pub window: Window,
-    /// The applications it added to in this batch.
-    pub applications: Vec<Arc<str>>,
-    /// The applications an earlier, partly failed attempt already published.
-    pub published_before: BTreeSet<Arc<str>>,
+    /// What it added in this batch.
+    pub contributed: Contributed,
+    /// The client groups an earlier, partly failed attempt already published.
+    pub published_before: GroupMask,
+    /// The owner of its claim (with a claim table).
+    pub owner: Option<String>,
 }
 
 /// A batch decoded and merged, before publishing.
@@ -325,66 +589,53 @@ pub fn merge_batch(
     metadata: &Metadata,
     stats: &mut BatchStats,
 ) -> MergedBatch {
+    let decoded = decode_batch(decoder, records, stats);
+    let admissions = local_admissions(seen, &decoded);
+    merge_admitted(&decoded, &admissions, metadata, stats)
+}
+
+/// Join and merge the partials `admissions` let in.
+pub fn merge_admitted(
+    decoded: &DecodedBatch,
+    admissions: &HashMap<PartialId, Admission>,
+    metadata: &Metadata,
+    stats: &mut BatchStats,
+) -> MergedBatch {
     let mut merger = Merger::new();
-    let mut contributions: Vec<Vec<Contribution>> = vec![Vec::new(); records.len()];
-    for (index, record) in records.iter().enumerate() {
-        let decoded = match decoder.decode(&record.data, &record.sequence_number) {
-            Ok(d) => d,
-            Err(e) => {
-                stats.poison += 1;
-                tracing::error!(
-                    sequence_number = %record.sequence_number,
-                    partition_key = %record.partition_key,
-                    bytes = record.data.len(),
-                    first_bytes = %hex_prefix(&record.data, 16),
-                    error = %e,
-                    "poison record skipped"
-                );
-                continue;
-            }
-        };
-        stats.kpl_inner += decoded.kpl_inner;
-        stats.lines += decoded.lines;
-        stats.rejected_lines += decoded.rejected_lines;
-        if decoded.rejected_lines > 0 {
-            tracing::warn!(
-                sequence_number = %record.sequence_number,
-                rejected_lines = decoded.rejected_lines,
-                samples = ?decoded.reject_samples,
-                "lines of a raw or JSON record did not parse"
-            );
-        }
-        for (source, partial) in &decoded.partials {
-            let id = PartialId::of(partial, &record.data);
-            let published_before = match seen.progress(&id) {
-                Some(Progress::Complete) => None,
-                Some(Progress::Partly(apps)) => Some(apps.clone()),
-                None => Some(BTreeSet::new()),
+    let mut contributions: Vec<Vec<Contribution>> = vec![Vec::new(); decoded.len()];
+    for (index, partials) in decoded.iter().enumerate() {
+        for (source, partial, id) in partials {
+            let (before, owner) = match admissions.get(id) {
+                Some(Admission::Merge { done, owner }) => (done, owner),
+                Some(Admission::Fail) => continue,
+                Some(Admission::Skip) | None => {
+                    stats.duplicates += 1;
+                    tracing::info!(
+                        host_id = %partial.host_id,
+                        flow = %partial.flow,
+                        sequence = partial.sequence,
+                        "replayed partial skipped"
+                    );
+                    continue;
+                }
             };
-            let added = published_before.and_then(|before| {
-                merger
-                    .add_except(index, id.clone(), partial, metadata, &before)
-                    .map(|apps| (apps, before))
-            });
-            let Some((applications, published_before)) = added else {
+            let Some(contributed) = merger.add_except(index, id.clone(), partial, metadata, before)
+            else {
                 stats.duplicates += 1;
                 tracing::info!(
-                    sequence_number = %record.sequence_number,
                     host_id = %partial.host_id,
                     flow = %partial.flow,
                     sequence = partial.sequence,
-                    "replayed partial skipped"
+                    "partial repeated in the batch skipped"
                 );
                 continue;
             };
-            if !published_before.is_empty() {
+            if !before.is_empty() {
                 stats.resumed += 1;
                 tracing::info!(
-                    sequence_number = %record.sequence_number,
                     host_id = %partial.host_id,
                     flow = %partial.flow,
                     sequence = partial.sequence,
-                    already_published = ?published_before,
                     "partly published partial: merging the rest only"
                 );
             }
@@ -396,13 +647,14 @@ pub fn merge_batch(
                 Source::AgentJson => stats.json_partials += 1,
             }
             contributions[index].push(Contribution {
-                id,
+                id: id.clone(),
                 window: Window {
                     start: partial.window_start,
                     secs: partial.window_secs,
                 },
-                applications,
-                published_before,
+                contributed,
+                published_before: before.clone(),
+                owner: owner.clone(),
             });
         }
     }

@@ -29,6 +29,8 @@ pub mod decode;
 #[cfg(feature = "aws")]
 pub mod handler;
 #[cfg(feature = "aws")]
+pub mod idempotency;
+#[cfg(feature = "aws")]
 pub mod lambda;
 #[cfg(feature = "aws")]
 pub mod logging;
@@ -43,6 +45,8 @@ pub mod model;
 pub mod notify;
 #[cfg(feature = "aws")]
 pub mod publish;
+#[cfg(feature = "aws")]
+pub mod replay;
 
 /// The body of the `metadata_csv` fuzz target (`fuzz/`), shared with its
 /// regression test below so the two cannot drift apart. Not part of the API.

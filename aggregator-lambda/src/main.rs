@@ -2,6 +2,9 @@
 //!
 //! - `consume`: poll every shard of a stream and feed the handler (tests,
 //!   demos, on-prem);
+//! - `replay`: republish the records the Lambda gave up on (the failure
+//!   queue's messages, or one shard range), exactly once through the
+//!   DynamoDB claims;
 //! - `check-metadata`: validate a metadata CSV file locally;
 //! - `notify`: turn CloudWatch alarm messages into the notification a person
 //!   reads and publish it, as the Lambda does for SNS events (`make demo`).
@@ -32,6 +35,9 @@ struct Cli {
 enum Command {
     /// Poll every shard of a stream and publish metrics, like the Lambda does.
     Consume(Box<ConsumeArgs>),
+    /// Republish the records of the failure queue's messages, or of one
+    /// shard range, counting nothing twice (DynamoDB claims).
+    Replay(Box<ReplayArgs>),
     /// Check a metadata CSV file: prints every wrong row; exit 1 if any.
     CheckMetadata {
         /// The file.
@@ -164,6 +170,59 @@ struct ConsumeArgs {
     /// Pause between polls that found nothing.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
+    /// DynamoDB table of partial claims (created on first use if missing):
+    /// counts exactly once across processes and replays.
+    #[arg(long, env = config::ENV_IDEMPOTENCY_TABLE)]
+    idempotency_table: Option<String>,
+    /// How long a claim is kept.
+    #[arg(long, env = config::ENV_IDEMPOTENCY_RETENTION, default_value = "15d", value_parser = humantime::parse_duration)]
+    idempotency_retention: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: Log,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["queue_url", "shard"])))]
+struct ReplayArgs {
+    /// The failure queue (SQS URL): replay every message's range, delete the
+    /// message once done.
+    #[arg(long)]
+    queue_url: Option<String>,
+    /// Kinesis stream (default: the one named in each message).
+    #[arg(long, required_unless_present = "queue_url")]
+    stream: Option<String>,
+    /// Replay this shard's range instead of the queue's.
+    #[arg(long, requires_all = ["from_sequence", "to_sequence", "stream"])]
+    shard: Option<String>,
+    /// First sequence number of the range.
+    #[arg(long)]
+    from_sequence: Option<String>,
+    /// Last sequence number of the range (included).
+    #[arg(long)]
+    to_sequence: Option<String>,
+    /// DynamoDB table of partial claims, the Lambda's: what was published
+    /// before is not published again.
+    #[arg(long, env = config::ENV_IDEMPOTENCY_TABLE)]
+    idempotency_table: String,
+    /// Metadata file, s3://bucket/key.
+    #[arg(long, env = config::ENV_METADATA)]
+    metadata: Option<S3Location>,
+    /// Endpoint for every AWS service (moto_server, an emulator).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// CloudWatch namespace.
+    #[arg(long, env = config::ENV_NAMESPACE, default_value = config::DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// LogFormat (or preset) of raw-line records.
+    #[arg(long, env = config::ENV_RAW_FORMAT, default_value = config::DEFAULT_RAW_FORMAT)]
+    raw_format: String,
+    /// Service dimension for raw-line and Kinesis Agent JSON records.
+    #[arg(long, env = config::ENV_RAW_SERVICE, default_value = config::DEFAULT_RAW_SERVICE)]
+    raw_service: String,
+    /// Window for raw-line and Kinesis Agent JSON records.
+    #[arg(long, env = config::ENV_WINDOW, default_value = "5m")]
+    window: String,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: Log,
@@ -174,6 +233,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Consume(args) => run_consume(*args).await,
+        Command::Replay(args) => run_replay(*args).await,
         Command::CheckMetadata { file } => check_metadata(&file),
         Command::Notify(args) => run_notify(*args).await,
     };
@@ -203,10 +263,18 @@ async fn run_consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         window_secs: config::parse_window("--window", &args.window)?,
         put_timeout: args.put_timeout,
         model: config::parse_model(Some(&args.dimensions), Some(&args.metrics))?,
+        idempotency_table: args.idempotency_table,
+        idempotency_retention: args.idempotency_retention,
     };
     let sdk = sdk_config(args.endpoint_url.as_deref()).await;
     let clients = Clients::new(&sdk);
     let handler = build_handler(&settings, &clients)?;
+    if let Some(store) = handler.claims() {
+        store
+            .ensure_table()
+            .await
+            .context("preparing the idempotency table")?;
+    }
     let mut opts = ConsumeOptions::new(args.stream);
     opts.start = match args.from {
         From::TrimHorizon => StartPosition::TrimHorizon,
@@ -231,6 +299,73 @@ async fn run_consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         partials = summary.partials,
         datums = summary.datums,
         "consume finished"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    use tailrace_aggregator::replay::{replay_queue, replay_range, Range, ReplaySummary};
+    logging::init(
+        match args.log_format {
+            Log::Text => LogFormat::Text,
+            Log::Json => LogFormat::Json,
+        },
+        false,
+    );
+    let settings = Settings {
+        metadata: args.metadata,
+        namespace: config::parse_namespace("--namespace", &args.namespace)?,
+        raw_format: args.raw_format,
+        raw_service: args.raw_service,
+        window_secs: config::parse_window("--window", &args.window)?,
+        idempotency_table: Some(args.idempotency_table),
+        ..Settings::default()
+    };
+    let sdk = sdk_config(args.endpoint_url.as_deref()).await;
+    let clients = Clients::new(&sdk);
+    let handler = build_handler(&settings, &clients)?;
+    if let Some(store) = handler.claims() {
+        store
+            .ensure_table()
+            .await
+            .context("preparing the idempotency table")?;
+    }
+    let summary = match (&args.queue_url, &args.shard) {
+        (Some(queue), _) => replay_queue(
+            &clients.sqs,
+            &clients.kinesis,
+            &handler,
+            queue,
+            args.stream.as_deref(),
+        )
+        .await
+        .context("replaying the failure queue")?,
+        (None, Some(shard)) => {
+            let range = Range {
+                stream: args.stream.clone().unwrap_or_default(),
+                shard: shard.clone(),
+                from: args.from_sequence.clone().unwrap_or_default(),
+                to: args.to_sequence.clone().unwrap_or_default(),
+            };
+            let mut summary = ReplaySummary::default();
+            replay_range(&clients.kinesis, &handler, &range, &mut summary)
+                .await
+                .context("replaying the range")?;
+            summary
+        }
+        (None, None) => anyhow::bail!("give --queue-url or --shard"),
+    };
+    tracing::info!(
+        ranges = summary.ranges,
+        records = summary.records,
+        partials = summary.partials,
+        duplicates = summary.duplicates,
+        datums = summary.datums,
+        "replay finished"
+    );
+    println!(
+        "replayed {} ranges: {} records, {} partials published, {} already published",
+        summary.ranges, summary.records, summary.partials, summary.duplicates
     );
     Ok(ExitCode::SUCCESS)
 }

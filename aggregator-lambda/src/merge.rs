@@ -9,10 +9,14 @@
 //!
 //! Publishing is atomic per *unit* — one (window, source application): its
 //! per-service datums and its rollup go out in one PutMetricData call (see
-//! `publish`). [`SeenPartials`] therefore remembers, per partial, either that
-//! all of it was published or which applications of it were; a partial that
-//! comes back after a partly failed publish is merged again for the other
-//! applications only ([`Merger::add_except`]), so nothing is counted twice.
+//! `publish`). [`SeenPartials`] (and, across environments, the DynamoDB
+//! claims of `idempotency`) therefore remember, per partial, either that all
+//! of it was published or which of its *client groups* were ([`GroupMask`]);
+//! a partial that comes back after a partly failed publish is merged again
+//! for the other groups only ([`Merger::add_except`]), so nothing is counted
+//! twice. The memory is per client group, not per application, so a
+//! metadata refresh between an attempt and its retry (a client moved to
+//! another application) neither skips nor repeats a client's requests.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -155,22 +159,23 @@ impl Merger {
         partial: &Partial,
         metadata: &Metadata,
     ) -> bool {
-        self.add_except(record, id, partial, metadata, &BTreeSet::new())
+        self.add_except(record, id, partial, metadata, &GroupMask::default())
             .is_some()
     }
 
-    /// Like [`Merger::add`], leaving out the clients of the applications in
-    /// `published` (already published by an earlier, partly failed attempt).
-    /// Returns the applications this partial contributed to (its units, with
-    /// its window), or `None` if a partial with the same id was already added.
+    /// Like [`Merger::add`], leaving out the client groups in `published`
+    /// (already published by an earlier, partly failed attempt). Returns the
+    /// applications this partial contributed to (its units, with its window)
+    /// and which group went to which, or `None` if a partial with the same id
+    /// was already added.
     pub fn add_except(
         &mut self,
         record: usize,
         id: PartialId,
         partial: &Partial,
         metadata: &Metadata,
-        published: &BTreeSet<Arc<str>>,
-    ) -> Option<Vec<Arc<str>>> {
+        published: &GroupMask,
+    ) -> Option<Contributed> {
         if !self.seen.insert(id) {
             return None;
         }
@@ -188,16 +193,22 @@ impl Merger {
         }
 
         // Sum per application first: one map update per application, not per client.
-        let mut per_app: HashMap<&Arc<str>, (ClientStats, &Arc<str>)> = HashMap::new();
-        for (client, stats) in &partial.groups {
-            let info = metadata.resolve(client.ip());
-            if !published.is_empty() && published.contains(&info.application) {
+        // `slot` indexes `apps`; `group_app[i]` is the slot of group i (the
+        // overflow is group `groups.len()`), NOT_MERGED if it added nothing.
+        let mut per_app: HashMap<&Arc<str>, usize> = HashMap::new();
+        let mut apps: Vec<(&Arc<str>, &Arc<str>, ClientStats)> = Vec::new();
+        let mut group_app = vec![NOT_MERGED; partial.groups.len() + 1];
+        for (i, (client, stats)) in partial.groups.iter().enumerate() {
+            if published.contains(i) {
                 continue;
             }
-            let slot = per_app
-                .entry(&info.application)
-                .or_insert_with(|| (ClientStats::default(), &info.contact));
-            slot.0.merge(stats);
+            let info = metadata.resolve(client.ip());
+            let slot = *per_app.entry(&info.application).or_insert_with(|| {
+                apps.push((&info.application, &info.contact, ClientStats::default()));
+                apps.len() - 1
+            });
+            apps[slot].2.merge(stats);
+            group_app[i] = slot as u32;
             if &*info.application == UNKNOWN {
                 let t = report
                     .unknown_clients
@@ -207,14 +218,15 @@ impl Merger {
                 t.bytes = t.bytes.saturating_add(stats.bytes);
             }
         }
-        if !partial.overflow.is_empty()
-            && (published.is_empty() || !published.contains(&metadata.unknown().application))
-        {
+        let overflow = partial.groups.len();
+        if !partial.overflow.is_empty() && !published.contains(overflow) {
             let info = metadata.unknown();
-            let slot = per_app
-                .entry(&info.application)
-                .or_insert_with(|| (ClientStats::default(), &info.contact));
-            slot.0.merge(&partial.overflow);
+            let slot = *per_app.entry(&info.application).or_insert_with(|| {
+                apps.push((&info.application, &info.contact, ClientStats::default()));
+                apps.len() - 1
+            });
+            apps[slot].2.merge(&partial.overflow);
+            group_app[overflow] = slot as u32;
             report.overflow_requests = report
                 .overflow_requests
                 .saturating_add(partial.overflow.requests);
@@ -223,8 +235,8 @@ impl Merger {
                 .saturating_add(partial.overflow_clients);
         }
 
-        let mut applications = Vec::with_capacity(per_app.len());
-        for (application, (stats, contact)) in per_app {
+        let mut applications = Vec::with_capacity(apps.len());
+        for (application, contact, stats) in apps {
             applications.push(application.clone());
             let totals = report
                 .applications
@@ -249,7 +261,10 @@ impl Merger {
             entry.stats.merge(&stats);
             entry.contributors.insert(record);
         }
-        Some(applications)
+        Some(Contributed {
+            applications,
+            group_app,
+        })
     }
 
     /// The merged entries, sorted by key.
@@ -299,14 +314,94 @@ impl WindowReport {
     }
 }
 
+/// `Contributed::group_app` of a group that added nothing (already
+/// published, or an empty overflow).
+pub const NOT_MERGED: u32 = u32::MAX;
+
+/// What one partial added to a merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contributed {
+    /// The applications it added to (its units, with its window).
+    pub applications: Vec<Arc<str>>,
+    /// Per client group (the overflow last): the index in `applications` it
+    /// went to, or [`NOT_MERGED`].
+    pub group_app: Vec<u32>,
+}
+
+impl Contributed {
+    /// The groups published once the units of the applications for which
+    /// `failed` answers true are left out: `before` plus every group merged
+    /// into a unit that did not fail, plus groups that added nothing.
+    pub fn settled(&self, before: &GroupMask, failed: impl Fn(&str) -> bool) -> GroupMask {
+        let mut done = before.clone();
+        for (i, &slot) in self.group_app.iter().enumerate() {
+            let ok = match self.applications.get(slot as usize) {
+                Some(app) => !failed(app),
+                None => true,
+            };
+            if ok {
+                done.insert(i);
+            }
+        }
+        done
+    }
+
+    /// Number of groups, the overflow included.
+    pub fn groups(&self) -> usize {
+        self.group_app.len()
+    }
+}
+
+/// Which client groups of a partial were published: bit `i` for
+/// `groups[i]`, bit `groups.len()` for the overflow. Kept as bytes (bit `i`
+/// is bit `i % 8` of byte `i / 8`), which is also how the DynamoDB claim
+/// stores it: a partial of n groups costs n/8 bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupMask(Vec<u8>);
+
+impl GroupMask {
+    /// A mask from its stored bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> GroupMask {
+        GroupMask(bytes)
+    }
+
+    /// The stored bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Whether group `i` was published.
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+    }
+
+    /// Mark group `i` published.
+    pub fn insert(&mut self, i: usize) {
+        if self.0.len() <= i / 8 {
+            self.0.resize(i / 8 + 1, 0);
+        }
+        self.0[i / 8] |= 1 << (i % 8);
+    }
+
+    /// Whether no group is marked.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&b| b == 0)
+    }
+
+    /// Whether all of groups `0..n` are marked.
+    pub fn is_full(&self, n: usize) -> bool {
+        (0..n).all(|i| self.contains(i))
+    }
+}
+
 /// How much of a partial was published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
     /// All of it: a replay is skipped.
     Complete,
-    /// The units of these applications (in the partial's window) were
-    /// published; the others failed and are published when it comes back.
-    Partly(BTreeSet<Arc<str>>),
+    /// These client groups were published; the others failed and are
+    /// published when it comes back.
+    Partly(GroupMask),
 }
 
 /// A bounded memory of partial ids already published, kept across batches
@@ -514,23 +609,20 @@ mod tests {
             &[([10, 1, 0, 1], 3), ([10, 2, 0, 1], 2), ([8, 8, 8, 8], 1)],
         );
         let mut merger = Merger::new();
+        // Group 0 (10.1.0.1, shop) was published.
+        let mut shop_done = GroupMask::default();
+        shop_done.insert(0);
         let apps = merger
-            .add_except(
-                0,
-                PartialId::of(&p, b"r"),
-                &p,
-                &m,
-                &BTreeSet::from(["shop".into()]),
-            )
+            .add_except(0, PartialId::of(&p, b"r"), &p, &m, &shop_done)
             .expect("first time");
-        let mut names: Vec<&str> = apps.iter().map(|a| &**a).collect();
+        let mut names: Vec<&str> = apps.applications.iter().map(|a| &**a).collect();
         names.sort_unstable();
         assert_eq!(names, vec!["corp", UNKNOWN]);
         let entries = merger.entries();
         assert!(entries.iter().all(|(k, _)| &*k.application != "shop"));
         assert_eq!(entries.len(), 2);
         assert!(merger
-            .add_except(1, PartialId::of(&p, b"r"), &p, &m, &BTreeSet::new())
+            .add_except(1, PartialId::of(&p, b"r"), &p, &m, &GroupMask::default())
             .is_none());
     }
 
@@ -543,9 +635,13 @@ mod tests {
             sequence: 1,
             content: 7,
         };
-        seen.set(id.clone(), Progress::Partly(BTreeSet::from(["a".into()])));
+        let mut one = GroupMask::default();
+        one.insert(1);
+        seen.set(id.clone(), Progress::Partly(one));
         assert!(!seen.contains(&id));
-        assert!(matches!(seen.progress(&id), Some(Progress::Partly(a)) if a.len() == 1));
+        assert!(
+            matches!(seen.progress(&id), Some(Progress::Partly(a)) if a.contains(1) && !a.contains(0))
+        );
         seen.insert(id.clone());
         assert!(seen.contains(&id));
         assert_eq!(seen.len(), 1);

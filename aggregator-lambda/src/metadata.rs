@@ -13,9 +13,25 @@
 //!
 //! Fields may be double-quoted (a quote inside a quoted field is doubled).
 //! A bare address is a /32 (IPv4) or /128 (IPv6) entry. The longest prefix
-//! wins. An IPv4-mapped IPv6 client (`::ffff:10.1.2.3`) is looked up as IPv4.
-//! Every wrong row is reported with its line number and the reason; see
+//! wins. Every wrong row is reported with its line number and the reason; see
 //! [`Metadata::parse`].
+//!
+//! The application becomes the `SourceApplication` dimension, so a row is
+//! refused (not repaired: the owner of the file should see it) when
+//! CloudWatch would refuse the name — empty, longer than 1,024 characters,
+//! not ASCII, or with control characters — by the one rule the product
+//! uses everywhere (`tailrace_wire::dimension`). The name `unknown` (in any
+//! case) is refused too: it is what clients that match no row are called,
+//! and a row of that name would merge its clients with them.
+//!
+//! IPv4 and IPv4-mapped IPv6 are one address family here. A client written
+//! `::ffff:10.1.2.3` is the IPv4 client `10.1.2.3`, and a row written
+//! IPv4-mapped with a prefix of at least 96 (`::ffff:10.1.0.0/112`) is the
+//! IPv4 row `10.1.0.0/16`: either form of a client matches either form of a
+//! row (and the two forms of one block on two rows are a duplicate). Other
+//! IPv6 rows, even those whose block contains the mapped range (`::/0`,
+//! `::/80`), match native IPv6 clients only: an IPv6 catch-all must not
+//! capture every IPv4 client.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -183,6 +199,22 @@ impl Metadata {
                 });
                 continue;
             }
+            if let Err(problem) = tailrace_wire::dimension::check_dimension_value(application) {
+                errors.push(RowError {
+                    row,
+                    reason: format!("application `{}`: {problem}", shown(application)),
+                });
+                continue;
+            }
+            if application.eq_ignore_ascii_case(UNKNOWN) {
+                errors.push(RowError {
+                    row,
+                    reason: format!(
+                        "application `{application}` is reserved for clients that match no row; give these clients another name"
+                    ),
+                });
+                continue;
+            }
             let net = match parse_net(fields[0].trim()) {
                 Ok(n) => n,
                 Err(reason) => {
@@ -288,6 +320,15 @@ impl Metadata {
                 .map(|&i| &self.apps[i])
         })
     }
+}
+
+/// A name as an error message shows it: escaped, at most 40 characters.
+fn shown(name: &str) -> String {
+    let mut out: String = name.chars().take(40).flat_map(char::escape_debug).collect();
+    if name.chars().count() > 40 {
+        out.push('…');
+    }
+    out
 }
 
 fn looks_like_header(fields: &[String]) -> bool {
@@ -445,6 +486,73 @@ fn split_csv(line: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_cloudwatch_would_refuse_are_wrong_rows() {
+        let long = "a".repeat(1025);
+        let text = format!(
+            "ip_or_cidr,application,contact\n\
+             10.0.0.1,caf\u{e9},x\n\
+             10.0.0.2,\"tab\there\",x\n\
+             10.0.0.3,{long},x\n\
+             10.0.0.4,{},x\n\
+             10.0.0.5,unknown,x\n\
+             10.0.0.6,\"  Unknown \",x\n\
+             10.0.0.7,unknown-scanner,x\n",
+            "b".repeat(1024)
+        );
+        let parsed = Metadata::parse(&text);
+        let rows: Vec<usize> = parsed.errors.iter().map(|e| e.row).collect();
+        assert_eq!(rows, vec![2, 3, 4, 6, 7], "{:?}", parsed.errors);
+        assert!(
+            parsed.errors[0].reason.contains("not ASCII"),
+            "{:?}",
+            parsed.errors
+        );
+        assert!(parsed.errors[1].reason.contains("control character"));
+        assert!(parsed.errors[2].reason.contains("1025 characters"));
+        assert!(
+            parsed.errors[2].reason.len() < 200,
+            "long names are shortened"
+        );
+        assert!(parsed.errors[3].reason.contains("reserved"));
+        assert!(parsed.errors[4].reason.contains("reserved"));
+        let m = &parsed.metadata;
+        assert_eq!(m.len(), 2, "the 1,024-character name and unknown-scanner");
+        assert_eq!(app(m, "10.0.0.7"), "unknown-scanner");
+        // The refused `unknown` row does not make its client an application.
+        assert_eq!(app(m, "10.0.0.5"), UNKNOWN);
+    }
+
+    #[test]
+    fn ipv4_mapped_clients_and_rows_are_ipv4() {
+        let m = Metadata::parse(
+            "ip_or_cidr,application,contact\n\
+             10.1.0.0/16,four,x\n\
+             ::ffff:10.2.0.0/112,mapped,x\n\
+             ::/0,v6-all,x\n\
+             2001:db8::/32,six,x\n",
+        );
+        assert!(m.errors.is_empty(), "{:?}", m.errors);
+        let m = &m.metadata;
+        // Either form of the client matches either form of the row.
+        assert_eq!(app(m, "10.1.2.3"), "four");
+        assert_eq!(app(m, "::ffff:10.1.2.3"), "four");
+        assert_eq!(app(m, "10.2.3.4"), "mapped");
+        assert_eq!(app(m, "::ffff:10.2.3.4"), "mapped");
+        // IPv6 rows match native IPv6 clients only, catch-alls included.
+        assert_eq!(app(m, "2001:db8::1"), "six");
+        assert_eq!(app(m, "2001:db9::1"), "v6-all");
+        assert_eq!(app(m, "10.9.9.9"), UNKNOWN);
+        assert_eq!(app(m, "::ffff:10.9.9.9"), UNKNOWN);
+        // One block in both forms is one entry listed twice.
+        let dup = Metadata::parse(
+            "ip_or_cidr,application,contact\n10.1.0.0/16,a,x\n::ffff:10.1.0.0/112,b,x\n",
+        );
+        assert_eq!(dup.errors.len(), 1, "{:?}", dup.errors);
+        assert_eq!(dup.errors[0].row, 3);
+        assert!(dup.errors[0].reason.contains("already listed on row 2"));
+    }
 
     fn app(m: &Metadata, ip: &str) -> String {
         let ip: IpAddr = ip.parse().expect("test ip");
