@@ -55,7 +55,8 @@ impl From<Position> for FileCheckpoint {
     }
 }
 
-/// Per-flow durable state.
+/// Per-flow durable state. A flow named here has started on this host
+/// before, even when it holds no files now: `start_at: end` is behind it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowState {
     /// Next record sequence number for aggregate partials.

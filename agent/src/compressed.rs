@@ -2,14 +2,14 @@
 //! logrotate compressed while the agent was down, and reading it from the
 //! checkpoint's offset.
 //!
-//! When the agent is stopped (or killed) with lines not yet acknowledged and
-//! logrotate runs twice before it starts again, the file holding those lines
-//! may exist only as `access.log.2.gz` (`compress`, with or without
-//! `delaycompress`). The agent does not tail compressed files, but at
-//! startup it looks for a checkpoint's file among the `.gz` files next to the
-//! checkpoint's path: one whose *decompressed* first bytes have the
-//! checkpoint's fingerprint is that file, and its bytes from the checkpoint's
-//! offset on are read like the end of any rotated file.
+//! When the agent is stopped, killed or blocked by an outage with lines not
+//! yet read or acknowledged and logrotate compresses the file holding them,
+//! they may exist only as `access.log.1.gz` (`compress`, with or without
+//! `delaycompress`). The agent does not tail compressed files, but for a
+//! displaced reading (see [`crate::tailer`]) it looks among the `.gz` files
+//! next to its path and in an `olddir`: one whose *decompressed* first bytes
+//! have the reading's fingerprint is that file, and its bytes from the
+//! reading's offset on are read like the end of any rotated file.
 //!
 //! Only gzip is read (logrotate's default `compresscmd`), through `flate2`;
 //! `bzip2`, `xz` and `zstd` rotations are not.

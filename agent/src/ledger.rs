@@ -215,6 +215,15 @@ impl Ledger {
         inner.version += 1;
     }
 
+    /// Forget every source of `flow` (the flow was stopped by a reload:
+    /// removed, or about to start again from the positions taken before).
+    /// Acknowledgements still arriving for its records change nothing.
+    pub fn forget_flow(&self, flow: &str) {
+        let mut inner = self.lock();
+        inner.sources.retain(|_, e| e.flow != flow);
+        inner.version += 1;
+    }
+
     /// A copy of one entry.
     pub fn entry(&self, id: SourceId) -> Option<SourceEntry> {
         self.lock().sources.get(&id).cloned()
@@ -240,7 +249,17 @@ impl Ledger {
     /// stays, so a crash re-reads what was not acknowledged.)
     pub fn positions(&self) -> Vec<Position> {
         let mut inner = self.lock();
-        inner.sources.retain(|_, e| !e.closed || e.is_held());
+        // A closed copy stays while its original holds unacknowledged lines:
+        // after a crash those lines exist only in the copy.
+        let held: std::collections::HashSet<SourceId> = inner
+            .sources
+            .iter()
+            .filter(|(_, e)| e.is_held())
+            .map(|(id, _)| *id)
+            .collect();
+        inner.sources.retain(|_, e| {
+            !e.closed || e.is_held() || e.same_bytes_as.is_some_and(|o| held.contains(&o))
+        });
         let mut best: HashMap<(String, FileKey), (SourceId, Position)> = HashMap::new();
         for (id, e) in &inner.sources {
             let mut offset = e.checkpoint_offset();
@@ -351,6 +370,22 @@ mod tests {
         );
         l.release(&[h]);
         assert_eq!(at(&l), Some(100));
+    }
+
+    #[test]
+    fn a_forgotten_flow_leaves_no_positions() {
+        let l = Ledger::new();
+        let s = l.open("gone", key(), Fingerprint::EMPTY, "/a".into(), 0);
+        l.set_processed(s, 70);
+        l.hold(&[Hold {
+            source: s,
+            offset: 10,
+        }]);
+        l.open("kept", key(), Fingerprint::EMPTY, "/b".into(), 5);
+        l.forget_flow("gone");
+        let p = l.positions();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].flow, "kept");
     }
 
     #[test]

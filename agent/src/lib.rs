@@ -20,6 +20,7 @@ pub mod cli;
 pub mod compressed;
 pub mod config;
 pub mod config_tree;
+pub mod decision;
 pub mod endpoint;
 pub mod identity;
 pub mod import_kinesis_agent;

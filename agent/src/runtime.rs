@@ -411,6 +411,8 @@ impl Agent {
         }
         for name in &plan.stop {
             self.registry.remove(name);
+            // Its stale offsets must not come back into the checkpoint.
+            self.ledger.forget_flow(name);
         }
         let mut flows: BTreeMap<String, Flow> = new
             .flows
@@ -420,6 +422,8 @@ impl Agent {
         for name in plan.restart.iter().chain(&plan.start) {
             if let Some(flow) = flows.remove(name) {
                 let checkpoints = self.positions_of(name);
+                // The new readings replace the old ones.
+                self.ledger.forget_flow(name);
                 let resumed = plan.restart.contains(name);
                 if let Err(e) = self.start(flow, checkpoints, resumed) {
                     tracing::error!(flow = %name, "cannot start flow: {e:#}");
@@ -500,7 +504,10 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
             .filter(|c| c.flow == flow.name())
             .cloned()
             .collect();
-        agent.start(flow, checkpoints, false)?;
+        // A flow named in the checkpoint's per-flow state ran on this host
+        // before (even if it holds no files now): `start_at` is behind it.
+        let ran_before = state.flows.contains_key(flow.name());
+        agent.start(flow, checkpoints, ran_before)?;
     }
 
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);

@@ -1,21 +1,20 @@
 //! The tailer: one flow's loop over all of its files, through rotation.
 //!
-//! It owns every [`FileWatcher`] of a flow and decides which files exist, what
-//! each one is, and where reading starts:
+//! It owns every [`FileWatcher`] of a flow and gathers the facts the pure
+//! decisions of [`crate::decision`] need, then carries them out:
 //! - discovery expands the flow's globs (promptly on a `notify` event, and on
 //!   a polling interval as the fallback for file systems without events);
-//! - a file is known by device + inode; a new one resumes from its checkpoint
-//!   when the fingerprint agrees (inode reuse otherwise), starts where an
-//!   active file's reading stands when it is a `copytruncate` copy of it, and
-//!   else starts at the beginning (or the end, for files present at the
-//!   flow's first start — no checkpoints yet — with `start_at: end`);
+//! - a file is known by device + inode; where a new one starts (its
+//!   checkpoint, a `copytruncate` copy's original offset, 0, or the end at a
+//!   flow's real first start with `start_at: end`) is [`decision::start`];
 //! - a file whose path no longer leads to it (renamed away, deleted) is read
-//!   until it is drained and quiet, then closed: Apache keeps writing to a
-//!   renamed log until it is signalled;
-//! - a truncated file starts over at 0 as a new source;
-//! - files rotated while the agent was down are found next to their last
-//!   known path and drained from their checkpoint, or, compressed by a
-//!   second rotation, in a `.gz` next to it ([`crate::compressed`]).
+//!   until [`decision::may_close`] says it may close: Apache keeps writing
+//!   to a renamed log until it is signalled;
+//! - a truncated file starts over at 0 as a new source, and its old reading
+//!   becomes *displaced*, as does a checkpoint whose inode holds other bytes
+//!   or whose file is gone: the rotated copy holding its unsent end, plain or
+//!   gzip ([`crate::compressed`]), is looked for next to its path and in an
+//!   `olddir` ([`decision::displaced`]), while running and at startup.
 //!
 //! The tailer runs on its own thread; the sink it feeds may block, which is
 //! how a slow Kinesis slows reading down (the file is the buffer).
@@ -26,7 +25,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::Watcher as _;
@@ -34,6 +33,7 @@ use notify::Watcher as _;
 use crate::checkpoint::FileCheckpoint;
 use crate::compressed::{self, GzInput};
 use crate::config::StartAt;
+use crate::decision::{self, CheckpointFit, Close, Offset, Resemblance, Start, Waiting};
 use crate::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
 use crate::ledger::{Ledger, SourceId};
 use crate::watcher::{FileWatcher, LineSink, Polled, SinkClosed};
@@ -56,8 +56,12 @@ pub struct TailerSettings {
     pub discover_interval: Duration,
     /// How long to sleep when nothing happened and no event came.
     pub poll_interval: Duration,
-    /// How long a rotated-away or deleted file must be quiet before closing.
+    /// How long a deleted file or a copy must be quiet (once drained)
+    /// before closing, and how long waits for a copy's growth last.
     pub rotate_quiet: Duration,
+    /// How long a file renamed away (still linked) must be quiet before
+    /// closing: Apache's old children may still write to it.
+    pub renamed_quiet: Duration,
 }
 
 impl TailerSettings {
@@ -77,35 +81,14 @@ impl TailerSettings {
             max_line,
             discover_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(250),
-            rotate_quiet: Duration::from_secs(5),
+            rotate_quiet: decision::DEFAULT_QUIET,
+            renamed_quiet: decision::DEFAULT_RENAMED_QUIET,
         }
     }
 }
 
 /// Bytes read from one file before moving to the next (fairness).
 const READ_BUDGET: u64 = 4 * 1024 * 1024;
-
-/// Where a newly found file starts, or why it must wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Start {
-    /// Read from this offset.
-    At(u64, &'static str),
-    /// Empty: nothing to decide on yet (logrotate's `create`, or a copy
-    /// that has not begun).
-    WaitEmpty,
-    /// A `copytruncate` copy still being written: wait until it reaches the
-    /// offset the original was read to, so reading starts on that line
-    /// boundary and nothing is sent twice.
-    WaitCopy {
-        /// The original's read offset when it was copied.
-        target: u64,
-    },
-    /// Too short to compare with a truncated file's fingerprint yet.
-    WaitShort,
-    /// Starts like a file being read that was not truncated: wait for its
-    /// truncation (then it is a copy), or read it from 0 if none comes.
-    WaitOriginal,
-}
 
 /// A new file whose start is not decided yet. Lives in the tailer until it
 /// becomes a watcher or disappears.
@@ -118,6 +101,64 @@ struct PendingFile {
     still_since: Instant,
 }
 
+/// A reading whose file now holds other bytes — a checkpoint found
+/// truncated or reused at startup, or a file truncated while the agent ran
+/// (`copytruncate`) — whose unsent end may live in a rotated copy of it,
+/// plain or compressed, next to its path or one directory below (logrotate's
+/// `olddir`).
+struct DisplacedReading {
+    fingerprint: Fingerprint,
+    /// Everything before it was read (or acknowledged, for a checkpoint).
+    offset: u64,
+    /// Last path of the file.
+    path: PathBuf,
+    /// The reading truncated while the agent ran, if so: its copy is linked
+    /// to it in the ledger.
+    original: Option<SourceId>,
+    /// When it was displaced; searched for [`DISPLACED_SEARCH`].
+    since: Instant,
+    /// Candidates already found not to be its copy, with their size then.
+    examined: HashSet<(FileKey, u64)>,
+    /// Plain candidates shorter than `offset`: size and since when stable.
+    short: HashMap<FileKey, (u64, Instant)>,
+}
+
+/// File-system events, coalesced: however many events arrive while the
+/// reader is busy (blocked by a Kinesis outage, say, with Apache writing one
+/// line per request), they cost two flags, not one queued event each.
+#[derive(Default)]
+struct EventFlags {
+    /// (something happened, names changed)
+    state: Mutex<(bool, bool)>,
+    cond: Condvar,
+}
+
+impl EventFlags {
+    /// An event: wake the reader; `rediscover` when names changed.
+    fn raise(&self, rediscover: bool) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 = true;
+        s.1 |= rediscover;
+        self.cond.notify_one();
+    }
+
+    /// Wait up to `timeout` for an event; clears the flags and returns
+    /// whether names changed.
+    fn wait(&self, timeout: Duration) -> bool {
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut s, _) = self
+            .cond
+            .wait_timeout_while(guard, timeout, |s| !s.0)
+            .unwrap_or_else(|p| p.into_inner());
+        let rediscover = s.1;
+        *s = (false, false);
+        rediscover
+    }
+}
+
+/// How long a displaced reading's copy is looked for.
+const DISPLACED_SEARCH: Duration = Duration::from_secs(600);
+
 /// One flow's file server. Lives for the flow's lifetime on its own thread.
 pub struct Tailer {
     settings: TailerSettings,
@@ -127,17 +168,15 @@ pub struct Tailer {
     watchers: Vec<FileWatcher>,
     /// Checkpoints of this flow not yet claimed by an open file.
     checkpoints: HashMap<FileKey, FileCheckpoint>,
-    /// Checkpoints whose inode now holds other bytes (truncated or reused
-    /// while the agent was down): their unsent end may live on in a
-    /// compressed rotation.
-    displaced: Vec<FileCheckpoint>,
+    /// Readings whose file now holds other bytes, whose copy is looked for.
+    displaced: Vec<DisplacedReading>,
     first_scan: bool,
     /// Paths we could not open, so each is reported once until it recovers.
     unreadable: HashSet<PathBuf>,
     /// New files whose starting offset is not decided yet.
     pending: Vec<PendingFile>,
-    /// File-system events: `true` when names changed (rediscover).
-    fs_events: Option<mpsc::Receiver<bool>>,
+    /// File-system events, coalesced into flags (see [`EventFlags`]).
+    fs_events: Option<Arc<EventFlags>>,
     fs_watcher: Option<notify::RecommendedWatcher>,
     watched_dirs: HashSet<PathBuf>,
     last_discover: Option<Instant>,
@@ -157,7 +196,8 @@ impl Tailer {
             .iter()
             .filter_map(|p| glob::Pattern::new(p).ok())
             .collect();
-        let (tx, rx) = mpsc::channel();
+        let flags = Arc::new(EventFlags::default());
+        let tx = flags.clone();
         let fs_watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Opening and reading files (ours included) raises access events:
             // reacting to them would make discovery wake itself forever.
@@ -170,7 +210,7 @@ impl Tailer {
                     EventKind::Modify(ModifyKind::Name(_)) => true,
                     _ => false,
                 };
-                let _ = tx.send(rediscover);
+                tx.raise(rediscover);
             }
         })
         .map_err(|e| tracing::warn!(error = %e, "file-system events unavailable; polling only"))
@@ -191,7 +231,7 @@ impl Tailer {
             first_scan: true,
             unreadable: HashSet::new(),
             pending: Vec::new(),
-            fs_events: fs_watcher.as_ref().map(|_| rx),
+            fs_events: fs_watcher.as_ref().map(|_| flags),
             fs_watcher,
             watched_dirs: HashSet::new(),
             last_discover: None,
@@ -214,7 +254,7 @@ impl Tailer {
             }
             let progressed = self.poll_all(sink)?;
             sink.tick()?;
-            self.close_quiet();
+            self.close_quiet(sink)?;
             if !progressed {
                 self.wait_for_event();
             }
@@ -246,17 +286,9 @@ impl Tailer {
     fn wait_for_event(&mut self) {
         let timeout = self.settings.poll_interval;
         match &self.fs_events {
-            Some(rx) => {
-                if let Ok(first) = rx.recv_timeout(timeout) {
-                    // Coalesce a burst of events; rediscover promptly if
-                    // names changed, else just read again.
-                    let mut rediscover = first;
-                    while let Ok(more) = rx.try_recv() {
-                        rediscover |= more;
-                    }
-                    if rediscover {
-                        self.last_discover = None;
-                    }
+            Some(flags) => {
+                if flags.wait(timeout) {
+                    self.last_discover = None;
                 }
             }
             None => std::thread::sleep(timeout),
@@ -284,6 +316,16 @@ impl Tailer {
                         "file truncated (copytruncate?); reading it again from the start"
                     );
                     self.ledger.close(w.source);
+                    if w.offset() > 0 && w.fingerprint.len > 0 {
+                        self.displaced.push(DisplacedReading::new(
+                            w.fingerprint,
+                            w.offset(),
+                            w.path.clone(),
+                            Some(w.source),
+                        ));
+                        // Look for its copy at once.
+                        self.last_discover = None;
+                    }
                     let fp = Fingerprint::of(w.file()).unwrap_or(Fingerprint::EMPTY);
                     let source =
                         self.ledger
@@ -300,28 +342,46 @@ impl Tailer {
         Ok(progressed)
     }
 
-    /// Close files that left their path (rotated away or deleted) once they
-    /// are drained and quiet.
-    fn close_quiet(&mut self) {
-        let quiet = self.settings.rotate_quiet;
-        let ledger = &self.ledger;
-        let flow = &self.settings.flow;
-        self.watchers.retain(|w| {
-            let deleted = w.is_deleted();
-            if !(w.orphaned || deleted) || w.last_growth.elapsed() < quiet {
-                return true;
+    /// Close files that left their path (rotated away or deleted) or were
+    /// read as copies, once drained and quiet ([`decision::may_close`]). A
+    /// partial last line is shipped first: nobody will complete it.
+    fn close_quiet(&mut self, sink: &mut dyn LineSink) -> Result<(), SinkClosed> {
+        let times = decision::CloseTimes {
+            quiet: self.settings.rotate_quiet,
+            renamed_quiet: self.settings.renamed_quiet,
+        };
+        let mut i = 0;
+        while i < self.watchers.len() {
+            let w = &mut self.watchers[i];
+            if !(w.orphaned || w.copy) {
+                i += 1;
+                continue;
             }
-            let drained = w.size().map(|s| s <= w.offset() + w.pending() as u64).unwrap_or(true);
-            if !drained {
-                return true;
+            let deleted = w.is_deleted();
+            let reading = decision::Reading {
+                orphaned: w.orphaned,
+                deleted,
+                copy: w.copy,
+                drained: w
+                    .size()
+                    .map(|s| s <= w.offset() + w.pending() as u64)
+                    .unwrap_or(true),
+                quiet_for: w.last_growth.elapsed(),
+            };
+            if decision::may_close(&reading, &times) == Close::Keep {
+                i += 1;
+                continue;
             }
             if w.pending() > 0 {
-                tracing::warn!(flow = %flow, path = %w.path.display(), bytes = w.pending(), "closing file whose last line has no newline; those bytes are not shipped");
+                tracing::warn!(flow = %self.settings.flow, path = %w.path.display(), bytes = w.pending(), "closing file whose last line has no newline; shipping it as a line");
+                w.flush_partial(sink)?;
+                self.ledger.set_processed(w.source, w.offset());
             }
-            tracing::info!(flow = %flow, path = %w.path.display(), offset = w.offset(), deleted, "closed rotated file");
-            ledger.close(w.source);
-            false
-        });
+            tracing::info!(flow = %self.settings.flow, path = %w.path.display(), offset = w.offset(), deleted, "closed rotated file");
+            self.ledger.close(w.source);
+            self.watchers.swap_remove(i);
+        }
+        Ok(())
     }
 
     fn is_excluded(&self, path: &Path) -> bool {
@@ -352,7 +412,8 @@ impl Tailer {
         }
     }
 
-    /// Expand the globs; open new files; notice files that left their path.
+    /// Expand the globs; open new files; notice files that left their path;
+    /// look for the copies of displaced readings.
     pub fn discover(&mut self) {
         self.last_discover = Some(Instant::now());
         self.watch_dirs();
@@ -366,27 +427,39 @@ impl Tailer {
         }
         found.sort();
         found.dedup();
+        let mut fresh: Vec<(PathBuf, FileKey)> = Vec::new();
         for path in found {
-            if self.is_excluded(&path) || !path.is_file() {
+            if self.is_excluded(&path) {
                 continue;
             }
             // Known files by stat alone: no open per file per discovery.
-            if let Ok(meta) = std::fs::metadata(&path) {
-                let key = FileKey {
-                    dev: meta.dev(),
-                    ino: meta.ino(),
-                };
-                if let Some(w) = self.watchers.iter_mut().find(|w| w.key == key) {
-                    seen.insert(key);
-                    if w.path != path {
-                        tracing::info!(flow = %self.settings.flow, from = %w.path.display(), to = %path.display(), "file renamed");
-                        w.path = path.clone();
-                        self.ledger.update(w.source, w.fingerprint, Some(path));
-                    }
-                    w.orphaned = false;
-                    continue;
-                }
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
             }
+            let key = FileKey {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            seen.insert(key);
+            if let Some(w) = self.watchers.iter_mut().find(|w| w.key == key) {
+                if w.path != path {
+                    tracing::info!(flow = %self.settings.flow, from = %w.path.display(), to = %path.display(), "file renamed");
+                    w.path = path.clone();
+                    self.ledger.update(w.source, w.fingerprint, Some(path));
+                }
+                w.orphaned = false;
+                continue;
+            }
+            fresh.push((path, key));
+        }
+        // Files with a checkpoint first: a checkpoint found displaced (its
+        // inode truncated while the agent was down) must be known before
+        // its copy is classified.
+        fresh.sort_by_key(|(_, key)| !self.checkpoints.contains_key(key));
+        for (path, _) in fresh {
             let file = match File::open(&path) {
                 Ok(f) => {
                     self.unreadable.remove(&path);
@@ -419,68 +492,97 @@ impl Tailer {
             self.first_scan = false;
             self.recover_rotated_while_down();
         }
+        self.search_displaced();
+    }
+
+    /// What `file`'s checkpoint says of it.
+    fn checkpoint_fit(
+        &mut self,
+        key: FileKey,
+        file: &File,
+        size: u64,
+    ) -> io::Result<CheckpointFit> {
+        let Some(ck) = self.checkpoints.remove(&key) else {
+            return Ok(CheckpointFit::None);
+        };
+        let fit = if !ck.fingerprint.matches(file)? {
+            CheckpointFit::FingerprintDiffers
+        } else if ck.offset > size {
+            CheckpointFit::Shorter
+        } else {
+            return Ok(CheckpointFit::Matches { offset: ck.offset });
+        };
+        if ck.offset > 0 && ck.fingerprint.len > 0 {
+            self.displaced.push(DisplacedReading::new(
+                ck.fingerprint,
+                ck.offset,
+                ck.path,
+                None,
+            ));
+        }
+        Ok(fit)
     }
 
     fn open_new(&mut self, path: PathBuf, file: File, key: FileKey) -> io::Result<()> {
         let size = file.metadata()?.len();
-        let mut copy_of = None;
-        let start = if let Some(ck) = self.checkpoints.remove(&key) {
-            if !ck.fingerprint.matches(&file)? {
-                self.displaced.push(ck);
-                Start::At(0, "inode reused by a new file")
-            } else if ck.offset > size {
-                self.displaced.push(ck);
-                Start::At(
-                    0,
-                    "shorter than its checkpoint: truncated while the agent was down",
-                )
-            } else {
-                Start::At(ck.offset, "checkpoint")
-            }
-        } else if self.first_scan && self.start_at_end {
-            Start::At(last_line_boundary(&file, size)?, "start_at: end")
+        let checkpoint = self.checkpoint_fit(key, &file, size)?;
+        let (resemblance, displaced_at) = if checkpoint == CheckpointFit::None && size > 0 {
+            self.resemblance(&file, size)?
         } else {
-            let (start, original) = self.classify_new(&file, size)?;
-            copy_of = original;
-            start
+            (Resemblance::Nothing, None)
         };
-        let start = match (start, self.pending.iter().position(|p| p.key == key)) {
-            (Start::At(..), _) => start,
-            (_, None) => {
-                tracing::debug!(flow = %self.settings.flow, path = %path.display(), size, ?start, "new file: deciding where to start");
+        let pending = self.pending.iter_mut().find(|p| p.key == key);
+        let waiting = pending.map(|p| {
+            if p.size != size {
+                p.size = size;
+                p.still_since = Instant::now();
+            }
+            Waiting {
+                since_found: p.found.elapsed(),
+                since_still: p.still_since.elapsed(),
+            }
+        });
+        let facts = decision::FoundFile {
+            size,
+            checkpoint,
+            start_at_end: self.first_scan && self.start_at_end,
+            resemblance,
+            waiting,
+            quiet: self.settings.rotate_quiet,
+        };
+        let decided = decision::start(&facts);
+        let Start::At {
+            offset,
+            why,
+            copy_of,
+            claims_displaced,
+            ..
+        } = decided
+        else {
+            if waiting.is_none() {
+                tracing::debug!(flow = %self.settings.flow, path = %path.display(), size, ?decided, "new file: deciding where to start");
                 self.pending.push(PendingFile {
                     key,
                     found: Instant::now(),
                     size,
                     still_since: Instant::now(),
                 });
-                return Ok(());
             }
-            (_, Some(i)) => {
-                let p = &mut self.pending[i];
-                if p.size != size {
-                    p.size = size;
-                    p.still_since = Instant::now();
-                }
-                let quiet = self.settings.rotate_quiet;
-                match start {
-                    // The copy stopped growing short of the original's offset.
-                    Start::WaitCopy { .. } if p.still_since.elapsed() >= quiet => Start::At(
-                        last_line_boundary(&file, size)?,
-                        "copy shorter than what was read of the original",
-                    ),
-                    // No truncation came: same first bytes by coincidence.
-                    Start::WaitShort | Start::WaitOriginal if p.found.elapsed() >= quiet => {
-                        Start::At(0, "new file")
-                    }
-                    _ => return Ok(()),
-                }
-            }
-        };
-        self.pending.retain(|p| p.key != key);
-        let Start::At(offset, why) = start else {
             return Ok(());
         };
+        self.pending.retain(|p| p.key != key);
+        let offset = match offset {
+            Offset::Byte(b) => b,
+            Offset::LastLineBoundary => last_line_boundary(&file, size)?,
+        };
+        if claims_displaced {
+            if let Some(i) = displaced_at {
+                self.displaced.swap_remove(i);
+            }
+        }
+        if let Some(original) = copy_of {
+            self.displaced.retain(|d| d.original != Some(original));
+        }
         let fp = Fingerprint::of(&file)?;
         tracing::info!(flow = %self.settings.flow, path = %path.display(), offset, size, reason = why, "reading file");
         let source = self
@@ -496,19 +598,12 @@ impl Tailer {
         Ok(())
     }
 
-    /// Where a new file without a checkpoint starts. A file whose first bytes
-    /// equal those of a file that was truncated is a `copytruncate` copy of
-    /// it: it starts where the original's reading stood, once the copy got
-    /// that far. A file whose first bytes equal those of a file *not*
-    /// truncated may be a copy whose original is about to be truncated, or a
-    /// coincidence (identical lines from a load test): it waits for the
-    /// truncation, and is read from 0 if none comes.
-    /// Also returns, for a copy, the source (reading) of the original whose
-    /// bytes it repeats.
-    fn classify_new(&self, file: &File, size: u64) -> io::Result<(Start, Option<SourceId>)> {
-        if size == 0 {
-            return Ok((Start::WaitEmpty, None));
-        }
+    /// What a new file without a checkpoint starts like (facts for
+    /// [`decision::start`]): a reading that was truncated (its copy), a
+    /// displaced checkpoint (its copy, made while the agent was down), a
+    /// reading not truncated (a copy before the truncation, or identical
+    /// first lines). Also returns the index of the displaced reading matched.
+    fn resemblance(&self, file: &File, size: u64) -> io::Result<(Resemblance, Option<usize>)> {
         let mut short = false;
         for w in self.watchers.iter().filter(|w| !w.is_compressed()) {
             let truncated_now = w.size()? < w.offset();
@@ -529,57 +624,68 @@ impl Tailer {
                     continue;
                 };
                 if same {
-                    return Ok(if truncated {
-                        (copy_start(offset, size), Some(source))
-                    } else {
-                        (Start::WaitOriginal, None)
-                    });
+                    return Ok((
+                        if truncated {
+                            Resemblance::TruncatedReading { offset, source }
+                        } else {
+                            Resemblance::LiveReading
+                        },
+                        None,
+                    ));
                 }
             }
         }
-        Ok(if short {
-            (Start::WaitShort, None)
-        } else {
-            (Start::At(0, "new file"), None)
-        })
+        for (i, d) in self.displaced.iter().enumerate() {
+            if u64::from(d.fingerprint.len) <= size && d.fingerprint.matches(file)? {
+                return Ok((
+                    match d.original {
+                        Some(source) => Resemblance::TruncatedReading {
+                            offset: d.offset,
+                            source,
+                        },
+                        None => Resemblance::DisplacedCheckpoint { offset: d.offset },
+                    },
+                    Some(i),
+                ));
+            }
+        }
+        Ok((
+            if short {
+                Resemblance::TooShort
+            } else {
+                Resemblance::Nothing
+            },
+            None,
+        ))
     }
 
     /// Files checkpointed before a restart that no glob found: look for them
-    /// next to their last path (rotated to a name the glob does not match)
-    /// and drain them from the checkpoint; failing that, and for files whose
-    /// inode now holds other bytes, look for a gzip rotation of them.
+    /// by inode next to their last path (rotated to a name the glob does not
+    /// match, or into an `olddir`) and drain them from the checkpoint;
+    /// failing that, their copy is looked for as a displaced reading.
     fn recover_rotated_while_down(&mut self) {
         let leftovers: Vec<FileCheckpoint> = self.checkpoints.drain().map(|(_, c)| c).collect();
         for ck in leftovers {
-            if !self.recover_renamed(&ck) {
-                self.recover_compressed(
-                    &ck,
-                    "is gone (deleted, or moved out of its directory, while the agent was down)",
-                );
+            if !self.recover_renamed(&ck) && ck.offset > 0 && ck.fingerprint.len > 0 {
+                self.displaced.push(DisplacedReading::new(
+                    ck.fingerprint,
+                    ck.offset,
+                    ck.path,
+                    None,
+                ));
             }
-        }
-        for ck in std::mem::take(&mut self.displaced) {
-            self.recover_compressed(
-                &ck,
-                "was truncated or replaced while the agent was down, and no copy of it was found",
-            );
         }
     }
 
     /// Find `ck`'s file by inode next to its last path; true if found.
     fn recover_renamed(&mut self, ck: &FileCheckpoint) -> bool {
-        let Some(dir) = ck.path.parent() else {
-            return false;
-        };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return false;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            let Ok(meta) = entry.metadata() else { continue };
+        for path in sibling_files(&ck.path) {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
             if meta.dev() != ck.key.dev || meta.ino() != ck.key.ino {
                 continue;
             }
-            let path = entry.path();
             let Ok(file) = File::open(&path) else {
                 continue;
             };
@@ -602,86 +708,190 @@ impl Tailer {
         false
     }
 
-    /// Read the unsent end of `ck`'s file from a gzip rotation of it next to
-    /// its last path: a `.gz` whose decompressed start has the checkpoint's
-    /// fingerprint and that is longer than the checkpoint's offset. Skipped
-    /// while a plain file with the same start is being read (the rotation
-    /// was not compressed yet, or gzip is still writing the `.gz`).
-    /// Several matches (identical first lines) are all read: a duplicate
-    /// rather than a loss.
-    /// `lost` says what became of the file, for the warning when no copy is
-    /// found.
-    fn recover_compressed(&mut self, ck: &FileCheckpoint, lost: &str) {
-        let flow = self.settings.flow.clone();
-        if ck.fingerprint.len == 0 {
-            return;
-        }
-        if self
-            .watchers
-            .iter()
-            .any(|w| !w.is_compressed() && w.fingerprint == ck.fingerprint)
-        {
-            return;
-        }
-        let Some(dir) = ck.path.parent() else {
-            return;
-        };
-        let mut candidates: Vec<PathBuf> = match std::fs::read_dir(dir) {
-            Ok(entries) => entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| compressed::is_gzip_name(p) && p.is_file())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        candidates.sort();
-        let mut found = false;
-        for path in candidates {
-            let Ok(file) = File::open(&path) else {
-                continue;
-            };
-            if !compressed::starts_like(&file, ck.fingerprint) {
-                continue;
-            }
-            found = true;
-            let opened = compressed::decompressed_len(&file).and_then(|len| {
-                if len <= ck.offset {
-                    return Ok(None);
+    /// Look for the copies of displaced readings next to their path (and
+    /// one directory below): a plain or compressed file whose first bytes
+    /// are the reading's is its copy, read from the reading's offset
+    /// ([`decision::displaced`]). Searched for [`DISPLACED_SEARCH`], then
+    /// given up with a warning.
+    fn search_displaced(&mut self) {
+        let mut i = 0;
+        while i < self.displaced.len() {
+            match self.search_one(i) {
+                Ok(true) => {
+                    self.displaced.swap_remove(i);
                 }
-                let key = FileKey::of(&file)?;
-                Ok(Some((
-                    len,
-                    key,
-                    GzInput::open_at(File::open(&path)?, ck.offset)?,
-                )))
-            });
-            match opened {
-                Ok(None) => {
-                    tracing::info!(flow = %flow, path = %path.display(), was = %ck.path.display(), offset = ck.offset, "file rotated and compressed while the agent was down; nothing in it was unsent")
+                Ok(false) if self.displaced[i].since.elapsed() >= DISPLACED_SEARCH => {
+                    let d = self.displaced.swap_remove(i);
+                    tracing::warn!(flow = %self.settings.flow, path = %d.path.display(), offset = d.offset, "no copy found of a file truncated, replaced or gone; lines written to it after this offset, if any, were not shipped");
                 }
-                Ok(Some((len, key, gz))) => {
-                    tracing::info!(flow = %flow, path = %path.display(), was = %ck.path.display(), offset = ck.offset, unsent = len - ck.offset, "file rotated and compressed while the agent was down; reading its unsent end from the compressed copy");
-                    let source =
-                        self.ledger
-                            .open(&flow, key, ck.fingerprint, path.clone(), ck.offset);
-                    self.watchers.push(FileWatcher::compressed(
-                        source,
-                        key,
-                        path,
-                        file,
-                        ck.fingerprint,
-                        gz,
-                    ));
-                }
+                Ok(false) => i += 1,
                 Err(e) => {
-                    tracing::error!(flow = %flow, path = %path.display(), was = %ck.path.display(), offset = ck.offset, error = %e, "a compressed rotation holds this file's unsent lines but cannot be read; they are not shipped")
+                    tracing::warn!(flow = %self.settings.flow, error = %e, "looking for a rotated copy failed; will retry");
+                    i += 1;
                 }
             }
-        }
-        if !found {
-            tracing::warn!(flow = %flow, path = %ck.path.display(), offset = ck.offset, "a checkpointed file {lost}; lines written to it after this offset, if any, were not shipped");
         }
     }
+
+    /// One displaced reading: true once its copy was found (or nothing in
+    /// it was unsent).
+    fn search_one(&mut self, i: usize) -> io::Result<bool> {
+        let flow = self.settings.flow.clone();
+        let quiet = self.settings.rotate_quiet;
+        let (fp, offset, path, original) = {
+            let d = &self.displaced[i];
+            (d.fingerprint, d.offset, d.path.clone(), d.original)
+        };
+        let being_read = self
+            .watchers
+            .iter()
+            .any(|w| !w.is_compressed() && w.fingerprint == fp);
+        for candidate in sibling_files(&path) {
+            let Ok(meta) = std::fs::metadata(&candidate) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let key = FileKey {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            let size = meta.len();
+            // Files being read, or whose start discovery is deciding (a
+            // copy matched by the globs), are not candidates.
+            if self.watchers.iter().any(|w| w.key == key)
+                || self.pending.iter().any(|p| p.key == key)
+                || self.displaced[i].examined.contains(&(key, size))
+            {
+                continue;
+            }
+            let Ok(file) = File::open(&candidate) else {
+                continue;
+            };
+            let gz = compressed::is_gzip_name(&candidate);
+            let facts = if gz {
+                let starts_like = compressed::starts_like(&file, fp);
+                decision::Candidate {
+                    starts_like,
+                    being_read,
+                    // A stream cut short is still being written by gzip.
+                    len: if starts_like {
+                        compressed::decompressed_len(&file).ok()
+                    } else {
+                        None
+                    },
+                }
+            } else {
+                let starts_like = u64::from(fp.len) <= size && fp.matches(&file)?;
+                // A plain copy shorter than the offset may still be growing.
+                let len = if starts_like && size < offset {
+                    let d = &mut self.displaced[i];
+                    let entry = d.short.entry(key).or_insert((size, Instant::now()));
+                    if entry.0 != size {
+                        *entry = (size, Instant::now());
+                    }
+                    (entry.1.elapsed() >= quiet).then_some(size)
+                } else {
+                    Some(size)
+                };
+                decision::Candidate {
+                    starts_like,
+                    being_read: false,
+                    len,
+                }
+            };
+            match decision::displaced(&facts, offset) {
+                decision::Displaced::NotIt => {
+                    self.displaced[i].examined.insert((key, size));
+                }
+                decision::Displaced::NotYet => {}
+                decision::Displaced::NothingUnsent if gz => {
+                    tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, "found the compressed copy of a truncated or rotated file; nothing in it was unsent");
+                    return Ok(true);
+                }
+                decision::Displaced::NothingUnsent | decision::Displaced::ReadFrom(_) if !gz => {
+                    // Read (or hold, when drained) the plain copy from where
+                    // the reading stood, linked to it in the ledger so a
+                    // crash now resumes at its unacknowledged lines.
+                    let at = offset.min(size);
+                    tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset = at, "reading the copy of a file truncated or replaced (copytruncate)");
+                    let source = self.ledger.open(&flow, key, fp, candidate.clone(), at);
+                    if let Some(original) = original {
+                        self.ledger.same_bytes_as(source, original);
+                    }
+                    let mut w = FileWatcher::new(source, key, candidate, file, fp, at);
+                    w.orphaned = true;
+                    w.copy = true;
+                    self.watchers.push(w);
+                    return Ok(true);
+                }
+                decision::Displaced::NothingUnsent | decision::Displaced::ReadFrom(_) => {
+                    match GzInput::open_at(File::open(&candidate)?, offset) {
+                        Ok(gz) => {
+                            tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, "reading the unsent end of a truncated or rotated file from its compressed copy");
+                            let source =
+                                self.ledger.open(&flow, key, fp, candidate.clone(), offset);
+                            self.watchers.push(FileWatcher::compressed(
+                                source, key, candidate, file, fp, gz,
+                            ));
+                            return Ok(true);
+                        }
+                        Err(e) => {
+                            tracing::error!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, error = %e, "a compressed rotation holds this file's unsent lines but cannot be read; they are not shipped");
+                            self.displaced[i].examined.insert((key, size));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl DisplacedReading {
+    fn new(
+        fingerprint: Fingerprint,
+        offset: u64,
+        path: PathBuf,
+        original: Option<SourceId>,
+    ) -> Self {
+        DisplacedReading {
+            fingerprint,
+            offset,
+            path,
+            original,
+            since: Instant::now(),
+            examined: HashSet::new(),
+            short: HashMap::new(),
+        }
+    }
+}
+
+/// Files next to `path` and one directory below its directory (logrotate's
+/// `olddir`), sorted.
+fn sibling_files(path: &Path) -> Vec<PathBuf> {
+    let Some(dir) = path.parent() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let p = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => {
+                if let Ok(inner) = std::fs::read_dir(&p) {
+                    out.extend(inner.filter_map(Result::ok).map(|e| e.path()));
+                }
+            }
+            Ok(_) => out.push(p),
+            Err(_) => {}
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The directory a glob's matches live in: the longest leading part without
@@ -699,15 +909,6 @@ fn glob_base_dir(pattern: &str) -> PathBuf {
         base.pop();
     }
     base
-}
-
-/// Where a copy of a file read up to `target` starts, given its size now.
-fn copy_start(target: u64, size: u64) -> Start {
-    if size >= target {
-        Start::At(target, "copy of a file being read (copytruncate)")
-    } else {
-        Start::WaitCopy { target }
-    }
 }
 
 /// Whether two files start with the same `len` bytes (`len` ≤ FINGERPRINT_BYTES).
@@ -735,6 +936,20 @@ fn last_line_boundary(file: &File, size: u64) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_million_events_coalesce_into_one_wakeup() {
+        let flags = EventFlags::default();
+        for i in 0..1_000_000u32 {
+            flags.raise(i == 17);
+        }
+        assert!(flags.wait(Duration::from_secs(5)), "names changed once");
+        // Everything was consumed by that one wakeup: nothing is queued.
+        let s = *flags.state.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(s, (false, false));
+        flags.raise(false);
+        assert!(!flags.wait(Duration::from_secs(5)), "an append only wakes");
+    }
 
     #[test]
     fn base_dir_of_globs() {

@@ -84,6 +84,9 @@ pub struct FileWatcher {
     pub last_growth: Instant,
     /// The path no longer leads to this file (rotated away or deleted).
     pub orphaned: bool,
+    /// A rotated copy (plain or compressed) read for a displaced reading's
+    /// unsent end: nobody writes to it, so it closes once drained and quiet.
+    pub copy: bool,
     /// Lines cut because they exceeded the limit.
     pub truncated_lines: u64,
     /// Fingerprint and read offset of the generation before the last
@@ -115,6 +118,7 @@ impl FileWatcher {
             skipping: false,
             last_growth: Instant::now(),
             orphaned: false,
+            copy: false,
             truncated_lines: 0,
             previous: None,
             gz: None,
@@ -135,6 +139,7 @@ impl FileWatcher {
         let mut w = FileWatcher::new(source, key, path, file, fingerprint, offset);
         w.gz = Some(Box::new(gz));
         w.orphaned = true;
+        w.copy = true;
         w
     }
 
@@ -199,6 +204,17 @@ impl FileWatcher {
         if size < read_pos {
             return Ok(Ok(Polled::Truncated { size }));
         }
+        // Truncated and written again past our offset while we were not
+        // looking (blocked by a Kinesis outage, say): the size alone cannot
+        // tell, the first bytes can. One read of at most 256 bytes per poll
+        // that finds new bytes, not per line.
+        if size > read_pos
+            && read_pos > 0
+            && self.fingerprint.len > 0
+            && !self.fingerprint.matches(&self.file)?
+        {
+            return Ok(Ok(Polled::Truncated { size }));
+        }
         let mut total = 0u64;
         while read_pos < size && total < budget {
             let want = READ_CHUNK.min((size - read_pos) as usize);
@@ -231,6 +247,21 @@ impl FileWatcher {
             self.buf = Vec::new();
         }
         Ok(Ok(Polled::Read(total)))
+    }
+
+    /// Pass a partial last line (bytes after the last newline) on as a
+    /// line: the file is closing and nobody will complete it.
+    pub fn flush_partial(&mut self, sink: &mut dyn LineSink) -> Result<(), SinkClosed> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if !self.skipping {
+            sink.line(self.source, self.offset, &self.buf, false)?;
+        }
+        self.offset += self.buf.len() as u64;
+        self.buf.clear();
+        self.skipping = false;
+        Ok(())
     }
 
     /// [`FileWatcher::poll`] for a gzip rotation: decompressed bytes in

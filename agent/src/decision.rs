@@ -1,0 +1,645 @@
+//! The tailer's decisions, as pure functions: facts in, decisions out.
+//!
+//! The tailer ([`crate::tailer`]) gathers facts with I/O (stat, the first
+//! bytes of a file, its checkpoint, the readings it holds, how long something
+//! has been quiet) and carries decisions out (open a reading at an offset,
+//! wait, close a reading, read a rotated copy). Everything in between lives
+//! here, without I/O and without a clock, so each rule of
+//! `docs/ARCHITECTURE.md` ("How the tailer decides where a file starts") is
+//! one row of a table test.
+//!
+//! The decisions:
+//! - [`start`]: where a file found by discovery starts reading, or why it
+//!   must wait (and whether it is a `copytruncate` copy of a reading);
+//! - [`may_close`]: when a reading whose path no longer leads to it may
+//!   close, and what becomes of a partial last line;
+//! - [`displaced`]: whether a rotated file (plain or compressed) holds the
+//!   unsent end of a *displaced* reading (a checkpoint whose inode now holds
+//!   other bytes, or a reading truncated while the agent ran), and from
+//!   which offset to read it.
+
+use std::time::Duration;
+
+use crate::ledger::SourceId;
+
+/// How long a file must be quiet before waits end and deleted files close.
+pub const DEFAULT_QUIET: Duration = Duration::from_secs(5);
+
+/// How long a file renamed away from its path (still linked) must be quiet
+/// before it closes. Apache's children write to the renamed file until they
+/// finish the requests they serve at a graceful restart, which can take far
+/// longer than a few seconds (long downloads): a renamed file is kept open
+/// until it is deleted (logrotate's `compress` or `rotate N`), or quiet for
+/// this long.
+pub const DEFAULT_RENAMED_QUIET: Duration = Duration::from_secs(3600);
+
+/// The longest a file that starts like a reading not truncated waits for
+/// that truncation (a `copytruncate` copy in progress) while it keeps
+/// growing. Past it, identical first lines are taken as a coincidence.
+pub const COPY_WAIT_CAP: Duration = Duration::from_secs(120);
+
+/// What the checkpoint of a found file's inode says, if it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointFit {
+    /// No checkpoint for this inode.
+    None,
+    /// A checkpoint whose fingerprint the file matches, at this offset.
+    Matches {
+        /// Resume offset.
+        offset: u64,
+    },
+    /// A checkpoint whose fingerprint the file does not match: the inode
+    /// was reused, or truncated and rewritten while the agent was down.
+    FingerprintDiffers,
+    /// The file matches the fingerprint but is shorter than the offset:
+    /// truncated while the agent was down.
+    Shorter,
+}
+
+/// What a found file's first bytes resemble among what the tailer knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resemblance {
+    /// Nothing known starts like it.
+    Nothing,
+    /// A reading that was truncated (`copytruncate`) starts like it: the
+    /// file is its copy. `offset` is where that reading stood.
+    TruncatedReading {
+        /// The original's read offset at truncation.
+        offset: u64,
+        /// The original's reading.
+        source: SourceId,
+    },
+    /// A displaced checkpoint starts like it (its file was copied and
+    /// truncated while the agent was down): `offset` was acknowledged.
+    DisplacedCheckpoint {
+        /// The checkpoint's offset.
+        offset: u64,
+    },
+    /// A reading not truncated starts like it: a copy about to be followed
+    /// by the truncation of its original, or identical first lines.
+    LiveReading,
+    /// Shorter than the fingerprint of a truncated reading, and equal as
+    /// far as it goes: cannot tell yet.
+    TooShort,
+}
+
+/// How long a file has been waiting for a decision (absent on first sight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// Since it was first found.
+    pub since_found: Duration,
+    /// Since its size last changed.
+    pub since_still: Duration,
+}
+
+/// Everything [`start`] needs to know of a found file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundFile {
+    /// Its size now.
+    pub size: u64,
+    /// Its checkpoint, if any.
+    pub checkpoint: CheckpointFit,
+    /// `start_at: end` applies: the flow's real first start (it never ran
+    /// before on this host) and the first scan.
+    pub start_at_end: bool,
+    /// What it starts like.
+    pub resemblance: Resemblance,
+    /// How long it has waited, if it waited before.
+    pub waiting: Option<Waiting>,
+    /// The quiet time ([`DEFAULT_QUIET`] unless configured).
+    pub quiet: Duration,
+}
+
+/// An offset to start at, possibly still to be computed by the I/O side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offset {
+    /// This byte.
+    Byte(u64),
+    /// Just after the last newline of the file as it is now.
+    LastLineBoundary,
+}
+
+/// Why a file waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Empty: nothing to decide on yet.
+    Empty,
+    /// A copy shorter than where its original was read: wait for it to grow.
+    Copy,
+    /// Too short to compare with a truncated reading.
+    Short,
+    /// Starts like a reading not truncated: wait for its truncation.
+    Original,
+}
+
+/// Where a found file starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Read from this offset; `why` is for the log.
+    At {
+        /// Where.
+        offset: Offset,
+        /// The rule that decided.
+        why: &'static str,
+        /// The file is a `copytruncate` copy of this reading (the ledger
+        /// links them so the copy's checkpoint does not pass the original's
+        /// unacknowledged lines).
+        copy_of: Option<SourceId>,
+        /// The file's checkpoint is displaced (its inode holds other bytes
+        /// now): the unsent end may live in a rotated copy.
+        displaces_checkpoint: bool,
+        /// The file claims the displaced checkpoint it resembles.
+        claims_displaced: bool,
+    },
+    /// Decide later.
+    Wait(Wait),
+}
+
+fn at(offset: u64, why: &'static str) -> Start {
+    Start::At {
+        offset: Offset::Byte(offset),
+        why,
+        copy_of: None,
+        displaces_checkpoint: false,
+        claims_displaced: false,
+    }
+}
+
+/// Where a found file starts. Mirrors the table in `docs/ARCHITECTURE.md`.
+pub fn start(f: &FoundFile) -> Start {
+    match f.checkpoint {
+        CheckpointFit::Matches { offset } => return at(offset, "checkpoint"),
+        CheckpointFit::FingerprintDiffers | CheckpointFit::Shorter => {
+            // The inode holds other bytes now; the rest of the file is new.
+            // (Its copy, if any, is found through the displaced checkpoint.)
+            let why = if f.checkpoint == CheckpointFit::Shorter {
+                "shorter than its checkpoint: truncated while the agent was down"
+            } else {
+                "inode reused, or truncated and rewritten, while the agent was down"
+            };
+            return Start::At {
+                offset: Offset::Byte(0),
+                why,
+                copy_of: None,
+                displaces_checkpoint: true,
+                claims_displaced: false,
+            };
+        }
+        CheckpointFit::None => {}
+    }
+    if f.start_at_end {
+        return Start::At {
+            offset: Offset::LastLineBoundary,
+            why: "start_at: end",
+            copy_of: None,
+            displaces_checkpoint: false,
+            claims_displaced: false,
+        };
+    }
+    if f.size == 0 {
+        return Start::Wait(Wait::Empty);
+    }
+    let still_for = f.waiting.map(|w| w.since_still);
+    let quiet_now = still_for.is_some_and(|s| s >= f.quiet);
+    match f.resemblance {
+        Resemblance::Nothing => at(0, "new file"),
+        Resemblance::TruncatedReading { offset, source } => {
+            copy_start(f, offset, quiet_now, Some(source), false)
+        }
+        Resemblance::DisplacedCheckpoint { offset } => copy_start(f, offset, quiet_now, None, true),
+        Resemblance::LiveReading | Resemblance::TooShort => {
+            // Waits end once the file stopped growing (a slow copy is still
+            // a copy), or after a cap when it keeps growing.
+            let capped = f.waiting.is_some_and(|w| w.since_found >= COPY_WAIT_CAP);
+            if quiet_now || capped {
+                at(0, "new file (same first bytes as another, by coincidence)")
+            } else if f.resemblance == Resemblance::TooShort {
+                Start::Wait(Wait::Short)
+            } else {
+                Start::Wait(Wait::Original)
+            }
+        }
+    }
+}
+
+/// A copy of a reading that stood at `target`: start there once the copy is
+/// that long; if it stops growing short of it, at its last line boundary.
+fn copy_start(
+    f: &FoundFile,
+    target: u64,
+    quiet_now: bool,
+    copy_of: Option<SourceId>,
+    claims_displaced: bool,
+) -> Start {
+    let offset = if f.size >= target {
+        Offset::Byte(target)
+    } else if quiet_now {
+        Offset::LastLineBoundary
+    } else {
+        return Start::Wait(Wait::Copy);
+    };
+    Start::At {
+        offset,
+        why: if claims_displaced {
+            "copy of a file truncated while the agent was down (copytruncate)"
+        } else {
+            "copy of a file being read (copytruncate)"
+        },
+        copy_of,
+        displaces_checkpoint: false,
+        claims_displaced,
+    }
+}
+
+/// Facts about a reading, for [`may_close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// Its path no longer leads to it (renamed out of the globs), or it
+    /// was opened as a rotated file or a copy.
+    pub orphaned: bool,
+    /// It has no links left (deleted).
+    pub deleted: bool,
+    /// A rotated copy (plain or compressed) nobody writes to.
+    pub copy: bool,
+    /// Everything in it was read (a partial last line may remain).
+    pub drained: bool,
+    /// Since it last grew.
+    pub quiet_for: Duration,
+}
+
+/// When readings close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseTimes {
+    /// Deleted files and copies: quiet this long once drained.
+    pub quiet: Duration,
+    /// Files renamed away and still linked: quiet this long.
+    pub renamed_quiet: Duration,
+}
+
+/// What to do with a reading now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Keep reading it.
+    Keep,
+    /// Close it; a partial last line (bytes after the last newline) is
+    /// passed on as a line first: nobody will complete it any more.
+    CloseShippingPartial,
+}
+
+/// Whether a reading may close.
+pub fn may_close(r: &Reading, t: &CloseTimes) -> Close {
+    if !r.drained {
+        return Close::Keep;
+    }
+    let wait = if r.deleted || r.copy {
+        t.quiet
+    } else if r.orphaned {
+        t.renamed_quiet
+    } else {
+        return Close::Keep;
+    };
+    if r.quiet_for >= wait {
+        Close::CloseShippingPartial
+    } else {
+        Close::Keep
+    }
+}
+
+/// Facts about a candidate for a displaced reading's copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// Its (decompressed) first bytes have the displaced fingerprint.
+    pub starts_like: bool,
+    /// A plain file with these first bytes is being read already (the
+    /// rotation is not compressed yet, or this is that file).
+    pub being_read: bool,
+    /// Its (decompressed) length, if known (a compressed file still being
+    /// written has none yet).
+    pub len: Option<u64>,
+}
+
+/// What a candidate is to a displaced reading at `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Displaced {
+    /// Not its copy.
+    NotIt,
+    /// Its copy, but not readable to its end yet (compressor still writing).
+    NotYet,
+    /// Its copy, and nothing in it was unsent.
+    NothingUnsent,
+    /// Its copy: read it from `offset`.
+    ReadFrom(u64),
+}
+
+/// Whether `c` holds the unsent end of a displaced reading acknowledged up
+/// to `offset`.
+pub fn displaced(c: &Candidate, offset: u64) -> Displaced {
+    if !c.starts_like || c.being_read {
+        return Displaced::NotIt;
+    }
+    match c.len {
+        None => Displaced::NotYet,
+        Some(len) if len <= offset => Displaced::NothingUnsent,
+        Some(_) => Displaced::ReadFrom(offset),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: Duration = DEFAULT_QUIET;
+    const S: SourceId = SourceId(7);
+
+    fn found(size: u64) -> FoundFile {
+        FoundFile {
+            size,
+            checkpoint: CheckpointFit::None,
+            start_at_end: false,
+            resemblance: Resemblance::Nothing,
+            waiting: None,
+            quiet: Q,
+        }
+    }
+
+    fn waited(found: u64, still: u64) -> Option<Waiting> {
+        Some(Waiting {
+            since_found: Duration::from_secs(found),
+            since_still: Duration::from_secs(still),
+        })
+    }
+
+    fn offset(s: Start) -> Option<Offset> {
+        match s {
+            Start::At { offset, .. } => Some(offset),
+            Start::Wait(_) => None,
+        }
+    }
+
+    /// One row per row of ARCHITECTURE.md's "How the tailer decides where a
+    /// file starts", in its order.
+    #[test]
+    fn where_a_file_starts_table() {
+        use Offset::{Byte, LastLineBoundary};
+        type Row = (&'static str, FoundFile, Start);
+        let copy_at = |o: Offset, copy_of, claims: bool| Start::At {
+            offset: o,
+            why: if claims {
+                "copy of a file truncated while the agent was down (copytruncate)"
+            } else {
+                "copy of a file being read (copytruncate)"
+            },
+            copy_of,
+            displaces_checkpoint: false,
+            claims_displaced: claims,
+        };
+        let rows: Vec<Row> = vec![
+            (
+                "checkpoint whose fingerprint matches: the checkpoint",
+                FoundFile {
+                    checkpoint: CheckpointFit::Matches { offset: 40 },
+                    start_at_end: true,
+                    ..found(100)
+                },
+                at(40, "checkpoint"),
+            ),
+            (
+                "checkpoint whose fingerprint differs: 0, checkpoint displaced",
+                FoundFile {
+                    checkpoint: CheckpointFit::FingerprintDiffers,
+                    ..found(100)
+                },
+                Start::At {
+                    offset: Byte(0),
+                    why: "inode reused, or truncated and rewritten, while the agent was down",
+                    copy_of: None,
+                    displaces_checkpoint: true,
+                    claims_displaced: false,
+                },
+            ),
+            (
+                "shorter than its checkpoint: 0, checkpoint displaced",
+                FoundFile {
+                    checkpoint: CheckpointFit::Shorter,
+                    ..found(10)
+                },
+                Start::At {
+                    offset: Byte(0),
+                    why: "shorter than its checkpoint: truncated while the agent was down",
+                    copy_of: None,
+                    displaces_checkpoint: true,
+                    claims_displaced: false,
+                },
+            ),
+            (
+                "flow's real first start, start_at end: last line boundary",
+                FoundFile {
+                    start_at_end: true,
+                    ..found(100)
+                },
+                Start::At {
+                    offset: LastLineBoundary,
+                    why: "start_at: end",
+                    copy_of: None,
+                    displaces_checkpoint: false,
+                    claims_displaced: false,
+                },
+            ),
+            ("new, empty: wait", found(0), Start::Wait(Wait::Empty)),
+            (
+                "copy of a truncated reading, long enough: the original's offset",
+                FoundFile {
+                    resemblance: Resemblance::TruncatedReading {
+                        offset: 60,
+                        source: S,
+                    },
+                    ..found(100)
+                },
+                copy_at(Byte(60), Some(S), false),
+            ),
+            (
+                "copy of a truncated reading, still growing short of it: wait",
+                FoundFile {
+                    resemblance: Resemblance::TruncatedReading {
+                        offset: 60,
+                        source: S,
+                    },
+                    waiting: waited(30, 1),
+                    ..found(50)
+                },
+                Start::Wait(Wait::Copy),
+            ),
+            (
+                "copy of a truncated reading, stopped short of it: last line boundary",
+                FoundFile {
+                    resemblance: Resemblance::TruncatedReading {
+                        offset: 60,
+                        source: S,
+                    },
+                    waiting: waited(30, 5),
+                    ..found(50)
+                },
+                copy_at(LastLineBoundary, Some(S), false),
+            ),
+            (
+                "copy of a checkpoint displaced while down (copytruncate while stopped)",
+                FoundFile {
+                    resemblance: Resemblance::DisplacedCheckpoint { offset: 60 },
+                    ..found(100)
+                },
+                copy_at(Byte(60), None, true),
+            ),
+            (
+                "starts like a reading not truncated: wait for its truncation",
+                FoundFile {
+                    resemblance: Resemblance::LiveReading,
+                    ..found(100)
+                },
+                Start::Wait(Wait::Original),
+            ),
+            (
+                "... still growing after 8 s (a slow copy): keep waiting",
+                FoundFile {
+                    resemblance: Resemblance::LiveReading,
+                    waiting: waited(8, 0),
+                    ..found(100)
+                },
+                Start::Wait(Wait::Original),
+            ),
+            (
+                "... quiet for 5 s and no truncation: a coincidence, 0",
+                FoundFile {
+                    resemblance: Resemblance::LiveReading,
+                    waiting: waited(8, 5),
+                    ..found(100)
+                },
+                at(0, "new file (same first bytes as another, by coincidence)"),
+            ),
+            (
+                "... growing for longer than the cap: a coincidence, 0",
+                FoundFile {
+                    resemblance: Resemblance::LiveReading,
+                    waiting: waited(COPY_WAIT_CAP.as_secs(), 0),
+                    ..found(100)
+                },
+                at(0, "new file (same first bytes as another, by coincidence)"),
+            ),
+            (
+                "too short to compare with a truncated reading: wait",
+                FoundFile {
+                    resemblance: Resemblance::TooShort,
+                    ..found(10)
+                },
+                Start::Wait(Wait::Short),
+            ),
+            ("anything else: 0", found(100), at(0, "new file")),
+        ];
+        for (name, facts, want) in rows {
+            assert_eq!(start(&facts), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn start_at_end_only_without_a_checkpoint() {
+        let f = FoundFile {
+            checkpoint: CheckpointFit::Matches { offset: 3 },
+            start_at_end: true,
+            ..found(100)
+        };
+        assert_eq!(offset(start(&f)), Some(Offset::Byte(3)));
+    }
+
+    #[test]
+    fn when_readings_close() {
+        let t = CloseTimes {
+            quiet: Q,
+            renamed_quiet: DEFAULT_RENAMED_QUIET,
+        };
+        let base = Reading {
+            orphaned: true,
+            deleted: false,
+            copy: false,
+            drained: true,
+            quiet_for: Duration::from_secs(6),
+        };
+        let rows: Vec<(&str, Reading, Close)> = vec![
+            (
+                "at its path: never",
+                Reading {
+                    orphaned: false,
+                    quiet_for: Duration::from_secs(99_999),
+                    ..base
+                },
+                Close::Keep,
+            ),
+            (
+                "renamed, quiet 6 s: Apache's old children may still write",
+                base,
+                Close::Keep,
+            ),
+            (
+                "renamed, quiet an hour: close",
+                Reading {
+                    quiet_for: DEFAULT_RENAMED_QUIET,
+                    ..base
+                },
+                Close::CloseShippingPartial,
+            ),
+            (
+                "deleted, drained, quiet 5 s: close",
+                Reading {
+                    deleted: true,
+                    ..base
+                },
+                Close::CloseShippingPartial,
+            ),
+            (
+                "deleted, not drained: keep",
+                Reading {
+                    deleted: true,
+                    drained: false,
+                    quiet_for: Duration::from_secs(99_999),
+                    ..base
+                },
+                Close::Keep,
+            ),
+            (
+                "a copy, drained, quiet 5 s: close",
+                Reading { copy: true, ..base },
+                Close::CloseShippingPartial,
+            ),
+            (
+                "deleted, quiet 1 s: keep",
+                Reading {
+                    deleted: true,
+                    quiet_for: Duration::from_secs(1),
+                    ..base
+                },
+                Close::Keep,
+            ),
+        ];
+        for (name, r, want) in rows {
+            assert_eq!(may_close(&r, &t), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn what_a_displaced_reading_matches() {
+        let c = |starts_like, being_read, len| Candidate {
+            starts_like,
+            being_read,
+            len,
+        };
+        assert_eq!(displaced(&c(false, false, Some(9)), 5), Displaced::NotIt);
+        assert_eq!(displaced(&c(true, true, Some(9)), 5), Displaced::NotIt);
+        assert_eq!(displaced(&c(true, false, None), 5), Displaced::NotYet);
+        assert_eq!(
+            displaced(&c(true, false, Some(5)), 5),
+            Displaced::NothingUnsent
+        );
+        assert_eq!(
+            displaced(&c(true, false, Some(9)), 5),
+            Displaced::ReadFrom(5)
+        );
+    }
+}
