@@ -251,7 +251,7 @@ pub struct WindowSink {
     format: LogFormat,
     parsed: Parsed,
     client_field: Option<usize>,
-    trusted_proxies: usize,
+    proxy_trust: crate::client_addr::ProxyTrust,
     window_secs: i64,
     lateness_secs: i64,
     max_groups: usize,
@@ -298,7 +298,7 @@ impl WindowSink {
             format: flow.format.clone(),
             parsed: Parsed::new(),
             client_field: flow.client_field,
-            trusted_proxies: c.trusted_proxies.max(1) as usize,
+            proxy_trust: flow.proxy_trust.clone(),
             window_secs: c.window.value.as_secs() as i64,
             lateness_secs: c.allowed_lateness.as_secs() as i64,
             max_groups: c.max_groups_per_window,
@@ -399,17 +399,14 @@ impl WindowSink {
     fn client<'l>(
         parsed: &Parsed,
         client_field: Option<usize>,
-        trusted_proxies: usize,
+        trust: &crate::client_addr::ProxyTrust,
         line: &'l [u8],
     ) -> &'l [u8] {
-        if let Some(idx) = client_field {
-            if let Some(value) = parsed.field(line, idx) {
-                if let Some(addr) = nth_from_right(value, trusted_proxies) {
-                    return addr;
-                }
-            }
+        let peer = parsed.client(line);
+        match client_field {
+            Some(idx) => crate::client_addr::select(trust, peer, parsed.field(line, idx)),
+            None => peer.unwrap_or(b"-"),
         }
-        parsed.client(line).unwrap_or(b"-")
     }
 
     fn emit_ready(&mut self) -> Result<(), SinkClosed> {
@@ -480,19 +477,6 @@ impl WindowSink {
 /// The address `n` places from the right in a comma-separated list
 /// (`X-Forwarded-For: client, proxy1, proxy2`): the one the n-th trusted
 /// proxy appended. With fewer entries, the left-most.
-fn nth_from_right(value: &[u8], n: usize) -> Option<&[u8]> {
-    let mut parts = value.rsplit(|&b| b == b',');
-    let mut last = None;
-    for _ in 0..n {
-        match parts.next() {
-            Some(p) => last = Some(p),
-            None => break,
-        }
-    }
-    let addr = last?.trim_ascii();
-    (!addr.is_empty() && addr != b"-").then_some(addr)
-}
-
 impl LineSink for WindowSink {
     fn line(
         &mut self,
@@ -520,7 +504,7 @@ impl LineSink for WindowSink {
                 return Ok(());
             }
         };
-        let client = Self::client(&self.parsed, self.client_field, self.trusted_proxies, line);
+        let client = Self::client(&self.parsed, self.client_field, &self.proxy_trust, line);
         let status = self.parsed.status();
         let bytes = self.parsed.response_bytes();
         let latency = self.parsed.duration_us();
@@ -731,14 +715,5 @@ mod tests {
             .iter()
             .any(|s| s.contains("ahead of this host's clock"))));
         Ok(())
-    }
-
-    #[test]
-    fn forwarded_for_takes_the_trusted_hop() {
-        let v = b"6.6.6.6, 203.0.113.7, 10.0.0.2";
-        assert_eq!(nth_from_right(v, 1), Some(&b"10.0.0.2"[..]));
-        assert_eq!(nth_from_right(v, 2), Some(&b"203.0.113.7"[..]));
-        assert_eq!(nth_from_right(v, 5), Some(&b"6.6.6.6"[..]));
-        assert_eq!(nth_from_right(b"-", 1), None);
     }
 }

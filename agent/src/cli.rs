@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
-use tailrace_logformat::{LogFormat, Parsed};
+use tailrace_logformat::{LogFormat, Parsed, Zone};
 
 use crate::config;
 
@@ -84,11 +84,15 @@ pub enum Command {
     ///
     /// FORMAT is a preset (common, combined, vhost_combined) or an Apache
     /// LogFormat string. Lines that do not match give {"error":...,"line":N}
-    /// and parsing goes on.
+    /// and parsing goes on. Times written without an offset are read in the
+    /// host's time zone (or --timezone) and shown with the offset they had.
     Parse {
         /// A preset (common, combined, vhost_combined) or an Apache LogFormat string.
         #[arg(long, short)]
         format: String,
+        /// IANA time zone of times written without an offset; default the host's.
+        #[arg(long)]
+        timezone: Option<String>,
         /// File to read; stdin when absent.
         file: Option<PathBuf>,
     },
@@ -165,7 +169,11 @@ pub fn main() -> ExitCode {
             print!("{}", crate::manpage::man_page());
             ExitCode::SUCCESS
         }
-        Command::Parse { format, file } => report(parse(&format, file.as_deref())),
+        Command::Parse {
+            format,
+            timezone,
+            file,
+        } => report(parse(&format, timezone.as_deref(), file.as_deref())),
         Command::Status { config, json } => match config::load(&config) {
             Ok(cfg) => report(status(&cfg, json)),
             Err(e) => config_error(e),
@@ -216,6 +224,9 @@ fn config_error(e: config::ConfigError) -> ExitCode {
 fn check(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(cfg) => {
+            for warning in crate::globs::probe_flows(&cfg, path) {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "{}: OK ({} flow{})",
                 path.display(),
@@ -279,8 +290,14 @@ fn status(config: &config::Validated, json: bool) -> Result<()> {
 
 /// `tailrace parse`: one JSON object per input line; non-matching lines give
 /// `{"error": ..., "line": N}` and parsing goes on.
-fn parse(format: &str, file: Option<&Path>) -> Result<()> {
-    let format = LogFormat::compile(format).map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+fn parse(format: &str, timezone: Option<&str>, file: Option<&Path>) -> Result<()> {
+    let zone = match timezone {
+        Some(name) => Zone::named(name).map_err(|e| anyhow::anyhow!("--timezone: {e}"))?,
+        None => Zone::system(),
+    };
+    let format = LogFormat::compile(format)
+        .map_err(|e| anyhow::anyhow!("--format: {e}"))?
+        .with_zone(zone);
     let input: Box<dyn Read> = match file {
         Some(p) => Box::new(
             std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,

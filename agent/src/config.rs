@@ -294,14 +294,23 @@ pub struct FlowConfig {
     )]
     #[schemars(with = "DurationText")]
     pub allowed_lateness: Duration,
-    /// Aggregate mode: the Service dimension; default the flow name.
+    /// Aggregate mode: the Service dimension; default the flow name. Must be a value
+    /// CloudWatch accepts as a dimension (1-1,024 printable ASCII characters).
     pub service: Option<String>,
+    /// The IANA time zone (`Europe/Paris`) of times the format writes without an
+    /// offset (`%{%d/%b/%Y:%H:%M:%S}t`); default: the host's time zone.
+    #[schemars(with = "Option<String>")]
+    pub timezone: Option<Spanned<String>>,
     /// Aggregate mode: the field holding the client (default `%a`/`%h`), e.g. `x_forwarded_for`.
     #[schemars(with = "Option<String>")]
     pub client_field: Option<Spanned<String>>,
-    /// With `client_field`: take the address N from the right (the one your N-th proxy appended); default 1.
+    /// With `client_field`: the proxies trusted to have written it. A list of
+    /// networks (`[10.0.0.0/8]`, recommended: the header counts only when the peer is
+    /// one of them, and the client is its right-most untrusted entry), or a count N
+    /// (the N-th entry from the right); `0` or `[]` trusts nobody. Default 1.
     #[serde(default = "default_trusted_proxies")]
-    pub trusted_proxies: u32,
+    #[schemars(with = "TrustedProxiesText")]
+    pub trusted_proxies: TrustedProxies,
     /// Aggregate mode: most distinct clients per window; the rest are merged into one overflow group.
     #[serde(default = "default_max_groups")]
     pub max_groups_per_window: usize,
@@ -353,8 +362,41 @@ fn default_window() -> Spanned<Duration> {
 fn default_lateness() -> Duration {
     Duration::from_secs(60)
 }
-fn default_trusted_proxies() -> u32 {
-    1
+fn default_trusted_proxies() -> TrustedProxies {
+    TrustedProxies::Hops(1)
+}
+
+/// `trusted_proxies` as written: a hop count or networks (one or a list).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum TrustedProxies {
+    /// The N-th `client_field` entry from the right is the client; 0 trusts nobody.
+    Hops(u32),
+    /// One network (`10.0.0.0/8`) or address.
+    One(String),
+    /// Networks (CIDR) or addresses of trusted proxies; empty trusts nobody.
+    Many(Vec<String>),
+}
+
+/// The schema of `trusted_proxies` (checked by hand: see `config_tree`).
+#[allow(dead_code)]
+struct TrustedProxiesText;
+
+impl JsonSchema for TrustedProxiesText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TrustedProxies".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A hop count (0 or more) or trusted proxy networks: `10.0.0.0/8`, or a list of CIDRs and addresses.",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" } }
+            ],
+            "x-tailrace": "proxies",
+        })
+    }
 }
 fn default_max_groups() -> usize {
     100_000
@@ -459,6 +501,8 @@ pub struct Flow {
     pub format: LogFormat,
     /// Index of `client_field` in the format, when configured.
     pub client_field: Option<usize>,
+    /// Which proxies are trusted to have written `client_field`.
+    pub proxy_trust: crate::client_addr::ProxyTrust,
 }
 
 impl Flow {
@@ -676,6 +720,13 @@ fn validate(
     }
     if config.host_id.trim().is_empty() {
         top("host_id", "expected `auto` or a non-empty host id");
+    } else if config.host_id != "auto" {
+        if let Err(e) = tailrace_wire::dimension::check_dimension_value(&config.host_id) {
+            top(
+                "host_id",
+                &format!("not usable as the CloudWatch `Host` dimension: {e}"),
+            );
+        }
     }
     if config.checkpoint_interval < Duration::from_millis(100) {
         top("checkpoint_interval", "expected at least 100ms");
@@ -744,8 +795,8 @@ fn validate(
                     &key,
                     "expected an absolute glob, got an empty path".into(),
                 );
-            } else if let Err(e) = glob::Pattern::new(p) {
-                problem_at(None, &key, format!("`{p}` is not a valid glob: {e}"));
+            } else if let Err(e) = crate::globs::validate(p) {
+                problem_at(None, &key, e);
             } else if !p.starts_with('/') {
                 problem_at(
                 None,
@@ -766,17 +817,32 @@ fn validate(
             }
         }
         for (j, p) in flow.exclude.iter().enumerate() {
-            if let Err(e) = glob::Pattern::new(p) {
-                problem_at(
-                    None,
-                    &format!("exclude[{j}]"),
-                    format!("`{p}` is not a valid glob: {e}"),
-                );
+            if let Err(e) = crate::globs::validate(p) {
+                problem_at(None, &format!("exclude[{j}]"), e);
             }
         }
         if flow.stream.is_empty() {
             problem_at(None, "stream", "expected a Kinesis stream name".into());
         }
+        if let Some(service) = &flow.service {
+            if let Err(e) = tailrace_wire::dimension::check_dimension_value(service) {
+                problem_at(
+                    None,
+                    "service",
+                    format!("CloudWatch would refuse it as the `Service` dimension: {e}"),
+                );
+            }
+        }
+        let zone = match &flow.timezone {
+            None => Some(tailrace_logformat::Zone::system()),
+            Some(tz) => match tailrace_logformat::Zone::named(tz.value.trim()) {
+                Ok(z) => Some(z),
+                Err(e) => {
+                    problem_at(None, "timezone", e.to_string());
+                    None
+                }
+            },
+        };
         if flow.max_record_bytes < 1024 || flow.max_record_bytes > KINESIS_MAX_RECORD_BYTES {
             problem_at(
                 None,
@@ -826,7 +892,7 @@ fn validate(
             problem_at(None, "max_groups_per_window", "expected at least 1".into());
         }
         let format = match LogFormat::compile(&flow.format.value) {
-            Ok(f) => Some(f),
+            Ok(f) => Some(f.with_zone(zone.clone().unwrap_or_else(tailrace_logformat::Zone::utc))),
             Err(e) => {
                 let loc = locate(&format!("flows[{i}].format"), at);
                 problem_at(
@@ -841,8 +907,33 @@ fn validate(
                 None
             }
         };
+        let proxy_trust = match &flow.trusted_proxies {
+            TrustedProxies::Hops(n) => crate::client_addr::ProxyTrust::Hops(*n as usize),
+            TrustedProxies::One(one) => {
+                let list = std::slice::from_ref(one);
+                crate::client_addr::ProxyTrust::Networks(networks(list, &mut |j, m| {
+                    let _ = j;
+                    problem_at(None, "trusted_proxies", m)
+                }))
+            }
+            TrustedProxies::Many(list) => {
+                crate::client_addr::ProxyTrust::Networks(networks(list, &mut |j, m| {
+                    problem_at(None, &format!("trusted_proxies[{j}]"), m)
+                }))
+            }
+        };
         let mut client_field = None;
         if let Some(format) = &format {
+            if flow.client_field.is_some()
+                && matches!(proxy_trust, crate::client_addr::ProxyTrust::Networks(ref n) if !n.is_empty())
+                && format.field_index("client").is_none()
+            {
+                problem_at(
+                    None,
+                    "trusted_proxies",
+                    "trusted networks need the peer's address in the format (%a, or %h with HostnameLookups Off) to check that the request came from a trusted proxy".into(),
+                );
+            }
             if flow.mode == Mode::Aggregate && !format.has_time() {
                 problem_at(
                     None,
@@ -876,6 +967,7 @@ fn validate(
                 config: flow,
                 format,
                 client_field,
+                proxy_trust,
             });
         }
     }
@@ -891,6 +983,19 @@ fn validate(
         monitoring: config.monitoring,
         flows,
     })
+}
+
+/// Parse `trusted_proxies` entries; each bad one is reported through `problem`
+/// (its index and the message).
+fn networks(list: &[String], problem: &mut dyn FnMut(usize, String)) -> Vec<ipnet::IpNet> {
+    let mut nets = Vec::with_capacity(list.len());
+    for (j, text) in list.iter().enumerate() {
+        match crate::client_addr::parse_network(text) {
+            Ok(n) => nets.push(n),
+            Err(m) => problem(j, m),
+        }
+    }
+    nets
 }
 
 // The `monitoring` section (self-metrics, HTTP endpoint, health), kept

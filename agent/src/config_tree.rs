@@ -245,6 +245,44 @@ impl<'s> Checker<'s> {
                 }
                 return;
             }
+            Some("proxies") => {
+                match value {
+                    Node::Int(i) if *i < 0 => self.problem(
+                        at,
+                        path,
+                        format!(
+                            "expected a whole number of 0 or more, or trusted proxy networks like `10.0.0.0/8`, got {}",
+                            value.describe()
+                        ),
+                    ),
+                    Node::Int(_) | Node::Str(_) => {}
+                    Node::Seq(items) => {
+                        for (i, item) in items.iter().enumerate() {
+                            let p = format!("{path}[{i}]");
+                            self.locations.insert(p.clone(), item.referenced);
+                            if !matches!(item.value, Node::Str(_)) {
+                                self.problem(
+                                    item.referenced,
+                                    &p,
+                                    format!(
+                                        "expected a network like `10.0.0.0/8` or an address, got {}",
+                                        item.value.describe()
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                    _ => self.problem(
+                        at,
+                        path,
+                        format!(
+                            "expected a whole number of 0 or more, or trusted proxy networks like `10.0.0.0/8`, got {}",
+                            value.describe()
+                        ),
+                    ),
+                }
+                return;
+            }
             Some("size") => {
                 let result = match value {
                     Node::Int(i) if *i < 0 => Err("expected a size of at least 0 bytes".into()),

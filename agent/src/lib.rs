@@ -16,15 +16,19 @@
 
 pub mod aggregate;
 pub mod checkpoint;
+pub mod checkpointer;
 pub mod cli;
+pub mod client_addr;
 pub mod compressed;
 pub mod config;
 pub mod config_tree;
 pub mod decision;
 pub mod endpoint;
+pub mod globs;
 pub mod identity;
 pub mod import_kinesis_agent;
 pub mod ledger;
+pub mod limits;
 pub mod manpage;
 pub mod metrics;
 pub mod monitor;
@@ -39,4 +43,5 @@ pub mod shipper;
 pub mod stats;
 pub mod status;
 pub mod tailer;
+pub mod watchdog;
 pub mod watcher;

@@ -27,6 +27,7 @@ use aws_config::BehaviorVersion;
 
 use crate::aggregate::{Sequences, WindowSink};
 use crate::checkpoint::{FileCheckpoint, State, Store};
+use crate::checkpointer::Checkpointer;
 use crate::config::{
     self, AwsConfig, Flow, HealthConfig, Mode, MonitoringConfig, Toggle, Validated,
 };
@@ -170,6 +171,7 @@ fn start_flow(
     next_sequence: u64,
     replay: bool,
     stats: Arc<FlowStats>,
+    beats: Option<(Arc<crate::watchdog::Beat>, Arc<crate::watchdog::Beat>)>,
 ) -> Result<FlowHandles> {
     let (tx, rx) =
         RecordSender::channel(QUEUE_BUDGET_BYTES, ctx.ledger.clone(), ctx.runtime.clone());
@@ -180,8 +182,15 @@ fn start_flow(
         stats.clone(),
         flow.name().to_string(),
     );
-    let shipper = ctx.runtime.spawn(shipper.run(rx));
-    let mut sink = make_sink(
+    let (shipper, mut sink) = match beats {
+        Some((reader_beat, shipper_beat)) => (
+            ctx.runtime
+                .spawn(crate::watchdog::Beating::new(shipper.run(rx), shipper_beat)),
+            Some(reader_beat),
+        ),
+        None => (ctx.runtime.spawn(shipper.run(rx)), None),
+    };
+    let plain = make_sink(
         &flow,
         tx,
         ctx.host_id,
@@ -189,6 +198,10 @@ fn start_flow(
         next_sequence,
         ctx.sequences.clone(),
     );
+    let mut sink = match sink.take() {
+        Some(beat) => crate::watchdog::BeatSink::wrap(plain, beat),
+        None => plain,
+    };
     let stop = ctx.stop.clone();
     let name = flow.name().to_string();
     let thread_name = format!("read-{name}");
@@ -279,6 +292,8 @@ struct Agent {
     shutdown_timeout: Duration,
     checkpoint_interval_ms: Arc<AtomicU64>,
     flows: BTreeMap<String, RunningFlow>,
+    /// Progress of each flow's loops, for the systemd watchdog.
+    heartbeats: Arc<crate::watchdog::Heartbeats>,
 }
 
 impl Agent {
@@ -311,7 +326,16 @@ impl Agent {
         }
         let tailer = Tailer::new(settings, self.ledger.clone(), checkpoints);
         let next_sequence = self.sequences.register(&name);
-        let handles = start_flow(flow.clone(), &ctx, tailer, next_sequence, false, stats)?;
+        let beats = self.heartbeats.register(&name);
+        let handles = start_flow(
+            flow.clone(),
+            &ctx,
+            tailer,
+            next_sequence,
+            false,
+            stats,
+            Some(beats),
+        )?;
         self.flows.insert(
             name,
             RunningFlow {
@@ -331,6 +355,7 @@ impl Agent {
         let mut handles = Vec::new();
         for name in names {
             if let Some(running) = self.flows.remove(name) {
+                self.heartbeats.remove(name);
                 running.stop.store(true, Ordering::Relaxed);
                 handles.push(running.handles);
             }
@@ -449,6 +474,10 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
 
+    crate::limits::raise_nofile();
+    for problem in crate::globs::probe_flows(&config, config_path) {
+        tracing::error!("{problem}");
+    }
     let store = Store::open(&config.state_dir)
         .with_context(|| format!("opening state directory {}", config.state_dir.display()))?;
     let state = store.load().context("loading checkpoints")?;
@@ -496,6 +525,7 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
             config.checkpoint_interval.as_millis() as u64
         )),
         flows: BTreeMap::new(),
+        heartbeats: Arc::new(crate::watchdog::Heartbeats::new()),
     };
     for flow in config.flows {
         let checkpoints = state
@@ -512,13 +542,20 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
 
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let store = Arc::new(store);
-    let checkpointer = tokio::spawn(checkpointer(
-        agent.ledger.clone(),
-        agent.sequences.clone(),
-        store.clone(),
+    let checkpointer = Checkpointer::spawn(
+        Arc::new(CheckpointSource {
+            ledger: agent.ledger.clone(),
+            sequences: agent.sequences.clone(),
+            store: store.clone(),
+            registry: registry.clone(),
+        }),
         agent.checkpoint_interval_ms.clone(),
-        registry.clone(),
+    );
+    let watchdog = tokio::spawn(crate::watchdog::run(
+        agent.heartbeats.clone(),
+        done_rx.clone(),
     ));
+    crate::watchdog::ready(agent.flows.len());
     let monitor = tokio::spawn(crate::monitor::run(
         agent.ledger.clone(),
         registry.clone(),
@@ -545,12 +582,25 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         }
     }
     tracing::info!("stopping: flushing and waiting for acknowledgements");
+    crate::watchdog::stopping();
     let names: Vec<String> = agent.flows.keys().cloned().collect();
     let clean = agent.stop(&names).await;
-    checkpointer.abort();
-    let state = checkpoint_state(&agent.ledger, &agent.sequences);
-    let saved = store.save(&state);
+    // A periodic save still running completes before the final one (never a
+    // stale checkpoint written after it); if it hangs, the final save is skipped.
+    let saved: Result<()> = if checkpointer.stop(Duration::from_secs(10)).await {
+        let state = checkpoint_state(&agent.ledger, &agent.sequences);
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.save(&state)).await {
+            Ok(r) => r.map_err(Into::into),
+            Err(e) => Err(anyhow::anyhow!("checkpoint task failed: {e}")),
+        }
+    } else {
+        Err(anyhow::anyhow!(
+            "the previous checkpoint save still hangs; the last complete checkpoint stands and lines after it will be read again"
+        ))
+    };
     registry.checkpoint_result(saved.as_ref().err().map(ToString::to_string));
+    let _ = tokio::time::timeout(Duration::from_secs(1), watchdog).await;
     // Last status file and last self-metrics, briefly.
     let _ = done_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), monitor).await;
@@ -567,44 +617,27 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Write the checkpoint every interval when it changed; report the outcome
-/// to the registry (health) and log changes of state.
-async fn checkpointer(
+/// What the checkpointer saves: the ledger's positions and the flows' sequences.
+struct CheckpointSource {
     ledger: Ledger,
     sequences: Sequences,
     store: Arc<Store>,
-    interval_ms: Arc<AtomicU64>,
     registry: Arc<Registry>,
-) {
-    let store_path = store.path();
-    let mut last = (u64::MAX, u64::MAX);
-    let mut failing = false;
-    loop {
-        tokio::time::sleep(Duration::from_millis(interval_ms.load(Ordering::Relaxed))).await;
-        let version = (ledger.version(), sequences.version());
-        if version == last {
-            continue;
-        }
-        let state = checkpoint_state(&ledger, &sequences);
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.save(&state)).await {
-            Ok(Ok(())) => {
-                if failing {
-                    tracing::info!(path = %store_path.display(), "checkpoint written again");
-                }
-                failing = false;
-                last = version;
-                registry.checkpoint_result(None);
-            }
-            Ok(Err(e)) => {
-                if !failing {
-                    tracing::error!(error = %e, "cannot write checkpoint; lines keep flowing but a restart would re-send them");
-                }
-                failing = true;
-                registry.checkpoint_result(Some(e.to_string()));
-            }
-            Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
-        }
+}
+
+impl crate::checkpointer::Source for CheckpointSource {
+    type State = State;
+    fn version(&self) -> (u64, u64) {
+        (self.ledger.version(), self.sequences.version())
+    }
+    fn snapshot(&self) -> State {
+        checkpoint_state(&self.ledger, &self.sequences)
+    }
+    fn save(&self, state: &State) -> Result<(), String> {
+        self.store.save(state).map_err(|e| e.to_string())
+    }
+    fn report(&self, error: Option<String>) {
+        self.registry.checkpoint_result(error);
     }
 }
 
@@ -665,7 +698,15 @@ pub async fn replay(config: Validated, flow_name: Option<&str>, files: &[PathBuf
         << 1;
     let started = Instant::now();
     let stats = Arc::new(FlowStats::started_now());
-    let handle = start_flow(flow.clone(), &ctx, tailer, first_sequence, true, stats)?;
+    let handle = start_flow(
+        flow.clone(),
+        &ctx,
+        tailer,
+        first_sequence,
+        true,
+        stats,
+        None,
+    )?;
     let progress = crate::progress::Progress::new(total);
     let stats = handle.stats.clone();
     let progress_task = {

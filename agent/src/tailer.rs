@@ -420,10 +420,7 @@ impl Tailer {
         let mut seen: HashSet<FileKey> = HashSet::new();
         let mut found: Vec<PathBuf> = Vec::new();
         for pattern in &self.patterns {
-            match glob::glob(pattern) {
-                Ok(paths) => found.extend(paths.filter_map(Result::ok)),
-                Err(e) => tracing::error!(pattern, error = %e, "bad glob"),
-            }
+            crate::globs::expand(pattern, &mut found);
         }
         found.sort();
         found.dedup();

@@ -67,9 +67,9 @@ fn unknown_key_suggests_the_nearest() {
 #[test]
 fn wrong_type() {
     assert_eq!(
-        check("flows:\n  - name: web\n    paths: /var/log/a.log\n    format: combined\n    stream: s\n    trusted_proxies: two\n"),
+        check("flows:\n  - name: web\n    paths: /var/log/a.log\n    format: combined\n    stream: s\n    trusted_proxies: true\n"),
         "t.yaml:3:12: flows[0].paths: expected a list of text values, got `/var/log/a.log`\n\
-         t.yaml:6:22: flows[0].trusted_proxies: expected a whole number, got `two`"
+         t.yaml:6:22: flows[0].trusted_proxies: expected a whole number of 0 or more, or trusted proxy networks like `10.0.0.0/8`, got `true`"
     );
     assert_eq!(
         check("flows: web\n"),
@@ -112,7 +112,7 @@ fn negative_numbers() {
         check(&with(
             "    trusted_proxies: -1\n    max_groups_per_window: -5\n    max_line_bytes: -1\n"
         )),
-        "t.yaml:6:22: flows[0].trusted_proxies: expected a whole number of 0 or more, got `-1`\n\
+        "t.yaml:6:22: flows[0].trusted_proxies: expected a whole number of 0 or more, or trusted proxy networks like `10.0.0.0/8`, got `-1`\n\
          t.yaml:7:28: flows[0].max_groups_per_window: expected a whole number of 0 or more, got `-5`\n\
          t.yaml:8:21: flows[0].max_line_bytes: expected a size of at least 0 bytes, got `-1`"
     );
@@ -297,4 +297,71 @@ fn check_exits_2_and_prints_to_stderr() {
             file.display()
         )
     );
+}
+
+#[test]
+fn dimension_values_cloudwatch_would_refuse() {
+    let e = check(&with("    mode: aggregate\n    service: \"caf\u{e9}\"\n"));
+    assert!(
+        e.starts_with("t.yaml:7:") && e.contains("flows[0].service: CloudWatch would refuse it as the `Service` dimension: character 4"),
+        "{e}"
+    );
+    let long = "s".repeat(1025);
+    let e = check(&with(&format!("    service: {long}\n")));
+    assert!(e.contains("1025 characters long"), "{e}");
+    let e = check(&format!("host_id: \"a\\tb\"\n{FLOW}"));
+    assert!(
+        e.starts_with("t.yaml:1:")
+            && e.contains("host_id: not usable as the CloudWatch `Host` dimension"),
+        "{e}"
+    );
+}
+
+#[test]
+fn trusted_proxy_networks() {
+    let ok = format!("{FLOW}    client_field: referer\n    trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\", 192.168.1.7]\n");
+    let v = config::parse(Path::new("t.yaml"), &ok).expect("valid");
+    assert!(matches!(
+        &v.flows[0].proxy_trust,
+        tailrace_agent::client_addr::ProxyTrust::Networks(n) if n.len() == 3
+    ));
+    let e = check(&with("    trusted_proxies: [10.0.0.0/8, proxy.internal]\n"));
+    assert!(
+        e.starts_with("t.yaml:6:") && e.contains("flows[0].trusted_proxies[1]: `proxy.internal` is not an IP address or a CIDR network"),
+        "{e}"
+    );
+    let e = check(&with("    trusted_proxies: 10.0.0.0/33\n"));
+    assert!(
+        e.contains("flows[0].trusted_proxies: `10.0.0.0/33` is not an IP address"),
+        "{e}"
+    );
+    // Networks need the peer's address in the format to check it.
+    let e = check(
+        "flows:\n  - name: web\n    paths: [/var/log/a.log]\n    format: '%t \"%r\" %>s %b \"%{X-Forwarded-For}i\"'\n    stream: s\n    client_field: x_forwarded_for\n    trusted_proxies: [10.0.0.0/8]\n",
+    );
+    assert!(
+        e.contains("trusted networks need the peer's address"),
+        "{e}"
+    );
+}
+
+#[test]
+fn brace_globs_and_time_zones() {
+    let e = check("flows:\n  - name: web\n    paths: [\"/var/log/{a,b}.log\"]\n    format: combined\n    stream: s\n");
+    assert!(
+        e.starts_with("t.yaml:3:")
+            && e.contains(
+                "flows[0].paths[0]: `/var/log/{a,b}.log` uses brace alternatives `{a,b}`"
+            ),
+        "{e}"
+    );
+    let e = check(&with("    timezone: Europe/Atlantis\n"));
+    assert!(
+        e.starts_with("t.yaml:6:")
+            && e.contains("flows[0].timezone: unknown time zone `Europe/Atlantis`"),
+        "{e}"
+    );
+    let v =
+        config::parse(Path::new("t.yaml"), &with("    timezone: Europe/Paris\n")).expect("valid");
+    assert_eq!(v.flows[0].format.zone().label(), "Europe/Paris");
 }

@@ -5,6 +5,7 @@
 
 use crate::directive::{self, DurUnit, Kind, ValueType};
 use crate::time::TimeSpec;
+use crate::zone::Zone;
 
 /// The `common` preset.
 pub const COMMON: &str = r#"%h %l %u %t "%r" %>s %b"#;
@@ -120,6 +121,7 @@ pub struct LogFormat {
     pub(crate) client_slot: Option<usize>,
     pub(crate) has_time: bool,
     pub(crate) has_latency: bool,
+    pub(crate) zone: Zone,
 }
 
 enum Tok {
@@ -361,7 +363,27 @@ impl LogFormat {
                 .iter()
                 .any(|k| matches!(k, Kind::DurationUs | Kind::DurationT(_))),
             times,
+            zone: Zone::utc(),
         }
+    }
+
+    /// The same format reading times without an offset (`%{%d/%b/%Y:%T}t`, a `%Z`
+    /// other than UTC/GMT) as local time in `zone`. The default is UTC; the agent
+    /// passes the host's zone or the flow's `timezone`.
+    pub fn with_zone(mut self, zone: Zone) -> LogFormat {
+        self.zone = zone;
+        self
+    }
+
+    /// The zone times without an offset are read in.
+    pub fn zone(&self) -> &Zone {
+        &self.zone
+    }
+
+    /// Whether some time part of the format carries no UTC offset (no `%z`, and not
+    /// the default `%t`), so its lines are read in [`LogFormat::zone`].
+    pub fn has_local_time(&self) -> bool {
+        self.times.iter().any(|t| t.is_local())
     }
 
     /// The LogFormat string (a preset name is expanded).

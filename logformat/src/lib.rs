@@ -47,6 +47,7 @@
 //! - `compile`: format string → program ([`LogFormat`]).
 //! - `parse`: the hot loop ([`Parsed`], [`ParseError`]).
 //! - `time`: `%t` / `%{..}t` compiled and parsed by hand ([`LogTime`]).
+//! - `zone`: the time zone of times written without an offset ([`Zone`]), DST included.
 //! - `json`: the `tailrace parse` JSON object.
 //! - `fuzzing` (hidden): the fuzz targets' bodies, shared with their regression test.
 
@@ -59,11 +60,13 @@ pub mod fuzzing;
 mod json;
 mod parse;
 mod time;
+mod zone;
 
 pub use compile::{CompileError, LogFormat, COMBINED, COMMON, MAX_FIELDS, VHOST_COMBINED};
 pub use json::{split_request, RequestLine};
 pub use parse::{Expected, ParseError, Parsed};
 pub use time::LogTime;
+pub use zone::{Zone, ZoneError, FOLD_LATENESS_SECS};
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use memchr::memchr;
 
 use crate::compile::{Feed, LogFormat, Shape, Step};
 use crate::time::{self, LogTime, TimeAcc};
+use crate::zone::ZoneCache;
 
 /// How many times per line the parser may retry a later end for a field.
 const BACKTRACK_BUDGET: u32 = 64;
@@ -64,6 +65,7 @@ pub struct Parsed {
     pub(crate) duration_us: Option<u64>,
     pub(crate) time: Option<LogTime>,
     acc: [TimeAcc; 2],
+    zone_cache: ZoneCache,
 }
 
 impl Default for Parsed {
@@ -83,6 +85,7 @@ impl Parsed {
             duration_us: None,
             time: None,
             acc: [TimeAcc::default(); 2],
+            zone_cache: ZoneCache::default(),
         }
     }
 
@@ -106,7 +109,9 @@ impl Parsed {
     /// The time of the line, combined from all `%t` / `%{..}t` parts (the `begin:`
     /// parts, or the `end:` parts if there are no others). `None` without a time, or
     /// when the parts do not name an instant (no year and no epoch seconds). A custom
-    /// format without `%z` is taken as UTC (offset 0).
+    /// format without `%z` is local time in the format's zone
+    /// ([`LogFormat::with_zone`], UTC unless set); the offset found is in
+    /// [`LogTime::offset_secs`].
     pub fn time(&self) -> Option<LogTime> {
         self.time
     }
@@ -183,11 +188,8 @@ impl LogFormat {
         let mut budget = BACKTRACK_BUDGET;
         self.run(0, line, 0, out, &mut budget)?;
         if self.has_time {
-            out.time = if out.acc[0].seen() {
-                out.acc[0].finish()
-            } else {
-                out.acc[1].finish()
-            };
+            let i = usize::from(!out.acc[0].seen());
+            out.time = out.acc[i].finish(&self.zone, &mut out.zone_cache)?;
         }
         Ok(())
     }

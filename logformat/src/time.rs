@@ -1,9 +1,11 @@
 //! Time: compiling `%t` / `%{format}t` into a small program once, parsing a time part
 //! of a line by hand (a fixed-position fast path for Apache's default
 //! `[%d/%b/%Y:%H:%M:%S %z]`), combining several parts into one [`LogTime`], and
-//! writing RFC 3339 / CLF text.
+//! writing RFC 3339 / CLF text. A time without an offset is local time in the
+//! format's [`Zone`] (see `zone`); an impossible date (`31/Feb`) is refused.
 
 use crate::parse::{Expected, ParseError};
+use crate::zone::{Zone, ZoneCache};
 
 /// A point in time as logged: seconds since the Unix epoch (UTC), nanoseconds, and the
 /// UTC offset the line was written with (kept so RFC 3339 output shows it).
@@ -202,6 +204,20 @@ const STRF_KNOWN: &str =
     "%Y %y %m %d %e %j %H %I %M %S %p %b %h %B %a %A %z %Z %s %T %F %D %R %n %t %%";
 
 impl TimeSpec {
+    /// Whether this part is a calendar time without an offset (read in the zone).
+    pub(crate) fn is_local(&self) -> bool {
+        match &self.format {
+            TimeFormat::Strf(toks) => {
+                !toks.contains(&Tok::Zone)
+                    && !toks.contains(&Tok::Epoch)
+                    && toks
+                        .iter()
+                        .any(|t| matches!(t, Tok::Hour | Tok::Hour12 | Tok::Day))
+            }
+            _ => false,
+        }
+    }
+
     /// Compile the argument of `%{..}t` (`None` for plain `%t`). On error: char offset
     /// within the argument and a message.
     pub(crate) fn compile(arg: Option<&str>) -> Result<TimeSpec, (usize, String)> {
@@ -304,6 +320,10 @@ fn compile_strf(body: &str) -> Result<Vec<Tok>, (usize, String)> {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct TimeAcc {
     seen: bool,
+    /// The text gave the offset (`%z`, CLF, or a `%Z` of UTC/GMT).
+    has_offset: bool,
+    /// Where the first part of this time starts in the line (for errors).
+    col: u32,
     has_year: bool,
     has_epoch: bool,
     hour12: bool,
@@ -328,21 +348,37 @@ impl TimeAcc {
     }
 
     /// Combine the parts into a time; `None` when they do not name an instant
-    /// (no year and no epoch seconds). Without `%z` the offset is 0 (UTC).
-    pub(crate) fn finish(&self) -> Option<LogTime> {
-        let unix_secs = if self.has_epoch {
-            self.epoch
+    /// (no year and no epoch seconds). Without an offset in the text the time is
+    /// local time in `zone` (resolved through `cache`). A date that does not exist
+    /// (`31/Feb`, day 366 of a common year) is an error.
+    #[inline]
+    pub(crate) fn finish(
+        &self,
+        zone: &Zone,
+        cache: &mut ZoneCache,
+    ) -> Result<Option<LogTime>, ParseError> {
+        let (unix_secs, offset) = if self.has_epoch {
+            (self.epoch, self.offset)
         } else if self.has_year {
+            let year = i64::from(self.year);
             let days = if self.month != 0 && self.day != 0 {
-                days_from_civil(
-                    i64::from(self.year),
-                    u32::from(self.month),
-                    u32::from(self.day),
-                )
+                if u32::from(self.day) > days_in_month(year, u32::from(self.month)) {
+                    return Err(err(
+                        self.col as usize,
+                        "a date that exists (day of month within the month's length, not 31/Feb) in the time",
+                    ));
+                }
+                days_from_civil(year, u32::from(self.month), u32::from(self.day))
             } else if self.yday != 0 {
-                days_from_civil(i64::from(self.year), 1, 1) + i64::from(self.yday) - 1
+                if self.yday > 365 && days_in_month(year, 2) == 28 {
+                    return Err(err(
+                        self.col as usize,
+                        "a day of the year that exists (366 only in a leap year) in the time",
+                    ));
+                }
+                days_from_civil(year, 1, 1) + i64::from(self.yday) - 1
             } else {
-                return None;
+                return Ok(None);
             };
             let mut hour = i64::from(self.hour);
             if self.hour12 {
@@ -353,15 +389,31 @@ impl TimeAcc {
             }
             let local =
                 days * 86_400 + hour * 3600 + i64::from(self.minute) * 60 + i64::from(self.second);
-            local - i64::from(self.offset)
+            let offset = if self.has_offset {
+                self.offset
+            } else {
+                cache.offset(zone, local)
+            };
+            (local - i64::from(offset), offset)
         } else {
-            return None;
+            return Ok(None);
         };
-        Some(LogTime {
+        Ok(Some(LogTime {
             unix_secs,
             nanos: self.nanos,
-            offset_secs: self.offset,
-        })
+            offset_secs: offset,
+        }))
+    }
+}
+
+/// Days in `month` (1-12) of proleptic Gregorian `year`.
+#[inline]
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
     }
 }
 
@@ -469,6 +521,7 @@ fn parse_clf(b: &[u8], p: usize, acc: &mut TimeAcc) -> Result<usize, ParseError>
     acc.minute = minute as u8;
     acc.second = second as u8;
     acc.offset = offset;
+    acc.has_offset = true;
     Ok(end)
 }
 
@@ -495,6 +548,9 @@ pub(crate) fn parse(
     p: usize,
     acc: &mut TimeAcc,
 ) -> Result<(usize, usize, usize), ParseError> {
+    if !acc.seen {
+        acc.col = p as u32;
+    }
     match &spec.format {
         TimeFormat::Clf { brackets: true } => {
             if b.get(p) != Some(&b'[') {
@@ -665,6 +721,7 @@ fn parse_strf(
                 let (o, e) = parse_zone(b, p)
                     .ok_or_else(|| err(p, "UTC offset like -0700 (%z) in %{..}t"))?;
                 acc.offset = o;
+                acc.has_offset = true;
                 p = e;
             }
             Tok::ZoneName => {
@@ -675,8 +732,11 @@ fn parse_strf(
                 if p == s {
                     return Err(err(p, "time zone name (%Z) in %{..}t"));
                 }
+                // UTC and GMT are offsets; any other name (CET, EST, …) is the
+                // abbreviation of the local zone: the time is read in the format's zone.
                 if matches!(&b[s..p], b"UTC" | b"GMT" | b"Z") {
                     acc.offset = 0;
+                    acc.has_offset = true;
                 }
             }
             Tok::Epoch => {

@@ -1,0 +1,216 @@
+//! The periodic checkpoint writer and how it stops.
+//!
+//! Every interval, when what is acknowledged changed, the state is snapshotted and
+//! saved on a blocking thread. Stopping must never leave a torn or a stale
+//! checkpoint: a save already running when the agent stops is let finish (the loop
+//! is told to stop and is awaited, never aborted: aborting the task would not stop
+//! the blocking save it started, which could then land *after* the final save and
+//! put an older state back). Only then does the caller write the final checkpoint.
+//! If the running save does not finish within the budget (a hung disk), [`stop`]
+//! says so and the caller skips the final save: the last complete checkpoint stands
+//! and the lines after it are read again on the next start (none lost).
+//!
+//! [`stop`]: Checkpointer::stop
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What the loop needs: whether anything changed, the state to save, and saving it.
+pub trait Source: Send + Sync + 'static {
+    /// The state to save.
+    type State: Send + 'static;
+    /// A value that changes whenever the state does.
+    fn version(&self) -> (u64, u64);
+    /// A snapshot of the state.
+    fn snapshot(&self) -> Self::State;
+    /// Write `state` durably (blocking).
+    fn save(&self, state: &Self::State) -> Result<(), String>;
+    /// The outcome of a periodic save (for health).
+    fn report(&self, error: Option<String>);
+}
+
+/// The running checkpoint loop.
+pub struct Checkpointer {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Checkpointer {
+    /// Start saving `source` every `interval_ms` (re-read each time: a reload may
+    /// change it).
+    pub fn spawn<S: Source>(source: Arc<S>, interval_ms: Arc<AtomicU64>) -> Checkpointer {
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(source, interval_ms, stop_rx));
+        Checkpointer { stop, task }
+    }
+
+    /// Stop the loop; a save in progress completes first. `true` when the loop ended
+    /// within `budget` (so no save of it can land later), `false` when a save still
+    /// hangs: the caller must not write the final checkpoint then.
+    pub async fn stop(self, budget: Duration) -> bool {
+        let _ = self.stop.send(true);
+        matches!(tokio::time::timeout(budget, self.task).await, Ok(Ok(())))
+    }
+}
+
+async fn run<S: Source>(
+    source: Arc<S>,
+    interval_ms: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last = (u64::MAX, u64::MAX);
+    let mut failing = false;
+    loop {
+        let wait = Duration::from_millis(interval_ms.load(Ordering::Relaxed));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let version = source.version();
+        if version == last {
+            continue;
+        }
+        let state = source.snapshot();
+        let s = source.clone();
+        // Awaited to the end even when a stop arrives meanwhile.
+        match tokio::task::spawn_blocking(move || s.save(&state)).await {
+            Ok(Ok(())) => {
+                if failing {
+                    tracing::info!("checkpoint written again");
+                }
+                failing = false;
+                last = version;
+                source.report(None);
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::error!(error = %e, "cannot write checkpoint; lines keep flowing but a restart would re-send them");
+                }
+                failing = true;
+                source.report(Some(e));
+            }
+            Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{FileCheckpoint, State, Store};
+    use std::sync::Mutex;
+
+    /// A source whose first save blocks until the test opens the gate.
+    struct Slow {
+        store: Store,
+        state: Mutex<State>,
+        version: AtomicU64,
+        entered: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        gate: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl Source for Slow {
+        type State = State;
+        fn version(&self) -> (u64, u64) {
+            (self.version.load(Ordering::SeqCst), 0)
+        }
+        fn snapshot(&self) -> State {
+            self.state.lock().unwrap().clone()
+        }
+        fn save(&self, state: &State) -> Result<(), String> {
+            if let Some(tx) = self.entered.lock().unwrap().take() {
+                let _ = tx.send(());
+                let _ = self.gate.lock().unwrap().recv();
+            }
+            self.store.save(state).map_err(|e| e.to_string())
+        }
+        fn report(&self, _: Option<String>) {}
+    }
+
+    fn state(offset: u64) -> State {
+        State {
+            files: vec![FileCheckpoint {
+                flow: "web".into(),
+                path: "/var/log/a.log".into(),
+                key: crate::identity::FileKey { dev: 1, ino: 2 },
+                fingerprint: crate::identity::Fingerprint { len: 4, hash: 5 },
+                offset,
+            }],
+            ..State::default()
+        }
+    }
+
+    /// The periodic save of an old state is still running when the agent stops;
+    /// the final checkpoint (newer) must be what is on disk afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_save_running_at_shutdown_completes_before_the_final_one() {
+        let dir = tempdir();
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel();
+        let source = Arc::new(Slow {
+            store: Store::open(&dir).unwrap(),
+            state: Mutex::new(state(100)),
+            version: AtomicU64::new(1),
+            entered: Mutex::new(Some(entered_tx)),
+            gate: Mutex::new(gate_rx),
+        });
+        let cp = Checkpointer::spawn(source.clone(), Arc::new(AtomicU64::new(10)));
+        // The periodic save of offset 100 has started and is held.
+        tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
+            .await
+            .unwrap();
+        // Meanwhile more was acknowledged: the final state is offset 200.
+        *source.state.lock().unwrap() = state(200);
+        source.version.store(2, Ordering::SeqCst);
+        let stopping = tokio::spawn(cp.stop(Duration::from_secs(30)));
+        tokio::task::yield_now().await;
+        gate_tx.send(()).unwrap();
+        assert!(stopping.await.unwrap(), "the loop ended after its save");
+        let s = source.clone();
+        tokio::task::spawn_blocking(move || s.save(&s.snapshot()))
+            .await
+            .unwrap()
+            .unwrap();
+        // The loop ended with its save: nothing of it can land after this point.
+        let on_disk = source.store.load().unwrap();
+        assert_eq!(on_disk.files[0].offset, 200);
+    }
+
+    /// A save that hangs past the budget: `stop` says so (the final save is skipped).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_save_is_reported() {
+        let dir = tempdir();
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel();
+        let source = Arc::new(Slow {
+            store: Store::open(&dir).unwrap(),
+            state: Mutex::new(state(100)),
+            version: AtomicU64::new(1),
+            entered: Mutex::new(Some(entered_tx)),
+            gate: Mutex::new(gate_rx),
+        });
+        let cp = Checkpointer::spawn(source.clone(), Arc::new(AtomicU64::new(10)));
+        tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
+            .await
+            .unwrap();
+        assert!(!cp.stop(Duration::from_millis(50)).await);
+        gate_tx.send(()).unwrap();
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "tailrace-checkpointer-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

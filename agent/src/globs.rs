@@ -1,0 +1,160 @@
+//! The `paths` globs: what a pattern may be, and expanding one without losing its
+//! errors.
+//!
+//! Patterns use the `glob` crate's syntax (`*`, `?`, `[abc]`, `[!abc]`, `**`). Brace
+//! alternatives (`access.{log,txt}`, a shell feature) are *not* glob syntax there:
+//! the crate would take the braces literally and the pattern would never match, so
+//! validation refuses them and says to list one pattern per alternative. The choice
+//! keeps one well-kept matcher (and `exclude`, `tailrace status` and discovery
+//! agreeing on what matches) instead of a second syntax.
+//!
+//! Expanding a pattern can fail part-way (a directory that cannot be read): those
+//! errors are logged with the pattern and the path, once per distinct error rather
+//! than at every discovery pass, instead of being dropped.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Why a `paths` / `exclude` pattern is refused, or `Ok`.
+pub fn validate(pattern: &str) -> Result<(), String> {
+    if let Some(open) = pattern.find('{') {
+        if let Some(close) = pattern[open..].find('}') {
+            if pattern[open..open + close].contains(',') {
+                return Err(format!(
+                    "`{pattern}` uses brace alternatives `{}`, which globs here do not expand (it would never match): write one pattern per alternative",
+                    &pattern[open..=open + close]
+                ));
+            }
+        }
+    }
+    glob::Pattern::new(pattern)
+        .map(|_| ())
+        .map_err(|e| format!("`{pattern}` is not a valid glob: {e}"))
+}
+
+/// Errors already logged, so a discovery pass every second does not repeat them.
+static REPORTED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// Add the files `pattern` matches now to `found`; log each expansion error once.
+pub fn expand(pattern: &str, found: &mut Vec<PathBuf>) {
+    match glob::glob(pattern) {
+        Ok(paths) => {
+            for p in paths {
+                match p {
+                    Ok(path) => found.push(path),
+                    Err(e) => {
+                        let msg = format!("{}: {}", e.path().display(), e.error());
+                        if first_time(pattern, &msg) {
+                            tracing::error!(pattern, path = %e.path().display(), error = %e.error(), "cannot expand glob here; files below this path are not watched");
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            if first_time(pattern, &e.to_string()) {
+                tracing::error!(pattern, error = %e, "bad glob");
+            }
+        }
+    }
+}
+
+fn first_time(pattern: &str, msg: &str) -> bool {
+    let Ok(mut g) = REPORTED.lock() else {
+        return true;
+    };
+    g.get_or_insert_with(HashSet::new)
+        .insert(format!("{pattern}\u{0}{msg}"))
+}
+
+/// The problems expanding `pattern` now would meet (unreadable directories), for
+/// `tailrace check` and startup: each as `path: why`.
+pub fn probe(pattern: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    match glob::glob(pattern) {
+        Ok(paths) => {
+            for p in paths {
+                if let Err(e) = p {
+                    out.push(format!("{}: {}", e.path().display(), e.error()));
+                }
+            }
+        }
+        Err(e) => out.push(e.to_string()),
+    }
+    out
+}
+
+/// Expansion problems of every flow's `paths`, as `file:line: flows[i].paths[j]:
+/// pattern: path: why` (the line is the flow's `paths`). For `tailrace check`
+/// (warnings: the agent may run as another user) and the agent's start (logged).
+pub fn probe_flows(config: &crate::config::Validated, file: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, flow) in config.flows.iter().enumerate() {
+        let line = flow.config.paths.referenced.line();
+        for (j, pattern) in flow.config.paths.value.iter().enumerate() {
+            for problem in probe(pattern) {
+                out.push(format!(
+                    "{}:{line}: flows[{i}].paths[{j}]: `{pattern}`: cannot expand: {problem}",
+                    file.display()
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn braces_are_refused_with_the_reason() {
+        let e = validate("/var/log/httpd/{access,ssl_access}.log").unwrap_err();
+        assert!(
+            e.contains("brace alternatives `{access,ssl_access}`"),
+            "{e}"
+        );
+        assert!(validate("/var/log/httpd/access.log*").is_ok());
+        assert!(
+            validate("/var/log/{weird}/a.log").is_ok(),
+            "a brace without alternatives is a literal name"
+        );
+        assert!(validate("/var/log/[a.log")
+            .unwrap_err()
+            .contains("not a valid glob"));
+    }
+
+    #[test]
+    fn unreadable_directories_are_reported_not_dropped() {
+        // Root reads every directory: the permission error cannot be provoked.
+        if rustix_is_root() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("tailrace-globs-{}", std::process::id()));
+        let locked = dir.join("locked");
+        std::fs::create_dir_all(&locked).unwrap();
+        std::fs::write(dir.join("a.log"), b"x\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let pattern = format!("{}/*/*.log", dir.display());
+        let problems = probe(&pattern);
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("locked"), "{problems:?}");
+        assert!(
+            problems[0].to_lowercase().contains("permission denied"),
+            "{problems:?}"
+        );
+    }
+
+    fn rustix_is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+            })
+            .unwrap_or(false)
+    }
+}
