@@ -48,11 +48,17 @@ pub fn init(format: LogFormat, to_stdout: bool) {
             .with_writer(std::io::stderr)
             .try_init(),
         (LogFormat::Text, true) => builder
-            .with_ansi(colour_allowed(std::io::stdout().is_terminal(), no_color.as_deref()))
+            .with_ansi(colour_allowed(
+                std::io::stdout().is_terminal(),
+                no_color.as_deref(),
+            ))
             .with_writer(std::io::stdout)
             .try_init(),
         (LogFormat::Text, false) => builder
-            .with_ansi(colour_allowed(std::io::stderr().is_terminal(), no_color.as_deref()))
+            .with_ansi(colour_allowed(
+                std::io::stderr().is_terminal(),
+                no_color.as_deref(),
+            ))
             .with_writer(std::io::stderr)
             .try_init(),
     };

@@ -173,7 +173,10 @@ async fn consume_counts_every_kind_and_follows_the_rewritten_file() -> anyhow::R
     assert!(stderr.contains("poison record skipped"), "{stderr}");
     assert!(stderr.contains("who do I call"), "{stderr}");
     // A log that is not a terminal carries no colour codes.
-    assert!(!stderr.contains('\x1b'), "ANSI escapes in a piped log: {stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "ANSI escapes in a piped log: {stderr}"
+    );
 
     assert_metrics(&cw, &expected).await?;
     Ok(())

@@ -83,10 +83,16 @@ pub fn check_dimension_value(value: &str) -> Result<(), DimensionProblem> {
     for (i, ch) in value.chars().enumerate() {
         chars += 1;
         if !ch.is_ascii() {
-            return Err(DimensionProblem::NonAscii { ch, position: i + 1 });
+            return Err(DimensionProblem::NonAscii {
+                ch,
+                position: i + 1,
+            });
         }
         if ch.is_ascii_control() {
-            return Err(DimensionProblem::Control { ch, position: i + 1 });
+            return Err(DimensionProblem::Control {
+                ch,
+                position: i + 1,
+            });
         }
     }
     if chars > MAX_DIMENSION_VALUE_CHARS {
@@ -111,7 +117,13 @@ pub fn sanitize_dimension_value(value: &str) -> Option<Cow<'_, str>> {
     let cleaned: String = trimmed
         .chars()
         .take(MAX_DIMENSION_VALUE_CHARS)
-        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     Some(Cow::Owned(cleaned))
 }
@@ -122,7 +134,13 @@ mod tests {
 
     #[test]
     fn accepts_what_cloudwatch_accepts() {
-        for ok in ["checkout", "a", "billing api (eu)", "x/y:z=1,2", &"a".repeat(1024)] {
+        for ok in [
+            "checkout",
+            "a",
+            "billing api (eu)",
+            "x/y:z=1,2",
+            &"a".repeat(1024),
+        ] {
             assert_eq!(check_dimension_value(ok), Ok(()), "{ok}");
             assert_eq!(sanitize_dimension_value(ok).as_deref(), Some(ok));
         }
@@ -138,14 +156,23 @@ mod tests {
         );
         assert_eq!(
             check_dimension_value("café"),
-            Err(DimensionProblem::NonAscii { ch: 'é', position: 4 })
+            Err(DimensionProblem::NonAscii {
+                ch: 'é',
+                position: 4
+            })
         );
         assert_eq!(
             check_dimension_value("a\tb"),
-            Err(DimensionProblem::Control { ch: '\t', position: 2 })
+            Err(DimensionProblem::Control {
+                ch: '\t',
+                position: 2
+            })
         );
         let text = check_dimension_value("caf\u{e9}").unwrap_err().to_string();
-        assert!(text.contains("U+00E9") && text.contains("not ASCII"), "{text}");
+        assert!(
+            text.contains("U+00E9") && text.contains("not ASCII"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -159,10 +186,17 @@ mod tests {
         ];
         for case in &cases {
             let clean = sanitize_dimension_value(case).expect("not blank");
-            assert_eq!(check_dimension_value(&clean), Ok(()), "{case:?} -> {clean:?}");
+            assert_eq!(
+                check_dimension_value(&clean),
+                Ok(()),
+                "{case:?} -> {clean:?}"
+            );
         }
         assert_eq!(sanitize_dimension_value(" café ").as_deref(), Some("caf_"));
         assert_eq!(sanitize_dimension_value("   "), None);
-        assert_eq!(sanitize_dimension_value(&"é".repeat(2000)).map(|c| c.len()), Some(1024));
+        assert_eq!(
+            sanitize_dimension_value(&"é".repeat(2000)).map(|c| c.len()),
+            Some(1024)
+        );
     }
 }
