@@ -84,15 +84,11 @@ pub enum Command {
     ///
     /// FORMAT is a preset (common, combined, vhost_combined) or an Apache
     /// LogFormat string. Lines that do not match give {"error":...,"line":N}
-    /// and parsing goes on. Times written without an offset are read in the
-    /// host's time zone (or --timezone) and shown with the offset they had.
+    /// and parsing goes on.
     Parse {
         /// A preset (common, combined, vhost_combined) or an Apache LogFormat string.
         #[arg(long, short)]
         format: String,
-        /// IANA time zone of times written without an offset; default the host's.
-        #[arg(long)]
-        timezone: Option<String>,
         /// File to read; stdin when absent.
         file: Option<PathBuf>,
     },
@@ -169,11 +165,7 @@ pub fn main() -> ExitCode {
             print!("{}", crate::manpage::man_page());
             ExitCode::SUCCESS
         }
-        Command::Parse {
-            format,
-            timezone,
-            file,
-        } => report(parse(&format, timezone.as_deref(), file.as_deref())),
+        Command::Parse { format, file } => report(parse(&format, None, file.as_deref())),
         Command::Status { config, json } => match config::load(&config) {
             Ok(cfg) => report(status(&cfg, json)),
             Err(e) => config_error(e),
