@@ -19,7 +19,7 @@ use tailrace_tests::{child_env, create_stream, read_stream, AgentDir, ChildGuard
 use tailrace_wire::{classify, ClientKey, Partial, RecordKind};
 
 const WINDOW: i64 = 60;
-const FORMAT: &str = r#"%a %l %u %{%d/%b/%Y:%H:%M:%S}t \"%r\" %>s %b \"%{X-Forwarded-For}i\""#;
+const FORMAT: &str = r#"%a %l %u [%{%d/%b/%Y:%H:%M:%S}t] \"%r\" %>s %b \"%{X-Forwarded-For}i\""#;
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];

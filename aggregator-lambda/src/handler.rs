@@ -630,7 +630,12 @@ pub fn merge_admitted(
                 );
                 continue;
             };
-            if !before.is_empty() {
+            // Resumed: some group with requests was published before (an
+            // empty overflow counts as done from the start, not as resumed).
+            let overflow = partial.groups.len();
+            let published_before = (0..overflow).any(|i| before.contains(i))
+                || (partial.overflow.requests > 0 && before.contains(overflow));
+            if published_before {
                 stats.resumed += 1;
                 tracing::info!(
                     host_id = %partial.host_id,
