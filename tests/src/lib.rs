@@ -43,13 +43,22 @@ impl Moto {
     /// Start `moto_server` on a given loopback port (to bring an endpoint
     /// back after an outage the agent was already pointed at).
     pub fn start_on(port: u16) -> Result<Moto> {
-        let child = Command::new("moto_server")
+        // moto's own entry point, with DynamoDB's per-item atomicity added
+        // (tests/python/moto_server_atomic.py says why).
+        let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/moto_server_atomic.py");
+        let child = Command::new("python3")
+            .arg(&launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting moto_server (pip install 'moto[server]>=5.2.5')")?;
+            .with_context(|| {
+                format!(
+                    "starting moto_server through {} (python3 -m pip install 'moto[server]>=5.2.5')",
+                    launcher.display()
+                )
+            })?;
         let mut moto = Moto { child, port };
         wait_for_port(port, Duration::from_secs(30))
             .with_context(|| format!("moto_server did not listen on 127.0.0.1:{port}"))?;
