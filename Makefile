@@ -10,15 +10,20 @@ FUZZ_SECONDS ?= 20
 demo:
 	./scripts/demo.sh
 
-# Binaries first: the end-to-end tests start the built `tailrace` and
-# `tailrace-aggregator` as real processes.
-# The packaging checks here build x86_64 only; `make packaging` adds the aarch64
-# cross build (about 3 min more; needs the aarch64 rustup target and cargo-zigbuild).
+# One build serves everything: `cargo test --no-run` builds every test and
+# binary (the end-to-end tests start the built `tailrace`, `tailrace-aggregator`
+# and `bootstrap` as real processes), the packaging checks package that same
+# `tailrace` (x86_64; `make packaging` builds release packages for x86_64 and
+# aarch64), then nextest runs the tests of all crates side by side, and the
+# doctests run last. Fuzzing is `make fuzz`; `cargo test` replays the fuzz
+# corpora and every earlier find (fuzz/regressions/). README, "CI time".
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+
 test: lint
-	TAILRACE_PKG_ARCHES=x86_64 ./packaging/check.sh
-	cargo build --workspace --bins
-	cargo test --workspace --no-fail-fast
-	./scripts/fuzz.sh $(FUZZ_SECONDS)
+	cargo test --workspace --no-run --locked
+	TAILRACE_PKG_ARCHES=x86_64 TAILRACE_PKG_BINARY=$(TARGET_DIR)/debug/tailrace ./packaging/check.sh
+	cargo nextest run --workspace --no-fail-fast --locked
+	cargo test --workspace --doc --locked
 
 lint:
 	cargo fmt --all -- --check

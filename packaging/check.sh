@@ -6,6 +6,8 @@
 #
 #   TAILRACE_PKG_ARCHES   "x86_64 aarch64" (default: aarch64 too when its rustup
 #                         target and cargo-zigbuild are installed)
+#   TAILRACE_PKG_BINARY   an already-built x86_64 `tailrace` to package instead
+#                         of a release build (make test: the binary the tests ran)
 #   TAILRACE_PKG_INSTALL  0 skips the dpkg install/upgrade/remove/purge test
 #                         (default: run it when root)
 set -euo pipefail
@@ -101,8 +103,17 @@ for p in phases.values():
 EOF
 
 # ---------------------------------------------------------------------- build
-step "cargo build --release (x86_64)"
-cargo build --release --locked -p tailrace-agent --bin tailrace
+if [ -n "${TAILRACE_PKG_BINARY:-}" ]; then
+  # `make test`: package the binary the tests ran (its one build is shared;
+  # compiling the release profile again would add minutes). `make packaging`
+  # leaves this unset and packages release builds.
+  [ "$TAILRACE_PKG_ARCHES" = x86_64 ] || fail "TAILRACE_PKG_BINARY packages x86_64 only"
+  [ -x "$TAILRACE_PKG_BINARY" ] || fail "TAILRACE_PKG_BINARY=$TAILRACE_PKG_BINARY is not an executable"
+  step "packaging the prebuilt $TAILRACE_PKG_BINARY (x86_64)"
+else
+  step "cargo build --release (x86_64)"
+  cargo build --release --locked -p tailrace-agent --bin tailrace
+fi
 if [[ " $TAILRACE_PKG_ARCHES " == *" aarch64 "* ]]; then
   step "cargo zigbuild --release (aarch64, glibc $GLIBC_FLOOR)"
   cargo zigbuild --release --locked -p tailrace-agent --bin tailrace --target "$AARCH64_TRIPLE.$GLIBC_FLOOR"
@@ -121,7 +132,7 @@ strip_to() { # arch src dest (GNU strip knows only the host's format)
 }
 for arch in $TAILRACE_PKG_ARCHES; do
   case $arch in
-    x86_64) src=$TARGET_DIR/release/tailrace dst=$STAGE/release/tailrace machine=X86-64 ;;
+    x86_64) src=${TAILRACE_PKG_BINARY:-$TARGET_DIR/release/tailrace} dst=$STAGE/release/tailrace machine=X86-64 ;;
     aarch64) src=$TARGET_DIR/$AARCH64_TRIPLE/release/tailrace dst=$STAGE/$AARCH64_TRIPLE/release/tailrace machine=AArch64 ;;
     *) fail "unknown architecture $arch" ;;
   esac
