@@ -109,8 +109,10 @@ pub struct FoundFile {
     /// How long it has waited, if it waited before.
     pub waiting: Option<Waiting>,
     /// It was still undecided when its path stopped leading to it: renamed
-    /// out of the globs (a rotation) before a decision was made. It is
-    /// followed by inode from then on.
+    /// out of the globs (a rotation) before a decision was made, or deleted
+    /// with bytes in it (compressed by the next rotation while the reader
+    /// was blocked). It is followed by inode (or its descriptor) from then
+    /// on.
     pub left_path: bool,
     /// The quiet time ([`DEFAULT_QUIET`] unless configured).
     pub quiet: Duration,

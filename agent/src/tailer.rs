@@ -566,8 +566,16 @@ impl Tailer {
                 i += 1;
                 continue;
             }
-            let linked = p.file.metadata().map(|m| m.nlink() > 0).unwrap_or(false);
-            if !linked {
+            // Deleted with bytes in it (renamed, then compressed by a
+            // `delaycompress` rotation while the reader was blocked): those
+            // bytes may exist only in the compressed copy now, and the
+            // descriptor still reads them. Deleted empty: nothing to read.
+            let gone = p
+                .file
+                .metadata()
+                .map(|m| m.nlink() == 0 && m.len() == 0)
+                .unwrap_or(true);
+            if gone {
                 let p = self.pending.swap_remove(i);
                 if let Some(placeholder) = p.placeholder {
                     self.ledger.close(placeholder);
