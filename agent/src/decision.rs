@@ -16,7 +16,9 @@
 //! - [`displaced`]: whether a rotated file (plain or compressed) holds the
 //!   unsent end of a *displaced* reading (a checkpoint whose inode now holds
 //!   other bytes, or a reading truncated while the agent ran), and from
-//!   which offset to read it.
+//!   which offset to read it;
+//! - [`rotated_while_down`]: whether a rotated file found at startup that
+//!   nothing names holds lines written while the agent was down.
 
 use std::time::Duration;
 
@@ -106,6 +108,12 @@ pub struct FoundFile {
     pub resemblance: Resemblance,
     /// How long it has waited, if it waited before.
     pub waiting: Option<Waiting>,
+    /// It was still undecided when its path stopped leading to it: renamed
+    /// out of the globs (a rotation) before a decision was made, or deleted
+    /// with bytes in it (compressed by the next rotation while the reader
+    /// was blocked). It is followed by inode (or its descriptor) from then
+    /// on.
+    pub left_path: bool,
     /// The quiet time ([`DEFAULT_QUIET`] unless configured).
     pub quiet: Duration,
 }
@@ -122,7 +130,9 @@ pub enum Offset {
 /// Why a file waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
-    /// Empty: nothing to decide on yet.
+    /// Empty: nothing to decide on yet. Its place is held at 0 in the
+    /// checkpoint and it is followed by inode while it waits, so a rotation
+    /// or a crash before its first line does not lose it.
     Empty,
     /// A copy shorter than where its original was read: wait for it to grow.
     Copy,
@@ -197,6 +207,14 @@ pub fn start(f: &FoundFile) -> Start {
         };
     }
     if f.size == 0 {
+        // An empty file could still become a `copytruncate` copy (the copy
+        // is created empty, then filled) — unless it was rotated away while
+        // empty: a copy is not rotated before it is filled, the live file
+        // is. Whatever Apache writes to it from now on (late lines, before
+        // its graceful restart) is unsent.
+        if f.left_path {
+            return at(0, "rotated away before its first line");
+        }
         return Start::Wait(Wait::Empty);
     }
     let still_for = f.waiting.map(|w| w.since_still);
@@ -344,6 +362,28 @@ pub fn displaced(c: &Candidate, offset: u64) -> Displaced {
     }
 }
 
+/// Facts about a file found at startup next to a watched path (one of
+/// logrotate's names for it: `access.log.1`, `access.log-20261201.xz`, in
+/// its directory or an `olddir`) that no glob matches and no checkpoint
+/// names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leftover {
+    /// Its inode is being read, or its (decompressed) first bytes are those
+    /// of a file the checkpoint names: that file's rotation or copy, found
+    /// by the rules above.
+    pub known: bool,
+    /// It was modified after the checkpoint was last written.
+    pub modified_while_down: bool,
+}
+
+/// Whether a [`Leftover`] holds lines written while the agent was down,
+/// all unsent: read it from 0. A file created and rotated away while the
+/// agent was stopped (or starting) was never seen at its path, so nothing
+/// else names it; a rotation older than the checkpoint was shipped before.
+pub fn rotated_while_down(l: &Leftover) -> bool {
+    !l.known && l.modified_while_down
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +398,7 @@ mod tests {
             start_at_end: false,
             resemblance: Resemblance::Nothing,
             waiting: None,
+            left_path: false,
             quiet: Q,
         }
     }
@@ -446,6 +487,24 @@ mod tests {
                 },
             ),
             ("new, empty: wait", found(0), Start::Wait(Wait::Empty)),
+            (
+                "new, empty, rotated away before its first line: 0 (model seed 4)",
+                FoundFile {
+                    left_path: true,
+                    waiting: waited(3, 3),
+                    ..found(0)
+                },
+                at(0, "rotated away before its first line"),
+            ),
+            (
+                "... rotated away, then given late lines: 0",
+                FoundFile {
+                    left_path: true,
+                    waiting: waited(3, 0),
+                    ..found(120)
+                },
+                at(0, "new file"),
+            ),
             (
                 "copy of a truncated reading, long enough: the original's offset",
                 FoundFile {
@@ -536,6 +595,40 @@ mod tests {
         ];
         for (name, facts, want) in rows {
             assert_eq!(start(&facts), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn files_rotated_while_the_agent_was_down() {
+        let rows = [
+            // Model seed 4: created and rotated away while the agent was
+            // starting, two late lines in it.
+            (
+                "unknown, modified while down: read from 0",
+                false,
+                true,
+                true,
+            ),
+            (
+                "unknown, older than the checkpoint: shipped before",
+                false,
+                false,
+                false,
+            ),
+            (
+                "a checkpointed file's rotation: its own rules",
+                true,
+                true,
+                false,
+            ),
+            ("known and old", true, false, false),
+        ];
+        for (name, known, modified_while_down, want) in rows {
+            let l = Leftover {
+                known,
+                modified_while_down,
+            };
+            assert_eq!(rotated_while_down(&l), want, "{name}");
         }
     }
 

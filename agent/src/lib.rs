@@ -4,8 +4,8 @@
 //! file offsets only after Kinesis acknowledged what came before them.
 //!
 //! The data path, one module per step (see `docs/ARCHITECTURE.md`):
-//! [`tailer`] (which files, through rotation; [`compressed`] for gzip
-//! rotations holding unsent lines) → [`watcher`] (lines out of one
+//! [`tailer`] (which files, through rotation; [`compressed`] for compressed
+//! rotations (gzip, xz, zstd, bzip2) holding unsent lines) → [`watcher`] (lines out of one
 //! file) → [`packer`] (raw) or [`aggregate`] (windows) → [`record`] (bounded
 //! queue) → [`shipper`] (PutRecords, retries) → [`ledger`] (what is
 //! acknowledged) → [`checkpoint`] (what is durable). [`runtime`] wires them.

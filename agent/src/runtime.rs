@@ -294,6 +294,9 @@ struct Agent {
     flows: BTreeMap<String, RunningFlow>,
     /// Progress of each flow's loops, for the systemd watchdog.
     heartbeats: Arc<crate::watchdog::Heartbeats>,
+    /// When the checkpoint the agent started from was written; only the
+    /// flows of the agent's start use it (see `Tailer::set_down_since`).
+    down_since: Option<std::time::SystemTime>,
 }
 
 impl Agent {
@@ -324,7 +327,10 @@ impl Agent {
         if resumed {
             settings.start_at = crate::config::StartAt::Beginning;
         }
-        let tailer = Tailer::new(settings, self.ledger.clone(), checkpoints);
+        let mut tailer = Tailer::new(settings, self.ledger.clone(), checkpoints);
+        if let Some(t) = self.down_since {
+            tailer.set_down_since(t);
+        }
         let next_sequence = self.sequences.register(&name);
         let beats = self.heartbeats.register(&name);
         let handles = start_flow(
@@ -480,6 +486,11 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
     }
     let store = Store::open(&config.state_dir)
         .with_context(|| format!("opening state directory {}", config.state_dir.display()))?;
+    // When the checkpoint resumed from was written: files rotated since
+    // then that nothing names hold lines written while the agent was down.
+    let down_since = std::fs::metadata(store.path())
+        .and_then(|m| m.modified())
+        .ok();
     let state = store.load().context("loading checkpoints")?;
     let selfmetrics = &config.monitoring.cloudwatch;
     let need_imds = config.host_id == "auto" || selfmetrics.enabled == Toggle::Auto;
@@ -526,6 +537,7 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         )),
         flows: BTreeMap::new(),
         heartbeats: Arc::new(crate::watchdog::Heartbeats::new()),
+        down_since,
     };
     for flow in config.flows {
         let checkpoints = state
@@ -539,6 +551,8 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         let ran_before = state.flows.contains_key(flow.name());
         agent.start(flow, checkpoints, ran_before)?;
     }
+    // Flows started by a reload resume from the running agent's state.
+    agent.down_since = None;
 
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let store = Arc::new(store);

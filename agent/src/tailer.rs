@@ -13,7 +13,7 @@
 //! - a truncated file starts over at 0 as a new source, and its old reading
 //!   becomes *displaced*, as does a checkpoint whose inode holds other bytes
 //!   or whose file is gone: the rotated copy holding its unsent end, plain or
-//!   gzip ([`crate::compressed`]), is looked for next to its path and in an
+//!   compressed (gzip, xz, zstd, bzip2: [`crate::compressed`]), is looked for next to its path and in an
 //!   `olddir` ([`decision::displaced`]), while running and at startup.
 //!
 //! The tailer runs on its own thread; the sink it feeds may block, which is
@@ -26,12 +26,12 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use notify::Watcher as _;
 
 use crate::checkpoint::FileCheckpoint;
-use crate::compressed::{self, GzInput};
+use crate::compressed::{self, Codec, CompressedInput};
 use crate::config::StartAt;
 use crate::decision::{self, CheckpointFit, Close, Offset, Resemblance, Start, Waiting};
 use crate::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
@@ -94,11 +94,21 @@ const READ_BUDGET: u64 = 4 * 1024 * 1024;
 /// becomes a watcher or disappears.
 struct PendingFile {
     key: FileKey,
+    /// Where it was last seen, and the file itself: it is followed by inode
+    /// when a rotation renames it out of the globs before a decision.
+    path: PathBuf,
+    file: File,
+    /// Its path no longer leads to it.
+    left_path: bool,
     /// When it was first seen.
     found: Instant,
     /// Size when last seen, and since when it has not changed.
     size: u64,
     still_since: Instant,
+    /// A ledger entry at 0 holding an empty file's place in the checkpoint,
+    /// so a crash before its first line does not forget it
+    /// ([`decision::Wait::Empty`]). Superseded by its reading once decided.
+    placeholder: Option<SourceId>,
 }
 
 /// A reading whose file now holds other bytes — a checkpoint found
@@ -182,6 +192,12 @@ pub struct Tailer {
     last_discover: Option<Instant>,
     /// `start_at: end` applies: the flow's first start (no checkpoints).
     start_at_end: bool,
+    /// When the checkpoint this start resumes from was written (set at the
+    /// agent's start, not by a reload): rotated files modified since, that
+    /// nothing names, hold lines written while the agent was down.
+    down_since: Option<SystemTime>,
+    /// Fingerprints of the checkpoints this start resumed from.
+    resumed_fingerprints: Vec<Fingerprint>,
 }
 
 impl Tailer {
@@ -219,8 +235,15 @@ impl Tailer {
         // checkpoints, a file without one appeared while the agent was down
         // (a rotation's new file, a new site) and all of it is unsent.
         let start_at_end = settings.start_at == StartAt::End && checkpoints.is_empty();
+        let resumed_fingerprints = checkpoints
+            .iter()
+            .map(|c| c.fingerprint)
+            .filter(|f| f.len > 0)
+            .collect();
         Tailer {
             start_at_end,
+            down_since: None,
+            resumed_fingerprints,
             patterns: settings.paths.clone(),
             settings,
             ledger,
@@ -236,6 +259,12 @@ impl Tailer {
             watched_dirs: HashSet::new(),
             last_discover: None,
         }
+    }
+
+    /// The checkpoint this start resumes from was written at `t` (the
+    /// agent's start after a stop or a crash).
+    pub fn set_down_since(&mut self, t: SystemTime) {
+        self.down_since = Some(t);
     }
 
     /// Number of files open.
@@ -473,12 +502,11 @@ impl Tailer {
                 continue;
             };
             seen.insert(key);
-            if let Err(e) = self.open_new(path.clone(), file, key) {
+            if let Err(e) = self.open_new(path.clone(), file, key, false) {
                 tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot start reading file");
             }
         }
-        // Pending files that vanished (deleted before anything was decided).
-        self.pending.retain(|p| seen.contains(&p.key));
+        self.follow_pending(&seen);
         for w in &mut self.watchers {
             if !seen.contains(&w.key) && !w.orphaned {
                 tracing::info!(flow = %self.settings.flow, path = %w.path.display(), "file left its path (rotated or deleted); draining it");
@@ -488,6 +516,8 @@ impl Tailer {
         if self.first_scan {
             self.first_scan = false;
             self.recover_rotated_while_down();
+            self.search_displaced();
+            self.read_rotated_while_down();
         }
         self.search_displaced();
     }
@@ -502,6 +532,11 @@ impl Tailer {
         let Some(ck) = self.checkpoints.remove(&key) else {
             return Ok(CheckpointFit::None);
         };
+        if ck.offset == 0 && ck.fingerprint.len == 0 {
+            // The place held for an empty file: it says nothing of what the
+            // file became (the live file, or a copy being filled).
+            return Ok(CheckpointFit::None);
+        }
         let fit = if !ck.fingerprint.matches(file)? {
             CheckpointFit::FingerprintDiffers
         } else if ck.offset > size {
@@ -520,7 +555,66 @@ impl Tailer {
         Ok(fit)
     }
 
-    fn open_new(&mut self, path: PathBuf, file: File, key: FileKey) -> io::Result<()> {
+    /// Undecided files the globs no longer found: dropped once deleted;
+    /// renamed away (a rotation before their first line, say), they are
+    /// followed by inode and decided with `left_path`.
+    fn follow_pending(&mut self, seen: &HashSet<FileKey>) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &mut self.pending[i];
+            if seen.contains(&p.key) {
+                i += 1;
+                continue;
+            }
+            // Deleted with bytes in it (renamed, then compressed by a
+            // `delaycompress` rotation while the reader was blocked): those
+            // bytes may exist only in the compressed copy now, and the
+            // descriptor still reads them. Deleted empty: nothing to read.
+            let gone = p
+                .file
+                .metadata()
+                .map(|m| m.nlink() == 0 && m.len() == 0)
+                .unwrap_or(true);
+            if gone {
+                let p = self.pending.swap_remove(i);
+                if let Some(placeholder) = p.placeholder {
+                    self.ledger.close(placeholder);
+                }
+                continue;
+            }
+            if !p.left_path {
+                p.left_path = true;
+                if let Some(path) = find_by_key(&p.path, p.key) {
+                    p.path = path;
+                }
+                tracing::info!(flow = %self.settings.flow, path = %p.path.display(), "undecided file left its path (rotated); following it");
+            }
+            let (path, key) = (p.path.clone(), p.key);
+            let file = match p.file.try_clone() {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot follow rotated file");
+                    i += 1;
+                    continue;
+                }
+            };
+            let before = self.pending.len();
+            if let Err(e) = self.open_new(path.clone(), file, key, true) {
+                tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot start reading file");
+            }
+            if self.pending.len() == before {
+                i += 1;
+            }
+        }
+    }
+
+    fn open_new(
+        &mut self,
+        path: PathBuf,
+        file: File,
+        key: FileKey,
+        left_path: bool,
+    ) -> io::Result<()> {
         let size = file.metadata()?.len();
         let checkpoint = self.checkpoint_fit(key, &file, size)?;
         let (resemblance, displaced_at) = if checkpoint == CheckpointFit::None && size > 0 {
@@ -545,6 +639,7 @@ impl Tailer {
             start_at_end: self.first_scan && self.start_at_end,
             resemblance,
             waiting,
+            left_path,
             quiet: self.settings.rotate_quiet,
         };
         let decided = decision::start(&facts);
@@ -558,16 +653,33 @@ impl Tailer {
         else {
             if waiting.is_none() {
                 tracing::debug!(flow = %self.settings.flow, path = %path.display(), size, ?decided, "new file: deciding where to start");
+                let placeholder = (decided == Start::Wait(decision::Wait::Empty)).then(|| {
+                    self.ledger.open(
+                        &self.settings.flow,
+                        key,
+                        Fingerprint::EMPTY,
+                        path.clone(),
+                        0,
+                    )
+                });
                 self.pending.push(PendingFile {
                     key,
+                    path,
+                    file,
+                    left_path,
                     found: Instant::now(),
                     size,
                     still_since: Instant::now(),
+                    placeholder,
                 });
             }
             return Ok(());
         };
-        self.pending.retain(|p| p.key != key);
+        let placeholder = self
+            .pending
+            .iter()
+            .position(|p| p.key == key)
+            .and_then(|i| self.pending.swap_remove(i).placeholder);
         let offset = match offset {
             Offset::Byte(b) => b,
             Offset::LastLineBoundary => last_line_boundary(&file, size)?,
@@ -590,8 +702,13 @@ impl Tailer {
             // the copy's checkpoint must not pass them.
             self.ledger.same_bytes_as(source, original);
         }
-        self.watchers
-            .push(FileWatcher::new(source, key, path, file, fp, offset));
+        if let Some(placeholder) = placeholder {
+            // The reading holds its place from now on.
+            self.ledger.close(placeholder);
+        }
+        let mut w = FileWatcher::new(source, key, path, file, fp, offset);
+        w.orphaned = left_path;
+        self.watchers.push(w);
         Ok(())
     }
 
@@ -672,6 +789,105 @@ impl Tailer {
                 ));
             }
         }
+    }
+
+    /// At startup: rotated files next to a watched path (named like it, in
+    /// its directory or an `olddir`) that no glob matches and nothing names,
+    /// modified since the checkpoint was written, were created and rotated
+    /// while the agent was down: read them whole ([`decision::rotated_while_down`]).
+    fn read_rotated_while_down(&mut self) {
+        let Some(down_since) = self.down_since else {
+            return;
+        };
+        let globs: Vec<glob::Pattern> = self
+            .patterns
+            .iter()
+            .filter_map(|p| glob::Pattern::new(p).ok())
+            .collect();
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        for pattern in &self.patterns {
+            let name = Path::new(pattern)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let prefix: String = name
+                .chars()
+                .take_while(|c| !matches!(c, '*' | '?' | '[' | '{'))
+                .collect();
+            if prefix.is_empty() {
+                continue;
+            }
+            let dir = glob_base_dir(pattern);
+            for path in sibling_files(&dir.join(&prefix)) {
+                let named_like = path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix));
+                if named_like && !globs.iter().any(|g| g.matches_path(&path)) {
+                    candidates.push(path);
+                }
+            }
+        }
+        candidates.sort();
+        candidates.dedup();
+        for path in candidates {
+            if let Err(e) = self.read_if_rotated_while_down(&path, down_since) {
+                tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot read a file rotated while the agent was down");
+            }
+        }
+    }
+
+    fn read_if_rotated_while_down(
+        &mut self,
+        path: &Path,
+        down_since: SystemTime,
+    ) -> io::Result<()> {
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_file() {
+            return Ok(());
+        }
+        let key = FileKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        let modified_while_down = meta.modified().is_ok_and(|m| m > down_since);
+        if !modified_while_down {
+            return Ok(());
+        }
+        let file = File::open(path)?;
+        let codec = Codec::of_file(path, &file);
+        let being_read =
+            self.watchers.iter().any(|w| w.key == key) || self.pending.iter().any(|p| p.key == key);
+        let known = being_read
+            || self.resumed_fingerprints.iter().any(|f| match codec {
+                Some(codec) => compressed::starts_like(&file, codec, *f),
+                None => f.matches(&file).unwrap_or(false),
+            });
+        let facts = decision::Leftover {
+            known,
+            modified_while_down,
+        };
+        if !decision::rotated_while_down(&facts) {
+            return Ok(());
+        }
+        let flow = self.settings.flow.clone();
+        tracing::info!(flow = %flow, path = %path.display(), "reading a file created and rotated while the agent was down");
+        let w = match codec {
+            Some(codec) => {
+                let fp = compressed::fingerprint(&file, codec)?;
+                let input = CompressedInput::open_at(&file, codec, 0)?;
+                let source = self.ledger.open(&flow, key, fp, path.to_path_buf(), 0);
+                FileWatcher::compressed(source, key, path.to_path_buf(), file, fp, input)
+            }
+            None => {
+                let fp = Fingerprint::of(&file)?;
+                let source = self.ledger.open(&flow, key, fp, path.to_path_buf(), 0);
+                let mut w = FileWatcher::new(source, key, path.to_path_buf(), file, fp, 0);
+                w.orphaned = true;
+                w
+            }
+        };
+        self.watchers.push(w);
+        Ok(())
     }
 
     /// Find `ck`'s file by inode next to its last path; true if found.
@@ -766,15 +982,17 @@ impl Tailer {
             let Ok(file) = File::open(&candidate) else {
                 continue;
             };
-            let gz = compressed::is_gzip_name(&candidate);
-            let facts = if gz {
-                let starts_like = compressed::starts_like(&file, fp);
+            let codec = Codec::of_file(&candidate, &file);
+            let gz = codec.is_some();
+            let facts = if let Some(codec) = codec {
+                let starts_like = compressed::starts_like(&file, codec, fp);
                 decision::Candidate {
                     starts_like,
                     being_read,
-                    // A stream cut short is still being written by gzip.
+                    // A stream cut short is still being written by its
+                    // compressor.
                     len: if starts_like {
-                        compressed::decompressed_len(&file).ok()
+                        compressed::decompressed_len(&file, codec).ok()
                     } else {
                         None
                     },
@@ -824,9 +1042,10 @@ impl Tailer {
                     return Ok(true);
                 }
                 decision::Displaced::NothingUnsent | decision::Displaced::ReadFrom(_) => {
-                    match GzInput::open_at(File::open(&candidate)?, offset) {
+                    let codec = codec.unwrap_or(Codec::Gzip);
+                    match CompressedInput::open_at(&file, codec, offset) {
                         Ok(gz) => {
-                            tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, "reading the unsent end of a truncated or rotated file from its compressed copy");
+                            tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, format = codec.name(), "reading the unsent end of a truncated or rotated file from its compressed copy");
                             let source =
                                 self.ledger.open(&flow, key, fp, candidate.clone(), offset);
                             self.watchers.push(FileWatcher::compressed(
@@ -863,6 +1082,13 @@ impl DisplacedReading {
             short: HashMap::new(),
         }
     }
+}
+
+/// The path of file `key` next to `path` (or one directory below), if any.
+fn find_by_key(path: &Path, key: FileKey) -> Option<PathBuf> {
+    sibling_files(path)
+        .into_iter()
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.dev() == key.dev && m.ino() == key.ino))
 }
 
 /// Files next to `path` and one directory below its directory (logrotate's

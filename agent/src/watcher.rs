@@ -7,7 +7,7 @@
 //! trailing partial line until its newline arrives; it cuts lines longer than
 //! the limit, ships their first bytes and skips the rest; and it notices
 //! truncation (`copytruncate`) when the file shrinks below what it has read.
-//! A watcher may also read a gzip rotation as a stream ([`GzInput`]): the
+//! A watcher may also read a compressed rotation as a stream ([`CompressedInput`]): the
 //! unsent end of a file compressed while the agent was down.
 
 use std::fs::File;
@@ -16,7 +16,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::compressed::GzInput;
+use crate::compressed::CompressedInput;
 use crate::identity::{FileKey, Fingerprint};
 use crate::ledger::SourceId;
 
@@ -92,9 +92,9 @@ pub struct FileWatcher {
     /// Fingerprint and read offset of the generation before the last
     /// truncation, to recognize its `copytruncate` copy.
     pub previous: Option<(Fingerprint, u64, SourceId)>,
-    /// Set when `file` is a gzip rotation read as a stream of its
+    /// Set when `file` is a compressed rotation read as a stream of its
     /// decompressed bytes (offsets are decompressed offsets).
-    gz: Option<Box<GzInput>>,
+    gz: Option<Box<CompressedInput>>,
 }
 
 impl FileWatcher {
@@ -125,7 +125,7 @@ impl FileWatcher {
         }
     }
 
-    /// Read the gzip rotation `file` from decompressed byte `gz.position()`:
+    /// Read the compressed rotation `file` from decompressed byte `gz.position()`:
     /// a rotated file, so it starts orphaned and closes once drained.
     pub fn compressed(
         source: SourceId,
@@ -133,7 +133,7 @@ impl FileWatcher {
         path: PathBuf,
         file: File,
         fingerprint: Fingerprint,
-        gz: GzInput,
+        gz: CompressedInput,
     ) -> Self {
         let offset = gz.position();
         let mut w = FileWatcher::new(source, key, path, file, fingerprint, offset);
@@ -143,7 +143,7 @@ impl FileWatcher {
         w
     }
 
-    /// Whether this watcher reads a gzip rotation.
+    /// Whether this watcher reads a compressed rotation.
     pub fn is_compressed(&self) -> bool {
         self.gz.is_some()
     }
@@ -179,7 +179,7 @@ impl FileWatcher {
         self.file.metadata().map(|m| m.nlink() == 0).unwrap_or(true)
     }
 
-    /// Size of the file now. For a gzip rotation: its decompressed length
+    /// Size of the file now. For a compressed rotation: its decompressed length
     /// once the stream was read to the end, `u64::MAX` before.
     pub fn size(&self) -> io::Result<u64> {
         match &self.gz {
@@ -264,7 +264,7 @@ impl FileWatcher {
         Ok(())
     }
 
-    /// [`FileWatcher::poll`] for a gzip rotation: decompressed bytes in
+    /// [`FileWatcher::poll`] for a compressed rotation: decompressed bytes in
     /// order. A stream that turns out corrupt is given up at that point,
     /// with an error naming the file and the offset (it was checked whole
     /// before reading began, so this takes a change on disk since).
