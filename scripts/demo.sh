@@ -45,7 +45,7 @@ wait_port() {
 say "building tailrace (cargo build --workspace --bins)"
 cd "$ROOT"
 cargo build --workspace --bins --quiet
-BIN="$ROOT/target/debug"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 
 if ! command -v moto_server >/dev/null 2>&1; then
   say "installing the local AWS emulator (pip install 'moto[server]>=5.2.5')"
@@ -60,8 +60,21 @@ moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
 PIDS+=($!)
 wait_port "$MOTO_PORT"
 python3 "$ROOT/scripts/demo_aws.py" setup --endpoint "$ENDPOINT" --metadata "$ROOT/scripts/demo-metadata.csv"
+# Inventory (docs/INVENTORY.md): two tagged instances in moto's EC2 at the
+# loopback addresses the traffic comes from; `inventory sync` writes their rows.
+say "launching two tagged EC2 instances (moto) and syncing the metadata file (tailrace-aggregator inventory sync)"
+python3 - "$ENDPOINT" <<'EOF'
+import sys, boto3
+ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1")
+ami = ec2.describe_images()["Images"][0]["ImageId"]
+for ip, app, contact in [("127.0.0.2", "billing", "billing-oncall@example.com"), ("127.0.0.3", "search", "search-team@example.com")]:
+    tags = [{"Key": "tailrace:application", "Value": app}, {"Key": "tailrace:contact", "Value": contact}]
+    ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, PrivateIpAddress=ip, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+EOF
+"$BIN/tailrace-aggregator" inventory sync --metadata s3://tailrace-metadata/metadata.csv --endpoint-url "$ENDPOINT" 2>"$WORK/inventory.log" | sed 's/^/    /'
+python3 -c 'import sys,boto3; sys.stdout.buffer.write(boto3.client("s3",endpoint_url=sys.argv[1],region_name="us-east-1").get_object(Bucket="tailrace-metadata",Key="metadata.csv")["Body"].read())' "$ENDPOINT" >"$WORK/metadata.csv"
 echo "stream tailrace-demo, metadata s3://tailrace-metadata/metadata.csv:"
-sed 's/^/    /' "$ROOT/scripts/demo-metadata.csv"
+sed 's/^/    /' "$WORK/metadata.csv"
 
 mkdir -p "$WORK/logs" "$WORK/www"
 LOGFORMAT='%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D'
@@ -172,7 +185,7 @@ say "running the aggregator over the stream (tailrace-aggregator consume)"
 grep -h "busiest\|who" "$WORK/aggregator.log" | head -5 | sed 's/^/    /' || true
 
 say "requests by source application, read back from CloudWatch (namespace Tailrace)"
-python3 "$ROOT/scripts/demo_aws.py" table --endpoint "$ENDPOINT" --metadata "$ROOT/scripts/demo-metadata.csv"
+python3 "$ROOT/scripts/demo_aws.py" table --endpoint "$ENDPOINT" --metadata "$WORK/metadata.csv"
 
 say "billing floods the service: its alarm fires and the notifier writes to the person to call"
 echo "alarm: more than 100 requests from one source application in a 5-minute window"

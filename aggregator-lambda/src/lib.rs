@@ -30,6 +30,8 @@ pub mod decode;
 pub mod handler;
 #[cfg(feature = "aws")]
 pub mod idempotency;
+#[cfg(feature = "inventory")]
+pub mod inventory;
 #[cfg(feature = "aws")]
 pub mod lambda;
 #[cfg(feature = "aws")]

@@ -7,7 +7,10 @@
 //!   DynamoDB claims;
 //! - `check-metadata`: validate a metadata CSV file locally;
 //! - `notify`: turn CloudWatch alarm messages into the notification a person
-//!   reads and publish it, as the Lambda does for SNS events (`make demo`).
+//!   reads and publish it, as the Lambda does for SNS events (`make demo`);
+//! - `inventory sync`: rebuild the metadata file's inventory section from
+//!   EC2 and Auto Scaling, print the diff, write it (docs/INVENTORY.md;
+//!   feature `inventory`, on by default).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +48,78 @@ enum Command {
     },
     /// Publish the notification for CloudWatch alarm messages, like the Lambda does.
     Notify(Box<NotifyArgs>),
+    /// Keep the metadata file current from EC2 instance tags and Auto Scaling.
+    #[cfg(feature = "inventory")]
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+}
+
+/// `inventory` (tailrace_inventory; docs/INVENTORY.md).
+#[cfg(feature = "inventory")]
+#[derive(Subcommand)]
+enum InventoryCommand {
+    /// Rebuild the inventory section from every instance, print the diff, write it.
+    Sync(Box<InventorySyncArgs>),
+}
+
+#[cfg(feature = "inventory")]
+#[derive(clap::Args)]
+struct InventorySyncArgs {
+    /// Metadata file, s3://bucket/key.
+    #[arg(long, env = config::ENV_METADATA)]
+    metadata: S3Location,
+    /// Endpoint for every AWS service (moto_server, an emulator).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// Print the diff and the new file; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// How long a gone instance's rows stay.
+    #[arg(long, env = tailrace_aggregator::inventory::ENV_GRACE, default_value = "30m", value_parser = tailrace_aggregator::inventory::parse_grace)]
+    grace: Duration,
+    /// Tag key of the application.
+    #[arg(long, env = tailrace_aggregator::inventory::ENV_APPLICATION_TAG, default_value = tailrace_inventory::owner::DEFAULT_APPLICATION_TAG)]
+    application_tag: String,
+    /// Tag key of the contact.
+    #[arg(long, env = tailrace_aggregator::inventory::ENV_CONTACT_TAG, default_value = tailrace_inventory::owner::DEFAULT_CONTACT_TAG)]
+    contact_tag: String,
+}
+
+#[cfg(feature = "inventory")]
+async fn run_inventory(cmd: InventoryCommand) -> anyhow::Result<ExitCode> {
+    let InventoryCommand::Sync(a) = cmd;
+    logging::init(LogFormat::Text, false);
+    let sdk = sdk_config(a.endpoint_url.as_deref()).await;
+    let keys = tailrace_inventory::owner::TagKeys {
+        application: a.application_tag,
+        contact: a.contact_tag,
+    };
+    let options = tailrace_inventory::sync::Options {
+        grace: a.grace,
+        dry_run: a.dry_run,
+        ..Default::default()
+    };
+    let out = tailrace_aggregator::inventory::sync_once(&sdk, &a.metadata, keys, options)
+        .await
+        .with_context(|| format!("inventory sync of {}", a.metadata))?;
+    tailrace_inventory::lambda::log_outcome(
+        &tailrace_aggregator::inventory::location(&a.metadata),
+        &out,
+    );
+    println!("{}", out.diff);
+    if a.dry_run {
+        println!(
+            "dry run: nothing written; {} would be:\n{}",
+            a.metadata, out.text
+        );
+    } else {
+        println!(
+            "{}: {}",
+            a.metadata,
+            if out.written { "written" } else { "unchanged" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `notify`: the alarm notifier outside Lambda (tailrace_aggregator::notify).
@@ -236,6 +311,8 @@ async fn main() -> ExitCode {
         Command::Replay(args) => run_replay(*args).await,
         Command::CheckMetadata { file } => check_metadata(&file),
         Command::Notify(args) => run_notify(*args).await,
+        #[cfg(feature = "inventory")]
+        Command::Inventory(cmd) => run_inventory(cmd).await,
     };
     match result {
         Ok(code) => code,

@@ -46,7 +46,8 @@ pub struct FileError {
 
 /// The metadata parser, as a function: the aggregator passes
 /// `Metadata::parse`'s errors (see the crate doc for why it is passed in).
-pub type Validator<'a> = &'a dyn Fn(&str) -> Vec<FileError>;
+/// `Sync`, so an update can run on any thread of a multi-threaded runtime.
+pub type Validator<'a> = &'a (dyn Fn(&str) -> Vec<FileError> + Sync);
 
 /// What EC2 says about one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -68,7 +68,8 @@ pub enum StoreError {
 pub enum Written {
     /// The write won; the new ETag.
     Won(Option<String>),
-    /// Somebody else wrote first (412 or 409): read again.
+    /// Somebody else wrote (or deleted) first (412, 409, or 404 on
+    /// `If-Match`): read again.
     Lost,
 }
 
@@ -130,7 +131,13 @@ pub async fn write_if_unchanged(
     };
     match req.send().await {
         Ok(o) => Ok(Written::Won(o.e_tag().map(str::to_string))),
-        Err(SdkError::ServiceError(e)) if matches!(e.raw().status().as_u16(), 409 | 412) => {
+        // 412: changed since read; 409: a competing write in flight; 404
+        // with an ETag: deleted since read (S3 answers `If-Match` on a
+        // missing key with NoSuchKey). Each time: read again.
+        Err(SdkError::ServiceError(e))
+            if matches!(e.raw().status().as_u16(), 409 | 412)
+                || (etag.is_some() && e.raw().status().as_u16() == 404) =>
+        {
             Ok(Written::Lost)
         }
         Err(e) => Err(StoreError::Write {

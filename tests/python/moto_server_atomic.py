@@ -8,10 +8,17 @@ succeed: 4 items in 200 had two winners when four clients raced
 exactly-once claims rest on that guarantee, so a test of two consumers
 racing on one stream double-counted once in CI against plain moto_server.
 
-This launcher serializes the DynamoDB backend's item operations with one
-lock (what DynamoDB guarantees per item, made coarser), then runs moto's own
-server entry point with the same arguments. Nothing else changes: other
-services keep moto's threads, so SQS long polls still do not block.
+The same holds for S3's conditional PutObject: moto checks `If-Match` /
+`If-None-Match` against the stored ETag and then writes, so two writers that
+read the same ETag can both pass the check and the second silently replaces
+the first. S3 decides such races atomically (one gets 412), and the
+inventory updater (inventory/) rests on that, so PutObject is serialized too.
+
+This launcher serializes the DynamoDB backend's item operations and S3's
+PutObject with one lock (what the services guarantee per item or key, made
+coarser), then runs moto's own server entry point with the same arguments.
+Nothing else changes: other services keep moto's threads, so SQS long polls
+still do not block.
 """
 
 import functools
@@ -19,6 +26,7 @@ import sys
 import threading
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.s3.responses import S3Response
 from moto.server import main
 
 _ITEM_OPERATIONS = (
@@ -45,6 +53,9 @@ def _serialized(method):
 
 for _name in _ITEM_OPERATIONS:
     setattr(DynamoDBBackend, _name, _serialized(getattr(DynamoDBBackend, _name)))
+
+# Check-and-write of a (conditional) PutObject, as one step.
+S3Response.put_object = _serialized(S3Response.put_object)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

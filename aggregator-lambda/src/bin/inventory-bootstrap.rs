@@ -4,7 +4,8 @@
 //! parser as the judge of the file. Settings come from the environment
 //! (`TAILRACE_METADATA`, `TAILRACE_INVENTORY_GRACE`,
 //! `TAILRACE_INVENTORY_APPLICATION_TAG`, `TAILRACE_INVENTORY_CONTACT_TAG`,
-//! `TAILRACE_NAMESPACE`).
+//! `TAILRACE_NAMESPACE`). A failure to reach S3, EC2 or Auto Scaling is the
+//! invocation's error, so Lambda retries the event.
 
 use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -21,7 +22,9 @@ async fn main() -> anyhow::Result<()> {
         .context("reading settings from the environment")?;
     let updater = &updater;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        tailrace_inventory::lambda::handle(updater, &event.payload, &validate).await
+        tailrace_inventory::lambda::handle(updater, &event.payload, &validate)
+            .await
+            .map_err(lambda_runtime::Error::from)
     }))
     .await
     .map_err(|e| anyhow::anyhow!("Lambda runtime: {e}"))

@@ -45,12 +45,17 @@ pub fn location(at: &S3Location) -> Location {
     }
 }
 
-/// S3 client as the aggregator builds it (path-style with an endpoint).
+/// S3 client as the aggregator builds it (path-style with an endpoint:
+/// emulators serve no virtual-host buckets).
 fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    crate::clients::Clients::new(sdk).s3
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
 }
 
-/// Read every instance, plan, print the diff and (unless `dry_run`) write.
+/// Read every instance and group (a reconcile), plan, and (unless
+/// `options.dry_run`) write; the caller prints the outcome.
 pub async fn sync_once(
     sdk: &aws_config::SdkConfig,
     at: &S3Location,
