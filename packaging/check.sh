@@ -30,12 +30,13 @@ silent() {
   [ -z "$out" ] || { echo "$out" >&2; fail "$* printed warnings"; }
 }
 
-for tool in cargo-deb cargo-generate-rpm lintian rpm packer cfn-lint systemd-analyze dpkg-deb readelf; do
+for tool in cargo-deb rpmbuild lintian rpm packer cfn-lint systemd-analyze dpkg-deb readelf; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (.ci/run installs it)"
 done
 
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --offline 2>/dev/null |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+META=$(cargo metadata --format-version 1 --no-deps --offline 2>/dev/null)
+TARGET_DIR=$(echo "$META" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+VERSION=$(echo "$META" | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "tailrace-agent"))')
 OUT=$TARGET_DIR/packages
 STAGE=$OUT/stage
 WORK=$(mktemp -d)
@@ -162,10 +163,18 @@ for arch in $TAILRACE_PKG_ARCHES; do
     --output "$OUT/" 2>"$WORK/deb.err" | tail -1) || { cat "$WORK/deb.err" >&2; fail "cargo deb"; }
   if grep -v '^$' "$WORK/deb.err" | grep -qiv 'strip'; then cat "$WORK/deb.err" >&2; fail "cargo deb warned"; fi
   DEBS+=("$deb")
-  step "cargo generate-rpm ($arch)"
-  cargo generate-rpm -p agent --target-dir "$STAGE" "${target_flag[@]}" -o "$OUT/" ||
-    fail "cargo generate-rpm"
-  RPMS+=("$(ls -t "$OUT"/*."$arch".rpm | head -1)")
+  step "rpmbuild ($arch)"
+  case $arch in
+    x86_64) staged=$STAGE/release/tailrace ;;
+    *) staged=$STAGE/$AARCH64_TRIPLE/release/tailrace ;;
+  esac
+  rpmbuild -bb --quiet --target "$arch" \
+    --define "_topdir $WORK/rpmbuild" --define "_rpmdir $OUT" \
+    --define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" \
+    --define "tr_version $VERSION" --define "tr_binary $staged" --define "tr_root $ROOT" \
+    packaging/rpm/tailrace.spec >"$WORK/rpm.out" 2>&1 || { cat "$WORK/rpm.out" >&2; fail "rpmbuild"; }
+  RPMS+=("$OUT/tailrace-$VERSION-1.$arch.rpm")
+  [ -f "${RPMS[-1]}" ] || { cat "$WORK/rpm.out" >&2; fail "rpmbuild made no ${RPMS[-1]}"; }
 done
 ls -l "$OUT"/*.deb "$OUT"/*.rpm
 
