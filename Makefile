@@ -14,16 +14,16 @@ demo:
 # binary (the end-to-end tests start the built `tailrace`, `tailrace-aggregator`
 # and `bootstrap` as real processes), the packaging checks package that same
 # `tailrace` (x86_64; `make packaging` builds release packages for x86_64 and
-# aarch64), then nextest runs the tests of all crates side by side, and the
-# doctests run last. Fuzzing is `make fuzz`; `cargo test` replays the fuzz
+# aarch64), then the doctests, then nextest runs the tests of all crates side by
+# side (its summary is the run's last line). Fuzzing is `make fuzz`; the tests replay the fuzz
 # corpora and every earlier find (fuzz/regressions/). README, "CI time".
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
 test: lint
 	cargo test --workspace --no-run --locked
 	TAILRACE_PKG_ARCHES=x86_64 TAILRACE_PKG_BINARY=$(TARGET_DIR)/debug/tailrace ./packaging/check.sh
-	cargo nextest run --workspace --no-fail-fast --locked
 	cargo test --workspace --doc --locked
+	cargo nextest run --workspace --no-fail-fast --locked
 
 lint:
 	cargo fmt --all -- --check
