@@ -180,6 +180,13 @@ pub fn starts_like(file: &File, codec: Codec, fingerprint: Fingerprint) -> bool 
 /// The fingerprint of the decompressed first bytes of `file`.
 pub fn fingerprint(file: &File, codec: Codec) -> io::Result<Fingerprint> {
     let mut buf = [0u8; FINGERPRINT_BYTES];
+    let n = read_first(file, codec, &mut buf)?;
+    Ok(Fingerprint::of_bytes(&buf[..n]))
+}
+
+/// Decompress up to `buf.len()` first bytes of `file` into `buf`; returns
+/// how many (fewer only if the stream is shorter).
+pub fn read_first(file: &File, codec: Codec, buf: &mut [u8]) -> io::Result<usize> {
     let mut decoder = codec.decoder(file)?;
     let mut n = 0;
     while n < buf.len() {
@@ -188,7 +195,7 @@ pub fn fingerprint(file: &File, codec: Codec) -> io::Result<Fingerprint> {
             k => n += k,
         }
     }
-    Ok(Fingerprint::of_bytes(&buf[..n]))
+    Ok(n)
 }
 
 /// Decompress all of `file` to count its bytes; errors if the stream is

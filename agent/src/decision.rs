@@ -17,8 +17,9 @@
 //!   unsent end of a *displaced* reading (a checkpoint whose inode now holds
 //!   other bytes, or a reading truncated while the agent ran), and from
 //!   which offset to read it;
-//! - [`rotated_while_down`]: whether a rotated file found at startup that
-//!   nothing names holds lines written while the agent was down.
+//! - [`rotated_unseen`]: whether a rotated file that nothing names holds a
+//!   generation the reader never saw at its path (created and rotated away
+//!   while the agent was down, or between two looks while it ran).
 
 use std::time::Duration;
 
@@ -362,26 +363,28 @@ pub fn displaced(c: &Candidate, offset: u64) -> Displaced {
     }
 }
 
-/// Facts about a file found at startup next to a watched path (one of
+/// Facts about a rotated file found next to a watched path (one of
 /// logrotate's names for it: `access.log.1`, `access.log-20261201.xz`, in
-/// its directory or an `olddir`) that no glob matches and no checkpoint
-/// names.
+/// its directory or an `olddir`) that no glob matches, looked at when the
+/// agent starts or when the reader finds that a rotation happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Leftover {
     /// Its inode is being read, or its (decompressed) first bytes are those
-    /// of a file the checkpoint names: that file's rotation or copy, found
-    /// by the rules above.
+    /// of a file this flow has read, checkpointed, or found already old:
+    /// that file's rotation or copy, handled by the rules above.
     pub known: bool,
-    /// It was modified after the checkpoint was last written.
-    pub modified_while_down: bool,
+    /// It was modified after the last look: the checkpoint the agent
+    /// started from, or the reader's previous discovery.
+    pub modified_since: bool,
 }
 
-/// Whether a [`Leftover`] holds lines written while the agent was down,
-/// all unsent: read it from 0. A file created and rotated away while the
-/// agent was stopped (or starting) was never seen at its path, so nothing
-/// else names it; a rotation older than the checkpoint was shipped before.
-pub fn rotated_while_down(l: &Leftover) -> bool {
-    !l.known && l.modified_while_down
+/// Whether a [`Leftover`] holds a generation the reader never saw at its
+/// path, all unsent: read it from 0. A file created and rotated away while
+/// the agent was stopped, or while the reader was blocked by an outage (or
+/// just between two discoveries), was never seen at its path, so nothing
+/// else names it; a rotation older than the last look was seen before.
+pub fn rotated_unseen(l: &Leftover) -> bool {
+    !l.known && l.modified_since
 }
 
 #[cfg(test)]
@@ -623,12 +626,12 @@ mod tests {
             ),
             ("known and old", true, false, false),
         ];
-        for (name, known, modified_while_down, want) in rows {
+        for (name, known, modified_since, want) in rows {
             let l = Leftover {
                 known,
-                modified_while_down,
+                modified_since,
             };
-            assert_eq!(rotated_while_down(&l), want, "{name}");
+            assert_eq!(rotated_unseen(&l), want, "{name}");
         }
     }
 

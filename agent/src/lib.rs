@@ -38,6 +38,7 @@ pub mod ratelog;
 pub mod record;
 pub mod reload;
 pub mod runtime;
+pub mod seen;
 pub mod selfmetrics;
 pub mod shipper;
 pub mod stats;

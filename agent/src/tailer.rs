@@ -36,6 +36,7 @@ use crate::config::StartAt;
 use crate::decision::{self, CheckpointFit, Close, Offset, Resemblance, Start, Waiting};
 use crate::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
 use crate::ledger::{Ledger, SourceId};
+use crate::seen::{FirstBytes, SeenFirsts};
 use crate::watcher::{FileWatcher, LineSink, Polled, SinkClosed};
 
 /// How a tailer behaves; built from a flow's config.
@@ -169,6 +170,11 @@ impl EventFlags {
 /// How long a displaced reading's copy is looked for.
 const DISPLACED_SEARCH: Duration = Duration::from_secs(600);
 
+/// Fewer first bytes than this cannot tell a rotated file from another
+/// (a line's address and time differ within them); a file still being
+/// written with fewer is looked at again.
+const DECIDING_BYTES: usize = 64;
+
 /// One flow's file server. Lives for the flow's lifetime on its own thread.
 pub struct Tailer {
     settings: TailerSettings,
@@ -198,6 +204,21 @@ pub struct Tailer {
     down_since: Option<SystemTime>,
     /// Fingerprints of the checkpoints this start resumed from.
     resumed_fingerprints: Vec<Fingerprint>,
+    /// First bytes of files this flow is done with (closed readings,
+    /// rotations found already old): their copies are not unseen
+    /// generations.
+    seen: SeenFirsts,
+    /// Rotated files found old (inode, modification time): their first
+    /// bytes are remembered in `seen` already.
+    old_examined: HashSet<(FileKey, Option<SystemTime>)>,
+    /// When the previous discovery looked (wall clock).
+    last_look: Option<SystemTime>,
+    /// A rotation was noticed: rotated files modified since this time may
+    /// hold generations no discovery saw at their path. Kept until every
+    /// such file could be decided (a compressor may still be writing one).
+    unseen_since: Option<SystemTime>,
+    /// A reading was found truncated since the last discovery.
+    truncated_since_look: bool,
 }
 
 impl Tailer {
@@ -258,6 +279,11 @@ impl Tailer {
             fs_watcher,
             watched_dirs: HashSet::new(),
             last_discover: None,
+            seen: SeenFirsts::default(),
+            old_examined: HashSet::new(),
+            last_look: None,
+            unseen_since: None,
+            truncated_since_look: false,
         }
     }
 
@@ -345,7 +371,9 @@ impl Tailer {
                         "file truncated (copytruncate?); reading it again from the start"
                     );
                     self.ledger.close(w.source);
-                    if w.offset() > 0 && w.fingerprint.len > 0 {
+                    self.truncated_since_look = true;
+                    self.seen.remember(w.fingerprint);
+                    if w.fingerprint.len > 0 {
                         self.displaced.push(DisplacedReading::new(
                             w.fingerprint,
                             w.offset(),
@@ -408,6 +436,7 @@ impl Tailer {
             }
             tracing::info!(flow = %self.settings.flow, path = %w.path.display(), offset = w.offset(), deleted, "closed rotated file");
             self.ledger.close(w.source);
+            self.seen.remember(w.fingerprint);
             self.watchers.swap_remove(i);
         }
         Ok(())
@@ -445,6 +474,8 @@ impl Tailer {
     /// look for the copies of displaced readings.
     pub fn discover(&mut self) {
         self.last_discover = Some(Instant::now());
+        let previous_look = self.last_look.replace(SystemTime::now());
+        let mut rotated = std::mem::take(&mut self.truncated_since_look);
         self.watch_dirs();
         let mut seen: HashSet<FileKey> = HashSet::new();
         let mut found: Vec<PathBuf> = Vec::new();
@@ -471,6 +502,15 @@ impl Tailer {
             };
             seen.insert(key);
             if let Some(w) = self.watchers.iter_mut().find(|w| w.key == key) {
+                if w.offset() == 0 && w.pending() == 0 {
+                    // Nothing of this generation read yet: if the file
+                    // changed, it may have been written, copied and
+                    // truncated (`copytruncate`) between two looks, and
+                    // the copy holds lines never seen here.
+                    let mtime = meta.modified().ok();
+                    rotated |= w.mtime_at_look.is_some() && mtime != w.mtime_at_look;
+                    w.mtime_at_look = mtime;
+                }
                 if w.path != path {
                     tracing::info!(flow = %self.settings.flow, from = %w.path.display(), to = %path.display(), "file renamed");
                     w.path = path.clone();
@@ -485,6 +525,7 @@ impl Tailer {
         // inode truncated while the agent was down) must be known before
         // its copy is classified.
         fresh.sort_by_key(|(_, key)| !self.checkpoints.contains_key(key));
+        rotated |= !fresh.is_empty();
         for (path, _) in fresh {
             let file = match File::open(&path) {
                 Ok(f) => {
@@ -506,20 +547,38 @@ impl Tailer {
                 tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot start reading file");
             }
         }
-        self.follow_pending(&seen);
+        rotated |= self.follow_pending(&seen);
         for w in &mut self.watchers {
             if !seen.contains(&w.key) && !w.orphaned {
                 tracing::info!(flow = %self.settings.flow, path = %w.path.display(), "file left its path (rotated or deleted); draining it");
                 w.orphaned = true;
+                rotated = true;
             }
         }
         if self.first_scan {
             self.first_scan = false;
             self.recover_rotated_while_down();
             self.search_displaced();
-            self.read_rotated_while_down();
+            // At the agent's start, rotations since the checkpoint was
+            // written; at a flow's first start, none (what is there is old).
+            let since = self.down_since.unwrap_or_else(SystemTime::now);
+            self.read_unseen_rotations(since);
+        } else if rotated {
+            if let Some(previous) = previous_look {
+                // Coarse file-system clocks can stamp a write just after
+                // the previous look a little before it: look a second back.
+                let since = previous
+                    .checked_sub(Duration::from_secs(1))
+                    .unwrap_or(previous);
+                self.unseen_since = Some(self.unseen_since.map_or(since, |s| s.min(since)));
+            }
         }
         self.search_displaced();
+        if let Some(since) = self.unseen_since {
+            if self.read_unseen_rotations(since) {
+                self.unseen_since = None;
+            }
+        }
     }
 
     /// What `file`'s checkpoint says of it.
@@ -544,7 +603,7 @@ impl Tailer {
         } else {
             return Ok(CheckpointFit::Matches { offset: ck.offset });
         };
-        if ck.offset > 0 && ck.fingerprint.len > 0 {
+        if ck.fingerprint.len > 0 {
             self.displaced.push(DisplacedReading::new(
                 ck.fingerprint,
                 ck.offset,
@@ -558,7 +617,9 @@ impl Tailer {
     /// Undecided files the globs no longer found: dropped once deleted;
     /// renamed away (a rotation before their first line, say), they are
     /// followed by inode and decided with `left_path`.
-    fn follow_pending(&mut self, seen: &HashSet<FileKey>) {
+    /// Returns whether an undecided file left its path (a rotation).
+    fn follow_pending(&mut self, seen: &HashSet<FileKey>) -> bool {
+        let mut left = false;
         let mut i = 0;
         while i < self.pending.len() {
             let p = &mut self.pending[i];
@@ -580,10 +641,12 @@ impl Tailer {
                 if let Some(placeholder) = p.placeholder {
                     self.ledger.close(placeholder);
                 }
+                left = true;
                 continue;
             }
             if !p.left_path {
                 p.left_path = true;
+                left = true;
                 if let Some(path) = find_by_key(&p.path, p.key) {
                     p.path = path;
                 }
@@ -606,6 +669,7 @@ impl Tailer {
                 i += 1;
             }
         }
+        left
     }
 
     fn open_new(
@@ -780,7 +844,7 @@ impl Tailer {
     fn recover_rotated_while_down(&mut self) {
         let leftovers: Vec<FileCheckpoint> = self.checkpoints.drain().map(|(_, c)| c).collect();
         for ck in leftovers {
-            if !self.recover_renamed(&ck) && ck.offset > 0 && ck.fingerprint.len > 0 {
+            if !self.recover_renamed(&ck) && ck.fingerprint.len > 0 {
                 self.displaced.push(DisplacedReading::new(
                     ck.fingerprint,
                     ck.offset,
@@ -791,14 +855,32 @@ impl Tailer {
         }
     }
 
-    /// At startup: rotated files next to a watched path (named like it, in
-    /// its directory or an `olddir`) that no glob matches and nothing names,
-    /// modified since the checkpoint was written, were created and rotated
-    /// while the agent was down: read them whole ([`decision::rotated_while_down`]).
-    fn read_rotated_while_down(&mut self) {
-        let Some(down_since) = self.down_since else {
-            return;
-        };
+    /// Rotated files next to a watched path (named like it, in its
+    /// directory or an `olddir`) that no glob matches, nothing names, and
+    /// that were modified since `since` hold generations no discovery saw
+    /// at their path (created and rotated away while the agent was down,
+    /// or while the reader was blocked or between two looks): read them
+    /// whole ([`decision::rotated_unseen`]). Older ones are remembered by
+    /// their first bytes, so their later compressed copies are known.
+    /// Returns false if a file could not be decided yet (a compressed one
+    /// still being written): the search is then repeated.
+    fn read_unseen_rotations(&mut self, since: SystemTime) -> bool {
+        let mut decided = true;
+        for path in self.rotated_siblings() {
+            match self.read_if_unseen(&path, since) {
+                Ok(d) => decided &= d,
+                Err(e) => {
+                    tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot examine a rotated file");
+                }
+            }
+        }
+        decided
+    }
+
+    /// Files named like a watched path (its glob's literal file-name
+    /// prefix), next to it or one directory below, that discovery does not
+    /// read (no glob matches them, or `exclude` skips them).
+    fn rotated_siblings(&self) -> Vec<PathBuf> {
         let globs: Vec<glob::Pattern> = self
             .patterns
             .iter()
@@ -822,58 +904,106 @@ impl Tailer {
                 let named_like = path
                     .file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with(&prefix));
-                if named_like && !globs.iter().any(|g| g.matches_path(&path)) {
+                // What discovery reads is not a leftover; a compressed
+                // rotation a wide glob matches but `exclude` skips is.
+                let discovered =
+                    globs.iter().any(|g| g.matches_path(&path)) && !self.is_excluded(&path);
+                if named_like && !discovered {
                     candidates.push(path);
                 }
             }
         }
         candidates.sort();
         candidates.dedup();
-        for path in candidates {
-            if let Err(e) = self.read_if_rotated_while_down(&path, down_since) {
-                tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot read a file rotated while the agent was down");
-            }
-        }
+        candidates
     }
 
-    fn read_if_rotated_while_down(
-        &mut self,
-        path: &Path,
-        down_since: SystemTime,
-    ) -> io::Result<()> {
+    /// Whether `firsts` and the first bytes of a plain file being read,
+    /// as it is now, begin alike: its `copytruncate` copy, perhaps still
+    /// being made, before this reading's fingerprint covers those bytes.
+    fn starts_like_a_file_being_read(&self, firsts: &FirstBytes) -> bool {
+        self.watchers
+            .iter()
+            .filter(|w| !w.is_compressed())
+            .any(|w| FirstBytes::of(w.file(), None).is_ok_and(|b| b.same_start(firsts)))
+    }
+
+    /// [`Tailer::read_unseen_rotations`] for one file; false if it cannot
+    /// be decided yet.
+    fn read_if_unseen(&mut self, path: &Path, since: SystemTime) -> io::Result<bool> {
         let meta = std::fs::metadata(path)?;
         if !meta.is_file() {
-            return Ok(());
+            return Ok(true);
         }
         let key = FileKey {
             dev: meta.dev(),
             ino: meta.ino(),
         };
-        let modified_while_down = meta.modified().is_ok_and(|m| m > down_since);
-        if !modified_while_down {
-            return Ok(());
+        if self.watchers.iter().any(|w| w.key == key) || self.pending.iter().any(|p| p.key == key) {
+            return Ok(true);
+        }
+        let mtime = meta.modified().ok();
+        let modified_since = mtime.is_some_and(|m| m > since);
+        if !modified_since && !self.old_examined.insert((key, mtime)) {
+            // Old, and its first bytes already remembered.
+            return Ok(true);
+        }
+        if self.old_examined.len() > 4096 {
+            self.old_examined.clear();
         }
         let file = File::open(path)?;
         let codec = Codec::of_file(path, &file);
-        let being_read =
-            self.watchers.iter().any(|w| w.key == key) || self.pending.iter().any(|p| p.key == key);
-        let known = being_read
-            || self.resumed_fingerprints.iter().any(|f| match codec {
-                Some(codec) => compressed::starts_like(&file, codec, *f),
-                None => f.matches(&file).unwrap_or(false),
-            });
+        let firsts = match FirstBytes::of(&file, codec) {
+            Ok(f) => f,
+            // A compressed file whose first block is not written yet.
+            Err(_) if codec.is_some() && modified_since => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if !modified_since {
+            // Old: shipped before, or there before the flow's first start.
+            self.seen.remember(firsts.fingerprint());
+            return Ok(true);
+        }
+        if codec.is_none()
+            && firsts.len() < DECIDING_BYTES
+            && mtime.is_some_and(|m| m.elapsed().unwrap_or_default() < self.settings.rotate_quiet)
+        {
+            // Too few bytes to tell it from another file yet, and still
+            // being written (a copy in progress): look again.
+            return Ok(false);
+        }
+        let known = self.seen.knows(&firsts)
+            || self
+                .resumed_fingerprints
+                .iter()
+                .any(|&f| firsts.starts_with(f))
+            || self
+                .watchers
+                .iter()
+                .any(|w| firsts.starts_with(w.fingerprint))
+            || self
+                .displaced
+                .iter()
+                .any(|d| firsts.starts_with(d.fingerprint))
+            || self.starts_like_a_file_being_read(&firsts);
         let facts = decision::Leftover {
             known,
-            modified_while_down,
+            modified_since,
         };
-        if !decision::rotated_while_down(&facts) {
-            return Ok(());
+        if !decision::rotated_unseen(&facts) {
+            return Ok(true);
         }
+
         let flow = self.settings.flow.clone();
-        tracing::info!(flow = %flow, path = %path.display(), "reading a file created and rotated while the agent was down");
         let w = match codec {
             Some(codec) => {
-                let fp = compressed::fingerprint(&file, codec)?;
+                // Read only a complete stream: a compressor may still be
+                // writing it (its lines are still in the plain file, or
+                // in its descriptor, until it is done).
+                if compressed::decompressed_len(&file, codec).is_err() {
+                    return Ok(false);
+                }
+                let fp = firsts.fingerprint();
                 let input = CompressedInput::open_at(&file, codec, 0)?;
                 let source = self.ledger.open(&flow, key, fp, path.to_path_buf(), 0);
                 FileWatcher::compressed(source, key, path.to_path_buf(), file, fp, input)
@@ -886,8 +1016,9 @@ impl Tailer {
                 w
             }
         };
+        tracing::info!(flow = %flow, path = %path.display(), "reading a rotated file no discovery saw at its path (created and rotated while the agent was down or not looking)");
         self.watchers.push(w);
-        Ok(())
+        Ok(true)
     }
 
     /// Find `ck`'s file by inode next to its last path; true if found.
@@ -903,6 +1034,13 @@ impl Tailer {
                 continue;
             };
             if !ck.fingerprint.matches(&file).unwrap_or(false) || meta.len() < ck.offset {
+                continue;
+            }
+            // A compressor's output that was given the inode of a deleted
+            // file (inode numbers are reused): a renamed log is never
+            // compressed in place, and an empty checkpoint's fingerprint
+            // matches anything.
+            if Codec::of_file(&path, &file).is_some() {
                 continue;
             }
             tracing::info!(flow = %self.settings.flow, path = %path.display(), offset = ck.offset, "draining file rotated while the agent was down");

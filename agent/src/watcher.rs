@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::compressed::CompressedInput;
-use crate::identity::{FileKey, Fingerprint};
+use crate::identity::{FileKey, Fingerprint, FINGERPRINT_BYTES};
 use crate::ledger::SourceId;
 
 /// Bytes read from the file per `read_at` call.
@@ -74,6 +74,11 @@ pub struct FileWatcher {
     file: File,
     /// Fingerprint as far as known (grows until full).
     pub fingerprint: Fingerprint,
+    /// The first bytes of this generation as read, while the fingerprint
+    /// is not full and the reading began at 0: the fingerprint is taken of
+    /// the bytes read, not of the file again, which a `copytruncate` may
+    /// have emptied since.
+    head: Option<Vec<u8>>,
     /// Offset of the first byte not yet passed to the sink as (part of) a line.
     offset: u64,
     /// Bytes from `offset` on, read but not yet a complete line.
@@ -89,6 +94,10 @@ pub struct FileWatcher {
     pub copy: bool,
     /// Lines cut because they exceeded the limit.
     pub truncated_lines: u64,
+    /// Modification time at the last discovery, while nothing of this
+    /// generation has been read: a change then, with nothing to read, is a
+    /// generation written and truncated between two looks (`copytruncate`).
+    pub mtime_at_look: Option<std::time::SystemTime>,
     /// Fingerprint and read offset of the generation before the last
     /// truncation, to recognize its `copytruncate` copy.
     pub previous: Option<(Fingerprint, u64, SourceId)>,
@@ -107,12 +116,14 @@ impl FileWatcher {
         fingerprint: Fingerprint,
         offset: u64,
     ) -> Self {
+        let mtime_at_look = file.metadata().and_then(|m| m.modified()).ok();
         FileWatcher {
             source,
             key,
             path,
             file,
             fingerprint,
+            head: (offset == 0 && !fingerprint.is_full()).then(Vec::new),
             offset,
             buf: Vec::new(),
             skipping: false,
@@ -120,6 +131,7 @@ impl FileWatcher {
             orphaned: false,
             copy: false,
             truncated_lines: 0,
+            mtime_at_look,
             previous: None,
             gz: None,
         }
@@ -168,6 +180,7 @@ impl FileWatcher {
         self.previous = Some((self.fingerprint, self.offset, self.source));
         self.source = source;
         self.fingerprint = fingerprint;
+        self.head = (!fingerprint.is_full()).then(Vec::new);
         self.offset = 0;
         self.buf.clear();
         self.skipping = false;
@@ -231,6 +244,12 @@ impl FileWatcher {
             if n == 0 {
                 break;
             }
+            if let Some(head) = self.head.as_mut() {
+                if head.len() as u64 == read_pos && head.len() < FINGERPRINT_BYTES {
+                    let take = n.min(FINGERPRINT_BYTES - head.len());
+                    head.extend_from_slice(&self.buf[old_len..old_len + take]);
+                }
+            }
             read_pos += n as u64;
             total += n as u64;
             if let Err(closed) = self.split_lines(sink, max_line, old_len) {
@@ -239,8 +258,19 @@ impl FileWatcher {
         }
         if total > 0 {
             self.last_growth = Instant::now();
-            if !self.fingerprint.is_full() {
-                self.fingerprint = Fingerprint::of(&self.file)?;
+            match self.head.take() {
+                Some(head) => {
+                    if head.len() >= self.fingerprint.len as usize {
+                        self.fingerprint = Fingerprint::of_bytes(&head);
+                    }
+                    if head.len() < FINGERPRINT_BYTES {
+                        self.head = Some(head);
+                    }
+                }
+                None if !self.fingerprint.is_full() => {
+                    self.fingerprint = Fingerprint::of(&self.file)?;
+                }
+                None => {}
             }
         } else if self.buf.is_empty() && self.buf.capacity() > 0 {
             // Idle: give the buffer back so many quiet files cost little.

@@ -33,16 +33,34 @@ use flate2::read::MultiGzDecoder;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
+use tailrace_tests::loggen::{id_of, numbered_line as line};
 use tailrace_tests::{create_stream, read_stream, ChildGuard, Moto};
 
 /// Seeds CI runs: regression seeds first, then a few more.
 /// - 4: an empty `access.log` created while the agent was down, renamed by
 ///   logrotate as the agent started, two late lines in `access.log.1`:
-///   a file nothing named (`decision::rotated_while_down`); also an empty
+///   a file nothing named (`decision::rotated_unseen`); also an empty
 ///   file's place is held and it is followed by inode while undecided.
 /// - 2: copytruncate + delaycompress + dateext, exact glob, two `kill -9`,
 ///   Kinesis refusing: lost 129 lines of a dated copy before the same rule.
-const CI_SEEDS: &[u64] = &[1, 2, 3, 4];
+/// - 1005: `create` + delaycompress, exact glob, Kinesis refusing: two
+///   generations created and rotated away while the reader was blocked
+///   (no discovery saw them at their path): lost 44 + 3 lines before the
+///   rule also ran while the agent runs, whenever a rotation is noticed.
+/// - 1008: copytruncate + delaycompress + dateext, bzip2, wide glob, a
+///   kill: a checkpoint at offset 0 (nothing acknowledged) was not looked
+///   for as displaced, and a wide glob's compressed rotations (excluded by
+///   name) were not leftovers: lost 55 + 74 lines.
+/// - 1000: copytruncate right after a read left the reading's fingerprint
+///   empty (taken of the file again, not of the bytes read), so its copy
+///   was unknown: 36 duplicates without a crash.
+/// - 1016: copytruncate of a generation of which nothing was read yet,
+///   between two looks (the live file's size never passed the offset): the
+///   copy's 55 lines were lost; a changed modification time now counts as
+///   a rotation noticed.
+/// - 1021: a compressed rotation given the inode of a deleted checkpointed
+///   (empty) file was read as plain text: compressed bytes on the stream.
+const CI_SEEDS: &[u64] = &[1, 2, 3, 4, 1000, 1005, 1008, 1016, 1021];
 
 /// How rotated files are made, as in a logrotate stanza.
 #[derive(Debug, Clone, Copy)]
@@ -209,23 +227,6 @@ fn draw_ops(rng: &mut StdRng, n: usize) -> Vec<Op> {
         ops.push(op);
     }
     ops
-}
-
-fn line(i: usize) -> String {
-    format!(
-        "10.2.{}.{} - - [01/Dec/2026:07:{:02}:{:02} +0000] \"GET /item/{i:07}?m=1 HTTP/1.1\" 200 {} \"-\" \"model/1.0\"\n",
-        i % 250,
-        i % 199,
-        (i / 60) % 60,
-        i % 60,
-        100 + i % 900
-    )
-}
-
-fn id_of(line: &[u8]) -> Option<usize> {
-    let s = std::str::from_utf8(line).ok()?;
-    let at = s.find("/item/")? + 6;
-    s.get(at..at + 7)?.parse().ok()
 }
 
 /// The world the operations act on: the log directory, Apache's descriptor,
@@ -509,6 +510,23 @@ async fn shipped(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<Hash
     Ok(count)
 }
 
+/// Each record on the stream as (first line's id, lines), in stream order:
+/// a failing seed shows what was shipped around the lines it misses.
+async fn stream_layout(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<Vec<(Option<usize>, usize)>> {
+    Ok(read_stream(kinesis, stream)
+        .await?
+        .iter()
+        .map(|r| {
+            let mut lines = tailrace_wire::raw::lines(&r.data);
+            let first = lines.next().and_then(id_of);
+            (first, 1 + lines.count())
+        })
+        .collect())
+}
+
 async fn run_seed(
     moto: &Moto,
     kinesis: &aws_sdk_kinesis::Client,
@@ -615,8 +633,9 @@ async fn run_seed(
                 .iter()
                 .map(|(p, ids)| format!("{}: {} lines from {}", p.display(), ids.len(), ids[0]))
                 .collect();
+            let records = stream_layout(kinesis, &name).await.unwrap_or_default();
             bail!(
-                "{e}\n{plan}\nmissing (file: count from first id): {summary:#?}\nagent logs in {}",
+                "{e}\n{plan}\nmissing (file: count from first id): {summary:#?}\nrecords on the stream (first id, lines): {records:?}\nagent logs in {}",
                 dir.display()
             );
         }

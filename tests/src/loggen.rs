@@ -83,3 +83,24 @@ pub fn fleet_lines(buf: &mut String, tag: &str, first: u64, count: u64, time: i6
         );
     }
 }
+
+/// Line `i` of a numbered log in the `combined` format: its id is in the
+/// path (`/item/0000042`), so an oracle can tell every line apart and find
+/// it again ([`id_of`]) however the line was rotated, compressed or shipped.
+pub fn numbered_line(i: usize) -> String {
+    format!(
+        "10.2.{}.{} - - [01/Dec/2026:07:{:02}:{:02} +0000] \"GET /item/{i:07}?m=1 HTTP/1.1\" 200 {} \"-\" \"model/1.0\"\n",
+        i % 250,
+        i % 199,
+        (i / 60) % 60,
+        i % 60,
+        100 + i % 900
+    )
+}
+
+/// The id of a [`numbered_line`] (with or without its newline).
+pub fn id_of(line: &[u8]) -> Option<usize> {
+    let s = std::str::from_utf8(line).ok()?;
+    let at = s.find("/item/")? + 6;
+    s.get(at..at + 7)?.parse().ok()
+}
