@@ -154,16 +154,16 @@ impl EventFlags {
     }
 
     /// Wait up to `timeout` for an event; clears the flags and returns
-    /// whether names changed.
-    fn wait(&self, timeout: Duration) -> bool {
+    /// (whether anything happened, whether names changed).
+    fn wait(&self, timeout: Duration) -> (bool, bool) {
         let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (mut s, _) = self
             .cond
             .wait_timeout_while(guard, timeout, |s| !s.0)
             .unwrap_or_else(|p| p.into_inner());
-        let rediscover = s.1;
+        let happened = *s;
         *s = (false, false);
-        rediscover
+        happened
     }
 }
 
@@ -299,20 +299,32 @@ impl Tailer {
     }
 
     /// Run until `stop` is set or the sink closes; then flush the sink.
+    ///
+    /// With file-system events, an idle reader looks at its files when an
+    /// event says something changed, and at every discovery interval
+    /// regardless (events can be missed, and an `olddir` is not watched);
+    /// without events, at every poll interval. It ticks its sink (linger,
+    /// watchdog) every poll interval either way.
     pub fn run(&mut self, sink: &mut dyn LineSink, stop: &AtomicBool) -> Result<(), SinkClosed> {
+        let mut poll_due = true;
+        let mut last_poll = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            let due = self
-                .last_discover
-                .is_none_or(|t| t.elapsed() >= self.settings.discover_interval);
+            let idle = self.idle_interval();
+            let due = self.last_discover.is_none_or(|t| t.elapsed() >= idle);
             if due {
                 self.discover();
+                poll_due = true;
             }
-            let progressed = self.poll_all(sink)?;
+            let progressed = if poll_due || self.fs_events.is_none() || last_poll.elapsed() >= idle
+            {
+                last_poll = Instant::now();
+                self.poll_all(sink)?
+            } else {
+                false
+            };
             sink.tick()?;
             self.close_quiet(sink)?;
-            if !progressed {
-                self.wait_for_event();
-            }
+            poll_due = progressed || self.wait_for_event(progressed);
         }
         sink.flush()
     }
@@ -338,15 +350,26 @@ impl Tailer {
         Ok(())
     }
 
-    fn wait_for_event(&mut self) {
+    /// Unless the last poll read something, wait up to a poll interval for
+    /// a file-system event; returns whether one came (the files need a
+    /// look). Names changing also makes a discovery due.
+    fn wait_for_event(&mut self, progressed: bool) -> bool {
+        if progressed {
+            return true;
+        }
         let timeout = self.settings.poll_interval;
         match &self.fs_events {
             Some(flags) => {
-                if flags.wait(timeout) {
+                let (happened, rediscover) = flags.wait(timeout);
+                if rediscover {
                     self.last_discover = None;
                 }
+                happened
             }
-            None => std::thread::sleep(timeout),
+            None => {
+                std::thread::sleep(timeout);
+                true
+            }
         }
     }
 
@@ -470,6 +493,15 @@ impl Tailer {
         }
     }
 
+    /// How often an idle reader discovers and looks at its files without
+    /// an event: the discovery interval. (Five of them when every glob's
+    /// directory raises events was tried: `aggregate_moto`'s three agents
+    /// under load then missed lines before their stop, not yet explained;
+    /// see docs/RELIABILITY.md.)
+    fn idle_interval(&self) -> Duration {
+        self.settings.discover_interval
+    }
+
     /// Expand the globs; open new files; notice files that left their path;
     /// look for the copies of displaced readings.
     pub fn discover(&mut self) {
@@ -485,6 +517,14 @@ impl Tailer {
         found.sort();
         found.dedup();
         let mut fresh: Vec<(PathBuf, FileKey)> = Vec::new();
+        // Watchers by inode: one lookup per path, not a scan (linear in
+        // the number of files, not quadratic).
+        let by_key: HashMap<FileKey, usize> = self
+            .watchers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.key, i))
+            .collect();
         for path in found {
             if self.is_excluded(&path) {
                 continue;
@@ -501,7 +541,7 @@ impl Tailer {
                 ino: meta.ino(),
             };
             seen.insert(key);
-            if let Some(w) = self.watchers.iter_mut().find(|w| w.key == key) {
+            if let Some(w) = by_key.get(&key).map(|&i| &mut self.watchers[i]) {
                 if w.offset() == 0 && w.pending() == 0 {
                     // Nothing of this generation read yet: if the file
                     // changed, it may have been written, copied and
@@ -1304,12 +1344,25 @@ mod tests {
         for i in 0..1_000_000u32 {
             flags.raise(i == 17);
         }
-        assert!(flags.wait(Duration::from_secs(5)), "names changed once");
+        assert_eq!(
+            flags.wait(Duration::from_secs(5)),
+            (true, true),
+            "names changed once"
+        );
         // Everything was consumed by that one wakeup: nothing is queued.
         let s = *flags.state.lock().unwrap_or_else(|p| p.into_inner());
         assert_eq!(s, (false, false));
         flags.raise(false);
-        assert!(!flags.wait(Duration::from_secs(5)), "an append only wakes");
+        assert_eq!(
+            flags.wait(Duration::from_secs(5)),
+            (true, false),
+            "an append only wakes"
+        );
+        assert_eq!(
+            flags.wait(Duration::from_millis(10)),
+            (false, false),
+            "nothing: a timeout"
+        );
     }
 
     #[test]

@@ -307,10 +307,12 @@ impl World<'_> {
         if self.scheme.dateext {
             return Ok(dir.join(format!("access.log-202612{:04}", self.rotations)));
         }
-        // Shift access.log.N[.gz] to N+1, newest last in `rotated`.
+        // Shift access.log.N[.gz] to N+1, newest last in `rotated`: the
+        // oldest (highest N) first, so no rename lands on a file not yet
+        // moved (`rename` replaces its target).
         let mut shifted = Vec::new();
         let count = self.rotated.len();
-        for (k, old) in self.rotated.iter().enumerate().rev() {
+        for (k, old) in self.rotated.iter().enumerate() {
             let n = count - k + 1;
             let ext = match Codec::of(old) {
                 Some(c) => format!(".{}", c.ext()),
@@ -320,7 +322,6 @@ impl World<'_> {
             fs::rename(old, &new)?;
             shifted.push(new);
         }
-        shifted.reverse();
         self.rotated = shifted;
         Ok(dir.join("access.log.1"))
     }

@@ -147,8 +147,17 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> Result<()> {
     bail!("nothing listened on {addr} within {timeout:?}")
 }
 
-/// Path of a binary built by this workspace (`tailrace`, `tailrace-aggregator`).
+/// Path of a binary built by this workspace (`tailrace`, `tailrace-aggregator`):
+/// next to the test executable's profile, or in `TAILRACE_BIN_DIR` if set
+/// (a measurement run by a debug harness of a release agent).
 pub fn bin(name: &str) -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("TAILRACE_BIN_DIR") {
+        let path = PathBuf::from(dir).join(name);
+        if !path.is_file() {
+            bail!("{} is missing (TAILRACE_BIN_DIR)", path.display());
+        }
+        return Ok(path);
+    }
     let exe = std::env::current_exe().context("locating the test executable")?;
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let profile_dir = exe

@@ -17,7 +17,9 @@
 //! (defaults 5 min of outage at 5 000 lines/s, after 1 min of normal work
 //! and followed by 1 min of writing), which builds release binaries.
 //! `OUTAGE_SECS`, `OUTAGE_RATE`, `OUTAGE_WARMUP_SECS`, `OUTAGE_AFTER_SECS` set
-//! the same.
+//! the same; `OUTAGE_WRITE_PER_LINE=1` writes each line with its own
+//! `write(2)`, as Apache does (one file event per line), instead of one
+//! write per 100 ms tick.
 
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
@@ -90,6 +92,7 @@ async fn outage() -> Result<()> {
     let rate = env_or("OUTAGE_RATE", 5_000)?;
     let warmup = env_or("OUTAGE_WARMUP_SECS", 60)?;
     let after = env_or("OUTAGE_AFTER_SECS", 60)?;
+    let per_line = env_or("OUTAGE_WRITE_PER_LINE", 0)? == 1;
     let moto = Moto::start()?;
     let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
     create_stream(&kinesis, "outage", 2).await?;
@@ -183,7 +186,15 @@ async fn outage() -> Result<()> {
             buf.clear();
             let now = loggen::now();
             loggen::fleet_lines(&mut buf, "outage", written, per_tick, now, false);
-            file.write_all(buf.as_bytes())?;
+            if per_line {
+                // As Apache writes: one write(2) per request, so one file
+                // event per line for the agent to absorb while blocked.
+                for line in buf.split_inclusive('\n') {
+                    file.write_all(line.as_bytes())?;
+                }
+            } else {
+                file.write_all(buf.as_bytes())?;
+            }
             written += per_tick;
         }
         let behind = started.elapsed().saturating_sub(t);
