@@ -65,7 +65,8 @@ fn small_fleet_counts_add_up() {
         );
         assert_eq!(n("poison"), 0);
         assert_eq!(n("failed"), 0);
-        assert_eq!(n("batches") as f64, (n("records") as f64 / 50.0).ceil());
+        // Batches close at 50 records, or earlier at the 6 MB payload.
+        assert!(n("batches") as f64 >= (n("records") as f64 / 50.0).ceil());
         assert!(n("datums") > 0 && n("calls") > 0);
     }
 }

@@ -161,6 +161,7 @@ impl SimHost {
                         partition_key: key(rng),
                         data,
                         requests: lines,
+                        groups: 0,
                     });
                 };
                 for i in 0..n {
@@ -219,6 +220,7 @@ impl SimHost {
                             partition_key: key(&mut rng),
                             data: std::mem::take(&mut data),
                             requests: lines_in,
+                            groups: 0,
                         });
                         lines_in = 0;
                     }
@@ -250,6 +252,7 @@ impl SimHost {
         };
         partial.groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let requests = partial.total().requests;
+        let groups = partial.groups.len();
         let records = partial.encode_split(MAX_RECORD_BYTES - KEY_LEN, &mut sequence);
         let split = records.len() > 1;
         records
@@ -266,6 +269,11 @@ impl SimHost {
                     Partial::decode(&data).map_or(0, |p| p.total().requests)
                 } else {
                     requests
+                },
+                groups: if split {
+                    Partial::decode(&data).map_or(0, |p| p.groups.len())
+                } else {
+                    groups
                 },
                 data,
             })

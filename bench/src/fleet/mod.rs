@@ -96,6 +96,8 @@ pub struct SimRecord {
     pub data: Vec<u8>,
     /// Requests (lines) it carries.
     pub requests: u64,
+    /// Client groups, for a partial (0 otherwise).
+    pub groups: usize,
 }
 
 /// The fleet: its hosts and the metadata file that names their clients.
