@@ -5,6 +5,8 @@
 # Usage: bench/run.sh            (from anywhere; defaults below)
 # Environment:
 #   LINES=2000000 CLIENTS=5000 FORMAT=combined_d RATE=1000 SEED=1 WINDOW=5m
+#   SHAPE=web       (web | service: short service-to-service lines |
+#                    browser: long browser lines with escaped quotes)
 #   START=<unix secs> (event time of the first line; default: now minus LINES/RATE)
 #   WORK=/tmp/dir   (kept; default: a fresh temp dir, removed unless KEEP=1)
 #   SKIP_BUILD=1    (use the binaries already in target/release)
@@ -16,6 +18,7 @@ CLIENTS=${CLIENTS:-5000}
 FORMAT=${FORMAT:-combined_d}
 RATE=${RATE:-1000}
 SEED=${SEED:-1}
+SHAPE=${SHAPE:-web}
 START=${START:-}
 WINDOW=${WINDOW:-5m}
 KEEP=${KEEP:-0}
@@ -60,10 +63,10 @@ export TAILRACE_LOG=${TAILRACE_LOG:-info}
 
 LOG="$WORK/logs/access.log"
 mkdir -p "$WORK/logs"
-echo "== generating $LINES lines ($CLIENTS clients, $FORMAT) in $LOG" >&2
+echo "== generating $LINES lines ($CLIENTS clients, $FORMAT, shape $SHAPE) in $LOG" >&2
 /usr/bin/time -f '%e' -o "$WORK/genlog.time" \
     "$BIN/tailrace-genlog" --lines "$LINES" --clients "$CLIENTS" --format "$FORMAT" \
-    --rate "$RATE" --seed "$SEED" ${START:+--start "$START"} --output "$LOG"
+    --rate "$RATE" --seed "$SEED" --shape "$SHAPE" ${START:+--start "$START"} --output "$LOG"
 # Read it once so every run below starts with the file in the page cache.
 cat "$LOG" > /dev/null
 
@@ -136,10 +139,10 @@ run_mode raw
 run_mode aggregate
 
 echo "== results (work dir: $WORK)" >&2
-python3 - "$WORK" "$LINES" "$FORMAT" "$CLIENTS" <<'PY'
+python3 - "$WORK" "$LINES" "$FORMAT" "$CLIENTS" "$SHAPE" <<'PY'
 import json, os, re, sys
 
-work, lines, fmt, clients = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+work, lines, fmt, clients, shape = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 size = os.path.getsize(os.path.join(work, "logs/access.log"))
 
 def gnu_time(name):
@@ -173,7 +176,7 @@ def load_json(name):
         return None
 
 gen = open(os.path.join(work, "genlog.time")).read().strip().splitlines()[-1]
-print(f"input: {lines:,} lines, {size:,} bytes ({size/1e6:.1f} MB), {clients} clients, format {fmt}; generated in {gen} s")
+print(f"input: {lines:,} lines, {size:,} bytes ({size/1e6:.1f} MB), {clients} clients, format {fmt}, shape {shape}; generated in {gen} s")
 print()
 rows = [("wc -l (reference; 1/10 of 10 runs)", "wc.time"), ("parse-only", "parse.time"), ("parse+agg in-memory", "parse_agg.time")]
 if os.path.exists(os.path.join(work, "parse_json.time")):
