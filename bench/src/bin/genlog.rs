@@ -9,9 +9,9 @@
 //!
 //! `--shape` picks the traffic: `web` (the default above), `service` (short
 //! service-to-service lines: internal clients, short API paths, no referer,
-//! SDK user agents; ~110 bytes), or `browser` (long browser lines: long
-//! query strings and referers, user agents and search terms with escaped
-//! quotes `\"` as Apache writes them; ~600 bytes).
+//! SDK user agents; ~115 bytes with `%D`), or `browser` (long browser lines:
+//! long query strings and referers, user agents and search terms with
+//! escaped quotes `\"` as Apache writes them; ~770 bytes with `%D`).
 //!
 //! Lines are built into one buffer with `itoa` and byte pushes; no per-line
 //! allocation, so a gigabyte takes seconds.
