@@ -428,7 +428,11 @@ fn generate(args: &Args, out: &mut dyn Write) -> Result<()> {
             buf.push(b'"');
         } else {
             let browser = args.shape == Shape::Browser;
-            let method = if browser { "GET" } else { *rng.weighted(METHODS) };
+            let method = if browser {
+                "GET"
+            } else {
+                *rng.weighted(METHODS)
+            };
             buf.extend_from_slice(method.as_bytes());
             buf.push(b' ');
             write_path(&mut buf, &mut rng, &mut itoa);
