@@ -5,6 +5,8 @@
 # Usage: bench/run.sh            (from anywhere; defaults below)
 # Environment:
 #   LINES=2000000 CLIENTS=5000 FORMAT=combined_d RATE=1000 SEED=1 WINDOW=5m
+#   SHAPE=web       (web | service: short service-to-service lines |
+#                    browser: long browser lines with escaped quotes)
 #   START=<unix secs> (event time of the first line; default: now minus LINES/RATE)
 #   WORK=/tmp/dir   (kept; default: a fresh temp dir, removed unless KEEP=1)
 #   SKIP_BUILD=1    (use the binaries already in target/release)
@@ -16,6 +18,7 @@ CLIENTS=${CLIENTS:-5000}
 FORMAT=${FORMAT:-combined_d}
 RATE=${RATE:-1000}
 SEED=${SEED:-1}
+SHAPE=${SHAPE:-web}
 START=${START:-}
 WINDOW=${WINDOW:-5m}
 KEEP=${KEEP:-0}
@@ -44,7 +47,9 @@ esac
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     echo "== building release binaries" >&2
-    (cd "$ROOT" && cargo build --release -p tailrace-agent -p tailrace-bench)
+    # --no-default-features: the bench crate's `fleet` feature (tailrace-fleet)
+    # would add the aggregator's AWS SDK crates to this build.
+    (cd "$ROOT" && cargo build --release -p tailrace-agent -p tailrace-bench --no-default-features)
 fi
 
 if [[ ! -x /usr/bin/time ]]; then
@@ -58,12 +63,20 @@ export TAILRACE_LOG=${TAILRACE_LOG:-info}
 
 LOG="$WORK/logs/access.log"
 mkdir -p "$WORK/logs"
-echo "== generating $LINES lines ($CLIENTS clients, $FORMAT) in $LOG" >&2
+echo "== generating $LINES lines ($CLIENTS clients, $FORMAT, shape $SHAPE) in $LOG" >&2
 /usr/bin/time -f '%e' -o "$WORK/genlog.time" \
     "$BIN/tailrace-genlog" --lines "$LINES" --clients "$CLIENTS" --format "$FORMAT" \
-    --rate "$RATE" --seed "$SEED" ${START:+--start "$START"} --output "$LOG"
+    --rate "$RATE" --seed "$SEED" --shape "$SHAPE" ${START:+--start "$START"} --output "$LOG"
 # Read it once so every run below starts with the file in the page cache.
 cat "$LOG" > /dev/null
+
+# The floor every ratio below is taken against: `wc -l` reads the same file
+# and finds its newlines, nothing else. It takes a few hundredths of a second,
+# near the 10 ms resolution of /usr/bin/time, so it runs 10 times in one
+# measurement and the table shows a tenth of it.
+echo "== wc -l (reference, 10 runs)" >&2
+/usr/bin/time -v -o "$WORK/wc.time" \
+    sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do wc -l "$1"; done' sh "$LOG" > "$WORK/wc.out"
 
 # Parsing alone (and parsing + in-memory aggregation), no I/O beyond reading.
 echo "== parse-only" >&2
@@ -126,10 +139,10 @@ run_mode raw
 run_mode aggregate
 
 echo "== results (work dir: $WORK)" >&2
-python3 - "$WORK" "$LINES" "$FORMAT" "$CLIENTS" <<'PY'
+python3 - "$WORK" "$LINES" "$FORMAT" "$CLIENTS" "$SHAPE" <<'PY'
 import json, os, re, sys
 
-work, lines, fmt, clients = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+work, lines, fmt, clients, shape = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 size = os.path.getsize(os.path.join(work, "logs/access.log"))
 
 def gnu_time(name):
@@ -145,11 +158,12 @@ def gnu_time(name):
         for part in s.split(":"):
             secs = secs * 60 + float(part)
         return secs
+    per = 10 if name == "wc.time" else 1
     return {
-        "wall": clock(t["Elapsed (wall clock) time (h:mm:ss or m:ss)"]),
-        "cpu": float(t["User time (seconds)"]) + float(t["System time (seconds)"]),
-        "user": float(t["User time (seconds)"]),
-        "sys": float(t["System time (seconds)"]),
+        "wall": clock(t["Elapsed (wall clock) time (h:mm:ss or m:ss)"]) / per,
+        "cpu": (float(t["User time (seconds)"]) + float(t["System time (seconds)"])) / per,
+        "user": float(t["User time (seconds)"]) / per,
+        "sys": float(t["System time (seconds)"]) / per,
         "rss_mib": int(t["Maximum resident set size (kbytes)"]) / 1024,
         "exit": int(t.get("Exit status", "0")),
     }
@@ -162,14 +176,16 @@ def load_json(name):
         return None
 
 gen = open(os.path.join(work, "genlog.time")).read().strip().splitlines()[-1]
-print(f"input: {lines:,} lines, {size:,} bytes ({size/1e6:.1f} MB), {clients} clients, format {fmt}; generated in {gen} s")
+print(f"input: {lines:,} lines, {size:,} bytes ({size/1e6:.1f} MB), {clients} clients, format {fmt}, shape {shape}; generated in {gen} s")
 print()
-rows = [("parse-only", "parse.time"), ("parse+agg in-memory", "parse_agg.time")]
+rows = [("wc -l (reference; 1/10 of 10 runs)", "wc.time"), ("parse-only", "parse.time"), ("parse+agg in-memory", "parse_agg.time")]
 if os.path.exists(os.path.join(work, "parse_json.time")):
     rows.append(("tailrace parse >/dev/null", "parse_json.time"))
 rows += [("replay raw", "replay-raw.time"), ("replay aggregate", "replay-aggregate.time")]
-print(f"| run | wall s | lines/s | MB/s | CPU s (user+sys) | CPU s / GB | peak RSS MiB | exit |")
-print(f"|---|---:|---:|---:|---:|---:|---:|---:|")
+wc = gnu_time("wc.time")
+wc_cpu = max(wc["cpu"], 0.001) if wc else None
+print(f"| run | wall s | lines/s | MB/s | CPU s (user+sys) | CPU s / GB | CPU / `wc -l` | peak RSS MiB | exit |")
+print(f"|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 res = {}
 for label, name in rows:
     t = gnu_time(name)
@@ -177,7 +193,8 @@ for label, name in rows:
         continue
     res[label] = t
     print(f"| {label} | {t['wall']:.2f} | {lines/t['wall']:,.0f} | {size/1e6/t['wall']:.1f} | "
-          f"{t['cpu']:.2f} ({t['user']:.2f}+{t['sys']:.2f}) | {t['cpu']/(size/1e9):.2f} | {t['rss_mib']:.1f} | {t['exit']} |")
+          f"{t['cpu']:.3f} ({t['user']:.3f}+{t['sys']:.3f}) | {t['cpu']/(size/1e9):.2f} | "
+          f"{(t['cpu']/wc_cpu if wc_cpu else float('nan')):.1f}x | {t['rss_mib']:.1f} | {t['exit']} |")
 print()
 print("| mode | PutRecords calls | records | data bytes | key bytes | records / M lines | bytes (data+key) / M lines | HTTP body bytes / M lines | lines accounted for | sink CPU s |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -461,7 +461,7 @@ impl WindowSink {
             let sequences = self.sequences.clone();
             let flow = self.header.flow.clone();
             self.out.send_blocking(OutRecord {
-                data,
+                data: data.into(),
                 partition_key: self.keys.next_key(),
                 holds: w.holds.clone(),
                 lines: if i == 0 { lines } else { 0 },

@@ -53,7 +53,7 @@ impl RawPacker {
 
     fn send(&mut self, data: Vec<u8>, lines: u64, holds: Vec<Hold>) -> Result<(), SinkClosed> {
         self.out.send_blocking(OutRecord {
-            data,
+            data: data.into(),
             partition_key: self.keys.next_key(),
             holds,
             lines,

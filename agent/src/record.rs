@@ -17,8 +17,10 @@ use crate::watcher::SinkClosed;
 
 /// One record to put on the stream.
 pub struct OutRecord {
-    /// The record's data.
-    pub data: Vec<u8>,
+    /// The record's data. Shared, not copied, with each PutRecords attempt
+    /// (`Blob::from_maybe_shared`): a retry needs it, and a copy per attempt
+    /// was a second pass over every byte shipped, into fresh pages.
+    pub data: bytes::Bytes,
     /// Its partition key.
     pub partition_key: String,
     /// Holds released when Kinesis acknowledges this record.

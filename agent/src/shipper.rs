@@ -130,7 +130,7 @@ impl Shipper {
         let mut entries = Vec::with_capacity(batch.len());
         for r in &batch {
             let entry = PutRecordsRequestEntry::builder()
-                .data(Blob::new(r.data.clone()))
+                .data(Blob::from_maybe_shared(r.data.clone()))
                 .partition_key(r.partition_key.clone())
                 .build();
             match entry {

@@ -6,8 +6,10 @@
 //! `bench/run.sh` ties them to `tailrace replay` and prints the figures that
 //! go into `BENCHMARKS.md`. This library holds the pieces they share and that
 //! deserve unit tests: a deterministic random generator with a Zipf-like
-//! sampler, the Apache time stamp, and a small HTTP/1.1 request reader.
+//! sampler, the Apache time stamp, a small HTTP/1.1 request reader, and the
+//! simulated fleet of `tailrace-fleet` ([`fleet`]).
 
 pub mod clftime;
+pub mod fleet;
 pub mod http;
 pub mod rng;

@@ -7,6 +7,12 @@
 //! time advances at `--rate` lines per second, so a long log spans many
 //! 5-minute windows. The same `--seed` gives the same bytes.
 //!
+//! `--shape` picks the traffic: `web` (the default above), `service` (short
+//! service-to-service lines: internal clients, short API paths, no referer,
+//! SDK user agents; ~115 bytes with `%D`), or `browser` (long browser lines:
+//! long query strings and referers, user agents and search terms with
+//! escaped quotes `\"` as Apache writes them; ~770 bytes with `%D`).
+//!
 //! Lines are built into one buffer with `itoa` and byte pushes; no per-line
 //! allocation, so a gigabyte takes seconds.
 
@@ -42,6 +48,9 @@ struct Args {
     /// Lines per second of event time.
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
+    /// Traffic shape: `web`, `service` (short lines), `browser` (long lines, escaped quotes).
+    #[arg(long, value_enum, default_value_t = Shape::Web)]
+    shape: Shape,
     /// Zipf exponent of client popularity (1.0: the top client sends ~1/ln(clients) of the traffic).
     #[arg(long, default_value_t = 1.0)]
     zipf: f64,
@@ -62,6 +71,31 @@ enum Format {
     #[value(name = "combined_d")]
     CombinedD,
 }
+
+/// Traffic shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Shape {
+    /// Mixed web traffic (browsers, bots, some API clients).
+    Web,
+    /// Short service-to-service lines.
+    Service,
+    /// Long browser lines with escaped quotes.
+    Browser,
+}
+
+const SERVICE_AGENTS: &[(u32, &str)] = &[
+    (40, "Go-http-client/1.1"),
+    (25, "okhttp/4.12.0"),
+    (20, "python-requests/2.31.0"),
+    (15, "curl/8.5.0"),
+];
+
+/// Extra search terms of browser lines: clients send quotes, Apache escapes them.
+const QUOTED: &[&str] = &[
+    "\\\"blue widget\\\"",
+    "\\\"steel desk\\\" -sale",
+    "gift \\\"for kids\\\"",
+];
 
 const AGENTS: &[(u32, &str)] = &[
     (30, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"),
@@ -142,11 +176,19 @@ struct Client {
     user: &'static str,
 }
 
-fn make_clients(rng: &mut Rng, n: usize) -> Vec<Client> {
+fn make_clients(rng: &mut Rng, n: usize, shape: Shape) -> Vec<Client> {
     let mut seen = HashSet::with_capacity(n);
     let mut clients = Vec::with_capacity(n);
     while clients.len() < n {
-        let addr = if rng.chance(0.08) {
+        let addr = if shape == Shape::Service {
+            // Internal callers.
+            format!(
+                "10.{}.{}.{}",
+                rng.below(64),
+                rng.below(256),
+                rng.range(1, 254)
+            )
+        } else if rng.chance(0.08) {
             format!(
                 "2001:db8:{:x}:{:x}::{:x}",
                 rng.below(0x1_0000),
@@ -171,7 +213,11 @@ fn make_clients(rng: &mut Rng, n: usize) -> Vec<Client> {
         if !seen.insert(addr.clone()) {
             continue;
         }
-        let agent = *rng.weighted(AGENTS);
+        let agent = if shape == Shape::Service {
+            *rng.weighted(SERVICE_AGENTS)
+        } else {
+            *rng.weighted(AGENTS)
+        };
         let user = if rng.chance(0.03) {
             *rng.pick(USERS)
         } else {
@@ -253,6 +299,22 @@ fn write_path(out: &mut Vec<u8>, rng: &mut Rng, itoa: &mut itoa::Buffer) {
     }
 }
 
+/// Appends marketing parameters as browsers carry them (`&utm_…&gclid=…`).
+fn write_tracking(out: &mut Vec<u8>, rng: &mut Rng, itoa: &mut itoa::Buffer) {
+    out.extend_from_slice(b"&utm_source=newsletter&utm_medium=email&utm_campaign=winter-sale-");
+    out.extend_from_slice(itoa.format(rng.range(2020, 2026)).as_bytes());
+    out.extend_from_slice(b"&utm_content=hero-banner-");
+    out.extend_from_slice(rng.pick(WORDS).as_bytes());
+    out.extend_from_slice(b"&gclid=");
+    for _ in 0..4 {
+        out.extend_from_slice(format_hex(rng.next_u64()).as_slice());
+    }
+    out.extend_from_slice(b"&fbclid=IwAR");
+    for _ in 0..3 {
+        out.extend_from_slice(format_hex(rng.next_u64()).as_slice());
+    }
+}
+
 fn format_hex(v: u64) -> [u8; 8] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 8];
@@ -315,7 +377,7 @@ fn generate(args: &Args, out: &mut dyn Write) -> Result<()> {
         }
     };
     let mut rng = Rng::new(args.seed);
-    let clients = make_clients(&mut rng, args.clients);
+    let clients = make_clients(&mut rng, args.clients, args.shape);
     let zipf = Zipf::new(clients.len(), args.zipf);
     let mut itoa = itoa::Buffer::new();
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 21);
@@ -349,11 +411,34 @@ fn generate(args: &Args, out: &mut dyn Write) -> Result<()> {
             // The client connected and sent nothing before the timeout.
             buf.extend_from_slice(b"-\" 408 - \"-\" \"-\"");
             status = 408;
+        } else if args.shape == Shape::Service {
+            let method = if rng.chance(0.8) { "GET" } else { "POST" };
+            buf.extend_from_slice(method.as_bytes());
+            buf.extend_from_slice(b" /v1/");
+            buf.extend_from_slice(rng.pick(SECTIONS).as_bytes());
+            buf.push(b'/');
+            buf.extend_from_slice(itoa.format(rng.below(100_000)).as_bytes());
+            buf.extend_from_slice(b" HTTP/1.1\" ");
+            status = *rng.weighted(STATUSES);
+            buf.extend_from_slice(itoa.format(status).as_bytes());
+            buf.push(b' ');
+            write_size(&mut buf, &mut rng, &mut itoa, method, status);
+            buf.extend_from_slice(b" \"-\" \"");
+            buf.extend_from_slice(client.agent.as_bytes());
+            buf.push(b'"');
         } else {
-            let method = *rng.weighted(METHODS);
+            let browser = args.shape == Shape::Browser;
+            let method = if browser {
+                "GET"
+            } else {
+                *rng.weighted(METHODS)
+            };
             buf.extend_from_slice(method.as_bytes());
             buf.push(b' ');
             write_path(&mut buf, &mut rng, &mut itoa);
+            if browser {
+                write_tracking(&mut buf, &mut rng, &mut itoa);
+            }
             buf.push(b' ');
             buf.extend_from_slice(rng.weighted(PROTOCOLS).as_bytes());
             buf.extend_from_slice(b"\" ");
@@ -362,9 +447,19 @@ fn generate(args: &Args, out: &mut dyn Write) -> Result<()> {
             buf.push(b' ');
             write_size(&mut buf, &mut rng, &mut itoa, method, status);
             buf.extend_from_slice(b" \"");
-            buf.extend_from_slice(rng.weighted(REFERERS).as_bytes());
+            if browser {
+                // A search page whose terms carry quotes, escaped by Apache.
+                buf.extend_from_slice(b"https://www.example.com/search?q=");
+                buf.extend_from_slice(rng.pick(QUOTED).as_bytes());
+                write_tracking(&mut buf, &mut rng, &mut itoa);
+            } else {
+                buf.extend_from_slice(rng.weighted(REFERERS).as_bytes());
+            }
             buf.extend_from_slice(b"\" \"");
             buf.extend_from_slice(client.agent.as_bytes());
+            if browser {
+                buf.extend_from_slice(b" [FBAN/FBIOS;FBAV/459.0.0.51.110;FBBV/596476937;FBDV/iPhone15,2;FBMD/iPhone;FBSN/iOS;FBSV/17.4.1;FBSS/3;FBID/phone;FBLC/en_US;FBOP/5;FBRV/\\\"598163264\\\"]");
+            }
             buf.push(b'"');
         }
         if args.format == Format::CombinedD {
