@@ -217,7 +217,8 @@ pub struct Tailer {
     /// hold generations no discovery saw at their path. Kept until every
     /// such file could be decided (a compressor may still be writing one).
     unseen_since: Option<SystemTime>,
-    /// A reading was found truncated since the last discovery.
+    /// A reading was found truncated, or began reading a live file's new
+    /// generation, since the last discovery: a rotation may have happened.
     truncated_since_look: bool,
 }
 
@@ -377,10 +378,16 @@ impl Tailer {
         let mut progressed = false;
         for i in 0..self.watchers.len() {
             let w = &mut self.watchers[i];
+            let from_start = w.offset() == 0 && w.pending() == 0 && !w.orphaned;
             match w.poll(sink, self.settings.max_line, READ_BUDGET) {
                 Ok(Ok(Polled::Read(n))) => {
                     if n > 0 {
                         progressed = true;
+                        // The first bytes of a live file's generation: an
+                        // earlier one may have been written, copied and
+                        // truncated before this reader saw any of it (its
+                        // size never passed 0 when anyone looked).
+                        self.truncated_since_look |= from_start;
                         self.ledger.set_processed(w.source, w.offset());
                         self.ledger.update(w.source, w.fingerprint, None);
                     }
