@@ -305,10 +305,19 @@ struct Track {
     last_size: u64,
     acknowledged: u64,
     last_ack_ms: Option<u64>,
+    /// When the file was last looked at (`stat`), Unix ms.
+    stat_ms: u64,
 }
 
 /// Most growth samples kept per file (one per second of growth: an hour).
 const MAX_GROWTH: usize = 3600;
+
+/// A file all acknowledged at its last look is looked at again only after
+/// this long (ms): with a thousand idle files, a `stat` of each every
+/// second was most of an idle agent's CPU. New bytes in it are seen at
+/// most this late; a file with unacknowledged bytes is looked at every
+/// sample, so ages are exact to the second while something waits.
+const IDLE_RESTAT_MS: u64 = 5_000;
 
 /// Turns ledger positions into file views and flow gauges.
 #[derive(Debug, Default)]
@@ -333,14 +342,30 @@ impl Sampler {
             .into_iter()
             .filter(|p| running.contains(&p.flow));
         let now = now_ms();
-        let sized = positions.map(|p| {
-            let size = std::fs::metadata(&p.path)
-                .ok()
-                .filter(|m| m.dev() == p.key.dev && m.ino() == p.key.ino)
-                .map(|m| m.len());
-            (p, size)
-        });
-        let views = self.update(sized, now);
+        let sized: Vec<(Position, Option<u64>)> = positions
+            .map(|p| {
+                let idle = self
+                    .tracks
+                    .get(&(p.flow.clone(), p.key))
+                    .filter(|t| t.last_size <= p.offset && now < t.stat_ms + IDLE_RESTAT_MS)
+                    .map(|t| t.last_size);
+                let size = match idle {
+                    Some(size) => Some(size),
+                    None => {
+                        let size = std::fs::metadata(&p.path)
+                            .ok()
+                            .filter(|m| m.dev() == p.key.dev && m.ino() == p.key.ino)
+                            .map(|m| m.len());
+                        if let Some(t) = self.tracks.get_mut(&(p.flow.clone(), p.key)) {
+                            t.stat_ms = now;
+                        }
+                        size
+                    }
+                };
+                (p, size)
+            })
+            .collect();
+        let views = self.update(sized.into_iter(), now);
         let mut per_flow: HashMap<&str, (u64, u64)> = HashMap::new();
         for (view, age) in &views {
             let e = per_flow.entry(view.flow.as_str()).or_default();
