@@ -305,19 +305,20 @@ struct Track {
     last_size: u64,
     acknowledged: u64,
     last_ack_ms: Option<u64>,
-    /// When the file was last looked at (`stat`), Unix ms.
-    stat_ms: u64,
+    /// When the file was last looked at (`stat`): the monotonic clock, as
+    /// the wall clock can step.
+    stat_at: Option<std::time::Instant>,
 }
 
 /// Most growth samples kept per file (one per second of growth: an hour).
 const MAX_GROWTH: usize = 3600;
 
 /// A file all acknowledged at its last look is looked at again only after
-/// this long (ms): with a thousand idle files, a `stat` of each every
+/// this long: with a thousand idle files, a `stat` of each every
 /// second was most of an idle agent's CPU. New bytes in it are seen at
 /// most this late; a file with unacknowledged bytes is looked at every
 /// sample, so ages are exact to the second while something waits.
-const IDLE_RESTAT_MS: u64 = 5_000;
+const IDLE_RESTAT: Duration = Duration::from_secs(5);
 
 /// Turns ledger positions into file views and flow gauges.
 #[derive(Debug, Default)]
@@ -347,7 +348,10 @@ impl Sampler {
                 let idle = self
                     .tracks
                     .get(&(p.flow.clone(), p.key))
-                    .filter(|t| t.last_size <= p.offset && now < t.stat_ms + IDLE_RESTAT_MS)
+                    .filter(|t| {
+                        t.last_size <= p.offset
+                            && t.stat_at.is_some_and(|at| at.elapsed() < IDLE_RESTAT)
+                    })
                     .map(|t| t.last_size);
                 let size = match idle {
                     Some(size) => Some(size),
@@ -357,7 +361,7 @@ impl Sampler {
                             .filter(|m| m.dev() == p.key.dev && m.ino() == p.key.ino)
                             .map(|m| m.len());
                         if let Some(t) = self.tracks.get_mut(&(p.flow.clone(), p.key)) {
-                            t.stat_ms = now;
+                            t.stat_at = Some(std::time::Instant::now());
                         }
                         size
                     }

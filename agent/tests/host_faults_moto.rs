@@ -783,7 +783,11 @@ async fn clock_steps_forward_and_back_count_every_request_once() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     fs::write(&offset_file, "+0")?;
     agent_clock_is(&s.state, 0).await?;
-    append(&log, &text(&requests("c", 300, loggen::now())))?;
+    // Stamped like the first lines: `loggen::now()` here could fall in the
+    // next one-minute window (the steps take 8 s or more), which no line
+    // had opened, so it would not be late, and the test failed whenever it
+    // began in a minute's last seconds.
+    append(&log, &text(&requests("c", 300, now)))?;
     still_running(&mut agent, &s, "1")?;
     // Stopping flushes every open window.
     stop(agent)?;
