@@ -598,8 +598,8 @@ async fn a_full_or_read_only_state_directory_never_corrupts_the_checkpoint() -> 
         "the checkpoint on disk is the last good one"
     );
 
-    // Read-only, with room again.
-    fs::remove_file(s.state.join("filler"))?;
+    // Read-only. (Still full: freeing the room first left a moment in
+    // which a retried checkpoint could land before the remount.)
     fs_.remount("ro")?;
     let third = requests("third", 100, loggen::now());
     append(&log, &text(&third))?;
@@ -612,8 +612,9 @@ async fn a_full_or_read_only_state_directory_never_corrupts_the_checkpoint() -> 
     );
     still_running(&mut agent, &s, "1")?;
 
-    // Writable: the checkpoint catches up without a restart.
+    // Writable, with room again: the checkpoint catches up without a restart.
     fs_.remount("rw")?;
+    fs::remove_file(s.state.join("filler"))?;
     eventually(
         Duration::from_secs(10),
         "the checkpoint to cover every line",
