@@ -345,25 +345,22 @@ impl Sampler {
         let now = now_ms();
         let sized: Vec<(Position, Option<u64>)> = positions
             .map(|p| {
-                let idle = self
-                    .tracks
-                    .get(&(p.flow.clone(), p.key))
-                    .filter(|t| {
-                        t.last_size <= p.offset
-                            && t.stat_at.is_some_and(|at| at.elapsed() < IDLE_RESTAT)
-                    })
-                    .map(|t| t.last_size);
-                let size = match idle {
-                    Some(size) => Some(size),
-                    None => {
-                        let size = std::fs::metadata(&p.path)
-                            .ok()
-                            .filter(|m| m.dev() == p.key.dev && m.ino() == p.key.ino)
-                            .map(|m| m.len());
-                        if let Some(t) = self.tracks.get_mut(&(p.flow.clone(), p.key)) {
+                // One lookup (one key allocation) per file per sample.
+                let size = match self.tracks.get_mut(&(p.flow.clone(), p.key)) {
+                    Some(t)
+                        if t.last_size <= p.offset
+                            && t.stat_at.is_some_and(|at| at.elapsed() < IDLE_RESTAT) =>
+                    {
+                        Some(t.last_size)
+                    }
+                    track => {
+                        if let Some(t) = track {
                             t.stat_at = Some(std::time::Instant::now());
                         }
-                        size
+                        std::fs::metadata(&p.path)
+                            .ok()
+                            .filter(|m| m.dev() == p.key.dev && m.ino() == p.key.ino)
+                            .map(|m| m.len())
                     }
                 };
                 (p, size)
