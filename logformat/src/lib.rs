@@ -55,6 +55,7 @@
 
 mod compile;
 mod directive;
+mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod json;
@@ -63,8 +64,9 @@ mod time;
 mod zone;
 
 pub use compile::{CompileError, LogFormat, COMBINED, COMMON, MAX_FIELDS, VHOST_COMBINED};
+pub use error::{Expected, ParseError};
 pub use json::{split_request, RequestLine};
-pub use parse::{Expected, ParseError, Parsed};
+pub use parse::Parsed;
 pub use time::LogTime;
 pub use zone::{Zone, ZoneError, FOLD_LATENESS_SECS};
 

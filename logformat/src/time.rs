@@ -4,7 +4,7 @@
 //! writing RFC 3339 / CLF text. A time without an offset is local time in the
 //! format's [`Zone`] (see `zone`); an impossible date (`31/Feb`) is refused.
 
-use crate::parse::{Expected, ParseError};
+use crate::error::{Expected, ParseError};
 use crate::zone::{Zone, ZoneCache};
 
 /// A point in time as logged: seconds since the Unix epoch (UTC), nanoseconds, and the
