@@ -38,7 +38,7 @@ use tailrace_aggregator::handler::{
 };
 use tailrace_aggregator::merge::{PartialId, SeenPartials};
 use tailrace_aggregator::metadata::Metadata;
-use tailrace_aggregator::publish::{batches, plan, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL};
+use tailrace_aggregator::publish::plan::{batches, plan, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL};
 use tailrace_wire::{ClientKey, ClientStats, Partial};
 
 const HOSTS: usize = 25;

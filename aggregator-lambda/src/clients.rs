@@ -9,7 +9,7 @@ use crate::decode::{Decoder, FormatError};
 use crate::handler::Handler;
 use crate::idempotency::{ClaimStore, DEFAULT_LEASE};
 use crate::metadata_source::MetadataSource;
-use crate::publish::{Publisher, RetryPolicy};
+use crate::publish::calls::{Publisher, RetryPolicy};
 
 /// The SDK clients the aggregator uses.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ impl Clients {
     /// Clients from an SDK configuration. With a custom endpoint, S3 uses
     /// path-style addressing (emulators do not serve virtual-host buckets).
     /// CloudWatch has the SDK's retries turned off: the publisher retries
-    /// PutMetricData itself (`publish::RetryPolicy`), counting and logging
+    /// PutMetricData itself (`publish::calls::RetryPolicy`), counting and logging
     /// every retry; two layers would multiply the attempts.
     pub fn new(config: &SdkConfig) -> Clients {
         let path_style = config.endpoint_url().is_some();

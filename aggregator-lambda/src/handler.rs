@@ -48,7 +48,8 @@ use crate::idempotency::{Claim, ClaimStore, Finish, DEFAULT_LEASE, LEASE_MARGIN}
 use crate::merge::{Contributed, GroupMask, Merger, PartialId, Progress, SeenPartials, Window};
 use crate::metadata::Metadata;
 use crate::metadata_source::MetadataSource;
-use crate::publish::{add_health, Publisher, UnitKey};
+use crate::publish::calls::Publisher;
+use crate::publish::plan::{add_health, UnitKey};
 
 /// Applications named in the per-window log line.
 pub const TOP_APPLICATIONS: usize = 10;

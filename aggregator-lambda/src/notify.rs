@@ -40,7 +40,7 @@ use serde_json::Value;
 use crate::handler::rfc3339;
 use crate::metadata::UNKNOWN;
 use crate::metadata_source::MetadataSource;
-use crate::publish::{DIM_APPLICATION, DIM_SERVICE, REQUESTS};
+use crate::publish::plan::{DIM_APPLICATION, DIM_SERVICE, REQUESTS};
 
 /// Environment variable with the notification topic's ARN (the Lambda).
 pub const ENV_NOTIFY_TOPIC: &str = "TAILRACE_NOTIFY_TOPIC";

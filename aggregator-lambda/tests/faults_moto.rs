@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tailrace_aggregator::handler::{Handler, InputRecord, Outcome};
-use tailrace_aggregator::publish::RetryPolicy;
+use tailrace_aggregator::publish::calls::RetryPolicy;
 use tailrace_tests::cloudwatch_proxy::{CloudWatchProxy, CwFaults};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
 use tailrace_tests::{free_port, put_object, Moto};

@@ -240,8 +240,8 @@ async fn no_metadata_ever_fails_the_batch_and_cloudwatch_down_fails_contributors
     let handler = Handler::new(
         tailrace_aggregator::decode::Decoder::new("combined", "raw", 300)?,
         tailrace_aggregator::metadata_source::MetadataSource::none(),
-        tailrace_aggregator::publish::Publisher::new(dead_cw, NAMESPACE).with_retry(
-            tailrace_aggregator::publish::RetryPolicy {
+        tailrace_aggregator::publish::calls::Publisher::new(dead_cw, NAMESPACE).with_retry(
+            tailrace_aggregator::publish::calls::RetryPolicy {
                 max_attempts: 2,
                 base_delay: Duration::from_millis(10),
                 max_delay: Duration::from_millis(20),

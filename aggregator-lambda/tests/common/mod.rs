@@ -15,7 +15,7 @@ use tailrace_aggregator::config::{S3Location, Settings};
 use tailrace_aggregator::decode::Decoder;
 use tailrace_aggregator::handler::{Handler, InputRecord};
 use tailrace_aggregator::metadata_source::MetadataSource;
-use tailrace_aggregator::publish::{Publisher, RetryPolicy};
+use tailrace_aggregator::publish::calls::{Publisher, RetryPolicy};
 use tailrace_tests::{put_object, s3_client, sdk_config_for, Moto};
 use tailrace_wire::{ClientKey, ClientStats, Partial};
 

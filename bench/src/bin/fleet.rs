@@ -32,8 +32,9 @@ use tailrace_aggregator::handler::{
 use tailrace_aggregator::merge::SeenPartials;
 use tailrace_aggregator::metadata::Metadata;
 use tailrace_aggregator::metadata_source::MetadataSource;
-use tailrace_aggregator::publish::{
-    add_health, batches, plan, Publisher, RetryPolicy, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL,
+use tailrace_aggregator::publish::calls::{Publisher, RetryPolicy};
+use tailrace_aggregator::publish::plan::{
+    add_health, batches, plan, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL,
 };
 use tailrace_bench::fleet::{Fleet, FleetConfig, RecordKind};
 
