@@ -28,6 +28,7 @@ test: lint
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	python3 scripts/module_cycles.py
 
 build:
 	cargo build --release --workspace --bins
