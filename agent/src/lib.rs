@@ -3,46 +3,35 @@
 //! pack raw lines), and ship them to a Kinesis Data Stream, checkpointing
 //! file offsets only after Kinesis acknowledged what came before them.
 //!
-//! The data path, one module per step (see `docs/ARCHITECTURE.md`):
-//! [`tailer`] (which files, through rotation; [`compressed`] for compressed
-//! rotations (gzip, xz, zstd, bzip2) holding unsent lines) → [`watcher`] (lines out of one
-//! file) → [`packer`] (raw) or [`aggregate`] (windows) → [`record`] (bounded
-//! queue) → [`shipper`] (PutRecords, retries) → [`ledger`] (what is
-//! acknowledged) → [`checkpoint`] (what is durable). [`runtime`] wires them.
+//! # Layout
 //!
-//! Watching it run: [`monitor`] (health, status file), [`metrics`] (the
-//! metric set), [`selfmetrics`] (CloudWatch), [`endpoint`] (HTTP), [`reload`]
-//! (SIGHUP), [`ratelog`] (repeating errors).
+//! The folders follow the data path, one layer each (see
+//! `docs/ARCHITECTURE.md`):
+//!
+//! - [`read`]: which files a flow follows, through rotation, and the lines
+//!   out of each one (tailer → watcher).
+//! - [`pack`]: lines into records: raw ([`pack::packer`]) or event-time
+//!   windows ([`pack::aggregate`]), then the bounded queue ([`pack::record`]).
+//! - [`ship`]: records into PutRecords calls ([`ship::shipper`]) and what
+//!   Kinesis has acknowledged ([`ship::ledger`]).
+//! - [`state`]: the state directory: the lock, the checkpoint and the status
+//!   file, written through one atomic-write helper.
+//! - [`observe`]: counters, the metric set, health, the status file's
+//!   content, CloudWatch self-metrics, the HTTP endpoint, systemd's watchdog.
+//! - [`config`]: the YAML configuration: types, units, loading, validation.
+//! - [`commands`]: the command line and the commands other than `run`.
+//!
+//! [`runtime`] wires the layers together for `tailrace run` and `replay`;
+//! [`reload`] decides what a SIGHUP changes; [`limits`] raises the
+//! descriptor limit.
 
-pub mod aggregate;
-pub mod checkpoint;
-pub mod checkpointer;
-pub mod cli;
-pub mod client_addr;
-pub mod compressed;
+pub mod commands;
 pub mod config;
-pub mod config_tree;
-pub mod decision;
-pub mod endpoint;
-pub mod globs;
-pub mod identity;
-pub mod import_kinesis_agent;
-pub mod ledger;
 pub mod limits;
-pub mod manpage;
-pub mod metrics;
-pub mod monitor;
-pub mod packer;
-pub mod progress;
-pub mod ratelog;
-pub mod record;
+pub mod observe;
+pub mod pack;
+pub mod read;
 pub mod reload;
 pub mod runtime;
-pub mod seen;
-pub mod selfmetrics;
-pub mod shipper;
-pub mod stats;
-pub mod status;
-pub mod tailer;
-pub mod watchdog;
-pub mod watcher;
+pub mod ship;
+pub mod state;

@@ -1,5 +1,5 @@
 //! The `tailrace` binary: parse the command line and hand over to the library.
 
 fn main() -> std::process::ExitCode {
-    tailrace_agent::cli::main()
+    tailrace_agent::commands::cli::main()
 }

@@ -133,7 +133,7 @@ mod tests {
     use std::path::Path;
 
     fn cfg(text: &str) -> Validated {
-        crate::config::parse(Path::new("t.yaml"), text).expect("valid config")
+        crate::config::Validated::parse(Path::new("t.yaml"), text).expect("valid config")
     }
 
     const FLOW_A: &str =

@@ -25,22 +25,23 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use aws_config::BehaviorVersion;
 
-use crate::aggregate::{Sequences, WindowSink};
-use crate::checkpoint::{FileCheckpoint, State, Store};
-use crate::checkpointer::Checkpointer;
 use crate::config::{
-    self, AwsConfig, Flow, HealthConfig, Mode, MonitoringConfig, Toggle, Validated,
+    self, units::Toggle, AwsConfig, Flow, HealthConfig, Mode, MonitoringConfig, Validated,
 };
-use crate::ledger::Ledger;
-use crate::monitor::{FlowEntry, Registry};
-use crate::packer::RawPacker;
-use crate::record::{KeyMaker, RecordSender};
+use crate::observe::cloudwatch::Publisher;
+use crate::observe::counters::FlowStats;
+use crate::observe::registry::{FlowEntry, Registry};
+use crate::pack::aggregate::WindowSink;
+use crate::pack::packer::RawPacker;
+use crate::pack::record::{KeyMaker, RecordSender};
+use crate::read::tailer::{Tailer, TailerSettings};
+use crate::read::watcher::LineSink;
 use crate::reload;
-use crate::selfmetrics::Publisher;
-use crate::shipper::Shipper;
-use crate::stats::FlowStats;
-use crate::tailer::{Tailer, TailerSettings};
-use crate::watcher::LineSink;
+use crate::ship::ledger::Ledger;
+use crate::ship::shipper::Shipper;
+use crate::state::checkpoint::{FileCheckpoint, State, Store};
+use crate::state::checkpointer::{self, Checkpointer};
+use crate::state::sequences::Sequences;
 
 /// Unacknowledged record bytes allowed per flow before readers wait.
 pub const QUEUE_BUDGET_BYTES: u32 = 3 * 1024 * 1024;
@@ -171,7 +172,10 @@ fn start_flow(
     next_sequence: u64,
     replay: bool,
     stats: Arc<FlowStats>,
-    beats: Option<(Arc<crate::watchdog::Beat>, Arc<crate::watchdog::Beat>)>,
+    beats: Option<(
+        Arc<crate::observe::watchdog::Beat>,
+        Arc<crate::observe::watchdog::Beat>,
+    )>,
 ) -> Result<FlowHandles> {
     let (tx, rx) =
         RecordSender::channel(QUEUE_BUDGET_BYTES, ctx.ledger.clone(), ctx.runtime.clone());
@@ -184,8 +188,10 @@ fn start_flow(
     );
     let (shipper, mut sink) = match beats {
         Some((reader_beat, shipper_beat)) => (
-            ctx.runtime
-                .spawn(crate::watchdog::Beating::new(shipper.run(rx), shipper_beat)),
+            ctx.runtime.spawn(crate::observe::watchdog::Beating::new(
+                shipper.run(rx),
+                shipper_beat,
+            )),
             Some(reader_beat),
         ),
         None => (ctx.runtime.spawn(shipper.run(rx)), None),
@@ -199,7 +205,7 @@ fn start_flow(
         ctx.sequences.clone(),
     );
     let mut sink = match sink.take() {
-        Some(beat) => crate::watchdog::BeatSink::wrap(plain, beat),
+        Some(beat) => crate::observe::watchdog::BeatSink::wrap(plain, beat),
         None => plain,
     };
     let stop = ctx.stop.clone();
@@ -258,13 +264,6 @@ async fn finish(handles: Vec<FlowHandles>, deadline: Instant) -> bool {
     clean
 }
 
-fn checkpoint_state(ledger: &Ledger, sequences: &Sequences) -> State {
-    State {
-        files: ledger.positions().into_iter().map(Into::into).collect(),
-        flows: sequences.snapshot(),
-    }
-}
-
 /// A flow while it runs.
 struct RunningFlow {
     /// Its settings.
@@ -293,7 +292,7 @@ struct Agent {
     checkpoint_interval_ms: Arc<AtomicU64>,
     flows: BTreeMap<String, RunningFlow>,
     /// Progress of each flow's loops, for the systemd watchdog.
-    heartbeats: Arc<crate::watchdog::Heartbeats>,
+    heartbeats: Arc<crate::observe::watchdog::Heartbeats>,
     /// When the checkpoint the agent started from was written; only the
     /// flows of the agent's start use it (see `Tailer::set_down_since`).
     down_since: Option<std::time::SystemTime>,
@@ -385,7 +384,7 @@ impl Agent {
     async fn reload(&mut self) {
         let path = self.config_path.clone();
         tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
-        let new = match config::load(&path) {
+        let new = match config::Validated::load(&path) {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(
@@ -481,7 +480,7 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
 
     crate::limits::raise_nofile();
-    for problem in crate::globs::probe_flows(&config, config_path) {
+    for problem in crate::read::globs::probe_flows(&config, config_path) {
         tracing::error!("{problem}");
     }
     let store = Store::open(&config.state_dir)
@@ -536,7 +535,7 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
             config.checkpoint_interval.as_millis() as u64
         )),
         flows: BTreeMap::new(),
-        heartbeats: Arc::new(crate::watchdog::Heartbeats::new()),
+        heartbeats: Arc::new(crate::observe::watchdog::Heartbeats::new()),
         down_since,
     };
     for flow in config.flows {
@@ -565,12 +564,12 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         }),
         agent.checkpoint_interval_ms.clone(),
     );
-    let watchdog = tokio::spawn(crate::watchdog::run(
+    let watchdog = tokio::spawn(crate::observe::watchdog::run(
         agent.heartbeats.clone(),
         done_rx.clone(),
     ));
-    crate::watchdog::ready(agent.flows.len());
-    let monitor = tokio::spawn(crate::monitor::run(
+    crate::observe::watchdog::ready(agent.flows.len());
+    let monitor = tokio::spawn(crate::observe::registry::run(
         agent.ledger.clone(),
         registry.clone(),
         config.state_dir.clone(),
@@ -586,7 +585,7 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         );
         tokio::spawn(publisher.run(m.interval, done_rx.clone()))
     });
-    let server = listener.map(|l| tokio::spawn(crate::endpoint::serve(l, registry.clone())));
+    let server = listener.map(|l| tokio::spawn(crate::observe::http::serve(l, registry.clone())));
 
     loop {
         tokio::select! {
@@ -596,13 +595,13 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         }
     }
     tracing::info!("stopping: flushing and waiting for acknowledgements");
-    crate::watchdog::stopping();
+    crate::observe::watchdog::stopping();
     let names: Vec<String> = agent.flows.keys().cloned().collect();
     let clean = agent.stop(&names).await;
     // A periodic save still running completes before the final one (never a
     // stale checkpoint written after it); if it hangs, the final save is skipped.
     let saved: Result<()> = if checkpointer.stop(Duration::from_secs(10)).await {
-        let state = checkpoint_state(&agent.ledger, &agent.sequences);
+        let state = checkpointer::snapshot(&agent.ledger, &agent.sequences);
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.save(&state)).await {
             Ok(r) => r.map_err(Into::into),
@@ -639,13 +638,13 @@ struct CheckpointSource {
     registry: Arc<Registry>,
 }
 
-impl crate::checkpointer::Source for CheckpointSource {
+impl crate::state::checkpointer::Source for CheckpointSource {
     type State = State;
     fn version(&self) -> (u64, u64) {
         (self.ledger.version(), self.sequences.version())
     }
     fn snapshot(&self) -> State {
-        checkpoint_state(&self.ledger, &self.sequences)
+        checkpointer::snapshot(&self.ledger, &self.sequences)
     }
     fn save(&self, state: &State) -> Result<(), String> {
         self.store.save(state).map_err(|e| e.to_string())
@@ -721,7 +720,7 @@ pub async fn replay(config: Validated, flow_name: Option<&str>, files: &[PathBuf
         stats,
         None,
     )?;
-    let progress = crate::progress::Progress::new(total);
+    let progress = crate::commands::progress::Progress::new(total);
     let stats = handle.stats.clone();
     let progress_task = {
         let stats = stats.clone();

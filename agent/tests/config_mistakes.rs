@@ -16,7 +16,7 @@ const FLOW: &str = "flows:
 ";
 
 fn check(text: &str) -> String {
-    match config::parse(Path::new("t.yaml"), text) {
+    match config::Validated::parse(Path::new("t.yaml"), text) {
         Ok(_) => panic!("accepted:\n{text}"),
         Err(e) => e.to_string(),
     }
@@ -28,7 +28,7 @@ fn with(extra: &str) -> String {
 
 #[test]
 fn valid_flow_is_accepted() {
-    config::parse(Path::new("t.yaml"), FLOW).expect("valid");
+    config::Validated::parse(Path::new("t.yaml"), FLOW).expect("valid");
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn two_flows_on_the_same_stream_and_file() {
         "t.yaml:7:13: flows[1].paths[0]: flow `web` already sends `/var/log/a.log` to stream `s`: every line would be sent twice"
     );
     // The same file to another stream is a fan-out, not a mistake.
-    config::parse(
+    config::Validated::parse(
         Path::new("t.yaml"),
         &with(
             "  - name: web2\n    paths: [/var/log/a.log]\n    format: common\n    stream: other\n",
@@ -320,10 +320,10 @@ fn dimension_values_cloudwatch_would_refuse() {
 #[test]
 fn trusted_proxy_networks() {
     let ok = format!("{FLOW}    client_field: referer\n    trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\", 192.168.1.7]\n");
-    let v = config::parse(Path::new("t.yaml"), &ok).expect("valid");
+    let v = config::Validated::parse(Path::new("t.yaml"), &ok).expect("valid");
     assert!(matches!(
         &v.flows[0].proxy_trust,
-        tailrace_agent::client_addr::ProxyTrust::Networks(n) if n.len() == 3
+        tailrace_agent::pack::client_addr::ProxyTrust::Networks(n) if n.len() == 3
     ));
     let e = check(&with("    trusted_proxies: [10.0.0.0/8, proxy.internal]\n"));
     assert!(
@@ -361,7 +361,7 @@ fn brace_globs_and_time_zones() {
             && e.contains("flows[0].timezone: unknown time zone `Europe/Atlantis`"),
         "{e}"
     );
-    let v =
-        config::parse(Path::new("t.yaml"), &with("    timezone: Europe/Paris\n")).expect("valid");
+    let v = config::Validated::parse(Path::new("t.yaml"), &with("    timezone: Europe/Paris\n"))
+        .expect("valid");
     assert_eq!(v.flows[0].format.zone().label(), "Europe/Paris");
 }

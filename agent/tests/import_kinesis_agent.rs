@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use tailrace_agent::commands::import::{convert, Imported};
 use tailrace_agent::config;
-use tailrace_agent::import_kinesis_agent::{convert, Imported};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kinesis-agent")
@@ -30,7 +30,7 @@ fn assert_golden(name: &str, imported: &Imported) {
     }
     let expected = std::fs::read_to_string(&golden).expect("golden file");
     assert_eq!(imported.yaml, expected, "{name}");
-    if let Err(e) = config::parse(Path::new("imported.yaml"), &imported.yaml) {
+    if let Err(e) = config::Validated::parse(Path::new("imported.yaml"), &imported.yaml) {
         panic!(
             "tailrace check rejects the import of {name}:\n{e}\n---\n{}",
             imported.yaml
@@ -56,7 +56,7 @@ fn agent_example_config() {
             "flows[1].dataProcessingOptions[0]: LOGTOJSON sent one JSON object per line; tailrace sends per-client partial aggregates per window (which the tailrace aggregator reads). Other consumers of this stream need `mode: raw` (lines as written, several per record)",
         ]
     );
-    let v = config::parse(Path::new("imported.yaml"), &out.yaml).expect("valid");
+    let v = config::Validated::parse(Path::new("imported.yaml"), &out.yaml).expect("valid");
     assert_eq!(v.aws.region.as_deref(), Some("us-west-2"));
     assert_eq!(v.flows.len(), 2);
     assert_eq!(v.flows[1].config.start_at, config::StartAt::Beginning);
@@ -71,7 +71,7 @@ fn agent_release_config_drops_the_firehose_flow() {
     assert!(out.notes.iter().any(|n| n.starts_with(
         "flows[1]: deliveryStream `yourdeliverystream` (Firehose) has no equivalent"
     )));
-    let v = config::parse(Path::new("imported.yaml"), &out.yaml).expect("valid");
+    let v = config::Validated::parse(Path::new("imported.yaml"), &out.yaml).expect("valid");
     assert_eq!(v.flows.len(), 1);
     assert_eq!(v.flows[0].config.stream, "yourkinesisstream");
     assert_eq!(
@@ -84,7 +84,7 @@ fn agent_release_config_drops_the_firehose_flow() {
 fn documented_options_are_mapped_or_noted() {
     let out = import("web-hosts.json");
     assert_golden("web-hosts.json", &out);
-    let v = config::parse(Path::new("imported.yaml"), &out.yaml).expect("valid");
+    let v = config::Validated::parse(Path::new("imported.yaml"), &out.yaml).expect("valid");
     assert_eq!(v.aws.region.as_deref(), Some("eu-west-1"));
     assert_eq!(v.shutdown_timeout, std::time::Duration::from_secs(20));
     let names: Vec<&str> = v.flows.iter().map(|f| f.name()).collect();

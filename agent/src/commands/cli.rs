@@ -6,145 +6,29 @@
 //! 0 success, 1 runtime failure, 2 bad config or usage.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::Parser;
 use tailrace_logformat::{LogFormat, Parsed, Zone};
 
+use super::args::{Cli, Command};
+use super::manpage;
 use crate::config;
-
-/// tailrace: Apache access logs → per-application metrics, through Kinesis.
-#[derive(Debug, Parser)]
-#[command(
-    name = "tailrace",
-    version,
-    about = "tail Apache access logs, pre-aggregate them on the host and ship them to Kinesis",
-    long_about = LONG_ABOUT,
-    after_long_help = crate::manpage::AFTER_LONG_HELP
-)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-const LONG_ABOUT: &str = "tailrace follows Apache access logs in any LogFormat through rotation, \
-parses them, and puts them on an Amazon Kinesis data stream: either every line as written \
-(mode: raw) or partial aggregates per client address over event-time tumbling windows \
-(mode: aggregate), which the tailrace aggregator turns into CloudWatch metrics per service and \
-source application.
-
-File offsets are checkpointed only after Kinesis acknowledged everything before them, so a \
-crash, a reboot or a Kinesis outage loses nothing; lines after the last checkpoint may be sent \
-again.";
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the agent until SIGTERM: tail, parse, aggregate, ship, checkpoint.
-    ///
-    /// On SIGTERM or SIGINT it flushes open records and windows, waits for
-    /// acknowledgements for at most shutdown_timeout, writes the checkpoints
-    /// and exits 0. On SIGHUP (systemctl reload) it re-reads the
-    /// configuration: added flows start, removed flows drain and stop,
-    /// changed flows carry on from their checkpoints; an invalid file is
-    /// refused and the running configuration stays.
-    Run {
-        /// The YAML config file.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Validate a config file (and that its formats compile); report every problem.
-    ///
-    /// Every problem is printed as FILE:LINE:COLUMN: KEY: WHAT IS EXPECTED;
-    /// unknown keys come with the nearest valid key. Exit status 2 when there
-    /// is any.
-    Check {
-        /// The YAML config file.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Show, per flow and file, what is acknowledged, the file's size and the lag.
-    ///
-    /// Per flow and file: the offset up to which Kinesis acknowledged every
-    /// line, the file's size now and the lag between them, files not
-    /// checkpointed yet, and whether an agent holds the state directory. Reads
-    /// the checkpoint without stopping the agent; --json for scripts.
-    Status {
-        /// The YAML config file.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Parse lines from FILE (or stdin) and print one JSON object per line.
-    ///
-    /// FORMAT is a preset (common, combined, vhost_combined) or an Apache
-    /// LogFormat string. Lines that do not match give {"error":...,"line":N}
-    /// and parsing goes on.
-    Parse {
-        /// A preset (common, combined, vhost_combined) or an Apache LogFormat string.
-        #[arg(long, short)]
-        format: String,
-        /// File to read; stdin when absent.
-        file: Option<PathBuf>,
-    },
-    /// Ship the given files once, start to end, through the same pipeline as `run`.
-    ///
-    /// For backfills (e.g. a bounded range when moving from the Kinesis
-    /// Agent, see docs/MIGRATING.md) and benchmarks. With several flows in the
-    /// configuration, --flow names the one whose settings apply.
-    Replay {
-        /// The YAML config file.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// The flow whose settings to use (needed when the config has several).
-        #[arg(long)]
-        flow: Option<String>,
-        /// Files to ship.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-    /// Print the JSON Schema of the config file (for editors and CI checks).
-    Schema,
-    /// Print the tailrace config equivalent to a Kinesis Agent agent.json.
-    ///
-    /// The YAML goes to standard output, with a `# NOTE:` comment wherever the
-    /// Kinesis Agent had something tailrace does not have or does differently;
-    /// the same notes are summed up on standard error. Credentials are never
-    /// copied. See docs/MIGRATING.md for moving a host without gaps.
-    ImportKinesisAgent {
-        /// The Kinesis Agent's configuration.
-        #[arg(default_value = crate::import_kinesis_agent::DEFAULT_PATH)]
-        file: PathBuf,
-    },
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    #[command(hide = true)]
-    Completions {
-        /// The shell.
-        shell: clap_complete::Shell,
-    },
-    /// Print the man page (roff).
-    #[command(hide = true)]
-    Man,
-}
-
-/// The clap command, as `--help`, the man page and the completions see it.
-pub fn command() -> clap::Command {
-    Cli::command()
-}
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TAILRACE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only on a terminal, and never with `NO_COLOR` set to anything
+    // (https://no-color.org): journald, a file or a pipe get plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // journald adds its own timestamps; keep lines short and greppable.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_target(false)
         .try_init();
 }
@@ -158,19 +42,19 @@ pub fn main() -> ExitCode {
         Command::Schema => report(schema()),
         Command::ImportKinesisAgent { file } => import_kinesis_agent(&file),
         Command::Completions { shell } => {
-            print!("{}", crate::manpage::completions(shell));
+            print!("{}", manpage::completions(shell));
             ExitCode::SUCCESS
         }
         Command::Man => {
-            print!("{}", crate::manpage::man_page());
+            print!("{}", manpage::man_page());
             ExitCode::SUCCESS
         }
         Command::Parse { format, file } => report(parse(&format, None, file.as_deref())),
-        Command::Status { config, json } => match config::load(&config) {
+        Command::Status { config, json } => match config::Validated::load(&config) {
             Ok(cfg) => report(status(&cfg, json)),
             Err(e) => config_error(e),
         },
-        Command::Run { config } => match config::load(&config) {
+        Command::Run { config } => match config::Validated::load(&config) {
             Ok(cfg) => report(block_on(crate::runtime::run(cfg, &config))),
             Err(e) => config_error(e),
         },
@@ -178,7 +62,7 @@ pub fn main() -> ExitCode {
             config,
             flow,
             files,
-        } => match config::load(&config) {
+        } => match config::Validated::load(&config) {
             Ok(cfg) => report(block_on(crate::runtime::replay(
                 cfg,
                 flow.as_deref(),
@@ -214,9 +98,9 @@ fn config_error(e: config::ConfigError) -> ExitCode {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match config::load(path) {
+    match config::Validated::load(path) {
         Ok(cfg) => {
-            for warning in crate::globs::probe_flows(&cfg, path) {
+            for warning in crate::read::globs::probe_flows(&cfg, path) {
                 eprintln!("warning: {warning}");
             }
             println!(
@@ -254,10 +138,10 @@ fn import_kinesis_agent(file: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match crate::import_kinesis_agent::convert(&file.display().to_string(), &text) {
+    match crate::commands::import::convert(&file.display().to_string(), &text) {
         Ok(imported) => {
             print!("{}", imported.yaml);
-            eprint!("{}", crate::import_kinesis_agent::summary(&imported.notes));
+            eprint!("{}", crate::commands::import::summary(&imported.notes));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -268,14 +152,14 @@ fn import_kinesis_agent(file: &Path) -> ExitCode {
 }
 
 fn status(config: &config::Validated, json: bool) -> Result<()> {
-    let status = crate::status::collect(config).context("reading the state directory")?;
+    let status = crate::commands::status::collect(config).context("reading the state directory")?;
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&status).context("rendering JSON")?
         );
     } else {
-        print!("{}", crate::status::render(&status));
+        print!("{}", crate::commands::status::render(&status));
     }
     Ok(())
 }

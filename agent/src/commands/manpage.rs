@@ -4,80 +4,13 @@
 //! clap_mangen renders the title, name, synopsis, description and options;
 //! the commands (with their long help and arguments) and the sections clap
 //! has no field for (configuration, environment, exit status, files,
-//! examples) are rendered here, the latter from [`AFTER_LONG_HELP`], which
+//! examples) are rendered here, the latter from [`AFTER_LONG_HELP`] (in [`super::args`]), which
 //! `tailrace --help` shows too. The packaged copies under `packaging/` are
 //! checked against this output by `agent/tests/generated_files.rs`.
 
 use std::fmt::Write as _;
 
-/// Text after `tailrace --help`, and the man page's sections after COMMANDS.
-///
-/// Layout rules the man page renderer relies on: a line in capitals at
-/// column 0 is a section heading; a line indented 2 spaces followed by lines
-/// indented 6 is a term and its description; other 2-space lines are
-/// paragraph text; 4-space lines are verbatim examples; blank lines separate
-/// paragraphs.
-pub const AFTER_LONG_HELP: &str = "\
-CONFIGURATION
-  The configuration is YAML; unknown keys are errors. Paths must be absolute. \
-Durations are written 250ms, 30s, 5m, 1h; sizes 4096, 512 KiB, 1 MiB. Every key with its \
-default and meaning is in the example /etc/tailrace/tailrace.yaml; `tailrace schema` prints \
-the JSON Schema. Top-level keys:
-  state_dir
-      Where checkpoints are kept. Default /var/lib/tailrace.
-  host_id
-      auto (the EC2 instance id through IMDSv2, else the host name) or a literal.
-  checkpoint_interval
-      How often changed checkpoints are written. Default 1s.
-  shutdown_timeout
-      The SIGTERM budget. Default 30s.
-  aws.region, aws.endpoint_url
-      Region (default: the AWS SDK's chain) and an endpoint override (a local emulator).
-  flows
-      A list of flows, each with: name (unique); paths (absolute globs; rotated copies may \
-match); exclude (file-name globs, default the compressed suffixes); format (preset or \
-LogFormat string); start_at (beginning or end, default end, for files present at start \
-without a checkpoint); stream (Kinesis stream name or ARN); mode (raw or aggregate, default \
-raw); partition_key (random, host_id or a fixed key); max_line_bytes, max_record_bytes \
-(default 1 MiB); linger (raw mode, default 1s); and in aggregate mode window (1m to 1h, \
-dividing an hour, default 5m), allowed_lateness (default 1m), service (the Service \
-dimension, default the flow name), client_field and trusted_proxies (take the client from a \
-header such as X-Forwarded-For, N from the right), max_groups_per_window (default 100000).
-
-ENVIRONMENT
-  TAILRACE_LOG
-      Log filter (tracing syntax), e.g. debug; default info. Logs go to standard error \
-(the journal under systemd).
-  AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_ID, ...
-      The AWS SDK's default credential and region chain; on EC2 the instance profile \
-through IMDSv2 is used.
-
-EXIT STATUS
-  0
-      Success (for run: stopped cleanly).
-  1
-      Runtime failure.
-  2
-      Bad configuration or usage (the systemd unit does not restart on it).
-
-FILES
-  /etc/tailrace/tailrace.yaml
-      The configuration used by the systemd unit.
-  /var/lib/tailrace/
-      Checkpoints (checkpoints.json and the version before it, checkpoints.json.prev) \
-and status.json, which tailrace status reads.
-  /usr/lib/systemd/system/tailrace.service
-      The systemd unit; change it with systemctl edit tailrace.
-
-EXAMPLES
-    tailrace check --config /etc/tailrace/tailrace.yaml
-    sudo systemctl reload tailrace
-    journalctl -u tailrace -f
-    tail -n 5 /var/log/apache2/access.log | tailrace parse --format combined
-    tailrace import-kinesis-agent /etc/aws-kinesis/agent.json > tailrace.yaml
-
-SEE ALSO
-  systemctl(1), journalctl(1), systemd.exec(5)";
+use super::args::{command, AFTER_LONG_HELP};
 
 /// Escape one line of text for roff.
 fn roff(line: &str) -> String {
@@ -90,7 +23,7 @@ fn roff(line: &str) -> String {
 
 /// The man page, tailrace(1), in roff.
 pub fn man_page() -> String {
-    let cmd = crate::cli::command();
+    let cmd = command();
     let man = clap_mangen::Man::new(cmd.clone())
         .title("TAILRACE")
         .manual("User Commands");
@@ -208,7 +141,7 @@ fn sections(text: &str) -> String {
 
 /// The completion script for `shell`.
 pub fn completions(shell: clap_complete::Shell) -> String {
-    let mut cmd = crate::cli::command();
+    let mut cmd = command();
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut cmd, "tailrace", &mut buf);
     String::from_utf8_lossy(&buf).into_owned()

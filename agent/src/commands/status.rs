@@ -10,7 +10,7 @@
 //! What only the running agent knows — when Kinesis last acknowledged a
 //! flow's records and a file's lines, the flow's errors and its last error —
 //! comes from the status file the agent rewrites every 2 s next to the
-//! checkpoint ([`crate::monitor::STATUS_FILE`]). A file, not the HTTP
+//! checkpoint ([`crate::state::status_file`]). A file, not the HTTP
 //! endpoint: it works with the endpoint off (the default) and still tells
 //! what the agent last saw after it stopped or died; its age is shown.
 
@@ -20,10 +20,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::checkpoint::{self, StoreError};
 use crate::config::Validated;
-use crate::monitor::{read_status_file, FlowView};
-use crate::stats::now_ms;
+use crate::observe::counters::now_ms;
+use crate::state::checkpoint;
+use crate::state::lock;
+use crate::state::status_file::{self, FlowView};
+use crate::state::StoreError;
 
 /// A Unix time in ms as RFC 3339 (seconds).
 fn rfc3339(ms: u64) -> String {
@@ -125,7 +127,7 @@ pub struct Status {
 /// Build the report for `config`.
 pub fn collect(config: &Validated) -> Result<Status, StoreError> {
     let state = checkpoint::peek(&config.state_dir)?.unwrap_or_default();
-    let live = read_status_file(&config.state_dir);
+    let live = status_file::read(&config.state_dir);
     let last_ack = |flow: &str, dev: u64, ino: u64| {
         live.as_ref().and_then(|l| {
             l.files
@@ -196,7 +198,7 @@ pub fn collect(config: &Validated) -> Result<Status, StoreError> {
     };
     Ok(Status {
         state_dir: config.state_dir.clone(),
-        agent_running: checkpoint::is_locked(&config.state_dir),
+        agent_running: lock::is_locked(&config.state_dir),
         status_file_age_secs,
         problems,
         flows,

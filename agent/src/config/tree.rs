@@ -24,7 +24,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
-use crate::config::{parse_duration, parse_size, Problem};
+use super::units::{parse_duration, parse_size};
+use super::Problem;
 
 /// One YAML node, with positions on every child.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Publishing the agent's own metrics to CloudWatch.
 //!
 //! Every `interval` (default 60 s) the publisher reads the counters of every
-//! running flow (see [`crate::metrics::METRICS`]) and puts, per flow, each
+//! running flow (see [`crate::observe::metric_set::METRICS`]) and puts, per flow, each
 //! counter's increase since the last *successful* publication and each
 //! gauge's value now, with dimension `Flow` (and `Host` when configured), in
 //! PutMetricData calls of at most 1,000 datums. It runs on its own task and
@@ -17,10 +17,10 @@ use std::time::Duration;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
-use crate::metrics::{Kind, Unit, METRICS};
-use crate::monitor::Registry;
-use crate::ratelog::Repeats;
-use crate::stats::now_ms;
+use crate::observe::counters::now_ms;
+use crate::observe::metric_set::{Kind, Unit, METRICS};
+use crate::observe::ratelog::Repeats;
+use crate::observe::registry::Registry;
 
 /// Most datums per PutMetricData call (CloudWatch's limit).
 pub const MAX_DATUMS_PER_CALL: usize = 1000;
@@ -158,7 +158,7 @@ impl Publisher {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{parse, Toggle};
+    use crate::config::{units::Toggle, Validated};
     use std::path::Path;
     use std::time::Duration;
 
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn monitoring_section_defaults_and_errors() {
-        let v = parse(Path::new("t.yaml"), FLOWS).expect("valid");
+        let v = Validated::parse(Path::new("t.yaml"), FLOWS).expect("valid");
         let m = &v.monitoring;
         assert_eq!(m.cloudwatch.enabled, Toggle::Auto);
         assert_eq!(m.cloudwatch.namespace, "Tailrace/Agent");
@@ -178,7 +178,7 @@ mod tests {
         let text = format!(
             "monitoring:\n  cloudwatch:\n    enabled: false\n    interval: 10s\n  http:\n    enabled: true\n    listen: 0.0.0.0:9100\n{FLOWS}"
         );
-        let v = parse(Path::new("t.yaml"), &text).expect("valid");
+        let v = Validated::parse(Path::new("t.yaml"), &text).expect("valid");
         assert_eq!(v.monitoring.cloudwatch.enabled, Toggle::Off);
         assert_eq!(v.monitoring.cloudwatch.interval, Duration::from_secs(10));
         assert_eq!(v.monitoring.http.listen, "0.0.0.0:9100");
@@ -186,7 +186,7 @@ mod tests {
         let text = format!(
             "monitoring:\n  cloudwatch:\n    namespace: AWS/Mine\n    interval: 0s\n  http:\n    listen: localhost\n{FLOWS}"
         );
-        let err = parse(Path::new("t.yaml"), &text)
+        let err = Validated::parse(Path::new("t.yaml"), &text)
             .expect_err("invalid")
             .to_string();
         for key in [
@@ -197,7 +197,7 @@ mod tests {
             assert!(err.contains(key), "{key} in {err}");
         }
         let text = format!("monitoring:\n  cloudwatch:\n    enabled: sometimes\n{FLOWS}");
-        let err = parse(Path::new("t.yaml"), &text)
+        let err = Validated::parse(Path::new("t.yaml"), &text)
             .expect_err("invalid")
             .to_string();
         assert!(err.contains("expected `true`, `false` or `auto`"), "{err}");

@@ -1,6 +1,6 @@
 //! The HTTP endpoint (off by default): `GET /metrics` in the Prometheus text
 //! format, `GET /health` answering `200 ok` or `503` with one reason per
-//! line (see [`crate::monitor::Registry::problems`]).
+//! line (see [`crate::observe::registry::Registry::problems`]).
 //!
 //! hyper 1 (HTTP/1.1 only) serves it: it is already in the build through
 //! the AWS SDK, and two fixed routes need no router. Each connection runs on
@@ -17,10 +17,10 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::metrics::prometheus_text;
-use crate::monitor::Registry;
-use crate::ratelog::Repeats;
-use crate::stats::now_ms;
+use crate::observe::counters::now_ms;
+use crate::observe::metric_set::prometheus_text;
+use crate::observe::ratelog::Repeats;
+use crate::observe::registry::Registry;
 
 /// Content type of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

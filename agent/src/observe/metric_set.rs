@@ -14,8 +14,8 @@
 
 use std::fmt::Write as _;
 
-use crate::monitor::Registry;
-use crate::stats::{now_ms, FlowStats};
+use crate::observe::counters::{now_ms, FlowStats};
+use crate::observe::registry::Registry;
 
 /// How a metric behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,7 +262,7 @@ fn escape(v: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::HealthConfig;
-    use crate::monitor::FlowEntry;
+    use crate::observe::registry::FlowEntry;
     use std::sync::Arc;
     use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! The agent's view of itself: which flows run, where their files stand,
-//! whether it is healthy, and the status file `tailrace status` reads.
+//! whether it is healthy, and what the status file ([`crate::state::status_file`]) says.
 //!
 //! The [`Registry`] holds, per running flow, its counters ([`FlowStats`]) and
 //! health thresholds, plus the checkpointer's last error. Once a second the
@@ -18,20 +18,16 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{HealthConfig, Mode};
-use crate::identity::FileKey;
-use crate::ledger::{Ledger, Position};
-use crate::ratelog::Repeats;
-use crate::stats::{now_ms, FlowStats};
-
-/// Name of the status file in the state directory.
-pub const STATUS_FILE: &str = "status.json";
+use crate::observe::counters::{now_ms, FlowStats};
+use crate::observe::ratelog::Repeats;
+use crate::read::identity::FileKey;
+use crate::ship::ledger::{Ledger, Position};
+use crate::state::status_file::{self, FileView, FlowView, StatusFile};
 
 /// What the registry knows of one running flow.
 #[derive(Debug, Clone)]
@@ -66,79 +62,6 @@ impl FlowEntry {
             stall_after,
         }
     }
-}
-
-/// One file as the sampler last saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileView {
-    /// Flow reading it.
-    pub flow: String,
-    /// Last known path.
-    pub path: PathBuf,
-    /// Device number.
-    pub dev: u64,
-    /// Inode number.
-    pub ino: u64,
-    /// Acknowledged offset (what the next checkpoint holds).
-    pub acknowledged: u64,
-    /// Size now; `None` when the path no longer leads to this file.
-    pub size: Option<u64>,
-    /// When the acknowledged offset last moved (Unix ms), since the agent started.
-    pub last_ack_ms: Option<u64>,
-}
-
-/// One flow in the status file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowView {
-    /// Flow name.
-    pub name: String,
-    /// Its stream.
-    pub stream: String,
-    /// Lines read.
-    pub lines_read: u64,
-    /// Records acknowledged.
-    pub records_sent: u64,
-    /// When Kinesis last acknowledged a record (Unix ms).
-    pub last_ack_ms: Option<u64>,
-    /// Since when every call fails (Unix ms).
-    pub failing_since_ms: Option<u64>,
-    /// PutRecords calls answered with an error.
-    pub service_errors: u64,
-    /// PutRecords calls without an answer.
-    pub transport_errors: u64,
-    /// Records refused as throttled.
-    pub records_throttled: u64,
-    /// Records refused for another reason.
-    pub records_failed: u64,
-    /// Lines that did not match the format.
-    pub parse_rejects: u64,
-    /// The last Kinesis error and when (Unix ms).
-    pub last_error: Option<(u64, String)>,
-    /// Bytes waiting past the checkpoints.
-    pub backlog_bytes: u64,
-    /// Age of the oldest unacknowledged line, seconds.
-    pub oldest_unacked_secs: u64,
-}
-
-/// The status file's content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusFile {
-    /// When it was written (Unix ms).
-    pub written_ms: u64,
-    /// The agent's process id.
-    pub pid: u32,
-    /// Health problems at that time (empty: healthy).
-    pub problems: Vec<String>,
-    /// Per flow.
-    pub flows: Vec<FlowView>,
-    /// Per file.
-    pub files: Vec<FileView>,
-}
-
-/// Read the status file of `state_dir`, if there is a readable one.
-pub fn read_status_file(state_dir: &Path) -> Option<StatusFile> {
-    let bytes = std::fs::read(state_dir.join(STATUS_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// Shared view of the running agent.
@@ -444,15 +367,6 @@ impl Sampler {
     }
 }
 
-/// Write the status file atomically (temp file, rename; no fsync: it is
-/// rewritten every few seconds and only informs).
-pub fn write_status_file(state_dir: &Path, status: &StatusFile) -> std::io::Result<()> {
-    let tmp = state_dir.join(format!("{STATUS_FILE}.tmp"));
-    let body = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, body)?;
-    std::fs::rename(&tmp, state_dir.join(STATUS_FILE))
-}
-
 /// The monitor task: samples every second, writes the status file every
 /// two, logs parse rejects (count and a sample) once a minute. When `done`
 /// turns true it samples and writes the status file a last time and returns.
@@ -477,7 +391,7 @@ pub async fn run(
         sampler.sample(&ledger, &registry);
         if last || tick.is_multiple_of(2) {
             let status = registry.status_file(now_ms());
-            if let Err(e) = write_status_file(&state_dir, &status) {
+            if let Err(e) = status_file::write(&state_dir, &status) {
                 if let Some(more) = status_errors.check() {
                     tracing::warn!(dir = %state_dir.display(), error = %e, "cannot write the status file{more}");
                 }
@@ -515,7 +429,7 @@ fn log_rejects(registry: &Registry, seen: &mut HashMap<String, u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Fingerprint;
+    use crate::read::identity::Fingerprint;
 
     fn pos(offset: u64) -> Position {
         Position {

@@ -30,21 +30,21 @@
 //! below the truth); the partials' `(host, flow, sequence)` lets the
 //! consumer recognize exact replays.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use foldhash::HashMap as FastMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tailrace_logformat::{LogFormat, Parsed};
 use tailrace_wire::{ClientKey, ClientStats, Partial};
 
-use crate::checkpoint::FlowState;
 use crate::config::Flow;
-use crate::ledger::{Hold, Ledger, SourceId};
-use crate::record::{KeyMaker, OutRecord, RecordSender};
-use crate::stats::FlowStats;
-use crate::watcher::{LineSink, SinkClosed};
+use crate::observe::counters::FlowStats;
+use crate::pack::record::{KeyMaker, OutRecord, RecordSender};
+use crate::read::watcher::{LineSink, SinkClosed};
+use crate::ship::ledger::{Hold, Ledger, SourceId};
+use crate::state::sequences::Sequences;
 
 /// How long a late partial collects stragglers before it is sent.
 const LATE_LINGER: Duration = Duration::from_secs(5);
@@ -88,105 +88,6 @@ impl std::fmt::Display for Reject {
                 "time {t} (unix seconds) is more than {FUTURE_TOLERANCE_SECS} s ahead of this host's clock"
             ),
         }
-    }
-}
-
-/// Per-flow record sequence numbers, shared with the checkpointer.
-///
-/// The checkpoint stores, per flow, the lowest sequence number not yet
-/// acknowledged, so partials rebuilt after a crash reuse the numbers of the
-/// ones they replace.
-#[derive(Clone, Default)]
-pub struct Sequences {
-    inner: Arc<Mutex<SeqInner>>,
-}
-
-#[derive(Default)]
-struct SeqInner {
-    flows: HashMap<String, SeqFlow>,
-    version: u64,
-}
-
-#[derive(Default)]
-struct SeqFlow {
-    next: u64,
-    in_flight: BTreeMap<u64, ()>,
-}
-
-impl Sequences {
-    /// Start from the checkpointed per-flow state.
-    pub fn new(state: &BTreeMap<String, FlowState>) -> Sequences {
-        let s = Sequences::default();
-        {
-            let mut inner = s.lock();
-            for (flow, st) in state {
-                inner.flows.insert(
-                    flow.clone(),
-                    SeqFlow {
-                        next: st.next_sequence.max(1),
-                        in_flight: BTreeMap::new(),
-                    },
-                );
-            }
-        }
-        s
-    }
-
-    fn lock(&self) -> MutexGuard<'_, SeqInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Make sure `flow` has an entry; returns its next sequence number.
-    pub fn register(&self, flow: &str) -> u64 {
-        let mut inner = self.lock();
-        let f = inner.flows.entry(flow.to_string()).or_insert(SeqFlow {
-            next: 1,
-            in_flight: BTreeMap::new(),
-        });
-        f.next
-    }
-
-    /// Sequence numbers `from..to` were put in flight.
-    pub fn sent(&self, flow: &str, from: u64, to: u64) {
-        let mut inner = self.lock();
-        if let Some(f) = inner.flows.get_mut(flow) {
-            for s in from..to {
-                f.in_flight.insert(s, ());
-            }
-            f.next = f.next.max(to);
-        }
-        inner.version += 1;
-    }
-
-    /// Sequence number `seq` was acknowledged.
-    pub fn acked(&self, flow: &str, seq: u64) {
-        let mut inner = self.lock();
-        if let Some(f) = inner.flows.get_mut(flow) {
-            f.in_flight.remove(&seq);
-        }
-        inner.version += 1;
-    }
-
-    /// Change counter.
-    pub fn version(&self) -> u64 {
-        self.lock().version
-    }
-
-    /// What to checkpoint per flow.
-    pub fn snapshot(&self) -> BTreeMap<String, FlowState> {
-        self.lock()
-            .flows
-            .iter()
-            .map(|(name, f)| {
-                let next = f.in_flight.keys().next().copied().unwrap_or(f.next);
-                (
-                    name.clone(),
-                    FlowState {
-                        next_sequence: next,
-                    },
-                )
-            })
-            .collect()
     }
 }
 
@@ -251,7 +152,7 @@ pub struct WindowSink {
     format: LogFormat,
     parsed: Parsed,
     client_field: Option<usize>,
-    proxy_trust: crate::client_addr::ProxyTrust,
+    proxy_trust: crate::pack::client_addr::ProxyTrust,
     window_secs: i64,
     lateness_secs: i64,
     max_groups: usize,
@@ -399,12 +300,12 @@ impl WindowSink {
     fn client<'l>(
         parsed: &Parsed,
         client_field: Option<usize>,
-        trust: &crate::client_addr::ProxyTrust,
+        trust: &crate::pack::client_addr::ProxyTrust,
         line: &'l [u8],
     ) -> &'l [u8] {
         let peer = parsed.client(line);
         match client_field {
-            Some(idx) => crate::client_addr::select(trust, peer, parsed.field(line, idx)),
+            Some(idx) => crate::pack::client_addr::select(trust, peer, parsed.field(line, idx)),
             None => peer.unwrap_or(b"-"),
         }
     }
@@ -587,7 +488,7 @@ impl LineSink for WindowSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::{FileKey, Fingerprint};
+    use crate::read::identity::{FileKey, Fingerprint};
 
     /// A sink over a one-flow config (common format, 5 min windows) and the
     /// receiving end of its queue.
@@ -607,7 +508,7 @@ mod tests {
             "flows:\n  - name: web\n    paths: [/var/log/a.log]\n    format: common\n    stream: s\n    mode: aggregate\n",
         )
         .expect("config written");
-        let config = crate::config::load(&path).expect("config is valid");
+        let config = crate::config::Validated::load(&path).expect("config is valid");
         let flow = &config.flows[0];
         let ledger = Ledger::new();
         let source = ledger.open(

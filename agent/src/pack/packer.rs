@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use tailrace_wire::raw::RecordPacker;
 
-use crate::ledger::{Hold, SourceId};
-use crate::record::{KeyMaker, OutRecord, RecordSender};
-use crate::stats::FlowStats;
-use crate::watcher::{LineSink, SinkClosed};
+use crate::observe::counters::FlowStats;
+use crate::pack::record::{KeyMaker, OutRecord, RecordSender};
+use crate::read::watcher::{LineSink, SinkClosed};
+use crate::ship::ledger::{Hold, SourceId};
 use std::sync::Arc;
 
 /// The raw-mode sink. Lives on its flow's reader thread. The bytes are

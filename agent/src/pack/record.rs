@@ -12,8 +12,8 @@ use rand::Rng;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::PartitionKey;
-use crate::ledger::{Hold, Ledger};
-use crate::watcher::SinkClosed;
+use crate::read::watcher::SinkClosed;
+use crate::ship::ledger::{Hold, Ledger};
 
 /// One record to put on the stream.
 pub struct OutRecord {

@@ -8,7 +8,7 @@
 //! they may exist only as `access.log.1.gz` (`compress`, with or without
 //! `delaycompress`; `.xz`, `.zst` or `.bz2` with logrotate's `compresscmd`
 //! and `compressext`). The agent does not tail compressed files, but for a
-//! displaced reading (see [`crate::tailer`]) it looks among the compressed
+//! displaced reading (see [`crate::read::tailer`]) it looks among the compressed
 //! files next to its path and in an `olddir`: one whose *decompressed* first
 //! bytes have the reading's fingerprint is that file, and its bytes from the
 //! reading's offset on are read like the end of any rotated file.
@@ -23,7 +23,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::identity::{read_prefix, Fingerprint, FINGERPRINT_BYTES};
+use crate::read::identity::{read_prefix, Fingerprint, FINGERPRINT_BYTES};
 
 /// A compression format logrotate can be told to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The tailer's decisions, as pure functions: facts in, decisions out.
 //!
-//! The tailer ([`crate::tailer`]) gathers facts with I/O (stat, the first
+//! The tailer ([`crate::read::tailer`]) gathers facts with I/O (stat, the first
 //! bytes of a file, its checkpoint, the readings it holds, how long something
 //! has been quiet) and carries decisions out (open a reading at an offset,
 //! wait, close a reading, read a rotated copy). Everything in between lives
@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use crate::ledger::SourceId;
+use crate::ship::ledger::SourceId;
 
 /// How long a file must be quiet before waits end and deleted files close.
 pub const DEFAULT_QUIET: Duration = Duration::from_secs(5);

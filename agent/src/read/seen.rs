@@ -6,7 +6,7 @@
 //! inode. [`SeenFirsts`] remembers the fingerprints of the readings a flow
 //! closed and of the rotated files it found already old, so their later
 //! copies are not mistaken for generations it never saw
-//! ([`crate::decision::rotated_unseen`]). [`FirstBytes`] holds a
+//! ([`crate::read::decision::rotated_unseen`]). [`FirstBytes`] holds a
 //! candidate's first bytes once, so comparing it with many fingerprints
 //! reads (or decompresses) it once.
 
@@ -14,8 +14,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 
-use crate::compressed::{self, Codec};
-use crate::identity::{read_prefix, Fingerprint, FINGERPRINT_BYTES};
+use crate::read::compressed::{self, Codec};
+use crate::read::identity::{read_prefix, Fingerprint, FINGERPRINT_BYTES};
 
 /// How many fingerprints a flow remembers: far more than `rotate N` keeps,
 /// at 16 bytes each.

@@ -1,7 +1,7 @@
 //! The tailer: one flow's loop over all of its files, through rotation.
 //!
 //! It owns every [`FileWatcher`] of a flow and gathers the facts the pure
-//! decisions of [`crate::decision`] need, then carries them out:
+//! decisions of [`crate::read::decision`] need, then carries them out:
 //! - discovery expands the flow's globs (promptly on a `notify` event, and on
 //!   a polling interval as the fallback for file systems without events);
 //! - a file is known by device + inode; where a new one starts (its
@@ -13,7 +13,7 @@
 //! - a truncated file starts over at 0 as a new source, and its old reading
 //!   becomes *displaced*, as does a checkpoint whose inode holds other bytes
 //!   or whose file is gone: the rotated copy holding its unsent end, plain or
-//!   compressed (gzip, xz, zstd, bzip2: [`crate::compressed`]), is looked for next to its path and in an
+//!   compressed (gzip, xz, zstd, bzip2: [`crate::read::compressed`]), is looked for next to its path and in an
 //!   `olddir` ([`decision::displaced`]), while running and at startup.
 //!
 //! The tailer runs on its own thread; the sink it feeds may block, which is
@@ -30,14 +30,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use notify::Watcher as _;
 
-use crate::checkpoint::FileCheckpoint;
-use crate::compressed::{self, Codec, CompressedInput};
 use crate::config::StartAt;
-use crate::decision::{self, CheckpointFit, Close, Offset, Resemblance, Start, Waiting};
-use crate::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
-use crate::ledger::{Ledger, SourceId};
-use crate::seen::{FirstBytes, SeenFirsts};
-use crate::watcher::{FileWatcher, LineSink, Polled, SinkClosed};
+use crate::read::compressed::{self, Codec, CompressedInput};
+use crate::read::decision::{self, CheckpointFit, Close, Offset, Resemblance, Start, Waiting};
+use crate::read::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
+use crate::read::seen::{FirstBytes, SeenFirsts};
+use crate::read::watcher::{FileWatcher, LineSink, Polled, SinkClosed};
+use crate::ship::ledger::{Ledger, SourceId};
+use crate::state::checkpoint::FileCheckpoint;
 
 /// How a tailer behaves; built from a flow's config.
 #[derive(Debug, Clone)]
@@ -519,7 +519,7 @@ impl Tailer {
         let mut seen: HashSet<FileKey> = HashSet::new();
         let mut found: Vec<PathBuf> = Vec::new();
         for pattern in &self.patterns {
-            crate::globs::expand(pattern, &mut found);
+            crate::read::globs::expand(pattern, &mut found);
         }
         found.sort();
         found.dedup();

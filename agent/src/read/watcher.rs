@@ -16,9 +16,9 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::compressed::CompressedInput;
-use crate::identity::{FileKey, Fingerprint, FINGERPRINT_BYTES};
-use crate::ledger::SourceId;
+use crate::read::compressed::CompressedInput;
+use crate::read::identity::{FileKey, Fingerprint, FINGERPRINT_BYTES};
+use crate::ship::ledger::SourceId;
 
 /// Bytes read from the file per `read_at` call.
 pub const READ_CHUNK: usize = 64 * 1024;

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::identity::{FileKey, Fingerprint};
+use crate::read::identity::{FileKey, Fingerprint};
 
 /// Identifies one reading of one file generation for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

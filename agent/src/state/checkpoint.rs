@@ -2,8 +2,8 @@
 //!
 //! One file per agent holds, per (flow, file identity), the offset up to which
 //! every line was acknowledged by Kinesis, plus per-flow counters. It is
-//! written atomically (temp file, fsync, rename, fsync of the directory), so a
-//! crash leaves either the old or the new version, never a torn one. The
+//! written atomically ([`super::write_atomic`]: temp file, fsync, rename,
+//! fsync of the directory), so a crash leaves either the old or the new version, never a torn one. The
 //! format is a tagged, versioned enum: a change of format is a new variant.
 //!
 //! The version it replaces is kept as `checkpoints.json.prev`. A file that
@@ -14,18 +14,20 @@
 //! crash-looping on it would stop every flow.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{FileKey, Fingerprint};
-use crate::ledger::Position;
+use crate::read::identity::{FileKey, Fingerprint};
+use crate::ship::ledger::Position;
+
+use super::lock::DirLock;
+use super::{io_err, write_atomic, Durability, StoreError};
 
 const FILE_NAME: &str = "checkpoints.json";
 const PREV_NAME: &str = "checkpoints.json.prev";
-const LOCK_NAME: &str = "lock";
 
 /// One file's checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,32 +85,6 @@ enum OnDisk {
     },
 }
 
-/// Errors reading or writing the state directory.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// An I/O error on a named path.
-    #[error("{path}: {error}")]
-    Io {
-        /// The path involved.
-        path: PathBuf,
-        /// The error (not a `source`: the message already shows it).
-        error: io::Error,
-    },
-    /// Another agent holds the state directory.
-    #[error("{path}: another tailrace agent uses this state directory")]
-    Locked {
-        /// The lock file.
-        path: PathBuf,
-    },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |error| StoreError::Io {
-        path: path.to_path_buf(),
-        error,
-    }
-}
-
 /// Read and parse a checkpoint file: `Ok(None)` when it does not exist, the
 /// parse result otherwise (callers decide what a corrupt file means).
 fn read_state(path: &Path) -> Result<Option<Result<State, serde_json::Error>>, StoreError> {
@@ -138,19 +114,11 @@ pub fn peek(dir: &Path) -> Result<Option<State>, StoreError> {
         .map_err(|e| io_err(&path)(io::Error::new(io::ErrorKind::InvalidData, e)))
 }
 
-/// Whether an agent holds the lock of state directory `dir` now.
-pub fn is_locked(dir: &Path) -> bool {
-    let Ok(lock) = OpenOptions::new().read(true).open(dir.join(LOCK_NAME)) else {
-        return false;
-    };
-    matches!(lock.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
-}
-
 /// The state directory: the checkpoint file and the lock that keeps a second
 /// agent out. Lives as long as the agent runs.
 pub struct Store {
     dir: PathBuf,
-    _lock: File,
+    _lock: DirLock,
     /// Serializes saves: they share one temp file name.
     saving: std::sync::Mutex<()>,
 }
@@ -159,32 +127,7 @@ impl Store {
     /// Open (creating if needed) and lock the state directory.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let lock_path = dir.join(LOCK_NAME);
-        // Created once, then held through a read-only descriptor (flock does
-        // not need write access): the agent keeps nothing open for writing
-        // in the state directory between saves.
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .append(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        let lock = File::open(&lock_path).map_err(io_err(&lock_path))?;
-        // A few tries: `tailrace status` takes a shared lock for an instant.
-        let mut tries = 0;
-        loop {
-            match lock.try_lock() {
-                Ok(()) => break,
-                Err(fs::TryLockError::WouldBlock) if tries < 10 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    return Err(StoreError::Locked { path: lock_path })
-                }
-                Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
-            }
-        }
+        let lock = DirLock::acquire(dir)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -245,28 +188,18 @@ impl Store {
     pub fn save(&self, state: &State) -> Result<(), StoreError> {
         let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.path();
-        let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
         let body = serde_json::to_vec_pretty(&OnDisk::V1 {
             files: state.files.clone(),
             flows: state.flows.clone(),
         })
-        .map_err(|e| io_err(&tmp)(io::Error::other(e)))?;
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&body).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        drop(f);
-        // Keep the version being replaced: a checkpoint corrupted later (by
-        // the disk, by hand) then costs one interval of re-sending, not loss.
-        match fs::rename(&path, self.dir.join(PREV_NAME)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&path)(e)),
-        }
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.dir))?;
-        Ok(())
+        .map_err(|e| io_err(&path)(io::Error::other(e)))?;
+        write_atomic(
+            &self.dir,
+            FILE_NAME,
+            &body,
+            Some(PREV_NAME),
+            Durability::Synced,
+        )
     }
 }
 

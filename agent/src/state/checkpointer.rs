@@ -19,6 +19,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::checkpoint::State;
+use super::sequences::Sequences;
+use crate::ship::ledger::Ledger;
+
 /// What the loop needs: whether anything changed, the state to save, and saving it.
 pub trait Source: Send + Sync + 'static {
     /// The state to save.
@@ -101,10 +105,19 @@ async fn run<S: Source>(
     }
 }
 
+/// What the next checkpoint holds: every file's acknowledged position and
+/// every flow's next sequence number.
+pub fn snapshot(ledger: &Ledger, sequences: &Sequences) -> State {
+    State {
+        files: ledger.positions().into_iter().map(Into::into).collect(),
+        flows: sequences.snapshot(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{FileCheckpoint, State, Store};
+    use crate::state::checkpoint::{FileCheckpoint, State, Store};
     use std::sync::Mutex;
 
     /// A source whose first save blocks until the test opens the gate.
@@ -139,8 +152,8 @@ mod tests {
             files: vec![FileCheckpoint {
                 flow: "web".into(),
                 path: "/var/log/a.log".into(),
-                key: crate::identity::FileKey { dev: 1, ino: 2 },
-                fingerprint: crate::identity::Fingerprint { len: 4, hash: 5 },
+                key: crate::read::identity::FileKey { dev: 1, ino: 2 },
+                fingerprint: crate::read::identity::Fingerprint { len: 4, hash: 5 },
                 offset,
             }],
             ..State::default()

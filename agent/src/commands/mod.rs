@@ -1,0 +1,14 @@
+//! The command line and what its commands do beyond running the agent.
+//!
+//! [`args`] is the clap definition of every command; [`cli`] runs what it
+//! parses; [`manpage`] renders the man page and shell completions from the
+//! same definition; [`status`] is `tailrace status`; [`import`] is
+//! `tailrace import-kinesis-agent`; [`progress`] is `tailrace replay`'s
+//! progress bar.
+
+pub mod args;
+pub mod cli;
+pub mod import;
+pub mod manpage;
+pub mod progress;
+pub mod status;
