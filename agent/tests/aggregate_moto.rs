@@ -8,14 +8,13 @@
 //! reported.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use tailrace_tests::loggen::{now, Request, FORMAT};
-use tailrace_tests::{create_stream, read_stream, AgentDir, ChildGuard, Moto};
+use tailrace_tests::loggen::{append, now, Request, FORMAT};
+use tailrace_tests::{read_stream, AgentDir, ChildGuard, Moto};
 use tailrace_wire::{classify, ClientKey, ClientStats, Partial, RecordKind};
 
 const WINDOW: i64 = 60;
@@ -87,12 +86,6 @@ fn add(truth: &mut Truth, r: &Request) {
         .record(Some(r.status), r.bytes, Some(r.micros));
 }
 
-fn append(path: &Path, text: &str) -> Result<()> {
-    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
-}
-
 /// Decode every record; merge partials per (window, client). Also returns
 /// total rejected lines, how many partials were late, and duplicate ids.
 struct Decoded {
@@ -151,10 +144,8 @@ fn decode_all(records: &[tailrace_tests::StreamRecord]) -> Result<Decoded> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_agents_merge_to_the_exact_counts() -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
     let stream = "agg-exact";
-    create_stream(&kinesis, stream, 2).await?;
+    let (moto, kinesis) = Moto::with_stream(stream, 2).await?;
     let base = (now() - 20 * WINDOW).div_euclid(WINDOW) * WINDOW;
 
     let mut truth = Truth::new();
@@ -251,10 +242,8 @@ async fn several_agents_merge_to_the_exact_counts() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_aggregation_never_undercounts() -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
     let stream = "agg-kill";
-    create_stream(&kinesis, stream, 1).await?;
+    let (moto, kinesis) = Moto::with_stream(stream, 1).await?;
     let base = (now() - 20 * WINDOW).div_euclid(WINDOW) * WINDOW;
     let a = agent_dir("kill", "host-k", &moto.endpoint(), stream)?;
     let reqs = requests(4, 1000, base);
@@ -277,9 +266,7 @@ async fn kill9_during_aggregation_never_undercounts() -> Result<()> {
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    agent.signal("TERM")?;
-    let status = agent.wait_timeout(Duration::from_secs(25))?;
-    ensure!(status.success(), "agent exited with {status}");
+    agent.stop(Duration::from_secs(25))?;
 
     let d = decode_all(&read_stream(&kinesis, stream).await?)?;
     let (mut want_total, mut got_total, mut dedup_total) = (0u64, 0u64, 0u64);
@@ -314,10 +301,8 @@ async fn kill9_during_aggregation_never_undercounts() -> Result<()> {
 /// their requests still count, and how many clients were folded is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_past_the_cap_are_counted_in_overflow() -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
     let stream = "agg-cap";
-    create_stream(&kinesis, stream, 1).await?;
+    let (moto, kinesis) = Moto::with_stream(stream, 1).await?;
     let a = agent_dir_with(
         "cap",
         "host-c",
@@ -339,8 +324,7 @@ async fn clients_past_the_cap_are_counted_in_overflow() -> Result<()> {
     append(&a.log, &reqs.iter().map(Request::line).collect::<String>())?;
     let mut agent = start(&a, "1")?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    agent.signal("TERM")?;
-    ensure!(agent.wait_timeout(Duration::from_secs(25))?.success());
+    agent.stop(Duration::from_secs(25))?;
     let records = read_stream(&kinesis, stream).await?;
     let partials: Vec<Partial> = records
         .iter()

@@ -20,13 +20,14 @@ mod support;
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use support::httpd::{self, Httpd, Logrotate, Rotation};
-use tailrace_tests::{create_stream, read_stream, ChildGuard, Moto};
+use tailrace_tests::{
+    raw_lines, read_stream, spawn_logged, until_stream, AgentDir, ChildGuard, Moto,
+};
 
 /// Apache's `combined` plus `%D` (microseconds taken), as the agent reads it.
 const TIMED_AGENT: &str = r#"%h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i" %D"#;
@@ -60,47 +61,29 @@ fn shortfall(want: &Multiset, have: &Multiset) -> (usize, Vec<String>) {
 }
 
 fn stream_lines(records: &[tailrace_tests::StreamRecord]) -> Multiset {
-    multiset(
-        records
-            .iter()
-            .flat_map(|r| tailrace_wire::raw::lines(&r.data)),
+    multiset(raw_lines(records))
+}
+
+/// The agent's directory, which httpd shares (its `logs/access.log` is
+/// httpd's): raw mode on `stream`, lines in `format`.
+fn agent_dir(name: &str, endpoint: &str, stream: &str, format: &str) -> Result<AgentDir> {
+    AgentDir::new(
+        &format!("it-apache-{name}"),
+        "test-host",
+        endpoint,
+        &format!("    format: '{format}'\n    start_at: beginning\n    stream: {stream}\n    mode: raw\n    linger: 200ms\n"),
     )
 }
 
-fn write_agent_config(dir: &Path, endpoint: &str, stream: &str, format: &str) -> Result<PathBuf> {
-    let config = dir.join("tailrace.yaml");
-    fs::write(
-        &config,
-        format!(
-            "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: test-host\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log*\"]\n    format: '{format}'\n    start_at: beginning\n    stream: {stream}\n    mode: raw\n    linger: 200ms\n",
-            state = dir.join("state").display(),
-            logs = dir.join("logs").display(),
-        ),
-    )?;
-    Ok(config)
+/// Start the agent at info level; its log is `agent-<tag>.log`.
+fn start_agent(a: &AgentDir, tag: &str) -> Result<ChildGuard> {
+    spawn_logged(
+        a.command(Path::new(env!("CARGO_BIN_EXE_tailrace")))
+            .env("RUST_LOG", "info"),
+        &a.log_path(tag),
+    )
 }
 
-fn start_agent(config: &Path) -> Result<ChildGuard> {
-    start_agent_logging(config, "agent.log")
-}
-
-/// Start the agent with its log in `log_name` next to the config.
-fn start_agent_logging(config: &Path, log_name: &str) -> Result<ChildGuard> {
-    let log = config.with_file_name(log_name);
-    let child = Command::new(env!("CARGO_BIN_EXE_tailrace"))
-        .args(["run", "--config"])
-        .arg(config)
-        .envs(tailrace_tests::child_env())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(log)?)
-        .spawn()
-        .context("starting tailrace")?;
-    Ok(ChildGuard(child))
-}
-
-/// Lines in the mirror log (every request httpd has logged so far).
 fn mirror_count(httpd: &Httpd) -> Result<usize> {
     Ok(httpd::lines_of(&[httpd.mirror_log()])?.0.len())
 }
@@ -176,17 +159,14 @@ fn ab_with_rotation_midway(
 /// file it never checkpointed: killed again within its first checkpoint
 /// interval, before it wrote one, it knows nothing of the files it had just
 /// found; hence the wait for that first write (200 ms here).
-fn crash_and_restart(agent: &mut ChildGuard, config: &Path, n: &mut usize) -> Result<()> {
+fn crash_and_restart(agent: &mut ChildGuard, a: &AgentDir, n: &mut usize) -> Result<()> {
     agent.signal("KILL")?;
     agent.wait_timeout(Duration::from_secs(5))?;
     *n += 1;
-    let checkpoint = config
-        .parent()
-        .context("config has a directory")?
-        .join("state/checkpoints.json");
+    let checkpoint = a.state().join("checkpoints.json");
     let written = || fs::metadata(&checkpoint).and_then(|m| m.modified()).ok();
     let before = written();
-    *agent = start_agent_logging(config, &format!("agent-{n}.log"))?;
+    *agent = start_agent(a, &n.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while written() == before {
         ensure!(
@@ -210,22 +190,16 @@ async fn scenario(
 ) -> Result<()> {
     let started = Instant::now();
     httpd::require_tools()?;
-    let moto = Moto::start()?;
-    let sdk = moto.sdk_config().await;
-    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-    create_stream(&kinesis, name, 2).await?;
+    let (moto, kinesis) = Moto::with_stream(name, 2).await?;
 
-    let dir =
-        std::env::temp_dir().join(format!("tailrace-it-apache-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir)?;
+    let a = agent_dir(name, &moto.endpoint(), name, agent_format)?;
+    let dir = a.dir.clone();
     let mut httpd = Httpd::start(&dir, tailrace_tests::free_port()?, httpd_format)?;
     let logrotate = Logrotate::new(&dir, &httpd, how)?;
-    let config = write_agent_config(&dir, &moto.endpoint(), name, agent_format)?;
-    let mut agent = start_agent(&config)?;
+    let mut agent = start_agent(&a, "0")?;
     let context = || {
         format!(
-            "httpd, logrotate and agent files in {} (agent.log, error.log, logs/, mirror/)",
+            "httpd, logrotate and agent files in {} (agent-*.log, error.log, logs/, mirror/)",
             dir.display()
         )
     };
@@ -239,12 +213,12 @@ async fn scenario(
     sent += httpd::ab(&httpd.url("/index.html?run=1"), 400, 4)?;
     wait_logged(&mut httpd, sent)?;
     if crashes {
-        crash_and_restart(&mut agent, &config, &mut kills)?;
+        crash_and_restart(&mut agent, &a, &mut kills)?;
     }
     logrotate.force()?;
     sent += ab_with_rotation_midway(&mut httpd, &logrotate, "/?run=2", 1500, 8, 300)?;
     if crashes {
-        crash_and_restart(&mut agent, &config, &mut kills)?;
+        crash_and_restart(&mut agent, &a, &mut kills)?;
     }
     wait_logged(&mut httpd, sent)?;
     logrotate.force()?;
@@ -253,13 +227,13 @@ async fn scenario(
     wait_logged(&mut httpd, sent)?;
     logrotate.force()?;
     if crashes {
-        crash_and_restart(&mut agent, &config, &mut kills)?;
+        crash_and_restart(&mut agent, &a, &mut kills)?;
     }
     let url = httpd.url("/index.html?run=4");
     let run4 = std::thread::spawn(move || httpd::ab(&url, 400, 2));
     if crashes {
         std::thread::sleep(Duration::from_millis(30));
-        crash_and_restart(&mut agent, &config, &mut kills)?;
+        crash_and_restart(&mut agent, &a, &mut kills)?;
     }
     sent += run4
         .join()
@@ -312,17 +286,14 @@ async fn scenario(
 
     // Every line of the final files on the stream, at least as many times.
     let waited = Instant::now();
-    let outcome = tailrace_tests::eventually(
+    let outcome = until_stream(
+        &kinesis,
+        name,
         Duration::from_secs(60),
-        "all final lines on the stream",
-        || {
-            let kinesis = kinesis.clone();
-            let truth = &truth;
-            async move {
-                let records = read_stream(&kinesis, name).await?;
-                let on_stream = stream_lines(&records);
-                Ok((shortfall(truth, &on_stream).0 == 0).then_some((records, on_stream)))
-            }
+        "all final lines",
+        |records| {
+            let on_stream = stream_lines(&records);
+            Ok((shortfall(&truth, &on_stream).0 == 0).then_some((records, on_stream)))
         },
     )
     .await;
@@ -374,7 +345,7 @@ async fn scenario(
     // Nothing invented or altered: every stream line is one httpd wrote. (A
     // line's tail here means a copytruncate copy was started mid-line: found
     // while logrotate was still writing it, see "copy of a file being read"
-    // with offset = size in agent.log.)
+    // with offset = size in the agent log.)
     let invented: Vec<String> = on_stream
         .keys()
         .filter(|l| !mirror.contains_key(*l))

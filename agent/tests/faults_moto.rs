@@ -9,13 +9,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use tailrace_tests::fault_proxy::{FaultCounts, FaultProxy, Faults};
-use tailrace_tests::loggen::{now, Request, FORMAT};
-use tailrace_tests::{create_stream, read_stream, AgentDir, ChildGuard, Moto};
+use tailrace_tests::loggen::{item_id, now, Request, FORMAT};
+use tailrace_tests::{read_stream, until_stream, AgentDir, ChildGuard, Moto};
 use tailrace_wire::{classify, ClientKey, ClientStats, Partial, RecordKind};
 
 const LINES: usize = 3000;
@@ -33,19 +33,18 @@ fn faults(seed: u64) -> Faults {
 }
 
 /// Write the config; `flow` holds the mode-specific flow keys.
-fn setup(name: &str, endpoint: &str, flow: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    let a = AgentDir::new(
+fn setup(name: &str, endpoint: &str, flow: &str) -> Result<AgentDir> {
+    AgentDir::new(
         &format!("faults-{name}"),
         "test-host",
         endpoint,
         &format!("    format: '{FORMAT}'\n    start_at: beginning\n    stream: {name}\n{flow}"),
-    )?;
-    Ok((a.dir, a.config, a.log))
+    )
 }
 
-fn start_agent(config: &Path) -> Result<ChildGuard> {
-    let log = config.with_file_name("agent.log");
-    tailrace_tests::run_agent(Path::new(env!("CARGO_BIN_EXE_tailrace")), config, &log)
+/// The agent; its log is `agent-1.log` in the directory.
+fn start_agent(a: &AgentDir) -> Result<ChildGuard> {
+    a.run(Path::new(env!("CARGO_BIN_EXE_tailrace")), "1")
 }
 
 /// CPU time, in clock ticks, of a process's threads named `prefix*`
@@ -93,10 +92,9 @@ fn request(i: usize, base: i64) -> Request {
     }
 }
 
+/// The id of a [`request`]'s line.
 fn id_of(line: &[u8]) -> Option<usize> {
-    let s = std::str::from_utf8(line).ok()?;
-    let at = s.find("/item/")? + 6;
-    s.get(at..at + 6)?.parse().ok()
+    item_id(line, 6)
 }
 
 /// Write `LINES` requests over about three seconds.
@@ -111,31 +109,12 @@ async fn write_lines(log: &Path, base: i64) -> Result<()> {
     Ok(())
 }
 
-/// Fail if the agent has exited.
-fn still_running(agent: &mut ChildGuard, dir: &Path) -> Result<()> {
-    if let Some(status) = agent.0.try_wait()? {
-        bail!(
-            "agent exited with {status} during the faults (logs in {})",
-            dir.display()
-        );
-    }
-    Ok(())
-}
-
 /// Stop the faults, SIGTERM the agent: it must exit 0 within 30 s.
-fn stop(proxy: &FaultProxy, agent: &mut ChildGuard, dir: &Path) -> Result<Duration> {
+fn stop(proxy: &FaultProxy, agent: &mut ChildGuard, a: &AgentDir) -> Result<Duration> {
     proxy.set_faults(Faults::none());
-    let t = Instant::now();
-    agent.signal("TERM")?;
-    let status = agent
-        .wait_timeout(Duration::from_secs(30))
-        .with_context(|| format!("SIGTERM after the faults (logs in {})", dir.display()))?;
-    ensure!(
-        status.success(),
-        "agent exited with {status} after SIGTERM (logs in {})",
-        dir.display()
-    );
-    Ok(t.elapsed())
+    agent
+        .stop(Duration::from_secs(30))
+        .with_context(|| format!("SIGTERM after the faults (logs in {})", a.dir.display()))
 }
 
 /// The proxy really injected faults: the test cannot pass vacuously.
@@ -155,24 +134,23 @@ fn check_injected(c: &FaultCounts) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_mode_loses_nothing_under_throttling_and_errors() -> Result<()> {
     let name = "faults-raw";
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, name, 2).await?;
+    let (moto, kinesis) = Moto::with_stream(name, 2).await?;
     // First every record is refused: the shipper must back off, not spin.
     let refuse_all = Faults {
         p_record: 1.0,
         ..faults(7)
     };
     let proxy = FaultProxy::start(&moto.endpoint(), refuse_all)?;
-    let (dir, config, log) = setup(
+    let a = setup(
         name,
         &proxy.endpoint(),
         "    mode: raw\n    linger: 100ms\n    max_record_bytes: 4096\n",
     )?;
-    let mut agent = start_agent(&config)?;
-    fs::write(&log, "")?;
+    let log = &a.log;
+    let mut agent = start_agent(&a)?;
+    fs::write(log, "")?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut file = OpenOptions::new().append(true).open(&log)?;
+    let mut file = OpenOptions::new().append(true).open(log)?;
     file.write_all(request(LINES, 0).line().as_bytes())?;
     drop(file);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -198,32 +176,32 @@ async fn raw_mode_loses_nothing_under_throttling_and_errors() -> Result<()> {
     proxy.set_faults(faults(7));
     let started = Instant::now();
     let ticks0 = tailrace_tests::cpu_ticks(agent.0.id())?;
-    write_lines(&log, now()).await?;
-    let records =
-        tailrace_tests::eventually(Duration::from_secs(70), "every line on the stream", || {
-            let alive = still_running(&mut agent, &dir);
-            let kinesis = kinesis.clone();
-            async move {
-                alive?;
-                let records = read_stream(&kinesis, name).await?;
-                // The lines written plus the one written while all was refused.
-                let mut seen = vec![false; LINES + 1];
-                for r in &records {
-                    for l in tailrace_wire::raw::lines(&r.data) {
-                        if let Some(i) = id_of(l) {
-                            seen[i] = true;
-                        }
+    write_lines(log, now()).await?;
+    let records = until_stream(
+        &kinesis,
+        name,
+        Duration::from_secs(70),
+        "every line",
+        |records| {
+            a.still_running(&mut agent, "1")?;
+            // The lines written plus the one written while all was refused.
+            let mut seen = vec![false; LINES + 1];
+            for r in &records {
+                for l in tailrace_wire::raw::lines(&r.data) {
+                    if let Some(i) = id_of(l) {
+                        seen[i] = true;
                     }
                 }
-                Ok(seen.iter().all(|&b| b).then_some(records))
             }
-        })
-        .await
-        .with_context(|| format!("proxy {:?}, logs in {}", proxy.counts(), dir.display()))?;
+            Ok(seen.iter().all(|&b| b).then_some(records))
+        },
+    )
+    .await
+    .with_context(|| format!("proxy {:?}, logs in {}", proxy.counts(), a.dir.display()))?;
     let busy = started.elapsed();
     let cpu = (tailrace_tests::cpu_ticks(agent.0.id())? - ticks0) as f64 / ticks_per_sec();
     let counts = proxy.counts();
-    let stop_took = stop(&proxy, &mut agent, &dir)?;
+    let stop_took = stop(&proxy, &mut agent, &a)?;
 
     let mut count: HashMap<usize, usize> = HashMap::new();
     for r in &records {
@@ -248,7 +226,7 @@ async fn raw_mode_loses_nothing_under_throttling_and_errors() -> Result<()> {
         LINES + 1
     );
     check_injected(&counts)?;
-    let _ = fs::remove_dir_all(&dir);
+    let _ = fs::remove_dir_all(&a.dir);
     Ok(())
 }
 
@@ -258,11 +236,9 @@ type Truth = BTreeMap<(i64, String), ClientStats>;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregate_mode_counts_exactly_under_throttling_and_errors() -> Result<()> {
     let name = "faults-agg";
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, name, 1).await?;
+    let (moto, kinesis) = Moto::with_stream(name, 1).await?;
     let proxy = FaultProxy::start(&moto.endpoint(), faults(11))?;
-    let (dir, config, log) = setup(
+    let a = setup(
         name,
         &proxy.endpoint(),
         "    mode: aggregate\n    window: 1m\n    allowed_lateness: 5s\n    service: checkout\n",
@@ -281,36 +257,34 @@ async fn aggregate_mode_counts_exactly_under_throttling_and_errors() -> Result<(
     }
     let closed_windows: HashSet<i64> = truth.keys().map(|k| k.0).collect();
     let started = Instant::now();
-    let mut agent = start_agent(&config)?;
+    let mut agent = start_agent(&a)?;
     let ticks0 = tailrace_tests::cpu_ticks(agent.0.id())?;
-    write_lines(&log, base).await?;
+    write_lines(&a.log, base).await?;
     // Wait until the windows that closed while writing (all but the last
     // one or two) are on the stream, through the faults.
     let want_windows = closed_windows.len().saturating_sub(2).max(1);
-    tailrace_tests::eventually(
+    until_stream(
+        &kinesis,
+        name,
         Duration::from_secs(70),
-        "closed windows on the stream",
-        || {
-            let alive = still_running(&mut agent, &dir);
-            let kinesis = kinesis.clone();
-            async move {
-                alive?;
-                let mut windows = HashSet::new();
-                for r in read_stream(&kinesis, name).await? {
-                    if let Ok(p) = Partial::decode(&r.data) {
-                        windows.insert(p.window_start);
-                    }
+        "closed windows",
+        |records| {
+            a.still_running(&mut agent, "1")?;
+            let mut windows = HashSet::new();
+            for r in records {
+                if let Ok(p) = Partial::decode(&r.data) {
+                    windows.insert(p.window_start);
                 }
-                Ok((windows.len() >= want_windows).then_some(()))
             }
+            Ok((windows.len() >= want_windows).then_some(()))
         },
     )
     .await
-    .with_context(|| format!("proxy {:?}, logs in {}", proxy.counts(), dir.display()))?;
+    .with_context(|| format!("proxy {:?}, logs in {}", proxy.counts(), a.dir.display()))?;
     let busy = started.elapsed();
     let cpu = (tailrace_tests::cpu_ticks(agent.0.id())? - ticks0) as f64 / ticks_per_sec();
     let counts = proxy.counts();
-    let stop_took = stop(&proxy, &mut agent, &dir)?;
+    let stop_took = stop(&proxy, &mut agent, &a)?;
 
     let records = read_stream(&kinesis, name).await?;
     let mut merged = Truth::new();
@@ -350,6 +324,6 @@ async fn aggregate_mode_counts_exactly_under_throttling_and_errors() -> Result<(
     );
     ensure!(duplicate_ids == 0, "{duplicate_ids} partials shipped twice");
     check_injected(&counts)?;
-    let _ = fs::remove_dir_all(&dir);
+    let _ = fs::remove_dir_all(&a.dir);
     Ok(())
 }

@@ -19,16 +19,18 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use tailrace_tests::loggen::{self, Request};
-use tailrace_tests::{create_stream, eventually, free_port, read_stream, ChildGuard, Moto};
+use tailrace_tests::loggen::{self, append, Request};
+use tailrace_tests::{
+    create_stream, eventually, free_port, read_stream, spawn_logged, AgentDir, ChildGuard, Moto,
+};
 use tailrace_wire::Partial;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_tailrace");
 
-/// A test directory with `logs/`, `state/` and a one-flow config.
+/// A test directory with `logs/`, `state/` and a one-flow config
+/// ([`AgentDir`], which it derefs to), removed when dropped.
 struct Setup {
-    dir: PathBuf,
-    config: PathBuf,
+    agent: AgentDir,
     logs: PathBuf,
     state: PathBuf,
 }
@@ -37,33 +39,27 @@ impl Setup {
     /// `paths` is the flow's glob relative to `logs/`; `flow` holds further
     /// flow keys, each line indented by four spaces.
     fn new(name: &str, endpoint: &str, stream: &str, paths: &str, flow: &str) -> Result<Setup> {
-        let dir = std::env::temp_dir().join(format!("tailrace-host-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let logs = dir.join("logs");
-        let state = dir.join("state");
-        fs::create_dir_all(&logs)?;
-        fs::create_dir_all(&state)?;
-        let config = dir.join("tailrace.yaml");
-        fs::write(
-            &config,
-            format!(
-                "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: test-host\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/{paths}\"]\n    format: '{format}'\n    stream: {stream}\n    linger: 100ms\n{start_at}{flow}",
-                start_at = if flow.contains("start_at:") { "" } else { "    start_at: beginning\n" },
-                state = state.display(),
-                logs = logs.display(),
+        let agent = AgentDir::with_paths(
+            &format!("host-{name}"),
+            "test-host",
+            endpoint,
+            paths,
+            &format!(
+                "    format: '{format}'\n    stream: {stream}\n    linger: 100ms\n{start_at}{flow}",
+                start_at = if flow.contains("start_at:") {
+                    ""
+                } else {
+                    "    start_at: beginning\n"
+                },
                 format = loggen::FORMAT,
             ),
         )?;
+        fs::create_dir_all(agent.state())?;
         Ok(Setup {
-            dir,
-            config,
-            logs,
-            state,
+            logs: agent.logs(),
+            state: agent.state(),
+            agent,
         })
-    }
-
-    fn log_path(&self, tag: &str) -> PathBuf {
-        self.dir.join(format!("agent-{tag}.log"))
     }
 
     /// Start the agent; its stderr goes to `agent-<tag>.log`.
@@ -76,27 +72,23 @@ impl Setup {
         let mut cmd = match unprivileged {
             Some(()) => {
                 let mut c = Command::new("setpriv");
-                c.args(["--reuid=65534", "--regid=65534", "--clear-groups", AGENT]);
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups", AGENT])
+                    .args(["run", "--config"])
+                    .arg(&self.config)
+                    .envs(tailrace_tests::child_env());
                 c
             }
-            None => Command::new(AGENT),
+            None => self.agent.command(Path::new(AGENT)),
         };
-        let child = cmd
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .envs(tailrace_tests::child_env())
-            .env("HOME", &self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(self.log_path(tag))?)
-            .spawn()
-            .context("starting the agent")?;
-        Ok(ChildGuard(child))
+        spawn_logged(cmd.env("HOME", &self.dir), &self.log_path(tag))
     }
+}
 
-    /// What the agent logged so far under `tag`.
-    fn agent_log(&self, tag: &str) -> String {
-        fs::read_to_string(self.log_path(tag)).unwrap_or_default()
+impl std::ops::Deref for Setup {
+    type Target = AgentDir;
+
+    fn deref(&self) -> &AgentDir {
+        &self.agent
     }
 }
 
@@ -122,16 +114,6 @@ fn requests(tag: &str, n: usize, time: i64) -> Vec<Request> {
 
 fn text(reqs: &[Request]) -> String {
     reqs.iter().map(Request::line).collect()
-}
-
-fn append(path: &Path, text: &str) -> Result<()> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?
-        .write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// The raw lines on `stream`, each with how often it arrived.
@@ -183,19 +165,9 @@ async fn expect_lines(
     Ok(seen)
 }
 
-fn still_running(agent: &mut ChildGuard, setup: &Setup, tag: &str) -> Result<()> {
-    if let Some(status) = agent.0.try_wait()? {
-        bail!("agent exited ({status}):\n{}", setup.agent_log(tag));
-    }
-    Ok(())
-}
-
+/// SIGTERM: the agent must exit 0 within 25 s.
 fn stop(mut agent: ChildGuard) -> Result<()> {
-    agent.signal("TERM")?;
-    ensure!(
-        agent.wait_timeout(Duration::from_secs(25))?.success(),
-        "agent did not stop cleanly"
-    );
+    agent.stop(Duration::from_secs(25))?;
     Ok(())
 }
 
@@ -232,9 +204,9 @@ async fn a_file_deleted_before_it_was_read_is_still_shipped_whole() -> Result<()
     tokio::time::sleep(Duration::from_secs(3)).await;
     fs::remove_file(&log)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    still_running(&mut agent, &s, "1")?;
+    s.still_running(&mut agent, "1")?;
     let moto = Moto::start_on(port)?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    let kinesis = moto.kinesis().await;
     create_stream(&kinesis, "deleted", 2).await?;
     expect_lines(&kinesis, "deleted", &reqs, true).await?;
     eventually(
@@ -254,9 +226,7 @@ async fn a_file_deleted_before_it_was_read_is_still_shipped_whole() -> Result<()
 /// before is not sent again, and what is written after is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_truncated_in_place_goes_on_from_its_start() -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, "truncated", 1).await?;
+    let (moto, kinesis) = Moto::with_stream("truncated", 1).await?;
     let s = Setup::new(
         "truncated",
         &moto.endpoint(),
@@ -275,7 +245,7 @@ async fn a_file_truncated_in_place_goes_on_from_its_start() -> Result<()> {
     append(&log, &text(&after))?;
     let all: Vec<Request> = before.into_iter().chain(after).collect();
     expect_lines(&kinesis, "truncated", &all, true).await?;
-    still_running(&mut agent, &s, "1")?;
+    s.still_running(&mut agent, "1")?;
     stop(agent)
 }
 
@@ -285,9 +255,7 @@ async fn a_file_truncated_in_place_goes_on_from_its_start() -> Result<()> {
 /// the first start only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_created_while_the_agent_was_down_is_read_whole() -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, "down", 1).await?;
+    let (moto, kinesis) = Moto::with_stream("down", 1).await?;
     let s = Setup::new(
         "down",
         &moto.endpoint(),
@@ -312,7 +280,7 @@ async fn a_file_created_while_the_agent_was_down_is_read_whole() -> Result<()> {
     let mut agent = s.run("2")?;
     let all: Vec<Request> = first.into_iter().chain(late).chain(fresh).collect();
     expect_lines(&kinesis, "down", &all, true).await?;
-    still_running(&mut agent, &s, "2")?;
+    s.still_running(&mut agent, "2")?;
     stop(agent)
 }
 
@@ -360,9 +328,7 @@ impl Rotate {
 /// its decompressed first bytes and sends them, once; once that is
 /// acknowledged, a third start sends nothing again.
 async fn unsent_lines_compressed_while_down(name: &str, how: Rotate) -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, name, 1).await?;
+    let (moto, kinesis) = Moto::with_stream(name, 1).await?;
     let s = Setup::new(
         name,
         &moto.endpoint(),
@@ -394,7 +360,7 @@ async fn unsent_lines_compressed_while_down(name: &str, how: Rotate) -> Result<(
     expect_lines(&kinesis, name, &all, true)
         .await
         .with_context(|| s.agent_log("2"))?;
-    still_running(&mut agent, &s, "2")?;
+    s.still_running(&mut agent, "2")?;
     let said = s.agent_log("2");
     ensure!(
         said.contains("from its compressed copy"),
@@ -423,9 +389,7 @@ async fn unsent_lines_compressed_by_copytruncate_rotations_while_down_are_sent()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_created_later_is_picked_up() -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, "later", 1).await?;
+    let (moto, kinesis) = Moto::with_stream("later", 1).await?;
     let s = Setup::new(
         "later",
         &moto.endpoint(),
@@ -435,7 +399,7 @@ async fn a_directory_created_later_is_picked_up() -> Result<()> {
     )?;
     let mut agent = s.run("1")?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    still_running(&mut agent, &s, "1")?;
+    s.still_running(&mut agent, "1")?;
     let site = s.logs.join("sites/shop");
     fs::create_dir_all(&site)?;
     let reqs = requests("later", 300, loggen::now());
@@ -452,9 +416,7 @@ async fn a_file_it_may_not_read_is_reported_and_others_go_on() -> Result<()> {
         eprintln!("skipped: needs root to run the agent as nobody (chmod does not stop root)");
         return Ok(());
     }
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, "perm", 1).await?;
+    let (moto, kinesis) = Moto::with_stream("perm", 1).await?;
     let s = Setup::new("perm", &moto.endpoint(), "perm", "*.log", "    mode: raw\n")?;
     let open = requests("open", 200, loggen::now());
     let closed = requests("closed", 200, loggen::now());
@@ -471,7 +433,7 @@ async fn a_file_it_may_not_read_is_reported_and_others_go_on() -> Result<()> {
     // The test directory's parents must be searchable by nobody.
     let mut agent = s.run_as("1", Some(()))?;
     expect_lines(&kinesis, "perm", &open, true).await?;
-    still_running(&mut agent, &s, "1")?;
+    s.still_running(&mut agent, "1")?;
     let log = s.agent_log("1");
     let complaints = log
         .lines()
@@ -550,9 +512,7 @@ async fn a_full_or_read_only_state_directory_never_corrupts_the_checkpoint() -> 
         eprintln!("skipped: needs root to mount a tmpfs as the state directory");
         return Ok(());
     }
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, "state", 1).await?;
+    let (moto, kinesis) = Moto::with_stream("state", 1).await?;
     let s = Setup::new(
         "state",
         &moto.endpoint(),
@@ -610,7 +570,7 @@ async fn a_full_or_read_only_state_directory_never_corrupts_the_checkpoint() -> 
         checkpoint_offset(&s.state)? == good,
         "the checkpoint on disk is still the last good one"
     );
-    still_running(&mut agent, &s, "1")?;
+    s.still_running(&mut agent, "1")?;
 
     // Writable, with room again: the checkpoint catches up without a restart.
     fs_.remount("rw")?;
@@ -640,7 +600,7 @@ async fn a_full_or_read_only_state_directory_never_corrupts_the_checkpoint() -> 
     let mut agent = s.run("2")?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     expect_lines(&kinesis, "state", &want, true).await?;
-    still_running(&mut agent, &s, "2")?;
+    s.still_running(&mut agent, "2")?;
     stop(agent)
 }
 
@@ -648,9 +608,7 @@ async fn a_full_or_read_only_state_directory_never_corrupts_the_checkpoint() -> 
 /// (sending a few lines again, losing none); with both torn it still starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_checkpoint_falls_back_and_never_crash_loops() -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, "torn", 1).await?;
+    let (moto, kinesis) = Moto::with_stream("torn", 1).await?;
     let s = Setup::new("torn", &moto.endpoint(), "torn", "*.log", "    mode: raw\n")?;
     let log = s.logs.join("a.log");
     let agent = s.run("1")?;
@@ -671,7 +629,7 @@ async fn a_torn_checkpoint_falls_back_and_never_crash_loops() -> Result<()> {
     want.extend(while_down);
     let mut agent = s.run("2")?;
     let seen = expect_lines(&kinesis, "torn", &want, false).await?;
-    still_running(&mut agent, &s, "2")?;
+    s.still_running(&mut agent, "2")?;
     let dups: usize = seen.values().map(|n| n - 1).sum();
     ensure!(
         dups <= 100,
@@ -689,7 +647,7 @@ async fn a_torn_checkpoint_falls_back_and_never_crash_loops() -> Result<()> {
     fs::write(s.state.join("checkpoints.json.prev"), b"\0\0")?;
     let mut agent = s.run("3")?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    still_running(&mut agent, &s, "3")?;
+    s.still_running(&mut agent, "3")?;
     ensure!(
         s.agent_log("3").contains("starting without checkpoints"),
         "{}",
@@ -746,9 +704,7 @@ async fn clock_steps_forward_and_back_count_every_request_once() -> Result<()> {
         Path::new(LIBFAKETIME).exists(),
         "{LIBFAKETIME} is missing: apt-get install faketime"
     );
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, "clock", 1).await?;
+    let (moto, kinesis) = Moto::with_stream("clock", 1).await?;
     let s = Setup::new(
         "clock",
         &moto.endpoint(),
@@ -789,7 +745,7 @@ async fn clock_steps_forward_and_back_count_every_request_once() -> Result<()> {
     // had opened, so it would not be late, and the test failed whenever it
     // began in a minute's last seconds.
     append(&log, &text(&requests("c", 300, now)))?;
-    still_running(&mut agent, &s, "1")?;
+    s.still_running(&mut agent, "1")?;
     // Stopping flushes every open window.
     stop(agent)?;
     let (requests, rejected, late) = partial_totals(&kinesis, "clock").await?;

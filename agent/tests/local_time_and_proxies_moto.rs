@@ -10,48 +10,34 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use tailrace_logformat::LogTime;
 use tailrace_tests::loggen::now;
-use tailrace_tests::{child_env, create_stream, read_stream, AgentDir, ChildGuard, Moto};
+use tailrace_tests::{read_stream, spawn_logged, AgentDir, Moto};
 use tailrace_wire::{classify, ClientKey, Partial, RecordKind};
 
 const WINDOW: i64 = 60;
 const FORMAT: &str = r#"%a %l %u [%{%d/%b/%Y:%H:%M:%S}t] \"%r\" %>s %b \"%{X-Forwarded-For}i\""#;
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// `dd/Mon/yyyy:HH:MM:SS` of unix time `t` shifted by `offset` seconds.
-fn local_text(t: i64, offset: i64) -> String {
-    let l = t + offset;
-    let z = l.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let s = l.rem_euclid(86_400);
-    format!(
-        "{d:02}/{}/{y:04}:{:02}:{:02}:{:02}",
-        MONTHS[(m - 1) as usize],
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+/// `dd/Mon/yyyy:HH:MM:SS` of unix time `t` as a clock `offset` seconds east
+/// of UTC shows it: Apache's `%t` without its zone.
+fn local_text(t: i64, offset: i32) -> String {
+    let mut text = Vec::with_capacity(26);
+    LogTime {
+        unix_secs: t,
+        nanos: 0,
+        offset_secs: offset,
+    }
+    .write_clf(&mut text);
+    text.truncate(text.len() - " +0100".len());
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_time_east_of_utc_and_forwarded_clients() -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
     let stream = "local-time";
-    create_stream(&kinesis, stream, 1).await?;
+    let (moto, kinesis) = Moto::with_stream(stream, 1).await?;
     let a = AgentDir::new(
         "localtime",
         "host-tz",
@@ -85,30 +71,23 @@ async fn local_time_east_of_utc_and_forwarded_clients() -> Result<()> {
     }
     fs::write(&a.log, &text)?;
 
-    let child = Command::new(env!("CARGO_BIN_EXE_tailrace"))
-        .args(["run", "--config"])
-        .arg(&a.config)
-        .envs(child_env())
-        .env("TZ", "Etc/GMT-1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(a.dir.join("agent.log"))?)
-        .spawn()?;
-    let mut guard = ChildGuard(child);
+    let mut guard = spawn_logged(
+        a.command(Path::new(env!("CARGO_BIN_EXE_tailrace")))
+            .env("TZ", "Etc/GMT-1"),
+        &a.log_path("1"),
+    )?;
     // Wait (bounded) until every line was read, then stop: SIGTERM flushes windows.
     tailrace_tests::eventually(
         Duration::from_secs(30),
         "the agent to read the file",
-        || {
-            let state = a.dir.join("state");
-            async move { Ok(read_offset(&state).filter(|&o| o > 0).map(|_| ())) }
+        || async {
+            let read = a.checkpoint_offsets().into_iter().max();
+            Ok(read.filter(|&o| o > 0).map(|_| ()))
         },
     )
     .await
     .ok();
-    guard.signal("TERM")?;
-    let status = guard.wait_timeout(Duration::from_secs(25))?;
-    ensure!(status.success(), "agent exited with {status}");
+    guard.stop(Duration::from_secs(25))?;
 
     let mut got: BTreeMap<(i64, String), u64> = BTreeMap::new();
     let mut rejected = 0;
@@ -129,15 +108,4 @@ async fn local_time_east_of_utc_and_forwarded_clients() -> Result<()> {
     );
     let _ = fs::remove_dir_all(&a.dir);
     Ok(())
-}
-
-/// The highest offset in the checkpoint file, if any.
-fn read_offset(state: &Path) -> Option<u64> {
-    let text = fs::read_to_string(state.join("checkpoints.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["files"]
-        .as_array()?
-        .iter()
-        .filter_map(|f| f["offset"].as_u64())
-        .max()
 }

@@ -37,8 +37,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
-use tailrace_tests::loggen::{id_of, numbered_line};
-use tailrace_tests::{create_stream, read_stream, ChildGuard, Moto};
+use tailrace_tests::loggen::{id_of, numbered_lines};
+use tailrace_tests::{
+    create_stream, id_counts, read_stream, run_checked, until_stream, AgentDir, ChildGuard, Moto,
+};
 
 const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
@@ -221,12 +223,9 @@ impl Writer {
     }
 
     fn write(&mut self, n: usize) -> Result<()> {
-        let mut buf = String::new();
-        for _ in 0..n {
-            buf.push_str(&numbered_line(self.next));
-            self.next += 1;
-        }
-        self.file.write_all(buf.as_bytes())?;
+        self.file
+            .write_all(numbered_lines(self.next..self.next + n).as_bytes())?;
+        self.next += n;
         Ok(())
     }
 
@@ -251,17 +250,7 @@ fn logrotate(conf: &Path, state: &Path, dateext: bool, day: usize) -> Result<()>
             // to its output): only the date in the names is faked.
             .env("NO_FAKE_STAT", "1");
     }
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .context("running logrotate; apt-get install logrotate faketime")?;
-    ensure!(
-        out.status.success(),
-        "logrotate failed with {}: {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_checked(&mut cmd, "logrotate (apt-get install logrotate faketime)")?;
     Ok(())
 }
 
@@ -270,19 +259,10 @@ fn read_with_tool(path: &Path) -> Result<Vec<u8>> {
     let Some(c) = Compressor::of(path) else {
         return fs::read(path).with_context(|| format!("reading {}", path.display()));
     };
-    let out = Command::new(c.tool())
-        .arg("-dc")
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {} -dc {}", c.tool(), path.display()))?;
-    ensure!(
-        out.status.success(),
-        "{} -dc {}: {}",
-        c.tool(),
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_checked(
+        Command::new(c.tool()).arg("-dc").arg(path),
+        &format!("{} -dc {}", c.tool(), path.display()),
+    )?;
     Ok(out.stdout)
 }
 
@@ -309,32 +289,15 @@ fn ids_on_disk(logs: &Path) -> Result<BTreeSet<usize>> {
     Ok(ids)
 }
 
+/// How often each id is on `stream`.
 async fn shipped(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<HashMap<usize, usize>> {
-    let mut count = HashMap::new();
-    for r in read_stream(kinesis, stream).await? {
-        for l in tailrace_wire::raw::lines(&r.data) {
-            let id = id_of(l)
-                .with_context(|| format!("a line nobody wrote: {}", String::from_utf8_lossy(l)))?;
-            *count.entry(id).or_insert(0) += 1;
-        }
-    }
-    Ok(count)
+    id_counts(&read_stream(kinesis, stream).await?, id_of)
 }
 
-fn start_agent(dir: &Path, config: &Path, n: &mut usize) -> Result<ChildGuard> {
+/// Start the agent again; its log is `agent-<n>.log`.
+fn start_agent(a: &AgentDir, n: &mut usize) -> Result<ChildGuard> {
     *n += 1;
-    tailrace_tests::run_agent(
-        Path::new(env!("CARGO_BIN_EXE_tailrace")),
-        config,
-        &dir.join(format!("agent-{n}.log")),
-    )
-}
-
-fn stop_agent(agent: &mut ChildGuard) -> Result<()> {
-    agent.signal("TERM")?;
-    let status = agent.wait_timeout(Duration::from_secs(25))?;
-    ensure!(status.success(), "agent exited with {status}");
-    Ok(())
+    a.run(Path::new(env!("CARGO_BIN_EXE_tailrace")), &n.to_string())
 }
 
 async fn run_case(
@@ -346,33 +309,32 @@ async fn run_case(
 ) -> Result<Outcome> {
     create_stream(kinesis, name, 1).await?;
     let proxy = FaultProxy::start(&moto.endpoint(), Faults::none())?;
-    let dir = std::env::temp_dir().join(format!("tailrace-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    let logs = dir.join("logs");
+    let a = AgentDir::with_paths(
+        name,
+        "matrix",
+        &proxy.endpoint(),
+        "access.log",
+        &format!("    format: combined\n    start_at: beginning\n    stream: {name}\n    mode: raw\n    linger: 200ms\n"),
+    )?;
+    let dir = a.dir.clone();
+    let logs = a.logs();
     fs::create_dir_all(logs.join("old"))?;
     let conf = dir.join("logrotate.conf");
     fs::write(&conf, stanza.config(&logs))?;
     // logrotate ignores config files writable by group or others.
     fs::set_permissions(&conf, fs::Permissions::from_mode(0o644))?;
     let lr_state = dir.join("logrotate.state");
-    let config = dir.join("tailrace.yaml");
-    fs::write(
-        &config,
-        format!(
-            "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: matrix\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log\"]\n    format: combined\n    start_at: beginning\n    stream: {name}\n    mode: raw\n    linger: 200ms\n",
-            state = dir.join("state").display(),
-            endpoint = proxy.endpoint(),
-            logs = logs.display(),
-        ),
-    )?;
     let mut writer = Writer::open(&logs.join("access.log"))?;
     writer.write(30)?;
     let mut starts = 0;
-    let mut agent = Some(start_agent(&dir, &config, &mut starts)?);
-    tailrace_tests::eventually(Duration::from_secs(20), "the first lines shipped", || {
-        let kinesis = kinesis.clone();
-        async move { Ok((shipped(&kinesis, name).await?.len() >= 30).then_some(())) }
-    })
+    let mut agent = Some(start_agent(&a, &mut starts)?);
+    until_stream(
+        kinesis,
+        name,
+        Duration::from_secs(20),
+        "the first lines shipped",
+        |records| Ok((id_counts(&records, id_of)?.len() >= 30).then_some(())),
+    )
     .await?;
 
     match state {
@@ -382,8 +344,8 @@ async fn run_case(
             ..Faults::none()
         }),
         State::Stopped => {
-            if let Some(mut a) = agent.take() {
-                stop_agent(&mut a)?;
+            if let Some(mut agent) = agent.take() {
+                agent.stop(Duration::from_secs(25))?;
             }
         }
     }
@@ -402,27 +364,25 @@ async fn run_case(
     match state {
         State::Running => {}
         State::Outage => proxy.set_faults(Faults::none()),
-        State::Stopped => agent = Some(start_agent(&dir, &config, &mut starts)?),
+        State::Stopped => agent = Some(start_agent(&a, &mut starts)?),
     }
 
     let expected = ids_on_disk(&logs)?;
-    let waited = tailrace_tests::eventually(
+    let waited = until_stream(
+        kinesis,
+        name,
         Duration::from_secs(45),
         "every line on disk shipped",
-        || {
-            let kinesis = kinesis.clone();
-            let expected = &expected;
-            async move {
-                let got = shipped(&kinesis, name).await?;
-                Ok(expected.iter().all(|i| got.contains_key(i)).then_some(()))
-            }
+        |records| {
+            let got = id_counts(&records, id_of)?;
+            Ok(expected.iter().all(|i| got.contains_key(i)).then_some(()))
         },
     )
     .await;
-    if let Some(mut a) = agent.take() {
+    if let Some(mut agent) = agent.take() {
         // A clean stop flushes whatever is still in flight: duplicates,
         // if any, are on the stream after it.
-        stop_agent(&mut a)?;
+        agent.stop(Duration::from_secs(25))?;
     }
     let got = shipped(kinesis, name).await?;
     let written: BTreeSet<usize> = (0..writer.next).collect();
@@ -472,7 +432,7 @@ fn require_tools() -> Result<()> {
 async fn run_state(state: State) -> Result<()> {
     require_tools()?;
     let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    let kinesis = moto.kinesis().await;
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     for (i, stanza) in stanzas().iter().enumerate() {

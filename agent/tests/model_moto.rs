@@ -33,8 +33,8 @@ use flate2::read::MultiGzDecoder;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
-use tailrace_tests::loggen::{id_of, numbered_line as line};
-use tailrace_tests::{create_stream, read_stream, ChildGuard, Moto};
+use tailrace_tests::loggen::{id_of, numbered_line as line, numbered_lines};
+use tailrace_tests::{create_stream, id_counts, read_stream, AgentDir, ChildGuard, Moto};
 
 /// Seeds CI runs: regression seeds first, then a few more.
 /// - 4: an empty `access.log` created while the agent was down, renamed by
@@ -257,12 +257,9 @@ struct World<'a> {
 impl World<'_> {
     fn append(&mut self, n: usize) -> Result<()> {
         self.finish_partial()?;
-        let mut buf = String::new();
-        for _ in 0..n {
-            buf.push_str(&line(self.next));
-            self.next += 1;
-        }
-        self.writer.write_all(buf.as_bytes())?;
+        self.writer
+            .write_all(numbered_lines(self.next..self.next + n).as_bytes())?;
+        self.next += n;
         Ok(())
     }
 
@@ -498,17 +495,9 @@ fn memchr_last_nl(data: &[u8]) -> Option<usize> {
     data.iter().rposition(|&b| b == b'\n')
 }
 
+/// How often each id is on `stream`.
 async fn shipped(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Result<HashMap<usize, usize>> {
-    let mut count = HashMap::new();
-    for r in read_stream(kinesis, stream).await? {
-        for l in tailrace_wire::raw::lines(&r.data) {
-            let i = id_of(l).with_context(|| {
-                format!("unexpected line on stream: {}", String::from_utf8_lossy(l))
-            })?;
-            *count.entry(i).or_insert(0) += 1;
-        }
-    }
-    Ok(count)
+    id_counts(&read_stream(kinesis, stream).await?, id_of)
 }
 
 /// Each record on the stream as (first line's id, lines), in stream order:
@@ -542,23 +531,20 @@ async fn run_seed(
     let name = format!("model-{seed}");
     create_stream(kinesis, &name, 1).await?;
     let proxy = FaultProxy::start(&moto.endpoint(), Faults::none())?;
-    let dir = std::env::temp_dir().join(format!("tailrace-model-{seed}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    let logs = dir.join("logs");
-    fs::create_dir_all(&logs)?;
-    let live = logs.join("access.log");
-    let config = dir.join("tailrace.yaml");
-    fs::write(
-        &config,
-        format!(
-            "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: model\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log{star}\"]\n    format: combined\n    start_at: {start_at}\n    stream: {name}\n    mode: raw\n    linger: 200ms\n",
-            state = dir.join("state").display(),
-            endpoint = proxy.endpoint(),
-            logs = logs.display(),
-            star = if scheme.exact_glob { "" } else { "*" },
+    let a = AgentDir::with_paths(
+        &format!("model-{seed}"),
+        "model",
+        &proxy.endpoint(),
+        if scheme.exact_glob { "access.log" } else { "access.log*" },
+        &format!(
+            "    format: combined\n    start_at: {start_at}\n    stream: {name}\n    mode: raw\n    linger: 200ms\n",
             start_at = if scheme.start_at_end { "end" } else { "beginning" },
         ),
     )?;
+    let dir = a.dir.clone();
+    let logs = a.logs();
+    let live = a.log.clone();
+    let config = a.config.clone();
     let writer = OpenOptions::new().create(true).append(true).open(&live)?;
     let mut world = World {
         name: name.clone(),
@@ -689,7 +675,7 @@ async fn random_operation_sequences_lose_nothing() -> Result<()> {
 async fn run_seeds(default: &[u64]) -> Result<()> {
     let n_ops = tailrace_tests::env_or("TAILRACE_MODEL_OPS", 24)? as usize;
     let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    let kinesis = moto.kinesis().await;
     let mut failures = Vec::new();
     for seed in seeds(default)? {
         // Blocking file operations and sleeps: off the runtime's workers.

@@ -7,28 +7,22 @@
 //! chmod, that also stops root), and 200 again once each is repaired.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+use tailrace_tests::loggen;
 use tailrace_tests::{create_stream, eventually, free_port, metric_sum, read_stream, Moto};
 
 const STREAM: &str = "vis";
 const HOST: &str = "vis-host";
 const NAMESPACE: &str = "Tailrace/Test";
 
-fn line(i: usize) -> String {
-    format!("192.0.2.{} - - [25/Nov/2026:10:00:00 +0000] \"GET /vis/{i:06} HTTP/1.1\" 200 5 \"-\" \"t\"\n", i % 200)
-}
-
+/// Lines `from..to` of the flow, appended to `log`.
 fn append(log: &Path, from: usize, to: usize) -> Result<()> {
-    let mut f = OpenOptions::new().create(true).append(true).open(log)?;
-    let text: String = (from..to).map(line).collect();
-    f.write_all(text.as_bytes())?;
-    Ok(())
+    loggen::append(log, &loggen::tagged_lines("vis", from..to))
 }
 
 /// GET `url` with curl: (status, body).
@@ -101,11 +95,8 @@ async fn health_is(port: u16, code: u16, contains: &str) -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_status_match_independent_counts() -> Result<()> {
-    let moto = Moto::start()?;
-    let sdk = moto.sdk_config().await;
-    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
-    create_stream(&kinesis, STREAM, 1).await?;
+    let (moto, kinesis) = Moto::with_stream(STREAM, 1).await?;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await);
     let port = free_port()?;
     let a = tailrace_tests::AgentDir::new(
         "monitoring",
@@ -195,16 +186,7 @@ async fn metrics_health_and_status_match_independent_counts() -> Result<()> {
         Duration::from_secs(10),
         "status with last acknowledgements",
         || async {
-            let out = Command::new(env!("CARGO_BIN_EXE_tailrace"))
-                .args(["status", "--json", "--config"])
-                .arg(&a.config)
-                .output()?;
-            ensure!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let v = a.status(Path::new(env!("CARGO_BIN_EXE_tailrace")))?;
             let ready = v["files"][0]["last_acknowledged_at"].is_string()
                 && v["files"][0]["lag"] == 0
                 && v["flows"][0]["last_acknowledged_at"].is_string();
@@ -256,11 +238,7 @@ async fn metrics_health_and_status_match_independent_counts() -> Result<()> {
     health_is(port, 200, "ok").await?;
     ensure!(ckpt.is_file(), "the checkpoint is written again");
 
-    agent.signal("TERM")?;
-    ensure!(
-        agent.wait_timeout(Duration::from_secs(25))?.success(),
-        "agent did not stop cleanly"
-    );
+    agent.stop(Duration::from_secs(25))?;
     if std::env::var_os("KEEP").is_none() {
         let _ = fs::remove_dir_all(&a.dir);
     }

@@ -18,10 +18,14 @@ async fn lines_written_during_an_outage_arrive_afterwards() -> Result<()> {
         &format!("http://127.0.0.1:{port}"),
         "    format: combined\n    start_at: beginning\n    stream: outage\n    linger: 100ms\n",
     )?;
-    let (dir, config) = (a.dir.clone(), a.config.clone());
+    let dir = a.dir.clone();
     let mut agent = a.run(std::path::Path::new(env!("CARGO_BIN_EXE_tailrace")), "1")?;
     let lines: Vec<String> = (0..500)
-        .map(|i| format!("192.0.2.{} - - [25/Nov/2026:10:00:00 +0000] \"GET /outage/{i} HTTP/1.1\" 200 5 \"-\" \"t\"", i % 200))
+        .map(|i| {
+            tailrace_tests::loggen::tagged_line("outage", i)
+                .trim_end()
+                .to_string()
+        })
         .collect();
     fs::write(&a.log, lines.join("\n") + "\n")?;
     // Nothing listens for a while; then the server is up but the stream is
@@ -40,7 +44,7 @@ async fn lines_written_during_an_outage_arrive_afterwards() -> Result<()> {
         "agent exited during the outage"
     );
     let moto = Moto::start_on(port)?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    let kinesis = moto.kinesis().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     create_stream(&kinesis, "outage", 1).await?;
     let got = tailrace_tests::eventually(
@@ -74,27 +78,14 @@ async fn lines_written_during_an_outage_arrive_afterwards() -> Result<()> {
     );
     // `tailrace status` sees the running agent and nothing left to send.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tailrace"))
-        .args(["status", "--json", "--config"])
-        .arg(&config)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let status = a.status(std::path::Path::new(env!("CARGO_BIN_EXE_tailrace")))?;
     ensure!(status["agent_running"] == true, "status: {status}");
     let file = &status["files"][0];
     ensure!(
         file["state"] == "ok" && file["lag"] == 0,
         "status: {status}"
     );
-    agent.signal("TERM")?;
-    ensure!(
-        agent.wait_timeout(Duration::from_secs(25))?.success(),
-        "agent did not stop cleanly"
-    );
+    agent.stop(Duration::from_secs(25))?;
     let _ = fs::remove_dir_all(&dir);
     Ok(())
 }

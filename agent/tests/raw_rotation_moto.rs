@@ -11,7 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use tailrace_tests::{create_stream, read_stream, AgentDir, ChildGuard, Moto};
+use tailrace_tests::loggen;
+use tailrace_tests::{
+    has_every_id, raw_lines, read_stream, until_stream, AgentDir, ChildGuard, Moto,
+};
 
 const LINES: usize = 3000;
 
@@ -29,22 +32,24 @@ fn start_agent(s: &AgentDir, tag: &str) -> Result<ChildGuard> {
     s.run(Path::new(env!("CARGO_BIN_EXE_tailrace")), tag)
 }
 
+/// 25/Nov/2026 13:00:00 UTC, the hour the lines fall in.
+const HOUR: i64 = 1_795_611_600;
+
+/// A combined-format line with a unique, searchable request path (and
+/// quotes in it, which raw mode must ship as they are).
 fn line(i: usize) -> String {
-    // A combined-format line with a unique, searchable request path.
-    format!(
-        "10.1.{}.{} - - [25/Nov/2026:13:{:02}:{:02} +0000] \"GET /item/{i:06}?q=\\\"x\\\" HTTP/1.1\" 200 {} \"-\" \"bench/1.0\"\n",
-        i % 250,
-        i % 199,
-        (i / 60) % 60,
-        i % 60,
-        100 + i
+    loggen::combined_line(
+        &format!("10.1.{}.{}", i % 250, i % 199),
+        HOUR + ((i / 60) % 60 * 60 + i % 60) as i64,
+        &format!("/item/{i:06}?q=\\\"x\\\""),
+        200,
+        100 + i as u64,
+        "bench/1.0",
     )
 }
 
 fn id_of(line: &[u8]) -> Option<usize> {
-    let s = std::str::from_utf8(line).ok()?;
-    let at = s.find("/item/")? + 6;
-    s.get(at..at + 6)?.parse().ok()
+    loggen::item_id(line, 6)
 }
 
 #[derive(Clone, Copy)]
@@ -77,10 +82,7 @@ fn rotate(log: &Path, how: Rotation) -> Result<()> {
 }
 
 async fn scenario(name: &str, how: Rotation) -> Result<()> {
-    let moto = Moto::start()?;
-    let sdk = moto.sdk_config().await;
-    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-    create_stream(&kinesis, name, 2).await?;
+    let (moto, kinesis) = Moto::with_stream(name, 2).await?;
     let s = setup(name, &moto.endpoint())?;
 
     let mut agent = start_agent(&s, "1")?;
@@ -113,23 +115,14 @@ async fn scenario(name: &str, how: Rotation) -> Result<()> {
     drop(file);
 
     // Wait until every line is on the stream.
-    let records =
-        tailrace_tests::eventually(Duration::from_secs(60), "all lines on the stream", || {
-            let kinesis = kinesis.clone();
-            async move {
-                let records = read_stream(&kinesis, name).await?;
-                let mut seen = vec![false; LINES];
-                for r in &records {
-                    for l in tailrace_wire::raw::lines(&r.data) {
-                        if let Some(i) = id_of(l) {
-                            seen[i] = true;
-                        }
-                    }
-                }
-                Ok(seen.iter().all(|&b| b).then_some(records))
-            }
-        })
-        .await;
+    let records = until_stream(
+        &kinesis,
+        name,
+        Duration::from_secs(60),
+        "all lines",
+        |records| Ok(has_every_id(&records, LINES, id_of).then_some(records)),
+    )
+    .await;
     agent.signal("TERM")?;
     let status = agent.wait_timeout(Duration::from_secs(25))?;
     let records = records.with_context(|| format!("agent logs in {}", s.dir.display()))?;
@@ -196,9 +189,7 @@ async fn copytruncate_and_kill9_lose_nothing() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_copytruncate_copy_sends_each_line_once() -> Result<()> {
     let name = "slowcopy";
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, name, 1).await?;
+    let (moto, kinesis) = Moto::with_stream(name, 1).await?;
     let s = setup(name, &moto.endpoint())?;
     let mut agent = start_agent(&s, "1")?;
     let first: String = (0..100).map(line).collect();
@@ -220,19 +211,14 @@ async fn slow_copytruncate_copy_sends_each_line_once() -> Result<()> {
         .open(&s.log)?
         .write_all(second.as_bytes())?;
 
-    let records =
-        tailrace_tests::eventually(Duration::from_secs(30), "150 lines on the stream", || {
-            let kinesis = kinesis.clone();
-            async move {
-                let records = read_stream(&kinesis, name).await?;
-                let n: usize = records
-                    .iter()
-                    .map(|r| tailrace_wire::raw::lines(&r.data).count())
-                    .sum();
-                Ok((n >= 150).then_some(records))
-            }
-        })
-        .await?;
+    let records = until_stream(
+        &kinesis,
+        name,
+        Duration::from_secs(30),
+        "150 lines",
+        |records| Ok((raw_lines(&records).count() >= 150).then_some(records)),
+    )
+    .await?;
     // Give a wrong re-send time to show up.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let records = read_stream(&kinesis, name).await.map(|r| {
@@ -242,11 +228,7 @@ async fn slow_copytruncate_copy_sends_each_line_once() -> Result<()> {
             records
         }
     })?;
-    agent.signal("TERM")?;
-    ensure!(
-        agent.wait_timeout(Duration::from_secs(25))?.success(),
-        "agent did not stop cleanly"
-    );
+    agent.stop(Duration::from_secs(25))?;
     let mut seen = vec![0usize; 150];
     for r in &records {
         for l in tailrace_wire::raw::lines(&r.data) {
@@ -273,29 +255,19 @@ async fn slow_copytruncate_copy_sends_each_line_once() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_rotated_while_agent_down_is_drained() -> Result<()> {
     let name = "rotated-down";
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, name, 1).await?;
+    let (moto, kinesis) = Moto::with_stream(name, 1).await?;
     let s = setup(name, &moto.endpoint())?;
     // Only the live file matches: rotated copies are out of the glob.
     let text = fs::read_to_string(&s.config)?.replace("access.log*", "access.log");
     fs::write(&s.config, text)?;
     let mut agent = start_agent(&s, "1")?;
     fs::write(&s.log, (0..100).map(line).collect::<String>())?;
-    tailrace_tests::eventually(
+    until_stream(
+        &kinesis,
+        name,
         Duration::from_secs(20),
         "first lines acknowledged and checkpointed",
-        || {
-            let kinesis = kinesis.clone();
-            async move {
-                let n: usize = read_stream(&kinesis, name)
-                    .await?
-                    .iter()
-                    .map(|r| tailrace_wire::raw::lines(&r.data).count())
-                    .sum();
-                Ok((n >= 100).then_some(()))
-            }
-        },
+        |records| Ok((raw_lines(&records).count() >= 100).then_some(())),
     )
     .await?;
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -309,31 +281,16 @@ async fn file_rotated_while_agent_down_is_drained() -> Result<()> {
     fs::rename(&s.log, s.log.with_extension("log.1"))?;
     fs::write(&s.log, (150..200).map(line).collect::<String>())?;
     let mut agent = start_agent(&s, "2")?;
-    let records = tailrace_tests::eventually(Duration::from_secs(30), "all 200 lines", || {
-        let kinesis = kinesis.clone();
-        async move {
-            let records = read_stream(&kinesis, name).await?;
-            let mut seen = [false; 200];
-            for r in &records {
-                for l in tailrace_wire::raw::lines(&r.data) {
-                    if let Some(i) = id_of(l) {
-                        seen[i] = true;
-                    }
-                }
-            }
-            Ok(seen.iter().all(|&b| b).then_some(records))
-        }
-    })
+    let records = until_stream(
+        &kinesis,
+        name,
+        Duration::from_secs(30),
+        "all 200 lines",
+        |records| Ok(has_every_id(&records, 200, id_of).then_some(records)),
+    )
     .await?;
-    agent.signal("TERM")?;
-    ensure!(
-        agent.wait_timeout(Duration::from_secs(25))?.success(),
-        "agent did not stop cleanly"
-    );
-    let total: usize = records
-        .iter()
-        .map(|r| tailrace_wire::raw::lines(&r.data).count())
-        .sum();
+    agent.stop(Duration::from_secs(25))?;
+    let total = raw_lines(&records).count();
     ensure!(
         total == 200,
         "each line once expected after a clean checkpoint, got {total}"

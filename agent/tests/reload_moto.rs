@@ -7,27 +7,21 @@
 //! on the stream exactly once.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use tailrace_tests::{create_stream, eventually, read_stream, run_agent, Moto};
+use tailrace_tests::loggen;
+use tailrace_tests::{eventually, read_stream, run_agent, Moto};
 
 const STREAM: &str = "reload";
 
-fn line(flow: &str, i: usize) -> String {
-    format!("192.0.2.{} - - [25/Nov/2026:10:00:00 +0000] \"GET /{flow}/{i:06} HTTP/1.1\" 200 5 \"-\" \"t\"\n", i % 200)
-}
-
+/// Lines `from..to` of `flow`, appended to `log`.
 fn append(log: &Path, flow: &str, from: usize, to: usize) -> Result<()> {
-    let mut f = OpenOptions::new().create(true).append(true).open(log)?;
-    let text: String = (from..to).map(|i| line(flow, i)).collect();
-    f.write_all(text.as_bytes())?;
-    Ok(())
+    loggen::append(log, &loggen::tagged_lines(flow, from..to))
 }
 
 fn flow(dir: &Path, name: &str, extra: &str) -> String {
@@ -93,9 +87,7 @@ fn hup(pid: u32) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_removes_and_changes_flows_without_losing_or_repeating_lines() -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, STREAM, 2).await?;
+    let (moto, kinesis) = Moto::with_stream(STREAM, 2).await?;
     let dir: PathBuf = std::env::temp_dir().join(format!("tailrace-reload-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(dir.join("logs"))?;
@@ -229,11 +221,7 @@ async fn reload_adds_removes_and_changes_flows_without_losing_or_repeating_lines
             "flow {flow}: lines missing"
         );
     }
-    agent.signal("TERM")?;
-    ensure!(
-        agent.wait_timeout(Duration::from_secs(25))?.success(),
-        "agent did not stop cleanly"
-    );
+    agent.stop(Duration::from_secs(25))?;
     if std::env::var_os("KEEP").is_none() {
         let _ = fs::remove_dir_all(&dir);
     }

@@ -18,13 +18,13 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
-use tailrace_tests::loggen::{id_of, numbered_line};
-use tailrace_tests::{create_stream, read_stream, ChildGuard, Moto};
+use tailrace_tests::loggen::{id_of, numbered_lines};
+use tailrace_tests::{has_every_id, raw_lines, spawn_logged, until_stream, ChildGuard, Moto};
 
 const WATCHDOG: Duration = Duration::from_secs(2);
 
@@ -77,27 +77,22 @@ impl Manager {
 fn start(config: &Path, socket: &Path, wedge: &Path, log: &Path) -> Result<ChildGuard> {
     // systemd sets WATCHDOG_PID to the main process: a shell that execs
     // the agent gives it its own pid.
-    let child = Command::new("sh")
-        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" run --config \"$1\""])
-        .arg(env!("CARGO_BIN_EXE_tailrace"))
-        .arg(config)
-        .envs(tailrace_tests::child_env())
-        .env("NOTIFY_SOCKET", socket)
-        .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string())
-        .env("TAILRACE_TEST_WEDGE_FILE", wedge)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(log)?)
-        .spawn()
-        .context("starting tailrace")?;
-    Ok(ChildGuard(child))
+    spawn_logged(
+        Command::new("sh")
+            .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" run --config \"$1\""])
+            .arg(env!("CARGO_BIN_EXE_tailrace"))
+            .arg(config)
+            .envs(tailrace_tests::child_env())
+            .env("NOTIFY_SOCKET", socket)
+            .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string())
+            .env("TAILRACE_TEST_WEDGE_FILE", wedge),
+        log,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wedged_agent_stops_pinging_and_a_restart_loses_nothing() -> Result<()> {
-    let moto = Moto::start()?;
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    create_stream(&kinesis, "watchdog", 1).await?;
+    let (moto, kinesis) = Moto::with_stream("watchdog", 1).await?;
     let proxy = FaultProxy::start(&moto.endpoint(), Faults::none())?;
     let a = tailrace_tests::AgentDir::new(
         "watchdog",
@@ -111,12 +106,8 @@ async fn a_wedged_agent_stops_pinging_and_a_restart_loses_nothing() -> Result<()
     let mut log = OpenOptions::new().create(true).append(true).open(&a.log)?;
     let mut next = 0usize;
     let mut write = |n: usize| -> Result<()> {
-        let mut buf = String::new();
-        for _ in 0..n {
-            buf.push_str(&numbered_line(next));
-            next += 1;
-        }
-        log.write_all(buf.as_bytes())?;
+        log.write_all(numbered_lines(next..next + n).as_bytes())?;
+        next += n;
         Ok(())
     };
     write(100)?;
@@ -167,23 +158,16 @@ async fn a_wedged_agent_stops_pinging_and_a_restart_loses_nothing() -> Result<()
     manager.expect("WATCHDOG=1", WATCHDOG)?;
 
     let total = next;
-    tailrace_tests::eventually(
+    until_stream(
+        &kinesis,
+        "watchdog",
         Duration::from_secs(45),
         "every line shipped after the restart",
-        || {
-            let kinesis = kinesis.clone();
-            async move {
-                let mut seen = vec![false; total];
-                for r in read_stream(&kinesis, "watchdog").await? {
-                    for l in tailrace_wire::raw::lines(&r.data) {
-                        let id = id_of(l).context("a line nobody wrote")?;
-                        if let Some(s) = seen.get_mut(id) {
-                            *s = true;
-                        }
-                    }
-                }
-                Ok(seen.iter().all(|&s| s).then_some(()))
+        |records| {
+            for l in raw_lines(&records) {
+                id_of(l).context("a line nobody wrote")?;
             }
+            Ok(has_every_id(&records, total, id_of).then_some(()))
         },
     )
     .await?;

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use tailrace_tests::run_checked;
 
 /// Where Debian installs the server binary and its modules.
 const APACHE2: &str = "/usr/sbin/apache2";
@@ -323,21 +324,14 @@ impl Logrotate {
 
     /// `logrotate -f -s <state> <conf>`.
     pub fn force(&self) -> Result<()> {
-        let out = Command::new("logrotate")
-            .arg("-f")
-            .arg("-s")
-            .arg(&self.state)
-            .arg(&self.conf)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running logrotate; run `{INSTALL}`"))?;
-        ensure!(
-            out.status.success(),
-            "logrotate failed with {}: {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_checked(
+            Command::new("logrotate")
+                .arg("-f")
+                .arg("-s")
+                .arg(&self.state)
+                .arg(&self.conf),
+            &format!("logrotate (`{INSTALL}`)"),
+        )?;
         Ok(())
     }
 }
@@ -363,17 +357,10 @@ pub fn log_files(logs: &Path) -> Result<Vec<PathBuf>> {
 /// The bytes of a log file; `.gz` files are decompressed with `zcat`.
 pub fn read_log(path: &Path) -> Result<Vec<u8>> {
     if path.extension().is_some_and(|e| e == "gz") {
-        let out = Command::new("zcat")
-            .arg(path)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running zcat {}", path.display()))?;
-        ensure!(
-            out.status.success(),
-            "zcat {} failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run_checked(
+            Command::new("zcat").arg(path),
+            &format!("zcat {}", path.display()),
+        )?;
         Ok(out.stdout)
     } else {
         fs::read(path).with_context(|| format!("reading {}", path.display()))
