@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
 use common::*;
-use tailrace_tests::{create_stream, eventually, metric_sum, put_object, ChildGuard, Moto};
+use tailrace_tests::{create_stream, eventually, metric_sum, put_object, Moto, Piped};
 use tailrace_wire::kpl::{aggregate, KplRecord};
 
 const META_V1: &str = "\
@@ -111,38 +110,12 @@ async fn consume_counts_every_kind_and_follows_the_rewritten_file() -> anyhow::R
     .await?;
     assert!(n > 200);
 
-    let exe = env!("CARGO_BIN_EXE_tailrace-aggregator");
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        "consume",
-        "--stream",
-        "logs",
-        "--metadata",
-        META_URL,
-        "--endpoint-url",
-        &moto.endpoint(),
-        "--exit-when-idle",
-        "6s",
-        "--poll-interval",
-        "200ms",
-    ])
-    .env("TAILRACE_NAMESPACE", NAMESPACE)
-    .env("TAILRACE_METADATA_TTL", "0s")
-    .env_remove("RUST_LOG")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    for (k, v) in moto.child_env() {
-        cmd.env(k, v);
-    }
-    let mut child = ChildGuard(cmd.spawn()?);
-    let mut pipe = child.0.stderr.take().expect("stderr is piped");
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    });
+    let consumer = Piped::spawn(
+        aggregator_cli(&moto, &["consume", "--stream", "logs"])
+            .args(["--exit-when-idle", "6s", "--poll-interval", "200ms"])
+            .env("TAILRACE_NAMESPACE", NAMESPACE)
+            .env("TAILRACE_METADATA_TTL", "0s"),
+    )?;
 
     // Wait until window 1 is published, then rewrite the file and write window 2.
     let shop = [("Service", "web"), ("SourceApplication", "shop")];
@@ -167,8 +140,8 @@ async fn consume_counts_every_kind_and_follows_the_rewritten_file() -> anyhow::R
     .await?;
     expect(&mut expected, w2, "web", &r2, &map_v2);
 
-    let status = child.wait_timeout(Duration::from_secs(90))?;
-    let stderr = reader.join().unwrap_or_default();
+    let out = consumer.wait(Duration::from_secs(90))?;
+    let (status, stderr) = (out.status, String::from_utf8_lossy(&out.stderr));
     assert!(status.success(), "consume exited with {status}: {stderr}");
     assert!(stderr.contains("poison record skipped"), "{stderr}");
     assert!(stderr.contains("who do I call"), "{stderr}");

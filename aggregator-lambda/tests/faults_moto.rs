@@ -196,10 +196,7 @@ async fn exhausted_retries_fail_exactly_the_records_behind_the_failed_units() ->
     eprintln!("first attempt: {:?}, {:?}", t.elapsed(), first.stats);
     assert_eq!(
         first.failed,
-        vec![
-            batch[1].sequence_number.clone(),
-            batch[2].sequence_number.clone()
-        ],
+        sequence_numbers(&batch, &[1, 2]),
         "exactly the records behind the omega units: {:?} {:?}",
         first.stats,
         proxy.counts()

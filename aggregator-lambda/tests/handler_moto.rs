@@ -261,13 +261,7 @@ async fn no_metadata_ever_fails_the_batch_and_cloudwatch_down_fails_contributors
         ),
     ];
     let out = handler.handle(&batch).await;
-    assert_eq!(
-        out.failed,
-        vec![
-            batch[0].sequence_number.clone(),
-            batch[2].sequence_number.clone()
-        ]
-    );
+    assert_eq!(out.failed, sequence_numbers(&batch, &[0, 2]));
     assert_eq!(out.stats.poison, 1);
     Ok(())
 }

@@ -16,7 +16,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
@@ -25,7 +24,7 @@ use tailrace_aggregator::handler::Handler;
 use tailrace_aggregator::idempotency::{Claim, ClaimStore, Finish, DEFAULT_RETENTION};
 use tailrace_aggregator::merge::{GroupMask, PartialId};
 use tailrace_tests::cloudwatch_proxy::CloudWatchProxy;
-use tailrace_tests::{create_stream, put_object, ChildGuard, Moto};
+use tailrace_tests::{create_stream, put_object, Moto, Piped};
 
 const TABLE: &str = "tailrace-claims";
 
@@ -102,10 +101,7 @@ async fn a_retry_on_another_environment_after_a_half_publish_and_a_metadata_chan
     let out = first.handle(&batch).await;
     assert_eq!(
         out.failed,
-        vec![
-            batch[1].sequence_number.clone(),
-            batch[2].sequence_number.clone()
-        ],
+        sequence_numbers(&batch, &[1, 2]),
         "{:?}",
         out.stats
     );
@@ -237,7 +233,7 @@ async fn a_record_whose_partial_another_attempt_holds_fails_then_counts_once() -
         panic!("granted");
     };
     let out = env.handle(&batch).await;
-    assert_eq!(out.failed, vec![batch[0].sequence_number.clone()]);
+    assert_eq!(out.failed, sequence_numbers(&batch, &[0]));
     assert_eq!(out.stats.busy, 1);
     assert_eq!(out.stats.datums, 0);
     // It finishes without having published anything (its publish failed
@@ -274,41 +270,14 @@ async fn put(kinesis: &aws_sdk_kinesis::Client, key: &str, data: Vec<u8>) -> any
     Ok(())
 }
 
-fn consumer(moto: &Moto) -> anyhow::Result<(ChildGuard, std::thread::JoinHandle<String>)> {
-    let exe = env!("CARGO_BIN_EXE_tailrace-aggregator");
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        "consume",
-        "--stream",
-        "logs",
-        "--metadata",
-        META_URL,
-        "--endpoint-url",
-        &moto.endpoint(),
-        "--exit-when-idle",
-        "5s",
-        "--poll-interval",
-        "200ms",
-        "--idempotency-table",
-        TABLE,
-    ])
-    .env("TAILRACE_NAMESPACE", NAMESPACE)
-    .env_remove("RUST_LOG")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    for (k, v) in moto.child_env() {
-        cmd.env(k, v);
-    }
-    let mut child = ChildGuard(cmd.spawn()?);
-    let mut pipe = child.0.stderr.take().expect("stderr is piped");
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    });
-    Ok((child, reader))
+/// `tailrace-aggregator consume` with claims in `TABLE`, exiting when idle.
+fn consumer(moto: &Moto) -> anyhow::Result<Piped> {
+    Piped::spawn(
+        aggregator_cli(moto, &["consume", "--stream", "logs"])
+            .args(["--exit-when-idle", "5s", "--poll-interval", "200ms"])
+            .args(["--idempotency-table", TABLE])
+            .env("TAILRACE_NAMESPACE", NAMESPACE),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,13 +310,13 @@ async fn two_consumers_of_the_same_stream_count_every_request_once() -> anyhow::
     }
     // The table does not exist yet: the first consumer creates it (the
     // second may find it being created, or created).
-    let (mut a, log_a) = consumer(&moto)?;
-    let (mut b, log_b) = consumer(&moto)?;
-    let status_a = a.wait_timeout(Duration::from_secs(120))?;
-    let status_b = b.wait_timeout(Duration::from_secs(120))?;
+    let (a, b) = (consumer(&moto)?, consumer(&moto)?);
+    let a = a.wait(Duration::from_secs(120))?;
+    let b = b.wait(Duration::from_secs(120))?;
+    let (status_a, status_b) = (a.status, b.status);
     let (log_a, log_b) = (
-        log_a.join().unwrap_or_default(),
-        log_b.join().unwrap_or_default(),
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr),
     );
     assert!(status_a.success(), "consumer A: {status_a}: {log_a}");
     assert!(status_b.success(), "consumer B: {status_b}: {log_b}");

@@ -6,105 +6,33 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use common::*;
 use serde_json::json;
 use tailrace_aggregator::handler::InputRecord;
 use tailrace_aggregator::inventory::{updater_from_env, validate};
 use tailrace_aggregator::metadata::Metadata;
-use tailrace_tests::{metric_sum, put_object, Moto};
+use tailrace_tests::ec2::{ami, launch_one as launch, owner_tags};
+use tailrace_tests::{get_object, metric_sum, put_object, Moto, Piped};
 
 /// People's rows: the updater must keep them byte for byte.
 const HAND: &str =
     "ip_or_cidr,application,contact\n# partners\n192.0.2.0/24,partner-api,\"Partners, Inc.\"\n";
 
-async fn ami(ec2: &aws_sdk_ec2::Client) -> Result<String> {
-    let images = ec2.describe_images().send().await?;
-    images
-        .images()
-        .iter()
-        .find_map(|i| i.image_id().map(str::to_string))
-        .context("moto lists no AMI")
-}
-
-/// Launch one instance with these tags: its id and private address.
-async fn launch(
-    ec2: &aws_sdk_ec2::Client,
-    ami: &str,
-    tags: &[(&str, &str)],
-) -> Result<(String, String)> {
-    let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
-    for (k, v) in tags {
-        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
-    }
-    let out = ec2
-        .run_instances()
-        .image_id(ami)
-        .min_count(1)
-        .max_count(1)
-        .instance_type(InstanceType::T2Micro)
-        .tag_specifications(spec.build())
-        .send()
-        .await
-        .context("RunInstances")?;
-    let i = out.instances().first().context("no instance")?;
-    Ok((
-        i.instance_id().context("no id")?.to_string(),
-        i.private_ip_address().context("no address")?.to_string(),
-    ))
-}
-
+/// The metadata file's text and ETag.
 async fn read(s3: &aws_sdk_s3::Client) -> Result<(String, String)> {
-    let o = s3
-        .get_object()
-        .bucket(META_BUCKET)
-        .key(META_KEY)
-        .send()
-        .await
-        .context("GetObject")?;
-    let etag = o.e_tag().unwrap_or_default().to_string();
-    let body = o.body.collect().await?.into_bytes();
-    Ok((String::from_utf8(body.to_vec())?, etag))
+    get_object(s3, META_BUCKET, META_KEY).await
 }
 
 /// `tailrace-aggregator inventory sync` with `extra` arguments; killed
 /// after 60 s.
 fn sync(moto: &Moto, extra: &[&str]) -> Result<Output> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tailrace-aggregator"));
-    cmd.args([
-        "inventory",
-        "sync",
-        "--metadata",
-        META_URL,
-        "--endpoint-url",
-        &moto.endpoint(),
-    ])
-    .args(extra)
-    .env_remove("RUST_LOG")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    for (k, v) in moto.child_env() {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().context("starting tailrace-aggregator")?;
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(out) => Ok(out?),
-        Err(_) => {
-            // Only the child this test started.
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            bail!("inventory sync did not finish within 60 s")
-        }
-    }
+    Piped::spawn(aggregator_cli(moto, &["inventory", "sync"]).args(extra))?
+        .wait(Duration::from_secs(60))
+        .context("inventory sync did not finish within 60 s")
 }
 
 fn text(b: &[u8]) -> String {
@@ -118,15 +46,7 @@ async fn inventory_sync_cli_dry_run_write_and_a_broken_file() -> Result<()> {
     let s3 = metadata_file(&moto, HAND).await?;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let ami = ami(&ec2).await?;
-    let (web, web_ip) = launch(
-        &ec2,
-        &ami,
-        &[
-            ("tailrace:application", "web"),
-            ("tailrace:contact", "Doe, \"Jane\""),
-        ],
-    )
-    .await?;
+    let (web, web_ip) = launch(&ec2, &ami, &owner_tags("web", "Doe, \"Jane\"")).await?;
     let (bare, _) = launch(&ec2, &ami, &[("Name", "bastion")]).await?;
     let (_, etag0) = read(&s3).await?;
 
@@ -190,11 +110,7 @@ fn unix_now() -> i64 {
 fn line(seq: u64, ip: &str, time: i64) -> InputRecord {
     record(
         seq,
-        format!(
-            "{ip} - - [{}] \"GET / HTTP/1.1\" 200 10 \"-\" \"test\"\n",
-            clf_time(time)
-        )
-        .into_bytes(),
+        tailrace_tests::loggen::combined_line(ip, time, "/", 200, 10, "test").into_bytes(),
     )
 }
 
@@ -242,15 +158,7 @@ async fn new_instance_is_attributed_once_the_updater_wrote_the_file() -> Result<
     assert!(warm.failed.is_empty());
 
     let launched = Instant::now();
-    let (id, ip) = launch(
-        &ec2,
-        &ami,
-        &[
-            ("tailrace:application", "fresh"),
-            ("tailrace:contact", "fresh@example.com"),
-        ],
-    )
-    .await?;
+    let (id, ip) = launch(&ec2, &ami, &owner_tags("fresh", "fresh@example.com")).await?;
     // The instance serves before its launch event reaches the updater.
     seq += 1;
     let early = aggregator.handle(&[line(seq, &ip, unix_now())]).await;

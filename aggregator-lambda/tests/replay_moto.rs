@@ -9,14 +9,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
 use common::*;
 use tailrace_aggregator::handler::{Handler, InputRecord};
 use tailrace_aggregator::idempotency::{ClaimStore, DEFAULT_RETENTION};
-use tailrace_tests::{create_stream, free_port, ChildGuard, Moto};
+use tailrace_tests::{create_stream, free_port, Moto, Piped};
 
 const TABLE: &str = "tailrace-claims";
 const META: &str = "\
@@ -39,39 +38,17 @@ async fn lambda(moto: &Moto, cloudwatch: &str) -> anyhow::Result<Handler> {
 
 /// Run `tailrace-aggregator replay ARGS`; its exit status and stdout.
 fn replay(moto: &Moto, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tailrace-aggregator"));
-    cmd.arg("replay")
-        .args(["--metadata", META_URL, "--endpoint-url", &moto.endpoint()])
-        .args(["--idempotency-table", TABLE])
-        .args(args)
-        .env("TAILRACE_NAMESPACE", NAMESPACE)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in moto.child_env() {
-        cmd.env(k, v);
-    }
-    let mut child = ChildGuard(cmd.spawn()?);
-    let mut out = child.0.stdout.take().expect("piped");
-    let mut err = child.0.stderr.take().expect("piped");
-    let out = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = child.wait_timeout(Duration::from_secs(120))?;
+    let out = Piped::spawn(
+        aggregator_cli(moto, &["replay"])
+            .args(["--idempotency-table", TABLE])
+            .args(args)
+            .env("TAILRACE_NAMESPACE", NAMESPACE),
+    )?
+    .wait(Duration::from_secs(120))?;
     Ok((
-        status.success(),
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
 }
 

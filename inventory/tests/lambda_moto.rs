@@ -64,16 +64,7 @@ async fn handler_follows_events_and_survives_bad_input() -> Result<()> {
     let ami = ami(&ec2).await?;
 
     // No file yet: the launch event creates it (If-None-Match: *).
-    let a = launch(
-        &ec2,
-        &ami,
-        1,
-        &[
-            ("tailrace:application", "web"),
-            ("tailrace:contact", "a,b \"c\""),
-        ],
-    )
-    .await?;
+    let a = launch(&ec2, &ami, 1, &owner_tags("web", "a,b \"c\"")).await?;
     let ip = addresses(&ec2).await?[&a[0]][0];
     let out = handle(
         &updater,

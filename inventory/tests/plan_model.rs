@@ -9,25 +9,17 @@
 //! grace lasts; else the hand-written rows (an exact hand-written row always
 //! wins); else `unknown`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::validate;
 use proptest::prelude::*;
 use tailrace_aggregator::metadata::Metadata;
 use tailrace_inventory::owner::{self, TagKeys};
-use tailrace_inventory::plan::{plan, FileError, Instance, Observation, State};
-
-fn validate(text: &str) -> Vec<FileError> {
-    Metadata::parse(text)
-        .errors
-        .into_iter()
-        .map(|e| FileError {
-            row: e.row,
-            reason: e.reason,
-        })
-        .collect()
-}
+use tailrace_inventory::plan::{plan, Instance, Observation, State};
 
 const HAND: &str = "# people's rows\nip_or_cidr,application,contact\n10.0.0.0/16,corp,\"corp, net\"\n10.0.0.3,pinned,p@x\n";
 const POOL: [&str; 6] = [

@@ -1,24 +1,16 @@
 //! The planner's rules one at a time: grace, address reuse, reconcile,
 //! precedence of people's rows, and files it must refuse to touch.
 
+mod common;
+
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::validate;
 use tailrace_aggregator::metadata::Metadata;
 use tailrace_inventory::owner::Owner;
-use tailrace_inventory::plan::{plan, FileError, Instance, Observation, PlanError, State};
+use tailrace_inventory::plan::{plan, Instance, Observation, PlanError, State};
 use tailrace_inventory::section::NEW_FILE_HEAD;
-
-fn validate(text: &str) -> Vec<FileError> {
-    Metadata::parse(text)
-        .errors
-        .into_iter()
-        .map(|e| FileError {
-            row: e.row,
-            reason: e.reason,
-        })
-        .collect()
-}
 
 fn t(s: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_764_000_000 + s)

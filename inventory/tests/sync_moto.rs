@@ -45,24 +45,12 @@ async fn sync_races_and_grace_against_moto() -> Result<()> {
 
     // Tagged, tricky-tagged, untagged, and two Auto Scaling groups (one
     // tagged, one not: its name is the application).
-    let web = launch(
-        &ec2,
-        &ami,
-        2,
-        &[
-            ("tailrace:application", "web"),
-            ("tailrace:contact", "web@example.com"),
-        ],
-    )
-    .await?;
+    let web = launch(&ec2, &ami, 2, &owner_tags("web", "web@example.com")).await?;
     let tricky = launch(
         &ec2,
         &ami,
         1,
-        &[
-            ("tailrace:application", "pay, \"eu\" café"),
-            ("tailrace:contact", "Doe, \"Jane\" — nuit"),
-        ],
+        &owner_tags("pay, \"eu\" café", "Doe, \"Jane\" — nuit"),
     )
     .await?;
     // 2,000 characters: the application is cut to CloudWatch's 1,024 (real
@@ -70,16 +58,7 @@ async fn sync_races_and_grace_against_moto() -> Result<()> {
     // updater must not rely on either), the contact is kept whole.
     let long_app = "x".repeat(2000);
     let long_contact = format!("night shift, {}", "é".repeat(1986));
-    let long = launch(
-        &ec2,
-        &ami,
-        1,
-        &[
-            ("tailrace:application", &long_app),
-            ("tailrace:contact", &long_contact),
-        ],
-    )
-    .await?;
+    let long = launch(&ec2, &ami, 1, &owner_tags(&long_app, &long_contact)).await?;
     let untagged = launch(&ec2, &ami, 1, &[("Name", "bastion")]).await?;
     asg.create_launch_configuration()
         .launch_configuration_name("lc")
@@ -204,10 +183,7 @@ async fn sync_races_and_grace_against_moto() -> Result<()> {
         &ec2,
         &ami,
         N as i32,
-        &[
-            ("tailrace:application", "burst"),
-            ("tailrace:contact", "burst@example.com"),
-        ],
+        &owner_tags("burst", "burst@example.com"),
     )
     .await?;
     let addrs = addresses(&ec2).await?;

@@ -16,6 +16,7 @@ use tailrace_aggregator::decode::Decoder;
 use tailrace_aggregator::handler::{Handler, InputRecord};
 use tailrace_aggregator::metadata_source::MetadataSource;
 use tailrace_aggregator::publish::{Publisher, RetryPolicy};
+use tailrace_tests::loggen::{clf_time, combined_line};
 use tailrace_tests::{put_object, s3_client, sdk_config_for, Moto};
 use tailrace_wire::{ClientKey, ClientStats, Partial};
 
@@ -48,12 +49,33 @@ pub fn record(seq: u64, data: Vec<u8>) -> InputRecord {
     }
 }
 
+/// The sequence numbers of `batch[i]` for each `i` of `which`, in that
+/// order (what a handler's `failed` must say).
+pub fn sequence_numbers(batch: &[InputRecord], which: &[usize]) -> Vec<String> {
+    which
+        .iter()
+        .map(|&i| batch[i].sequence_number.clone())
+        .collect()
+}
+
 /// Create the bucket and write the metadata file `csv`; the S3 client.
 pub async fn metadata_file(moto: &Moto, csv: &str) -> anyhow::Result<aws_sdk_s3::Client> {
     let s3 = s3_client(&moto.sdk_config().await);
     s3.create_bucket().bucket(META_BUCKET).send().await?;
     put_object(&s3, META_BUCKET, META_KEY, csv).await?;
     Ok(s3)
+}
+
+/// `tailrace-aggregator <words> --metadata s3://meta/apps.csv
+/// --endpoint-url <moto>` with dummy credentials and without the caller's
+/// `RUST_LOG`; start it with [`tailrace_tests::Piped::spawn`].
+pub fn aggregator_cli(moto: &Moto, words: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tailrace-aggregator"));
+    cmd.args(words)
+        .args(["--metadata", META_URL, "--endpoint-url", &moto.endpoint()])
+        .env_remove("RUST_LOG")
+        .envs(moto.child_env());
+    cmd
 }
 
 /// Settings reading `s3://meta/apps.csv` afresh for every batch (TTL 0).
@@ -181,22 +203,10 @@ pub fn partial_of(
 
 /// Apache `combined` lines for these requests at `time` (Unix seconds).
 pub fn combined_lines(requests: &[Req], time: i64) -> String {
-    let mut out = String::new();
-    for r in requests {
-        let bytes = if r.bytes == 0 {
-            "-".to_string()
-        } else {
-            r.bytes.to_string()
-        };
-        out.push_str(&format!(
-            "{} - - [{}] \"GET /x HTTP/1.1\" {} {} \"-\" \"test\"\n",
-            r.ip,
-            clf_time(time),
-            r.status,
-            bytes
-        ));
-    }
-    out
+    requests
+        .iter()
+        .map(|r| combined_line(r.ip, time, "/x", r.status, r.bytes, "test"))
+        .collect()
 }
 
 /// Kinesis Agent `LOGTOJSON` (COMBINEDAPACHELOG) objects for these requests.
@@ -217,17 +227,6 @@ pub fn agent_json(requests: &[Req], time: i64) -> String {
         ));
     }
     out
-}
-
-/// `10/Oct/2000:13:55:36 +0000` for Unix seconds.
-pub fn clf_time(secs: i64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let iso = tailrace_aggregator::handler::rfc3339(secs); // YYYY-MM-DDTHH:MM:SSZ
-    let (y, m, d) = (&iso[0..4], &iso[5..7], &iso[8..10]);
-    let month = MONTHS[m.parse::<usize>().expect("month") - 1];
-    format!("{d}/{month}/{y}:{} +0000", &iso[11..19])
 }
 
 /// Expected totals of one (window, service, application).
