@@ -35,18 +35,29 @@
 //! # Where a new test goes
 //!
 //! - A test of one crate's behaviour goes in that crate: a unit test next to
-//!   the code when it needs no process or server, else a file in
-//!   `<crate>/tests/`, one file per topic (`faults_moto.rs`, `reload_moto.rs`,
-//!   …; `_moto` when it starts moto_server). Add to the topic's file when
-//!   there is one; a new topic is a new file.
+//!   the code when it needs no process or server; else a module of the
+//!   crate's one integration-test binary, `<crate>/tests/it/` (agent,
+//!   aggregator, inventory), one file per topic (`faults_moto.rs`,
+//!   `reload_moto.rs`, …; `_moto` when it starts moto_server), declared in
+//!   `it/main.rs`. Add to the topic's file when there is one; a new topic is
+//!   a new file. One binary per crate, as ripgrep does: each of these links
+//!   the AWS SDK, and linking it once instead of once per topic is most of
+//!   what building the tests costs. nextest still runs every test in its own
+//!   process; pick a topic with `-E 'test(/^model_moto::/)'`, or
+//!   `cargo test -p tailrace-agent --test it model_moto::`.
+//! - A test gets its own binary only when it changes the process for
+//!   everything else in it: `agent/tests/nofile.rs` (the open-files limit),
+//!   `logformat/tests/no_alloc.rs` (a counting global allocator). logformat
+//!   and wire keep a binary per file: they link no SDK, so there is little
+//!   to save.
 //! - A test that crosses crates (agent → Kinesis → aggregator → CloudWatch)
 //!   goes in `tests/tests/` here.
 //! - A helper used by one test file stays in that file. Used by two files of
-//!   one crate, it moves to that crate's `tests/common/` (aggregator,
-//!   inventory) or `tests/support/` (agent: httpd and logrotate). Used by two
-//!   crates, or by a test and the bench, it moves here, with a doc comment,
-//!   and no `unwrap()` on what it reads from outside: return an error with
-//!   context (a failing test then says what it was doing).
+//!   one crate, it moves to that crate's `tests/it/common/` (aggregator,
+//!   inventory) or `tests/it/support/` (agent: httpd and logrotate). Used by
+//!   two crates, or by a test and the bench, it moves here, with a doc
+//!   comment, and no `unwrap()` on what it reads from outside: return an
+//!   error with context (a failing test then says what it was doing).
 //! - Before adding a helper, look here and in the crate's shared module:
 //!   `duplicates --change` lists what a change wrote again.
 

@@ -2,10 +2,8 @@
 //! launch and terminate events, the schedule, malformed events, instances
 //! without tags or addresses, and a file a person broke (kept as it is).
 
-mod common;
-
+use crate::common::*;
 use anyhow::{Context, Result};
-use common::*;
 use serde_json::json;
 use tailrace_aggregator::metadata::Metadata;
 use tailrace_inventory::ec2::Fleet;
@@ -13,7 +11,6 @@ use tailrace_inventory::lambda::{handle, Updater};
 use tailrace_inventory::owner::TagKeys;
 use tailrace_inventory::store::Location;
 use tailrace_inventory::sync::Options;
-use tailrace_tests::{s3_client, Moto};
 
 const BUCKET: &str = "meta";
 const KEY: &str = "inventory/metadata.csv";
@@ -42,15 +39,7 @@ fn asg_event(detail_type: &str, id: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_follows_events_and_survives_bad_input() -> Result<()> {
-    let moto = Moto::start()?;
-    let sdk = moto.sdk_config().await;
-    let s3 = s3_client(&sdk);
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .context("CreateBucket")?;
+    let (_moto, sdk, s3, ec2) = moto_with_bucket(BUCKET).await?;
     let updater = Updater {
         s3: s3.clone(),
         fleet: Fleet::new(&sdk, TagKeys::default()),

@@ -9,13 +9,11 @@
 //! grace lasts; else the hand-written rows (an exact hand-written row always
 //! wins); else `unknown`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::validate;
+use crate::common::validate;
 use proptest::prelude::*;
 use tailrace_aggregator::metadata::Metadata;
 use tailrace_inventory::owner::{self, TagKeys};

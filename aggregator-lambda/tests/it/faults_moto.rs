@@ -20,12 +20,10 @@
 //! - Poison, oversized, unknown-version and foreign records: counted,
 //!   logged with a sample, published as health metrics; never a failure.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tailrace_aggregator::handler::{Handler, InputRecord, Outcome};
 use tailrace_aggregator::publish::RetryPolicy;
 use tailrace_tests::cloudwatch_proxy::{CloudWatchProxy, CwFaults};

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 use tailrace_inventory::event;
 
-const TEMPLATE: &str = include_str!("../../packaging/cloudformation/tailrace.yaml");
+const TEMPLATE: &str = include_str!("../../../packaging/cloudformation/tailrace.yaml");
 const BEGIN: &str = "# ------------------------------------------------ inventory updater (#13)";
 const END: &str = "# -------------------------------------------- end inventory updater (#13)";
 

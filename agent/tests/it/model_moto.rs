@@ -79,14 +79,8 @@ struct Scheme {
     start_at_end: bool,
 }
 
-/// logrotate's `compresscmd`: gzip (the default), xz, zstd or bzip2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Codec {
-    Gzip,
-    Xz,
-    Zstd,
-    Bzip2,
-}
+// logrotate's `compresscmd`: gzip (the default), xz, zstd or bzip2.
+use crate::support::codec::Codec;
 
 impl Codec {
     fn draw(rng: &mut StdRng) -> Codec {
@@ -96,23 +90,6 @@ impl Codec {
             2 => Codec::Zstd,
             _ => Codec::Bzip2,
         }
-    }
-
-    /// `compressext`.
-    fn ext(self) -> &'static str {
-        match self {
-            Codec::Gzip => "gz",
-            Codec::Xz => "xz",
-            Codec::Zstd => "zst",
-            Codec::Bzip2 => "bz2",
-        }
-    }
-
-    fn of(path: &Path) -> Option<Codec> {
-        let ext = path.extension()?;
-        [Codec::Gzip, Codec::Xz, Codec::Zstd, Codec::Bzip2]
-            .into_iter()
-            .find(|c| ext == c.ext())
     }
 
     fn compress(self, data: &[u8], out: File) -> Result<()> {

@@ -52,46 +52,8 @@ enum State {
     Stopped,
 }
 
-/// `compresscmd`: gzip is logrotate's default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compressor {
-    Gzip,
-    Xz,
-    Zstd,
-    Bzip2,
-}
-
-impl Compressor {
-    fn ext(self) -> &'static str {
-        match self {
-            Compressor::Gzip => "gz",
-            Compressor::Xz => "xz",
-            Compressor::Zstd => "zst",
-            Compressor::Bzip2 => "bz2",
-        }
-    }
-
-    fn tool(self) -> &'static str {
-        match self {
-            Compressor::Gzip => "gzip",
-            Compressor::Xz => "xz",
-            Compressor::Zstd => "zstd",
-            Compressor::Bzip2 => "bzip2",
-        }
-    }
-
-    fn of(path: &Path) -> Option<Compressor> {
-        let ext = path.extension()?;
-        [
-            Compressor::Gzip,
-            Compressor::Xz,
-            Compressor::Zstd,
-            Compressor::Bzip2,
-        ]
-        .into_iter()
-        .find(|c| ext == c.ext())
-    }
-}
+// `compresscmd`: gzip is logrotate's default.
+use crate::support::codec::Codec as Compressor;
 
 /// One logrotate stanza.
 #[derive(Debug, Clone, Copy)]

@@ -10,9 +10,7 @@
 //! window and the window's whole total (the sum of every batch, counted
 //! here from the generated requests), not one batch's share.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use tailrace_aggregator::handler::rfc3339;
 use tailrace_aggregator::lambda::{classify, Invocation};

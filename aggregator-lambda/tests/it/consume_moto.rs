@@ -3,12 +3,9 @@
 //! the metadata file rewritten while the consumer runs; metrics read back
 //! equal the counts computed here; the consumer exits 0 when idle.
 
-mod common;
-
 use std::time::Duration;
 
-use aws_sdk_kinesis::primitives::Blob;
-use common::*;
+use crate::common::*;
 use tailrace_tests::{create_stream, eventually, metric_sum, put_object, Moto, Piped};
 use tailrace_wire::kpl::{aggregate, KplRecord};
 
@@ -36,17 +33,6 @@ const MAP_V2: Mapping = &[
     ("10.1.2.3", "corp"),
     ("10.1.7.7", "shop-new"),
 ];
-
-async fn put(kinesis: &aws_sdk_kinesis::Client, key: &str, data: Vec<u8>) -> anyhow::Result<()> {
-    kinesis
-        .put_record()
-        .stream_name("logs")
-        .partition_key(key)
-        .data(Blob::new(data))
-        .send()
-        .await?;
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consume_counts_every_kind_and_follows_the_rewritten_file() -> anyhow::Result<()> {

@@ -5,11 +5,9 @@
 //! computed here from the requests and a hand-written IP → application table,
 //! and read back from CloudWatch with GetMetricStatistics.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tailrace_aggregator::handler::Handler;
 use tailrace_tests::{put_object, s3_client, Moto};
 use tailrace_wire::kpl::{aggregate, KplRecord};

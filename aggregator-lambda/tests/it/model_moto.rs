@@ -11,13 +11,11 @@
 //!   exactly those are dropped, every other datum reaches moto, and
 //!   `DroppedDatums` says how many.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use tailrace_aggregator::clients::Clients;
 use tailrace_aggregator::decode::Decoder;
 use tailrace_aggregator::handler::Handler;

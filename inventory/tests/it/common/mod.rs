@@ -29,6 +29,28 @@ pub fn validate(text: &str) -> Vec<FileError> {
 /// People's rows the updater must keep.
 pub const HAND: &str = "# people's rows: partners and VPN\nip_or_cidr,application,contact\n192.0.2.0/24,partner-api,\"Partners, Inc.\"\n10.8.0.0/16,vpn,netops@example.com\n";
 
+/// moto with an empty bucket `bucket`: the server, its SDK config, and S3
+/// and EC2 clients for it.
+pub async fn moto_with_bucket(
+    bucket: &str,
+) -> Result<(
+    tailrace_tests::Moto,
+    aws_config::SdkConfig,
+    aws_sdk_s3::Client,
+    aws_sdk_ec2::Client,
+)> {
+    let moto = tailrace_tests::Moto::start()?;
+    let sdk = moto.sdk_config().await;
+    let s3 = tailrace_tests::s3_client(&sdk);
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    s3.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .context("CreateBucket")?;
+    Ok((moto, sdk, s3, ec2))
+}
+
 /// Private addresses of every instance EC2 lists as not terminated, by id.
 pub async fn addresses(ec2: &aws_sdk_ec2::Client) -> Result<BTreeMap<String, Vec<IpAddr>>> {
     let mut out = BTreeMap::new();

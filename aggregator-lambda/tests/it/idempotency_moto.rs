@@ -13,13 +13,10 @@
 //! - Two `tailrace-aggregator consume` processes read the same stream (every
 //!   record reaches both): CloudWatch equals the count exactly.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_kinesis::primitives::Blob;
-use common::*;
+use crate::common::*;
 use tailrace_aggregator::handler::Handler;
 use tailrace_aggregator::idempotency::{Claim, ClaimStore, Finish, DEFAULT_RETENTION};
 use tailrace_aggregator::merge::{GroupMask, PartialId};
@@ -258,17 +255,6 @@ ip_or_cidr,application,contact
 10.0.0.0/8,corp,corp@example.com
 10.1.0.0/16,shop,shop@example.com
 ";
-
-async fn put(kinesis: &aws_sdk_kinesis::Client, key: &str, data: Vec<u8>) -> anyhow::Result<()> {
-    kinesis
-        .put_record()
-        .stream_name("logs")
-        .partition_key(key)
-        .data(Blob::new(data))
-        .send()
-        .await?;
-    Ok(())
-}
 
 /// `tailrace-aggregator consume` with claims in `TABLE`, exiting when idle.
 fn consumer(moto: &Moto) -> anyhow::Result<Piped> {

@@ -3,14 +3,12 @@
 //! writes, terminations through the grace period. Every file is compared
 //! with an independent model built from what the test launched.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use anyhow::{Context, Result};
 use aws_sdk_autoscaling::types::Tag as AsgTag;
-use common::*;
 use tailrace_aggregator::metadata::Metadata;
 use tailrace_inventory::ec2::Fleet;
 use tailrace_inventory::event::Trigger;
@@ -18,23 +16,14 @@ use tailrace_inventory::lambda::observe;
 use tailrace_inventory::owner::TagKeys;
 use tailrace_inventory::store::Location;
 use tailrace_inventory::sync::{apply, Options};
-use tailrace_tests::{s3_client, Moto};
 
 const BUCKET: &str = "meta";
 const KEY: &str = "metadata.csv";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sync_races_and_grace_against_moto() -> Result<()> {
-    let moto = Moto::start()?;
-    let sdk = moto.sdk_config().await;
-    let s3 = s3_client(&sdk);
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let (_moto, sdk, s3, ec2) = moto_with_bucket(BUCKET).await?;
     let asg = aws_sdk_autoscaling::Client::new(&sdk);
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .context("CreateBucket")?;
     tailrace_tests::put_object(&s3, BUCKET, KEY, HAND).await?;
     let at = Location {
         bucket: BUCKET.into(),

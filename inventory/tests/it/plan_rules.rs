@@ -1,12 +1,10 @@
 //! The planner's rules one at a time: grace, address reuse, reconcile,
 //! precedence of people's rows, and files it must refuse to touch.
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::validate;
+use crate::common::validate;
 use tailrace_aggregator::metadata::Metadata;
 use tailrace_inventory::owner::Owner;
 use tailrace_inventory::plan::{plan, Instance, Observation, PlanError, State};

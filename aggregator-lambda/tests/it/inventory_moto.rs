@@ -4,13 +4,11 @@
 //! newly launched instance is attributed to its application by the
 //! aggregator's join once the launch event reached the updater.
 
-mod common;
-
 use std::process::Output;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::common::*;
 use anyhow::{bail, Context, Result};
-use common::*;
 use serde_json::json;
 use tailrace_aggregator::handler::InputRecord;
 use tailrace_aggregator::inventory::{updater_from_env, validate};

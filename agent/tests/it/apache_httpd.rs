@@ -16,15 +16,13 @@
 //! Needs `apt-get install apache2 apache2-utils logrotate`; fails (never
 //! skips) without them.
 
-mod support;
-
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::httpd::{self, Httpd, Logrotate, Rotation};
 use anyhow::{bail, ensure, Context, Result};
-use support::httpd::{self, Httpd, Logrotate, Rotation};
 use tailrace_tests::{
     raw_lines, read_stream, spawn_logged, until_stream, AgentDir, ChildGuard, Moto,
 };

@@ -7,12 +7,10 @@
 //! `--shard/--from-sequence/--to-sequence` publishes nothing: CloudWatch
 //! equals the count made here, every request once.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use aws_sdk_kinesis::primitives::Blob;
-use common::*;
 use tailrace_aggregator::handler::{Handler, InputRecord};
 use tailrace_aggregator::idempotency::{ClaimStore, DEFAULT_RETENTION};
 use tailrace_tests::{create_stream, free_port, Moto, Piped};

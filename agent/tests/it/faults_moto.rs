@@ -6,7 +6,7 @@
 //! retry path. Nothing may be lost, the agent must keep running, must not
 //! spin, and must stop cleanly on SIGTERM once the faults stop.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use tailrace_tests::fault_proxy::{FaultCounts, FaultProxy, Faults};
 use tailrace_tests::loggen::{item_id, now, Request, FORMAT};
-use tailrace_tests::{read_stream, until_stream, AgentDir, ChildGuard, Moto};
+use tailrace_tests::{id_counts, read_stream, until_stream, AgentDir, ChildGuard, Moto};
 use tailrace_wire::{classify, ClientKey, ClientStats, Partial, RecordKind};
 
 const LINES: usize = 3000;
@@ -203,15 +203,7 @@ async fn raw_mode_loses_nothing_under_throttling_and_errors() -> Result<()> {
     let counts = proxy.counts();
     let stop_took = stop(&proxy, &mut agent, &a)?;
 
-    let mut count: HashMap<usize, usize> = HashMap::new();
-    for r in &records {
-        for l in tailrace_wire::raw::lines(&r.data) {
-            let i = id_of(l).with_context(|| {
-                format!("unexpected line on stream: {}", String::from_utf8_lossy(l))
-            })?;
-            *count.entry(i).or_default() += 1;
-        }
-    }
+    let count = id_counts(&records, id_of)?;
     let duplicates: usize = count.values().map(|n| n - 1).sum();
     eprintln!(
         "raw under faults: {} lines, {} lost, {duplicates} duplicates, {} records; all on the stream after {busy:?}; agent CPU {cpu:.2} s; SIGTERM exit in {stop_took:?}\nproxy: {counts:?}",

@@ -58,6 +58,22 @@ pub fn sequence_numbers(batch: &[InputRecord], which: &[usize]) -> Vec<String> {
         .collect()
 }
 
+/// Put one record with partition key `key` on the stream `logs`.
+pub async fn put(
+    kinesis: &aws_sdk_kinesis::Client,
+    key: &str,
+    data: Vec<u8>,
+) -> anyhow::Result<()> {
+    kinesis
+        .put_record()
+        .stream_name("logs")
+        .partition_key(key)
+        .data(aws_sdk_kinesis::primitives::Blob::new(data))
+        .send()
+        .await?;
+    Ok(())
+}
+
 /// Create the bucket and write the metadata file `csv`; the S3 client.
 pub async fn metadata_file(moto: &Moto, csv: &str) -> anyhow::Result<aws_sdk_s3::Client> {
     let s3 = s3_client(&moto.sdk_config().await);

@@ -26,16 +26,14 @@
 //! process it starts listens on 127.0.0.1 and is killed when the test ends;
 //! each invocation is bounded (100 s), and so each test.
 
-mod common;
-
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use anyhow::{bail, Context};
-use common::*;
 use tailrace_tests::cloudwatch_proxy::{CloudWatchProxy, CwFaults};
 use tailrace_tests::{free_port, metric_sum, wait_for_port, Moto};
 
