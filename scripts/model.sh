@@ -1,5 +1,5 @@
 #!/bin/sh
-# Run the tailer's model-based test (agent/tests/model_moto.rs) on many seeds.
+# Run the tailer's model-based test (agent/tests/it/model_moto.rs) on many seeds.
 # Usage: scripts/model.sh N [FIRST] [OPS]
 #   N      how many seeds (default 50)
 #   FIRST  first seed (default 1000; CI runs the seeds in CI_SEEDS)
@@ -13,4 +13,4 @@ ops=${3:-24}
 last=$((first + n - 1))
 cd "$(dirname "$0")/.."
 TAILRACE_MODEL_SEEDS="$first-$last" TAILRACE_MODEL_OPS="$ops" \
-    cargo test -p tailrace-agent --test model_moto -- --nocapture
+    cargo test -p tailrace-agent --test it model_moto:: -- --nocapture

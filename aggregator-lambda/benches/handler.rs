@@ -27,7 +27,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use common::{partial_of, window_ago};
@@ -48,26 +48,8 @@ const CLIENTS: usize = 5_000;
 /// Requests per partial: ~250 distinct clients per partial, ~20 KB encoded.
 const REQUESTS_PER_PARTIAL: usize = 700;
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
+/// The kit's xorshift64*: deterministic, no dependency.
+use tailrace_tests::rng::XorShift as Rng;
 
 /// The metadata file (300 entries) and the client population.
 fn population(rng: &mut Rng) -> (String, Vec<IpAddr>) {
@@ -192,7 +174,7 @@ fn batch() -> Batch {
                         2..=4 => 404,
                         _ => 200,
                     };
-                    let bytes = 200 + rng.below(50_000) as u64;
+                    let bytes = 200 + rng.below(50_000);
                     groups
                         .entry(ClientKey::from(clients[rank]))
                         .or_default()

@@ -6,22 +6,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tailrace_logformat::{LogFormat, LogTime, Parsed};
 
-/// A small deterministic generator (xorshift64*), so runs are comparable.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
+/// The kit's xorshift64*, so runs are comparable.
+use tailrace_tests::rng::XorShift as Rng;
 
 const METHODS: &[&str] = &["GET", "GET", "GET", "GET", "POST", "PUT", "HEAD", "DELETE"];
 const SEGMENTS: &[&str] = &[

@@ -2,39 +2,8 @@
 //! fuzzer found (`fuzz/regressions/<target>/`) through the same bodies the targets run
 //! (`tailrace_logformat::fuzzing`), in the normal `cargo test`, without a fuzzer.
 
-use std::path::{Path, PathBuf};
-
 use tailrace_logformat::fuzzing;
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
-}
-
-/// Every file of `corpus/<target>` and `regressions/<target>`; the corpus must not be empty.
-fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for kind in ["corpus", "regressions"] {
-        let dir = fuzz_dir().join(kind).join(target);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            assert_eq!(kind, "regressions", "{} is missing", dir.display());
-            continue;
-        };
-        for entry in entries {
-            let path = entry.expect("directory entry").path();
-            if path.is_file() {
-                let data = std::fs::read(&path).expect("read fuzz input");
-                out.push((path, data));
-            }
-        }
-    }
-    assert!(
-        out.iter()
-            .any(|(p, _)| p.starts_with(fuzz_dir().join("corpus"))),
-        "no seeds for {target}"
-    );
-    out.sort();
-    out
-}
+use tailrace_tests::fuzz::{fuzz_dir, inputs, is_seed, replay};
 
 fn json_check(json: &[u8]) {
     if let Err(e) = serde_json::from_slice::<serde_json::Value>(json) {
@@ -47,18 +16,16 @@ fn json_check(json: &[u8]) {
 
 #[test]
 fn logformat_compile() {
-    for (path, data) in inputs("logformat_compile") {
-        eprintln!("{}", path.display());
-        fuzzing::compile(&data, &mut json_check);
-    }
+    replay("logformat_compile", |data| {
+        fuzzing::compile(data, &mut json_check)
+    });
 }
 
 #[test]
 fn logformat_parse() {
-    for (path, data) in inputs("logformat_parse") {
-        eprintln!("{}", path.display());
-        fuzzing::parse(&data, &mut json_check);
-    }
+    replay("logformat_parse", |data| {
+        fuzzing::parse(data, &mut json_check)
+    });
 }
 
 /// The Apache seeds (made by `fuzz/seeds/apache.sh`) each parse with at least one of the
@@ -71,7 +38,7 @@ fn parse_seeds_are_real_lines() {
         .collect();
     let mut parsed = tailrace_logformat::Parsed::new();
     for (path, data) in inputs("logformat_parse") {
-        if path.starts_with(fuzz_dir().join("corpus")) {
+        if is_seed(&path) {
             assert!(
                 formats.iter().any(|f| f.parse(&data, &mut parsed).is_ok()),
                 "{} parses with none of the formats",
@@ -92,7 +59,7 @@ fn write_compile_seeds() {
     std::fs::create_dir_all(&dir).expect("create corpus dir");
     let lines: Vec<Vec<u8>> = inputs("logformat_parse")
         .into_iter()
-        .filter(|(p, _)| p.starts_with(fuzz_dir().join("corpus")))
+        .filter(|(p, _)| is_seed(p))
         .map(|(_, d)| d)
         .collect();
     let mut parsed = tailrace_logformat::Parsed::new();

@@ -196,17 +196,18 @@ fn is_us_dst(t: i64) -> bool {
     (start..end).contains(&t)
 }
 
+/// The UTC civil date of day `z` since 1970-01-01, from jiff's calendar (not
+/// the parser's, and not written out again here).
 fn civil(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let date = jiff::Timestamp::from_second(z * 86_400)
+        .expect("a day in jiff's range")
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    (
+        i64::from(date.year()),
+        i64::from(date.month()),
+        i64::from(date.day()),
+    )
 }
 
 #[test]

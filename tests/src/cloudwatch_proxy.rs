@@ -36,29 +36,25 @@
 //!   `p_5xx` a 500 `InternalFailure` or a 503 `ServiceUnavailable` (even
 //!   split), otherwise forwarded to moto.
 //!
-//! HTTP: one request per connection. The SDK sends a `Content-Length` body
-//! (the proxy refuses chunked requests with an error, which the test sees);
-//! every answer carries `Connection: close`, so the client never reuses a
-//! connection the proxy is about to close. Upstream gets the request bytes
-//! as they came, with `Connection: close`, and the answer is read to its end.
+//! HTTP: one request per connection; every answer carries `Connection:
+//! close`, so the client never reuses a connection the proxy is about to
+//! close. Upstream gets the request's headers and body as they came, framed
+//! by `Content-Length` with `Connection: close`, and the answer is read to
+//! its end ([`crate::http::forward`]).
 //!
-//! Written here rather than on an HTTP crate because the test kit has none
-//! (the SDK's HTTP stack is not a public API), and because raw bytes make it
-//! easy to pass requests through byte for byte. Draws come from a `StdRng`
-//! seeded with [`CwFaults::seed`]; the proxy runs on its own thread and
-//! runtime, and dropping the [`CloudWatchProxy`] stops it.
+//! Draws come from a `StdRng` seeded with [`CwFaults::seed`]. The listener,
+//! thread and connections are [`crate::proxy`]'s; dropping the
+//! [`CloudWatchProxy`] stops it.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+
+use crate::http::{self, Head, Request, Response};
+use crate::proxy::{FaultPolicy, Proxy};
 
 /// What the proxy injects into `PutMetricData` calls.
 #[derive(Debug, Clone, Default)]
@@ -119,8 +115,8 @@ struct Counters {
     refused_invalid: AtomicU64,
 }
 
-struct State {
-    upstream: String,
+/// The CloudWatch fault policy of a [`CloudWatchProxy`].
+struct CwPolicy {
     /// Hashes of the distinct `PutMetricData` bodies, in arrival order.
     bodies: Mutex<Vec<u64>>,
     faults: Mutex<CwFaults>,
@@ -129,76 +125,36 @@ struct State {
 }
 
 /// A running CloudWatch fault proxy on 127.0.0.1. Dropping it stops it.
-pub struct CloudWatchProxy {
-    addr: SocketAddr,
-    state: Arc<State>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct CloudWatchProxy(Proxy<CwPolicy>);
 
 impl CloudWatchProxy {
     /// Start a proxy on a free 127.0.0.1 port in front of `upstream`
     /// (`http://127.0.0.1:PORT`, as [`crate::Moto::endpoint`] returns).
     pub fn start(upstream: &str, faults: CwFaults) -> Result<CloudWatchProxy> {
-        let upstream = upstream
-            .strip_prefix("http://")
-            .with_context(|| format!("upstream {upstream} is not an http:// URL"))?
-            .trim_end_matches('/')
-            .to_string();
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .context("binding the CloudWatch fault proxy")?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
-        let state = Arc::new(State {
-            upstream,
+        let policy = CwPolicy {
             bodies: Mutex::new(Vec::new()),
             rng: Mutex::new(StdRng::seed_from_u64(faults.seed)),
             faults: Mutex::new(faults),
             counters: Counters::default(),
-        });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("building the CloudWatch proxy's runtime")?;
-        let task_state = state.clone();
-        let thread = std::thread::Builder::new()
-            .name("cloudwatch-proxy".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = TcpListener::from_std(std_listener) else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = accept_loop(listener, task_state) => {}
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .context("starting the CloudWatch proxy thread")?;
-        Ok(CloudWatchProxy {
-            addr,
-            state,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        };
+        Ok(CloudWatchProxy(Proxy::start(upstream, policy)?))
     }
 
     /// The endpoint URL to give the aggregator's CloudWatch client.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.0.endpoint()
     }
 
     /// Replace the faults (the random sequence continues).
     pub fn set_faults(&self, faults: CwFaults) {
-        if let Ok(mut f) = self.state.faults.lock() {
+        if let Ok(mut f) = self.0.policy().faults.lock() {
             *f = faults;
         }
     }
 
     /// A snapshot of the counters.
     pub fn counts(&self) -> CwCounts {
-        let c = &self.state.counters;
+        let c = &self.0.policy().counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         CwCounts {
             calls: get(&c.calls),
@@ -213,102 +169,16 @@ impl CloudWatchProxy {
     }
 }
 
-impl Drop for CloudWatchProxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, state: Arc<State>) {
-    loop {
-        match listener.accept().await {
-            Ok((sock, _)) => {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = handle(&state, sock).await {
-                        eprintln!("cloudwatch proxy: {e:#}");
-                    }
-                });
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
-}
-
-/// One request as received: its head (as text lines) and body.
-struct Request {
-    lines: Vec<String>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.lines.iter().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    fn is_put_metric_data(&self) -> bool {
-        self.header("content-encoding")
-            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
-            || contains(&self.body, b"Action=PutMetricData")
-    }
+/// Whether a request is a `PutMetricData` call.
+fn is_put_metric_data(req: &Request) -> bool {
+    req.head
+        .header("content-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+        || contains(&req.body, b"Action=PutMetricData")
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Read one request (head and `Content-Length` body) from `sock`.
-async fn read_request(sock: &mut TcpStream) -> Result<Option<Request>> {
-    let mut buf = Vec::with_capacity(16 * 1024);
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > 64 * 1024 {
-            bail!("request head longer than 64 KiB");
-        }
-        if sock.read_buf(&mut buf).await? == 0 {
-            return Ok(None);
-        }
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).context("request head is not UTF-8")?;
-    let lines: Vec<String> = head.split("\r\n").map(str::to_string).collect();
-    let mut req = Request {
-        lines,
-        body: Vec::new(),
-    };
-    if req
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
-        bail!("chunked request bodies are not supported by this proxy");
-    }
-    if req
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-    {
-        sock.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-    }
-    let len: usize = match req.header("content-length") {
-        Some(v) => v.parse().context("bad Content-Length")?,
-        None => 0,
-    };
-    let start = head_end + 4;
-    while buf.len() < start + len {
-        if sock.read_buf(&mut buf).await? == 0 {
-            bail!("client closed the connection mid-body");
-        }
-    }
-    req.body = buf[start..start + len].to_vec();
-    Ok(Some(req))
 }
 
 enum Verdict {
@@ -319,7 +189,7 @@ enum Verdict {
     Forward,
 }
 
-impl State {
+impl CwPolicy {
     fn verdict(&self, req: &Request) -> Verdict {
         let faults = self.faults.lock().map(|f| f.clone()).unwrap_or_default();
         if faults.refuse_invalid {
@@ -356,69 +226,72 @@ impl State {
     }
 }
 
-/// Serve one connection: one request, one answer, close.
-async fn handle(state: &State, mut sock: TcpStream) -> Result<()> {
-    sock.set_nodelay(true).ok();
-    let Some(req) = read_request(&mut sock).await? else {
-        return Ok(());
-    };
-    let c = &state.counters;
-    c.calls.fetch_add(1, Ordering::Relaxed);
-    let verdict = if req.is_put_metric_data() {
-        c.put_metric_data.fetch_add(1, Ordering::Relaxed);
-        state.verdict(&req)
-    } else {
-        Verdict::Forward
-    };
-    let answer = match verdict {
-        Verdict::Throttle => {
-            c.throttled.fetch_add(1, Ordering::Relaxed);
-            xml_error(400, "Bad Request", "Sender", "Throttling", "Rate exceeded")
-        }
-        Verdict::Invalid(message) => {
-            c.refused_invalid.fetch_add(1, Ordering::Relaxed);
-            xml_error(
-                400,
-                "Bad Request",
-                "Sender",
-                "InvalidParameterValue",
-                &message,
-            )
-        }
-        Verdict::Status(500, _) => {
-            c.responses_500.fetch_add(1, Ordering::Relaxed);
-            xml_error(
-                500,
-                "Internal Server Error",
-                "Receiver",
-                "InternalFailure",
-                "injected internal failure",
-            )
-        }
-        Verdict::Status(_, matched) => {
-            c.responses_503.fetch_add(1, Ordering::Relaxed);
-            if matched {
-                c.matched.fetch_add(1, Ordering::Relaxed);
+impl FaultPolicy for CwPolicy {
+    type Plan = ();
+    const NAME: &'static str = "cloudwatch-proxy";
+    const ONE_REQUEST_PER_CONNECTION: bool = true;
+
+    fn on_head(&self, _head: &Head) -> Option<()> {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        Some(())
+    }
+
+    async fn answer(&self, (): (), upstream: &str, req: Request) -> Result<Option<Response>> {
+        let c = &self.counters;
+        let put_metric_data = is_put_metric_data(&req);
+        let verdict = if put_metric_data {
+            c.put_metric_data.fetch_add(1, Ordering::Relaxed);
+            self.verdict(&req)
+        } else {
+            Verdict::Forward
+        };
+        Ok(Some(match verdict {
+            Verdict::Throttle => {
+                c.throttled.fetch_add(1, Ordering::Relaxed);
+                xml_error(400, "Bad Request", "Sender", "Throttling", "Rate exceeded")
             }
-            xml_error(
-                503,
-                "Service Unavailable",
-                "Receiver",
-                "ServiceUnavailable",
-                "injected outage",
-            )
-        }
-        Verdict::Forward => {
-            let answer = pass_upstream(state, &req).await?;
-            if req.is_put_metric_data() {
-                c.forwarded.fetch_add(1, Ordering::Relaxed);
+            Verdict::Invalid(message) => {
+                c.refused_invalid.fetch_add(1, Ordering::Relaxed);
+                xml_error(
+                    400,
+                    "Bad Request",
+                    "Sender",
+                    "InvalidParameterValue",
+                    &message,
+                )
             }
-            answer
-        }
-    };
-    sock.write_all(&answer).await?;
-    sock.shutdown().await.ok();
-    Ok(())
+            Verdict::Status(500, _) => {
+                c.responses_500.fetch_add(1, Ordering::Relaxed);
+                xml_error(
+                    500,
+                    "Internal Server Error",
+                    "Receiver",
+                    "InternalFailure",
+                    "injected internal failure",
+                )
+            }
+            Verdict::Status(_, matched) => {
+                c.responses_503.fetch_add(1, Ordering::Relaxed);
+                if matched {
+                    c.matched.fetch_add(1, Ordering::Relaxed);
+                }
+                xml_error(
+                    503,
+                    "Service Unavailable",
+                    "Receiver",
+                    "ServiceUnavailable",
+                    "injected outage",
+                )
+            }
+            Verdict::Forward => {
+                let answer = http::forward(upstream, &req.head, &req.body).await?;
+                if put_metric_data {
+                    c.forwarded.fetch_add(1, Ordering::Relaxed);
+                }
+                answer
+            }
+        }))
+    }
 }
 
 /// The message CloudWatch would give for the first dimension value of a
@@ -426,6 +299,7 @@ async fn handle(state: &State, mut sock: TcpStream) -> Result<()> {
 /// was sent compressed; an undecodable body is let through (moto answers).
 fn invalid_dimension(req: &Request, containing: Option<&str>) -> Option<String> {
     let gzip = req
+        .head
         .header("content-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let body = if gzip {
@@ -487,88 +361,64 @@ fn percent_decode(text: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A complete query-protocol error answer.
-fn xml_error(status: u16, reason: &str, kind: &str, code: &str, message: &str) -> Vec<u8> {
+/// A query-protocol error answer.
+fn xml_error(status: u16, reason: &str, kind: &str, code: &str, message: &str) -> Response {
     let body = format!(
         "<ErrorResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\">\
          <Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error>\
          <RequestId>00000000-0000-0000-0000-c10ud0000000</RequestId></ErrorResponse>"
     );
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/xml\r\n\
-         x-amzn-RequestId: 00000000-0000-0000-0000-c10ud0000000\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body.as_bytes());
-    out
-}
-
-/// Send `req` to the upstream on a new connection; its answer, with its
-/// connection header replaced by `Connection: close`.
-async fn pass_upstream(state: &State, req: &Request) -> Result<Vec<u8>> {
-    let mut up = TcpStream::connect(&state.upstream)
-        .await
-        .with_context(|| format!("connecting to {}", state.upstream))?;
-    let mut head = String::new();
-    for line in &req.lines {
-        let name = line.split(':').next().unwrap_or_default().trim();
-        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("expect") {
-            continue;
-        }
-        head.push_str(line);
-        head.push_str("\r\n");
+    Response {
+        status,
+        reason: reason.to_string(),
+        headers: vec![
+            ("Content-Type".into(), "text/xml".into()),
+            (
+                "x-amzn-RequestId".into(),
+                "00000000-0000-0000-0000-c10ud0000000".into(),
+            ),
+        ],
+        body: body.into_bytes(),
     }
-    head.push_str("Connection: close\r\n\r\n");
-    up.write_all(head.as_bytes()).await?;
-    up.write_all(&req.body).await?;
-    let mut raw = Vec::new();
-    up.read_to_end(&mut raw).await?;
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("upstream closed before a full answer head")?;
-    let text = std::str::from_utf8(&raw[..end]).context("upstream head is not UTF-8")?;
-    let mut out = String::new();
-    for line in text.split("\r\n") {
-        let name = line.split(':').next().unwrap_or_default().trim();
-        if !name.eq_ignore_ascii_case("connection") && !name.eq_ignore_ascii_case("keep-alive") {
-            out.push_str(line);
-            out.push_str("\r\n");
-        }
-    }
-    out.push_str("Connection: close\r\n\r\n");
-    let mut answer = out.into_bytes();
-    answer.extend_from_slice(&raw[end + 4..]);
-    Ok(answer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A request with these header lines after the request line.
+    fn request(headers: &str, body: &[u8]) -> Request {
+        let head = http::parse_request_head(format!("POST / HTTP/1.1\r\n{headers}\r\n").as_bytes())
+            .expect("valid head")
+            .expect("complete head");
+        Request {
+            head,
+            body: body.to_vec(),
+        }
+    }
+
     #[test]
     fn throttling_body_is_query_protocol_xml() {
-        let a = String::from_utf8(xml_error(400, "Bad Request", "Sender", "Throttling", "x"))
-            .expect("utf-8");
+        let bytes = xml_error(400, "Bad Request", "Sender", "Throttling", "x").to_bytes(true);
+        let a = String::from_utf8(bytes).expect("utf-8");
         assert!(a.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{a}");
         assert!(a.contains("<Code>Throttling</Code>") && a.contains("<Type>Sender</Type>"));
         let body = &a[a.find("\r\n\r\n").expect("head end") + 4..];
         assert!(a.contains(&format!("Content-Length: {}\r\n", body.len())));
+        assert!(a.contains("Connection: close\r\n"));
     }
 
     #[test]
     fn refuses_dimension_values_cloudwatch_refuses() {
         let body = |value: &str| {
-            Request {
-            lines: vec!["POST / HTTP/1.1".into()],
-            body: format!(
-                "Action=PutMetricData&MetricData.member.1.Dimensions.member.1.Name=SourceApplication\
-                 &MetricData.member.1.Dimensions.member.1.Value=ok&MetricData.member.2.Dimensions.member.1.Value={value}"
+            request(
+                "",
+                format!(
+                    "Action=PutMetricData&MetricData.member.1.Dimensions.member.1.Name=SourceApplication\
+                     &MetricData.member.1.Dimensions.member.1.Value=ok&MetricData.member.2.Dimensions.member.1.Value={value}"
+                )
+                .as_bytes(),
             )
-            .into_bytes(),
-        }
         };
         assert_eq!(invalid_dimension(&body("shop%20one"), None), None);
         let m = invalid_dimension(&body("bell%07"), None).expect("control character");
@@ -585,16 +435,10 @@ mod tests {
 
     #[test]
     fn finds_put_metric_data() {
-        let req = Request {
-            lines: vec!["POST / HTTP/1.1".into(), "Content-Encoding: gzip".into()],
-            body: vec![0x1f, 0x8b],
-        };
-        assert!(req.is_put_metric_data());
-        let req = Request {
-            lines: vec!["POST / HTTP/1.1".into()],
-            body: b"Action=GetMetricStatistics&Version=2010-08-01".to_vec(),
-        };
-        assert!(!req.is_put_metric_data());
+        let req = request("Content-Encoding: gzip\r\n", &[0x1f, 0x8b]);
+        assert!(is_put_metric_data(&req));
+        let req = request("", b"Action=GetMetricStatistics&Version=2010-08-01");
+        assert!(!is_put_metric_data(&req));
         assert!(contains(b"Action=PutMetricData&x", b"Action=PutMetricData"));
     }
 }

@@ -8,10 +8,74 @@
 //!
 //! Binaries are found next to the test executable (`target/<profile>/`); the
 //! README's test command builds them first (`cargo build --workspace --bins`).
+//!
+//! # What is here
+//!
+//! One copy of every helper the tests and the bench share:
+//! - processes: [`Moto`], [`AgentDir`] (an agent's directory, config, start,
+//!   stop, status and checkpoint), [`ChildGuard`], [`Piped`],
+//!   [`run_checked`];
+//! - reading results back: [`read_stream`], [`until_stream`],
+//!   [`id_counts`], [`metric_sum`], [`get_object`];
+//! - [`loggen`]: the one line generator (every CLF time stamp comes from
+//!   `tailrace_logformat::LogTime::write_clf`);
+//! - [`http`]: the one HTTP/1.1 reader (the fault proxies and the bench's
+//!   Kinesis sink), and [`proxy`]: the one fault-proxy shell, generic over
+//!   a [`proxy::FaultPolicy`] ([`fault_proxy`] for Kinesis,
+//!   [`cloudwatch_proxy`] for CloudWatch);
+//! - [`fuzz`]: the one fuzz-corpus walker; [`rng`]: the one xorshift
+//!   generator of the tests and criterion benchmarks;
+//! - `ec2` (feature `ec2`): instances in moto's EC2.
+//!
+//! Without the default `servers` feature only the light half builds (HTTP
+//! reader, line generator, generator, fuzz walker): the criterion benchmarks
+//! of `logformat` and `wire` and the bench crate's release build use it so
+//! and compile no AWS SDK.
+//!
+//! # Where a new test goes
+//!
+//! - A test of one crate's behaviour goes in that crate: a unit test next to
+//!   the code when it needs no process or server; else a module of the
+//!   crate's one integration-test binary, `<crate>/tests/it/` (agent,
+//!   aggregator, inventory), one file per topic (`faults_moto.rs`,
+//!   `reload_moto.rs`, …; `_moto` when it starts moto_server), declared in
+//!   `it/main.rs`. Add to the topic's file when there is one; a new topic is
+//!   a new file. One binary per crate, as ripgrep does: each of these links
+//!   the AWS SDK, and linking it once instead of once per topic is most of
+//!   what building the tests costs. nextest still runs every test in its own
+//!   process; pick a topic with `-E 'test(/^model_moto::/)'`, or
+//!   `cargo test -p tailrace-agent --test it model_moto::`.
+//! - A test gets its own binary only when it changes the process for
+//!   everything else in it: `agent/tests/nofile.rs` (the open-files limit),
+//!   `logformat/tests/no_alloc.rs` (a counting global allocator). logformat
+//!   and wire keep a binary per file: they link no SDK, so there is little
+//!   to save.
+//! - A test that crosses crates (agent → Kinesis → aggregator → CloudWatch)
+//!   goes in `tests/tests/` here.
+//! - A helper used by one test file stays in that file. Used by two files of
+//!   one crate, it moves to that crate's `tests/it/common/` (aggregator,
+//!   inventory) or `tests/it/support/` (agent: httpd and logrotate). Used by
+//!   two crates, or by a test and the bench, it moves here, with a doc
+//!   comment, and no `unwrap()` on what it reads from outside: return an
+//!   error with context (a failing test then says what it was doing).
+//! - Before adding a helper, look here and in the crate's shared module:
+//!   `duplicates --change` lists what a change wrote again.
 
+pub mod agent;
+#[cfg(feature = "servers")]
 pub mod cloudwatch_proxy;
+#[cfg(feature = "ec2")]
+pub mod ec2;
+#[cfg(feature = "servers")]
 pub mod fault_proxy;
+pub mod fuzz;
+pub mod http;
 pub mod loggen;
+#[cfg(feature = "servers")]
+pub mod proxy;
+pub mod rng;
+
+pub use agent::{run_agent, run_checked, spawn_logged, AgentDir, ChildGuard, Piped};
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,12 +83,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+#[cfg(feature = "servers")]
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+#[cfg(feature = "servers")]
 use aws_sdk_kinesis::types::ShardIteratorType;
 
 /// Region every test uses; moto accepts any.
 pub const REGION: &str = "us-east-1";
 
+#[cfg(feature = "servers")]
 /// A `moto_server` process listening on a free loopback port.
 ///
 /// Lives as long as the value: dropping it kills the server, so a failing
@@ -34,6 +101,7 @@ pub struct Moto {
     port: u16,
 }
 
+#[cfg(feature = "servers")]
 impl Moto {
     /// Start `moto_server` on 127.0.0.1 and wait until it accepts connections.
     pub fn start() -> Result<Moto> {
@@ -88,6 +156,20 @@ impl Moto {
         sdk_config_for(&self.endpoint()).await
     }
 
+    /// A Kinesis client for this server.
+    pub async fn kinesis(&self) -> aws_sdk_kinesis::Client {
+        aws_sdk_kinesis::Client::new(&self.sdk_config().await)
+    }
+
+    /// Start a server with an ACTIVE stream `name` of `shards` shards: the
+    /// server and a Kinesis client for it.
+    pub async fn with_stream(name: &str, shards: i32) -> Result<(Moto, aws_sdk_kinesis::Client)> {
+        let moto = Moto::start()?;
+        let kinesis = moto.kinesis().await;
+        create_stream(&kinesis, name, shards).await?;
+        Ok((moto, kinesis))
+    }
+
     /// Environment for child processes so the SDK's default chain finds dummy
     /// credentials and never asks the instance metadata service.
     pub fn child_env(&self) -> Vec<(&'static str, String)> {
@@ -95,6 +177,7 @@ impl Moto {
     }
 }
 
+#[cfg(feature = "servers")]
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -112,6 +195,7 @@ pub fn child_env() -> Vec<(&'static str, String)> {
     ]
 }
 
+#[cfg(feature = "servers")]
 /// An SDK config for an arbitrary endpoint (a fault-injecting proxy, say).
 pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
@@ -174,6 +258,7 @@ pub fn bin(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+#[cfg(feature = "servers")]
 /// Create a Kinesis stream and wait until it is ACTIVE.
 pub async fn create_stream(
     client: &aws_sdk_kinesis::Client,
@@ -221,6 +306,7 @@ pub struct StreamRecord {
     pub data: Vec<u8>,
 }
 
+#[cfg(feature = "servers")]
 /// Read every record on every shard of `stream`, from the oldest.
 pub async fn read_stream(
     client: &aws_sdk_kinesis::Client,
@@ -264,6 +350,68 @@ pub async fn read_stream(
     Ok(records)
 }
 
+#[cfg(feature = "servers")]
+/// Read `stream` ([`read_stream`]) every 100 ms until `check` makes
+/// something of its records, or fail after `timeout` naming `what`.
+pub async fn until_stream<T>(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut(Vec<StreamRecord>) -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check(read_stream(kinesis, stream).await?)? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what} on stream {stream}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The raw-mode lines of `records` (without their newlines), in stream
+/// order.
+pub fn raw_lines(records: &[StreamRecord]) -> impl Iterator<Item = &[u8]> {
+    records
+        .iter()
+        .flat_map(|r| tailrace_wire::raw::lines(&r.data))
+}
+
+/// Whether every id in `0..n` is among the raw lines of `records`, each
+/// line's id read by `id_of` (lines without one are passed over).
+pub fn has_every_id(
+    records: &[StreamRecord],
+    n: usize,
+    id_of: impl Fn(&[u8]) -> Option<usize>,
+) -> bool {
+    let mut seen = vec![false; n];
+    for i in raw_lines(records).filter_map(id_of) {
+        if let Some(s) = seen.get_mut(i) {
+            *s = true;
+        }
+    }
+    seen.iter().all(|&b| b)
+}
+
+/// How often each id arrived among the raw lines of `records`, each
+/// line's id read by `id_of`; a line without one is an error (nobody wrote
+/// it).
+pub fn id_counts(
+    records: &[StreamRecord],
+    id_of: impl Fn(&[u8]) -> Option<usize>,
+) -> Result<std::collections::HashMap<usize, usize>> {
+    let mut count = std::collections::HashMap::new();
+    for l in raw_lines(records) {
+        let id = id_of(l)
+            .with_context(|| format!("a line nobody wrote: {}", String::from_utf8_lossy(l)))?;
+        *count.entry(id).or_insert(0) += 1;
+    }
+    Ok(count)
+}
+
 /// A whole number from the environment variable `name`, else `default`
 /// (the long tests' knobs).
 pub fn env_or(name: &str, default: u64) -> Result<u64> {
@@ -297,105 +445,7 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(utime + stime)
 }
 
-/// A throw-away agent installation under the temp dir: `logs/`, `state/`
-/// and `tailrace.yaml` with one flow `web` reading `logs/access.log*`.
-/// Checkpoints every 200 ms; host id, endpoint and the flow's other keys
-/// (format, stream, mode, …) come from the test.
-pub struct AgentDir {
-    /// The directory (removed and recreated by [`AgentDir::new`]).
-    pub dir: PathBuf,
-    /// The config file.
-    pub config: PathBuf,
-    /// `logs/access.log` (not created).
-    pub log: PathBuf,
-}
-
-impl AgentDir {
-    /// `name` must be unique per test; `flow` holds the flow's keys after
-    /// `paths`, each line indented by four spaces and ending in a newline.
-    pub fn new(name: &str, host_id: &str, endpoint: &str, flow: &str) -> Result<AgentDir> {
-        let dir = std::env::temp_dir().join(format!("tailrace-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("logs"))?;
-        let config = dir.join("tailrace.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "state_dir: {state}\ncheckpoint_interval: 200ms\nshutdown_timeout: 20s\nhost_id: {host_id}\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log*\"]\n{flow}",
-                state = dir.join("state").display(),
-                logs = dir.join("logs").display(),
-            ),
-        )?;
-        Ok(AgentDir {
-            log: dir.join("logs/access.log"),
-            dir,
-            config,
-        })
-    }
-
-    /// Start the agent binary `bin` on this config; its log goes to
-    /// `agent-<tag>.log` in the directory.
-    pub fn run(&self, bin: &Path, tag: &str) -> Result<ChildGuard> {
-        run_agent(
-            bin,
-            &self.config,
-            &self.dir.join(format!("agent-{tag}.log")),
-        )
-    }
-}
-
-/// Start `tailrace run --config CONFIG` (the binary at `bin`) with dummy
-/// credentials, its log (stderr) written to `log`.
-pub fn run_agent(bin: &Path, config: &Path, log: &Path) -> Result<ChildGuard> {
-    let child = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(config)
-        .envs(child_env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    Ok(ChildGuard(child))
-}
-
-/// A child process killed (SIGKILL) when dropped, for binaries under test.
-pub struct ChildGuard(pub Child);
-
-impl ChildGuard {
-    /// Send a signal by number (e.g. `libc`-free: 15 = TERM, 9 = KILL) via `kill(1)`.
-    pub fn signal(&self, signal: &str) -> Result<()> {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.0.id().to_string()])
-            .status()?;
-        if !status.success() {
-            bail!("kill -{signal} {} failed", self.0.id());
-        }
-        Ok(())
-    }
-
-    /// Wait for exit up to `timeout`; returns the exit status or an error on timeout.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.0.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                bail!("process {} did not exit within {timeout:?}", self.0.id());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+#[cfg(feature = "servers")]
 /// Poll `check` every 100 ms until it returns `Some`, or fail after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
 where
@@ -414,6 +464,7 @@ where
     }
 }
 
+#[cfg(feature = "servers")]
 /// An S3 client for `config` with path-style addressing (moto serves no
 /// virtual-host buckets on 127.0.0.1).
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
@@ -423,6 +474,7 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+#[cfg(feature = "servers")]
 /// Write `body` to `s3://bucket/key` (the bucket must exist).
 pub async fn put_object(
     s3: &aws_sdk_s3::Client,
@@ -442,6 +494,29 @@ pub async fn put_object(
     Ok(())
 }
 
+#[cfg(feature = "servers")]
+/// The text and ETag of `s3://bucket/key`.
+pub async fn get_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(String, String)> {
+    let o = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?;
+    let etag = o.e_tag().unwrap_or_default().to_string();
+    let body = o.body.collect().await.context("object body")?.into_bytes();
+    Ok((
+        String::from_utf8(body.to_vec()).context("object is not UTF-8")?,
+        etag,
+    ))
+}
+
+#[cfg(feature = "servers")]
 /// Sum and SampleCount of `metric` with exactly these `dimensions` over one
 /// window, read back with GetMetricStatistics (period = the window).
 /// `(0.0, 0.0)` when there is no datapoint.

@@ -1,8 +1,13 @@
-//! Access-log lines with known contents, for tests that compare what reached
-//! the stream (or CloudWatch) with an independent count of what was written.
+//! The one line generator of the tests: access-log lines with known
+//! contents, for tests that compare what reached the stream (or CloudWatch)
+//! with an independent count of what was written. Every line is made by
+//! [`combined_line`], and every time stamp by `LogTime::write_clf`
+//! ([`clf_time`]).
 //!
-//! Lines use [`FORMAT`], the combined format plus `%D`, and carry their time
-//! in the log's own `%t`, so tests control event-time windows.
+//! [`Request`] lines use [`FORMAT`], the combined format plus `%D`, and carry
+//! their time in the log's own `%t`, so tests control event-time windows;
+//! [`numbered_line`] and [`tagged_line`] are `combined` lines whose path
+//! tells every line apart.
 
 use tailrace_logformat::LogTime;
 
@@ -29,28 +34,87 @@ pub struct Request {
 impl Request {
     /// The access-log line, with its trailing newline.
     pub fn line(&self) -> String {
-        let mut t = Vec::with_capacity(32);
-        LogTime {
-            unix_secs: self.time,
-            nanos: 0,
-            offset_secs: 0,
-        }
-        .write_clf(&mut t);
-        let bytes = if self.bytes == 0 {
-            "-".to_string()
-        } else {
-            self.bytes.to_string()
-        };
-        format!(
-            "{} - - [{}] \"GET {} HTTP/1.1\" {} {} \"-\" \"tailrace-tests/1.0\" {}\n",
-            self.client,
-            String::from_utf8_lossy(&t),
-            self.path,
+        let mut line = combined_line(
+            &self.client,
+            self.time,
+            &self.path,
             self.status,
-            bytes,
-            self.micros
-        )
+            self.bytes,
+            "tailrace-tests/1.0",
+        );
+        line.pop();
+        format!("{line} {}\n", self.micros)
     }
+}
+
+/// `unix_secs` as Apache's `%t` in UTC, without the brackets:
+/// `10/Oct/2000:13:55:36 +0000`.
+pub fn clf_time(unix_secs: i64) -> String {
+    let mut t = Vec::with_capacity(26);
+    LogTime {
+        unix_secs,
+        nanos: 0,
+        offset_secs: 0,
+    }
+    .write_clf(&mut t);
+    String::from_utf8_lossy(&t).into_owned()
+}
+
+/// A `combined` line with its newline: `GET path` from `client` at `time`
+/// (unix seconds, UTC), answered `status` with `bytes` (0 is written `-`),
+/// no referer, user agent `agent`.
+pub fn combined_line(
+    client: &str,
+    time: i64,
+    path: &str,
+    status: u16,
+    bytes: u64,
+    agent: &str,
+) -> String {
+    let bytes = if bytes == 0 {
+        "-".to_string()
+    } else {
+        bytes.to_string()
+    };
+    format!(
+        "{client} - - [{}] \"GET {path} HTTP/1.1\" {status} {bytes} \"-\" \"{agent}\"\n",
+        clf_time(time)
+    )
+}
+
+/// 25/Nov/2026 10:00:00 UTC: the time of every [`tagged_line`].
+pub const TAGGED_TIME: i64 = 1_795_600_800;
+
+/// Line `i` of a flow's log: `GET /{tag}/{i:06}` from `192.0.2.{i % 200}`,
+/// all at [`TAGGED_TIME`], 5 bytes. For tests that only need lines they can
+/// tell apart by tag and number.
+pub fn tagged_line(tag: &str, i: usize) -> String {
+    combined_line(
+        &format!("192.0.2.{}", i % 200),
+        TAGGED_TIME,
+        &format!("/{tag}/{i:06}"),
+        200,
+        5,
+        "t",
+    )
+}
+
+/// Lines `range` of [`tagged_line`]`(tag, _)`, as one text.
+pub fn tagged_lines(tag: &str, range: std::ops::Range<usize>) -> String {
+    range.map(|i| tagged_line(tag, i)).collect()
+}
+
+/// Append `text` to the file at `path` (created if missing), in one write.
+pub fn append(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .write_all(text.as_bytes())
+        .with_context(|| format!("appending to {}", path.display()))
 }
 
 /// Current unix time in seconds.
@@ -88,19 +152,65 @@ pub fn fleet_lines(buf: &mut String, tag: &str, first: u64, count: u64, time: i6
 /// path (`/item/0000042`), so an oracle can tell every line apart and find
 /// it again ([`id_of`]) however the line was rotated, compressed or shipped.
 pub fn numbered_line(i: usize) -> String {
-    format!(
-        "10.2.{}.{} - - [01/Dec/2026:07:{:02}:{:02} +0000] \"GET /item/{i:07}?m=1 HTTP/1.1\" 200 {} \"-\" \"model/1.0\"\n",
-        i % 250,
-        i % 199,
-        (i / 60) % 60,
-        i % 60,
-        100 + i % 900
+    combined_line(
+        &format!("10.2.{}.{}", i % 250, i % 199),
+        NUMBERED_TIME + ((i / 60) % 60 * 60 + i % 60) as i64,
+        &format!("/item/{i:07}?m=1"),
+        200,
+        100 + (i % 900) as u64,
+        "model/1.0",
     )
+}
+
+/// 01/Dec/2026 07:00:00 UTC: the hour every [`numbered_line`] falls in.
+pub const NUMBERED_TIME: i64 = 1_796_108_400;
+
+/// Lines `range` of [`numbered_line`], as one text.
+pub fn numbered_lines(range: std::ops::Range<usize>) -> String {
+    range.map(numbered_line).collect()
 }
 
 /// The id of a [`numbered_line`] (with or without its newline).
 pub fn id_of(line: &[u8]) -> Option<usize> {
+    item_id(line, 7)
+}
+
+/// The `digits`-digit number after the first `/item/` of a line: the id
+/// of a line written as `GET /item/{id:0digits$}` (with or without its
+/// newline).
+pub fn item_id(line: &[u8], digits: usize) -> Option<usize> {
     let s = std::str::from_utf8(line).ok()?;
     let at = s.find("/item/")? + 6;
-    s.get(at..at + 7)?.parse().ok()
+    s.get(at..at + digits)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_as_apache_writes_them() {
+        assert_eq!(clf_time(971_186_136), "10/Oct/2000:13:55:36 +0000");
+        assert_eq!(
+            numbered_line(61),
+            "10.2.61.61 - - [01/Dec/2026:07:01:01 +0000] \"GET /item/0000061?m=1 HTTP/1.1\" 200 161 \"-\" \"model/1.0\"\n"
+        );
+        assert_eq!(id_of(numbered_line(4242).as_bytes()), Some(4242));
+        assert_eq!(
+            tagged_line("vis", 201),
+            "192.0.2.1 - - [25/Nov/2026:10:00:00 +0000] \"GET /vis/000201 HTTP/1.1\" 200 5 \"-\" \"t\"\n"
+        );
+        let r = Request {
+            client: "10.0.0.1".into(),
+            time: 971_186_136,
+            path: "/a".into(),
+            status: 503,
+            bytes: 0,
+            micros: 7,
+        };
+        assert_eq!(
+            r.line(),
+            "10.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /a HTTP/1.1\" 503 - \"-\" \"tailrace-tests/1.0\" 7\n"
+        );
+    }
 }

@@ -6,13 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use tailrace_tests::loggen::{now, Request, FORMAT};
-use tailrace_tests::{bin, child_env, create_stream, Moto};
+use tailrace_tests::{bin, child_env, put_object, run_checked, s3_client, AgentDir, Moto};
 
 const WINDOW: i64 = 300;
 const METADATA: &str = "ip_or_cidr,application,contact\n# test mapping\n10.0.1.0/24,billing,billing@example.com\n10.0.1.7,billing-admin,admin@example.com\n2001:db8::/32,search,search@example.com\n";
@@ -54,36 +54,27 @@ fn requests(host: usize, base: i64) -> Vec<Request> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_to_cloudwatch_match_an_independent_count() -> Result<()> {
-    let moto = Moto::start()?;
+    let (moto, _kinesis) = Moto::with_stream("e2e", 2).await?;
     let sdk = moto.sdk_config().await;
-    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3_client(&sdk);
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
-    create_stream(&kinesis, "e2e", 2).await?;
     s3.create_bucket().bucket("meta").send().await?;
-    s3.put_object()
-        .bucket("meta")
-        .key("apps.csv")
-        .body(METADATA.as_bytes().to_vec().into())
-        .send()
-        .await?;
+    put_object(&s3, "meta", "apps.csv", METADATA).await?;
 
-    let dir = std::env::temp_dir().join(format!("tailrace-e2e-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
     let base = (now() - 40 * 60).div_euclid(WINDOW) * WINDOW;
     // Independent count: (window, application) -> (requests, bytes).
     let mut truth: BTreeMap<(i64, &str), (u64, u64)> = BTreeMap::new();
     let mut agents = Vec::new();
     for host in 0..2 {
-        let hdir = dir.join(format!("host{host}"));
-        fs::create_dir_all(hdir.join("logs"))?;
+        let a = AgentDir::new(
+            &format!("e2e-host{host}"),
+            &format!("host-{host}"),
+            &moto.endpoint(),
+            &format!("    format: '{FORMAT}'\n    start_at: beginning\n    stream: e2e\n    mode: aggregate\n    service: checkout\n"),
+        )?;
         let reqs = requests(host, base);
         let text: String = reqs.iter().map(Request::line).collect();
-        fs::write(hdir.join("logs/access.log"), text)?;
+        fs::write(&a.log, text)?;
         for r in &reqs {
             let e = truth
                 .entry((r.time.div_euclid(WINDOW) * WINDOW, application(&r.client)))
@@ -91,54 +82,25 @@ async fn agents_to_cloudwatch_match_an_independent_count() -> Result<()> {
             e.0 += 1;
             e.1 += r.bytes;
         }
-        let config = hdir.join("tailrace.yaml");
-        fs::write(
-            &config,
-            format!(
-                "state_dir: {state}\nhost_id: host-{host}\naws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nflows:\n  - name: web\n    paths: [\"{logs}/access.log*\"]\n    format: '{FORMAT}'\n    start_at: beginning\n    stream: e2e\n    mode: aggregate\n    service: checkout\n",
-                state = hdir.join("state").display(),
-                logs = hdir.join("logs").display(),
-                endpoint = moto.endpoint(),
-            ),
-        )?;
-        agents.push(tailrace_tests::run_agent(
-            &bin("tailrace")?,
-            &config,
-            &hdir.join("agent.log"),
-        )?);
+        let agent = a.run(&bin("tailrace")?, "1")?;
+        agents.push((a, agent));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for a in &mut agents {
-        a.signal("TERM")?;
-        let status = a.wait_timeout(Duration::from_secs(25))?;
-        ensure!(
-            status.success(),
-            "agent exited with {status} (logs in {})",
-            dir.display()
-        );
+    for (a, agent) in &mut agents {
+        agent
+            .stop(Duration::from_secs(25))
+            .with_context(|| format!("agent logs in {}", a.dir.display()))?;
     }
 
-    let out = Command::new(bin("tailrace-aggregator")?)
-        .args([
-            "consume",
-            "--stream",
-            "e2e",
-            "--metadata",
-            "s3://meta/apps.csv",
-            "--endpoint-url",
-        ])
-        .arg(moto.endpoint())
-        .args(["--exit-when-idle", "3s"])
-        .envs(child_env())
-        .stdin(Stdio::null())
-        .output()
-        .context("running tailrace-aggregator consume")?;
-    ensure!(
-        out.status.success(),
-        "consume failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_checked(
+        Command::new(bin("tailrace-aggregator")?)
+            .args(["consume", "--stream", "e2e"])
+            .args(["--metadata", "s3://meta/apps.csv", "--endpoint-url"])
+            .arg(moto.endpoint())
+            .args(["--exit-when-idle", "3s"])
+            .envs(child_env()),
+        "tailrace-aggregator consume",
+    )?;
 
     let start = aws_sdk_cloudwatch::primitives::DateTime::from_secs(base - WINDOW);
     let end = aws_sdk_cloudwatch::primitives::DateTime::from_secs(base + 6 * WINDOW);
@@ -188,6 +150,8 @@ async fn agents_to_cloudwatch_match_an_independent_count() -> Result<()> {
             );
         }
     }
-    let _ = fs::remove_dir_all(&dir);
+    for (a, _) in &agents {
+        let _ = fs::remove_dir_all(&a.dir);
+    }
     Ok(())
 }

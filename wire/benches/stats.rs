@@ -137,25 +137,8 @@ mod old {
     }
 }
 
-/// A small deterministic generator (xorshift64*), so runs are comparable.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in (0, 1).
-    fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
+/// The kit's xorshift64*, so runs are comparable.
+use tailrace_tests::rng::XorShift as Rng;
 
 /// One access-log line's worth of inputs.
 type Line = (Option<u16>, u64, Option<u64>);
@@ -167,13 +150,13 @@ fn lines(n: usize, seed: u64) -> Vec<Line> {
     (0..n)
         .map(|_| {
             let latency = (20_000.0 * (1.5 * rng.normal()).exp()).clamp(100.0, 5_000_000.0) as u64;
-            let status = match rng.next() % 100 {
+            let status = match rng.next_u64() % 100 {
                 0..=84 => 200,
                 85..=91 => 304,
                 92..=97 => 404,
                 _ => 503,
             };
-            (Some(status), rng.next() % 50_000, Some(latency))
+            (Some(status), rng.next_u64() % 50_000, Some(latency))
         })
         .collect()
 }
@@ -191,7 +174,7 @@ fn zipf_clients(n: usize, clients: usize, seed: u64) -> Vec<usize> {
     let mut rng = Rng(seed);
     (0..n)
         .map(|_| {
-            let u = rng.unit();
+            let u = rng.open_unit();
             cumulative.partition_point(|&c| c < u).min(clients - 1)
         })
         .collect()

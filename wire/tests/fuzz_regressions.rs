@@ -3,47 +3,11 @@
 //! (`tailrace_wire::fuzzing`), round-trip assertions included, in the normal `cargo test`,
 //! without a fuzzer.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use tailrace_tests::fuzz::{fuzz_dir, inputs, is_seed, replay};
 use tailrace_wire::kpl::{self, KplRecord};
 use tailrace_wire::{fuzzing, ClientKey, ClientStats, Partial};
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
-}
-
-/// Every file of `corpus/<target>` and `regressions/<target>`; the corpus must not be empty.
-fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for kind in ["corpus", "regressions"] {
-        let dir = fuzz_dir().join(kind).join(target);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            assert_eq!(kind, "regressions", "{} is missing", dir.display());
-            continue;
-        };
-        for entry in entries {
-            let path = entry.expect("directory entry").path();
-            if path.is_file() {
-                let data = std::fs::read(&path).expect("read fuzz input");
-                out.push((path, data));
-            }
-        }
-    }
-    assert!(
-        out.iter()
-            .any(|(p, _)| p.starts_with(fuzz_dir().join("corpus"))),
-        "no seeds for {target}"
-    );
-    out.sort();
-    out
-}
-
-fn replay(target: &str, body: fn(&[u8])) {
-    for (path, data) in inputs(target) {
-        eprintln!("{}", path.display());
-        body(&data);
-    }
-}
 
 #[test]
 fn wire_decode() {
@@ -67,7 +31,7 @@ fn seeds_are_valid_records() {
     let seeds = |target| {
         inputs(target)
             .into_iter()
-            .filter(|(p, _)| p.starts_with(fuzz_dir().join("corpus")))
+            .filter(|(p, _)| is_seed(p))
             .map(|(_, d)| d)
             .collect::<Vec<_>>()
     };
@@ -139,7 +103,7 @@ fn real_raw_lines() -> Vec<u8> {
 fn inputs_of_corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     inputs(target)
         .into_iter()
-        .filter(|(p, _)| p.starts_with(fuzz_dir().join("corpus")))
+        .filter(|(p, _)| is_seed(p))
         .collect()
 }
 

@@ -23,8 +23,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use tailrace_bench::clftime::write_clf_time;
 use tailrace_bench::rng::{Rng, Zipf};
+use tailrace_logformat::LogTime;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -392,7 +392,12 @@ fn generate(args: &Args, out: &mut dyn Write) -> Result<()> {
         if sec != cached_sec {
             cached_sec = sec;
             cached_stamp.clear();
-            write_clf_time(&mut cached_stamp, sec);
+            LogTime {
+                unix_secs: sec,
+                nanos: 0,
+                offset_secs: 0,
+            }
+            .write_clf(&mut cached_stamp);
         }
         let client = &clients[zipf.sample(&mut rng)];
         buf.extend_from_slice(client.addr.as_bytes());

@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 use clap::Parser;
 use serde::Deserialize;
-use tailrace_bench::http::{decode_chunked, parse_head, Head};
+use tailrace_tests::http::{decode_chunked, parse_request_head, Head};
 use tailrace_wire::{classify, Partial, RecordKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -194,7 +194,7 @@ impl Conn {
         let stats = self.stats.clone();
         add(&stats.http_requests, 1);
         add(&stats.http_body_bytes, body.len() as u64);
-        if head.method == "GET" && head.target.starts_with("/stats") {
+        if head.method() == "GET" && head.target().starts_with("/stats") {
             return (
                 200,
                 "application/json",
@@ -202,8 +202,7 @@ impl Conn {
             );
         }
         let op = head
-            .amz_target
-            .as_deref()
+            .header("x-amz-target")
             .and_then(|t| t.strip_prefix("Kinesis_20131202."))
             .unwrap_or("");
         match op {
@@ -294,7 +293,7 @@ impl Conn {
         loop {
             // The head.
             let head = loop {
-                match parse_head(&buf) {
+                match parse_request_head(&buf) {
                     Ok(Some(h)) => break h,
                     Ok(None) => {
                         if sock.read_buf(&mut buf).await? == 0 {

@@ -1,6 +1,16 @@
 //! Log lines of raw-mode hosts and Kinesis Agent objects, as text.
 
-use crate::clftime::write_clf_time;
+use tailrace_logformat::LogTime;
+
+/// Appends `unix_secs` as Apache's `%t` in UTC, `dd/Mon/yyyy:HH:MM:SS +0000`.
+fn write_clf_utc(out: &mut Vec<u8>, unix_secs: i64) {
+    LogTime {
+        unix_secs,
+        nanos: 0,
+        offset_secs: 0,
+    }
+    .write_clf(out);
+}
 
 /// One request of a simulated host.
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +33,7 @@ const AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, 
 pub fn combined_line(out: &mut Vec<u8>, r: &Request<'_>) {
     out.extend_from_slice(r.client.as_bytes());
     out.extend_from_slice(b" - - [");
-    write_clf_time(out, r.time);
+    write_clf_utc(out, r.time);
     out.extend_from_slice(b"] \"GET ");
     out.extend_from_slice(r.path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\" ");
@@ -42,8 +52,8 @@ pub fn combined_line(out: &mut Vec<u8>, r: &Request<'_>) {
 /// The Kinesis Agent's `LOGTOJSON` object (`COMBINEDAPACHELOG` field names)
 /// for the same request.
 pub fn agent_json(r: &Request<'_>) -> serde_json::Value {
-    let mut stamp = Vec::with_capacity(crate::clftime::CLF_TIME_LEN);
-    write_clf_time(&mut stamp, r.time);
+    let mut stamp = Vec::with_capacity(26);
+    write_clf_utc(&mut stamp, r.time);
     serde_json::json!({
         "host": r.client,
         "ident": null,

@@ -1,3 +1,0 @@
-//! Helpers for the agent's integration tests that drive real system tools.
-
-pub mod httpd;

@@ -1,0 +1,175 @@
+//! `tailrace-aggregator replay` against moto_server (Kinesis + SQS +
+//! DynamoDB + S3 + CloudWatch): the Lambda published some records of a
+//! shard and gave up on others; the failure queue holds the on-failure
+//! record (the documented `KinesisBatchInfo` shape) of a range that covers
+//! both. The replay publishes exactly the records that were not published,
+//! deletes the message, and a second replay of the whole shard by
+//! `--shard/--from-sequence/--to-sequence` publishes nothing: CloudWatch
+//! equals the count made here, every request once.
+
+use std::time::Duration;
+
+use crate::common::*;
+use aws_sdk_kinesis::primitives::Blob;
+use tailrace_aggregator::handler::{Handler, InputRecord};
+use tailrace_aggregator::idempotency::{ClaimStore, DEFAULT_RETENTION};
+use tailrace_tests::{create_stream, free_port, Moto, Piped};
+
+const TABLE: &str = "tailrace-claims";
+const META: &str = "\
+ip_or_cidr,application,contact
+10.0.0.0/8,corp,corp@example.com
+10.1.0.0/16,shop,shop@example.com
+";
+
+/// A Lambda environment claiming in `TABLE`, publishing to `cloudwatch`.
+async fn lambda(moto: &Moto, cloudwatch: &str) -> anyhow::Result<Handler> {
+    let handler = handler_via(&moto.endpoint(), cloudwatch, Duration::ZERO, quick_retry(1)).await?;
+    let store = ClaimStore::new(
+        aws_sdk_dynamodb::Client::new(&moto.sdk_config().await),
+        TABLE,
+        DEFAULT_RETENTION,
+    );
+    store.ensure_table().await?;
+    Ok(handler.with_claims(store, Duration::from_secs(60)))
+}
+
+/// Run `tailrace-aggregator replay ARGS`; its exit status and stdout.
+fn replay(moto: &Moto, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let out = Piped::spawn(
+        aggregator_cli(moto, &["replay"])
+            .args(["--idempotency-table", TABLE])
+            .args(args)
+            .env("TAILRACE_NAMESPACE", NAMESPACE),
+    )?
+    .wait(Duration::from_secs(120))?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_publishes_exactly_the_records_not_yet_published() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let config = moto.sdk_config().await;
+    metadata_file(&moto, META).await?;
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    create_stream(&kinesis, "logs", 1).await?;
+    let map = lookup(&[("10.9.0.1", "corp"), ("10.1.7.7", "shop")]);
+    let w = window_ago(2);
+
+    let mut expected = Expected::new();
+    let mut records: Vec<InputRecord> = Vec::new();
+    let mut shard = String::new();
+    for i in 0..10u64 {
+        let r = [
+            reqs(1 + i as usize, "10.9.0.1", 200, 10, Some(2_000)),
+            reqs(2, "10.1.7.7", 404, 3, None),
+            reqs(1, "198.51.100.4", 503, 1, None),
+        ]
+        .concat();
+        expect(&mut expected, w, "web", &r, &map);
+        let data = partial(&format!("host-{}", i % 3), i + 1, "web", w, &r).encode();
+        let out = kinesis
+            .put_record()
+            .stream_name("logs")
+            .partition_key("k")
+            .data(Blob::new(data.clone()))
+            .send()
+            .await?;
+        shard = out.shard_id().to_string();
+        records.push(InputRecord {
+            sequence_number: out.sequence_number().to_string(),
+            partition_key: "k".into(),
+            data,
+        });
+    }
+
+    // The Lambda: records 0-2 published; 3-6 failed every attempt
+    // (CloudWatch unreachable); 7-9 published afterwards.
+    let ok = lambda(&moto, &moto.endpoint()).await?;
+    let dead = format!("http://127.0.0.1:{}", free_port()?);
+    let failing = lambda(&moto, &dead).await?;
+    assert!(ok.handle(&records[0..3]).await.failed.is_empty());
+    let out = failing.handle(&records[3..7]).await;
+    assert_eq!(out.failed.len(), 4, "{out:?}");
+    assert!(ok.handle(&records[7..10]).await.failed.is_empty());
+
+    // The on-failure record of a batch 2-6 (2 was published, 3-6 were not).
+    let queue = sqs
+        .create_queue()
+        .queue_name("tailrace-failures")
+        .send()
+        .await?
+        .queue_url()
+        .unwrap_or_default()
+        .to_string();
+    let body = serde_json::json!({
+        "requestContext": {
+            "requestId": "c9b8fa9f-5a7f-xmpl-af9c-0c604cde93a5",
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:tailrace",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 11
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": "2026-11-30T00:38:06.021Z",
+        "KinesisBatchInfo": {
+            "shardId": shard,
+            "startSequenceNumber": records[2].sequence_number,
+            "endSequenceNumber": records[6].sequence_number,
+            "approximateArrivalOfFirstRecord": "2026-11-30T00:38:04.835Z",
+            "approximateArrivalOfLastRecord": "2026-11-30T00:38:05.580Z",
+            "batchSize": 5,
+            "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/logs"
+        }
+    });
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(body.to_string())
+        .send()
+        .await?;
+
+    let (ok_exit, out, err) = replay(&moto, &["--queue-url", &queue])?;
+    assert!(ok_exit, "{out}\n{err}");
+    assert_eq!(
+        out.trim(),
+        "replayed 1 ranges: 5 records, 4 partials published, 1 already published",
+        "{err}"
+    );
+    assert_metrics(&cw, &expected).await?;
+    let left = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .wait_time_seconds(0)
+        .send()
+        .await?;
+    assert!(left.messages().is_empty(), "the message is deleted");
+
+    // The whole shard once more, by range: nothing new.
+    let (ok_exit, out, err) = replay(
+        &moto,
+        &[
+            "--stream",
+            "logs",
+            "--shard",
+            &shard,
+            "--from-sequence",
+            &records[0].sequence_number,
+            "--to-sequence",
+            &records[9].sequence_number,
+        ],
+    )?;
+    assert!(ok_exit, "{out}\n{err}");
+    assert_eq!(
+        out.trim(),
+        "replayed 1 ranges: 10 records, 0 partials published, 10 already published",
+        "{err}"
+    );
+    assert_metrics(&cw, &expected).await?;
+    Ok(())
+}
