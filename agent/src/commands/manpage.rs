@@ -6,7 +6,7 @@
 //! has no field for (configuration, environment, exit status, files,
 //! examples) are rendered here, the latter from [`AFTER_LONG_HELP`] (in [`super::args`]), which
 //! `tailrace --help` shows too. The packaged copies under `packaging/` are
-//! checked against this output by `agent/tests/generated_files.rs`.
+//! checked against this output by `agent/tests/it/generated_files.rs`.
 
 use std::fmt::Write as _;
 
