@@ -57,6 +57,12 @@ pub struct TailerSettings {
     pub discover_interval: Duration,
     /// How long to sleep when nothing happened and no event came.
     pub poll_interval: Duration,
+    /// How long to wait after a file-system event before reading, so that
+    /// the lines written meanwhile are read in one pass. Apache writes each
+    /// request with its own `write(2)`, one event each: reading on every
+    /// one woke the reader, stat'ed the file and read one line thousands of
+    /// times a second (BENCHMARKS.md, "Host budget").
+    pub event_settle: Duration,
     /// How long a deleted file or a copy must be quiet (once drained)
     /// before closing, and how long waits for a copy's growth last.
     pub rotate_quiet: Duration,
@@ -82,6 +88,7 @@ impl TailerSettings {
             max_line,
             discover_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(250),
+            event_settle: DEFAULT_EVENT_SETTLE,
             rotate_quiet: decision::DEFAULT_QUIET,
             renamed_quiet: decision::DEFAULT_RENAMED_QUIET,
         }
@@ -90,6 +97,22 @@ impl TailerSettings {
 
 /// Bytes read from one file before moving to the next (fairness).
 const READ_BUDGET: u64 = 4 * 1024 * 1024;
+
+/// [`TailerSettings::event_settle`]'s default: a twentieth of a second adds
+/// nothing a reader of 5-minute windows (or of a raw stream batched for
+/// `linger`) could notice, and bounds the passes over a busy file at 20 a
+/// second however many writes it gets.
+pub const DEFAULT_EVENT_SETTLE: Duration = Duration::from_millis(50);
+
+/// What one pass over the open files did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pass {
+    /// Some file gave bytes, or began again (truncated).
+    read_any: bool,
+    /// Some file stopped at its budget, not at its end: read again now,
+    /// without waiting for an event.
+    more_waiting: bool,
+}
 
 /// A new file whose start is not decided yet. Lives in the tailer until it
 /// becomes a watcher or disappears.
@@ -319,7 +342,7 @@ impl Tailer {
             let progressed = if poll_due || self.fs_events.is_none() || last_poll.elapsed() >= idle
             {
                 last_poll = Instant::now();
-                self.poll_all(sink)?
+                self.poll_all(sink)?.more_waiting
             } else {
                 false
             };
@@ -327,12 +350,19 @@ impl Tailer {
             self.close_quiet(sink)?;
             poll_due = progressed || self.wait_for_event(progressed);
         }
+        // Stopped while an event settled ([`TailerSettings::event_settle`]):
+        // read what it announced, one pass (each file's budget at most),
+        // so lines written just before the stop go with the flush, as they
+        // did when every event was read at once.
+        if poll_due {
+            self.poll_all(sink)?;
+        }
         sink.flush()
     }
 
     /// Read every file once to its end (replay), then flush.
     pub fn drain_once(&mut self, sink: &mut dyn LineSink) -> Result<(), SinkClosed> {
-        while self.poll_all(sink)? {}
+        while self.poll_all(sink)?.read_any {}
         sink.flush()
     }
 
@@ -351,9 +381,10 @@ impl Tailer {
         Ok(())
     }
 
-    /// Unless the last poll read something, wait up to a poll interval for
-    /// a file-system event; returns whether one came (the files need a
-    /// look). Names changing also makes a discovery due.
+    /// Unless the last poll left bytes unread, wait up to a poll interval
+    /// for a file-system event, then [`TailerSettings::event_settle`] for
+    /// the writes that follow it; returns whether one came (the files need
+    /// a look). Names changing also makes a discovery due.
     fn wait_for_event(&mut self, progressed: bool) -> bool {
         if progressed {
             return true;
@@ -365,6 +396,9 @@ impl Tailer {
                 if rediscover {
                     self.last_discover = None;
                 }
+                if happened && !self.settings.event_settle.is_zero() {
+                    std::thread::sleep(self.settings.event_settle);
+                }
                 happened
             }
             None => {
@@ -374,15 +408,16 @@ impl Tailer {
         }
     }
 
-    fn poll_all(&mut self, sink: &mut dyn LineSink) -> Result<bool, SinkClosed> {
-        let mut progressed = false;
+    fn poll_all(&mut self, sink: &mut dyn LineSink) -> Result<Pass, SinkClosed> {
+        let mut pass = Pass::default();
         for i in 0..self.watchers.len() {
             let w = &mut self.watchers[i];
             let from_start = w.offset() == 0 && w.pending() == 0 && !w.orphaned;
             match w.poll(sink, self.settings.max_line, READ_BUDGET) {
                 Ok(Ok(Polled::Read(n))) => {
+                    pass.more_waiting |= n >= READ_BUDGET;
                     if n > 0 {
-                        progressed = true;
+                        pass.read_any = true;
                         // The first bytes of a live file's generation: an
                         // earlier one may have been written, copied and
                         // truncated before this reader saw any of it (its
@@ -418,7 +453,8 @@ impl Tailer {
                         self.ledger
                             .open(&self.settings.flow, w.key, fp, w.path.clone(), 0);
                     w.restart(source, fp);
-                    progressed = true;
+                    pass.read_any = true;
+                    pass.more_waiting = true;
                 }
                 Ok(Err(closed)) => return Err(closed),
                 Err(e) => {
@@ -426,7 +462,7 @@ impl Tailer {
                 }
             }
         }
-        Ok(progressed)
+        Ok(pass)
     }
 
     /// Close files that left their path (rotated away or deleted) or were
