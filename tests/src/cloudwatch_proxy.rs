@@ -46,7 +46,7 @@
 //! thread and connections are [`crate::proxy`]'s; dropping the
 //! [`CloudWatchProxy`] stops it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use anyhow::Result;
@@ -54,7 +54,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::http::{self, Head, Request, Response};
-use crate::proxy::{FaultPolicy, Proxy};
+use crate::proxy::{FaultPolicy, Faulted, Proxy};
 
 /// What the proxy injects into `PutMetricData` calls.
 #[derive(Debug, Clone, Default)]
@@ -75,25 +75,26 @@ pub struct CwFaults {
     pub refuse_containing: Option<String>,
 }
 
-/// What the proxy saw and did since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CwCounts {
-    /// HTTP requests received (every operation).
-    pub calls: u64,
-    /// `PutMetricData` calls received.
-    pub put_metric_data: u64,
-    /// `PutMetricData` calls forwarded to moto (and answered by it).
-    pub forwarded: u64,
-    /// Calls answered 400 `Throttling`.
-    pub throttled: u64,
-    /// Calls answered 500.
-    pub responses_500: u64,
-    /// Calls answered 503 (random draws and `fail_call`).
-    pub responses_503: u64,
-    /// Of those, calls failed because they were `fail_call`.
-    pub matched: u64,
-    /// Calls answered 400 `InvalidParameterValue` (`refuse_invalid`).
-    pub refused_invalid: u64,
+crate::proxy::counters! {
+    /// What the proxy saw and did since it started.
+    pub struct CwCounts in Counters {
+        /// HTTP requests received (every operation).
+        calls,
+        /// `PutMetricData` calls received.
+        put_metric_data,
+        /// `PutMetricData` calls forwarded to moto (and answered by it).
+        forwarded,
+        /// Calls answered 400 `Throttling`.
+        throttled,
+        /// Calls answered 500.
+        responses_500,
+        /// Calls answered 503 (random draws and `fail_call`).
+        responses_503,
+        /// Of those, calls failed because they were `fail_call`.
+        matched,
+        /// Calls answered 400 `InvalidParameterValue` (`refuse_invalid`).
+        refused_invalid,
+    }
 }
 
 impl CwCounts {
@@ -103,20 +104,8 @@ impl CwCounts {
     }
 }
 
-#[derive(Default)]
-struct Counters {
-    calls: AtomicU64,
-    put_metric_data: AtomicU64,
-    forwarded: AtomicU64,
-    throttled: AtomicU64,
-    responses_500: AtomicU64,
-    responses_503: AtomicU64,
-    matched: AtomicU64,
-    refused_invalid: AtomicU64,
-}
-
 /// The CloudWatch fault policy of a [`CloudWatchProxy`].
-struct CwPolicy {
+pub struct CwPolicy {
     /// Hashes of the distinct `PutMetricData` bodies, in arrival order.
     bodies: Mutex<Vec<u64>>,
     faults: Mutex<CwFaults>,
@@ -124,48 +113,30 @@ struct CwPolicy {
     counters: Counters,
 }
 
-/// A running CloudWatch fault proxy on 127.0.0.1. Dropping it stops it.
-pub struct CloudWatchProxy(Proxy<CwPolicy>);
+/// A running CloudWatch fault proxy on 127.0.0.1:
+/// `CloudWatchProxy::start(upstream, faults)`, `endpoint`, `set_faults`,
+/// `counts`. Dropping it stops it.
+pub type CloudWatchProxy = Proxy<CwPolicy>;
 
-impl CloudWatchProxy {
-    /// Start a proxy on a free 127.0.0.1 port in front of `upstream`
-    /// (`http://127.0.0.1:PORT`, as [`crate::Moto::endpoint`] returns).
-    pub fn start(upstream: &str, faults: CwFaults) -> Result<CloudWatchProxy> {
-        let policy = CwPolicy {
+impl Faulted for CwPolicy {
+    type Faults = CwFaults;
+    type Counts = CwCounts;
+
+    fn with_faults(faults: CwFaults) -> Self {
+        CwPolicy {
             bodies: Mutex::new(Vec::new()),
             rng: Mutex::new(StdRng::seed_from_u64(faults.seed)),
             faults: Mutex::new(faults),
             counters: Counters::default(),
-        };
-        Ok(CloudWatchProxy(Proxy::start(upstream, policy)?))
-    }
-
-    /// The endpoint URL to give the aggregator's CloudWatch client.
-    pub fn endpoint(&self) -> String {
-        self.0.endpoint()
-    }
-
-    /// Replace the faults (the random sequence continues).
-    pub fn set_faults(&self, faults: CwFaults) {
-        if let Ok(mut f) = self.0.policy().faults.lock() {
-            *f = faults;
         }
     }
 
-    /// A snapshot of the counters.
-    pub fn counts(&self) -> CwCounts {
-        let c = &self.0.policy().counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        CwCounts {
-            calls: get(&c.calls),
-            put_metric_data: get(&c.put_metric_data),
-            forwarded: get(&c.forwarded),
-            throttled: get(&c.throttled),
-            responses_500: get(&c.responses_500),
-            responses_503: get(&c.responses_503),
-            matched: get(&c.matched),
-            refused_invalid: get(&c.refused_invalid),
-        }
+    fn faults(&self) -> &Mutex<CwFaults> {
+        &self.faults
+    }
+
+    fn counts(&self) -> CwCounts {
+        self.counters.snapshot()
     }
 }
 

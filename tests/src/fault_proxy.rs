@@ -40,7 +40,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::http::{self, Head, Request, Response};
-use crate::proxy::{FaultPolicy, Proxy};
+use crate::proxy::{FaultPolicy, Faulted, Proxy};
 
 /// What the proxy injects. Probabilities are in `0.0..=1.0`.
 #[derive(Debug, Clone)]
@@ -79,29 +79,30 @@ impl Default for Faults {
     }
 }
 
-/// What the proxy saw and did, since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FaultCounts {
-    /// HTTP requests received (every operation).
-    pub calls: u64,
-    /// `PutRecords` calls received.
-    pub put_records_calls: u64,
-    /// Records in the `PutRecords` calls that were not faulted as a whole.
-    pub records_seen: u64,
-    /// Records refused with `ProvisionedThroughputExceededException`.
-    pub records_throttled: u64,
-    /// Records refused with `InternalFailure`.
-    pub records_internal_failure: u64,
-    /// `PutRecords` calls forwarded with a rewritten (shortened) body.
-    pub rewritten_calls: u64,
-    /// Calls answered 500.
-    pub responses_500: u64,
-    /// Calls answered 503.
-    pub responses_503: u64,
-    /// Calls stalled, then closed unanswered.
-    pub stalls: u64,
-    /// Connections closed mid-request.
-    pub drops: u64,
+crate::proxy::counters! {
+    /// What the proxy saw and did, since it started.
+    pub struct FaultCounts in Counters {
+        /// HTTP requests received (every operation).
+        calls,
+        /// `PutRecords` calls received.
+        put_records_calls,
+        /// Records in the `PutRecords` calls that were not faulted as a whole.
+        records_seen,
+        /// Records refused with `ProvisionedThroughputExceededException`.
+        records_throttled,
+        /// Records refused with `InternalFailure`.
+        records_internal_failure,
+        /// `PutRecords` calls forwarded with a rewritten (shortened) body.
+        rewritten_calls,
+        /// Calls answered 500.
+        responses_500,
+        /// Calls answered 503.
+        responses_503,
+        /// Calls stalled, then closed unanswered.
+        stalls,
+        /// Connections closed mid-request.
+        drops,
+    }
 }
 
 impl FaultCounts {
@@ -116,75 +117,40 @@ impl FaultCounts {
     }
 }
 
-#[derive(Default)]
-struct Counters {
-    calls: AtomicU64,
-    put_records_calls: AtomicU64,
-    records_seen: AtomicU64,
-    records_throttled: AtomicU64,
-    records_internal_failure: AtomicU64,
-    rewritten_calls: AtomicU64,
-    responses_500: AtomicU64,
-    responses_503: AtomicU64,
-    stalls: AtomicU64,
-    drops: AtomicU64,
-}
-
 fn inc(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
 /// The Kinesis fault policy of a [`FaultProxy`].
-struct KinesisFaults {
+pub struct KinesisFaults {
     faults: Mutex<Faults>,
     rng: Mutex<StdRng>,
     counters: Counters,
 }
 
-/// A running fault-injecting proxy on 127.0.0.1. Dropping it stops it.
-pub struct FaultProxy(Proxy<KinesisFaults>);
+/// A running fault-injecting proxy on 127.0.0.1 in front of Kinesis (or
+/// any AWS JSON endpoint): `FaultProxy::start(upstream, faults)`,
+/// `endpoint`, `set_faults`, `counts`. Dropping it stops it.
+pub type FaultProxy = Proxy<KinesisFaults>;
 
-impl FaultProxy {
-    /// Start a proxy on a free 127.0.0.1 port forwarding to `upstream`
-    /// (`http://host:port`, as [`crate::Moto::endpoint`] returns).
-    pub fn start(upstream: &str, faults: Faults) -> Result<FaultProxy> {
-        let policy = KinesisFaults {
+impl Faulted for KinesisFaults {
+    type Faults = Faults;
+    type Counts = FaultCounts;
+
+    fn with_faults(faults: Faults) -> Self {
+        KinesisFaults {
             rng: Mutex::new(StdRng::seed_from_u64(faults.seed)),
             faults: Mutex::new(faults),
             counters: Counters::default(),
-        };
-        Ok(FaultProxy(Proxy::start(upstream, policy)?))
-    }
-
-    /// The endpoint URL to give the agent instead of moto's.
-    pub fn endpoint(&self) -> String {
-        self.0.endpoint()
-    }
-
-    /// Replace the fault probabilities (the random sequence continues).
-    /// `Faults::none()` turns the proxy transparent.
-    pub fn set_faults(&self, faults: Faults) {
-        if let Ok(mut f) = self.0.policy().faults.lock() {
-            *f = faults;
         }
     }
 
-    /// A snapshot of the counters.
-    pub fn counts(&self) -> FaultCounts {
-        let c = &self.0.policy().counters;
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        FaultCounts {
-            calls: g(&c.calls),
-            put_records_calls: g(&c.put_records_calls),
-            records_seen: g(&c.records_seen),
-            records_throttled: g(&c.records_throttled),
-            records_internal_failure: g(&c.records_internal_failure),
-            rewritten_calls: g(&c.rewritten_calls),
-            responses_500: g(&c.responses_500),
-            responses_503: g(&c.responses_503),
-            stalls: g(&c.stalls),
-            drops: g(&c.drops),
-        }
+    fn faults(&self) -> &Mutex<Faults> {
+        &self.faults
+    }
+
+    fn counts(&self) -> FaultCounts {
+        self.counters.snapshot()
     }
 }
 
@@ -194,10 +160,14 @@ fn json_response(status: u16, reason: &str, body: &Value) -> Response {
     Response::new(status, reason, JSON_11, body.to_string().into_bytes())
 }
 
-/// What one call gets, drawn when its head arrives.
-enum Fault {
+/// What one call gets, drawn when its head arrives (the [`KinesisFaults`]
+/// policy's plan).
+pub enum Fault {
+    /// Read the request, say nothing this long, close.
     Stall(Duration),
+    /// Answer with this 5xx status, unforwarded.
     Status(u16),
+    /// Forward it (single records may still be refused).
     Pass,
 }
 

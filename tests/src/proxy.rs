@@ -3,11 +3,13 @@
 //! reading requests with [`crate::http`], and a stop when the [`Proxy`] is
 //! dropped. What to do with each request is the [`FaultPolicy`]'s: the
 //! Kinesis faults of [`crate::fault_proxy`], the CloudWatch faults of
-//! [`crate::cloudwatch_proxy`].
+//! [`crate::cloudwatch_proxy`]. A policy that is also [`Faulted`] gives its
+//! proxy the one test-facing API: `start(upstream, faults)`,
+//! `set_faults`, `counts` (whose snapshot type the `counters!` macro declares).
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -47,6 +49,53 @@ pub trait FaultPolicy: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Response>>> + Send;
 }
 
+/// A policy whose faults a test sets when the proxy starts and changes
+/// while it runs, and whose counters it reads.
+pub trait Faulted: FaultPolicy + Sized {
+    /// What the test sets.
+    type Faults: Send;
+    /// A snapshot of the counters.
+    type Counts;
+    /// A fresh policy injecting `faults` (its random draws seeded from them).
+    fn with_faults(faults: Self::Faults) -> Self;
+    /// Where the faults in force are kept.
+    fn faults(&self) -> &Mutex<Self::Faults>;
+    /// What the proxy saw and did since it started.
+    fn counts(&self) -> Self::Counts;
+}
+
+/// Declares a proxy's counters: the public snapshot struct (`u64` fields,
+/// with their docs) and a private struct of the same `AtomicU64`s with a
+/// `snapshot()`.
+macro_rules! counters {
+    (
+        $(#[$meta:meta])*
+        pub struct $counts:ident in $atomics:ident {
+            $( $(#[$field_meta:meta])* $field:ident, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct $counts {
+            $( $(#[$field_meta])* pub $field: u64, )*
+        }
+
+        #[derive(Default)]
+        struct $atomics {
+            $( $field: std::sync::atomic::AtomicU64, )*
+        }
+
+        impl $atomics {
+            fn snapshot(&self) -> $counts {
+                $counts {
+                    $( $field: self.$field.load(std::sync::atomic::Ordering::Relaxed), )*
+                }
+            }
+        }
+    };
+}
+pub(crate) use counters;
+
 struct Shared<P> {
     upstream: String,
     policy: P,
@@ -63,8 +112,9 @@ pub struct Proxy<P: FaultPolicy> {
 
 impl<P: FaultPolicy> Proxy<P> {
     /// Start a proxy on a free 127.0.0.1 port forwarding to `upstream`
-    /// (`http://host:port`, as [`crate::Moto::endpoint`] returns).
-    pub fn start(upstream: &str, policy: P) -> Result<Proxy<P>> {
+    /// (`http://host:port`, as [`crate::Moto::endpoint`] returns), its
+    /// requests answered by `policy`.
+    pub fn with_policy(upstream: &str, policy: P) -> Result<Proxy<P>> {
         let upstream = upstream
             .strip_prefix("http://")
             .with_context(|| format!("upstream {upstream} is not an http:// URL"))?
@@ -116,6 +166,27 @@ impl<P: FaultPolicy> Proxy<P> {
     /// The policy, to change its faults or read its counters.
     pub fn policy(&self) -> &P {
         &self.shared.policy
+    }
+}
+
+impl<P: Faulted> Proxy<P> {
+    /// Start a proxy on a free 127.0.0.1 port in front of `upstream`
+    /// (`http://127.0.0.1:PORT`, as [`crate::Moto::endpoint`] returns),
+    /// injecting `faults`.
+    pub fn start(upstream: &str, faults: P::Faults) -> Result<Proxy<P>> {
+        Proxy::with_policy(upstream, P::with_faults(faults))
+    }
+
+    /// Replace the faults (the random sequence continues).
+    pub fn set_faults(&self, faults: P::Faults) {
+        if let Ok(mut f) = self.policy().faults().lock() {
+            *f = faults;
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn counts(&self) -> P::Counts {
+        self.policy().counts()
     }
 }
 
