@@ -23,6 +23,8 @@
 //!   Kinesis sink), and [`proxy`]: the one fault-proxy shell, generic over
 //!   a [`proxy::FaultPolicy`] ([`fault_proxy`] for Kinesis,
 //!   [`cloudwatch_proxy`] for CloudWatch);
+//! - [`loadrun`]: the one steady-rate writer (with rotation) and `/proc`
+//!   probe of the soak, the outage measurement and the host budget;
 //! - [`fuzz`]: the one fuzz-corpus walker; [`rng`]: the one xorshift
 //!   generator of the tests and criterion benchmarks;
 //! - `ec2` (feature `ec2`): instances in moto's EC2.
@@ -70,6 +72,8 @@ pub mod ec2;
 pub mod fault_proxy;
 pub mod fuzz;
 pub mod http;
+#[cfg(feature = "servers")]
+pub mod loadrun;
 pub mod loggen;
 #[cfg(feature = "servers")]
 pub mod proxy;

@@ -13,7 +13,7 @@
 //! and fails on any lost line, any duplicate, or memory that grew with the
 //! backlog.
 //!
-//! Ignored by `cargo test`: run it with `scripts/outage.sh [minutes] [lines/s]`
+//! Ignored by `cargo test`: run it with `scripts/load.sh outage [minutes] [lines/s]`
 //! (defaults 5 min of outage at 5 000 lines/s, after 1 min of normal work
 //! and followed by 1 min of writing), which builds release binaries.
 //! `OUTAGE_SECS`, `OUTAGE_RATE`, `OUTAGE_WARMUP_SECS`, `OUTAGE_AFTER_SECS` set
@@ -22,17 +22,15 @@
 //! write per 100 ms tick.
 
 use std::fmt::Write as _;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
+use tailrace_tests::loadrun::{LineWriter, Probe};
 use tailrace_tests::loggen;
-use tailrace_tests::{
-    bin, cpu_ticks, create_stream, env_or, free_port, read_stream, rss_kib, AgentDir, Moto,
-};
+use tailrace_tests::{bin, create_stream, env_or, free_port, read_stream, AgentDir, Moto};
 
 /// One metric's value from the agent's Prometheus text, flow `web`.
 fn metric(text: &str, name: &str) -> Option<f64> {
@@ -63,9 +61,8 @@ enum Phase {
 struct Sample {
     at: f64,
     phase: Phase,
-    rss_kib: u64,
-    agent_ticks: u64,
-    moto_ticks: u64,
+    agent: Probe,
+    moto: Probe,
     written: u64,
     sent: u64,
     backlog_bytes: u64,
@@ -86,7 +83,7 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "minutes long: run scripts/outage.sh"]
+#[ignore = "minutes long: run scripts/load.sh outage"]
 async fn outage() -> Result<()> {
     let outage_secs = env_or("OUTAGE_SECS", 300)?;
     let rate = env_or("OUTAGE_RATE", 5_000)?;
@@ -111,22 +108,19 @@ async fn outage() -> Result<()> {
     let pid = agent.0.id();
     let moto_pid = moto.pid();
 
-    let started = Instant::now();
-    let mut file = OpenOptions::new().create(true).append(true).open(&a.log)?;
-    let mut written: u64 = 0;
+    let mut writer = LineWriter::new(&a.log, "outage", rate)?.per_line(per_line);
     let mut samples: Vec<Sample> = Vec::new();
     let mut next_sample = Duration::ZERO;
     let mut phase = Phase::Before;
     let tick = Duration::from_millis(50);
-    let per_tick = (rate / 20).max(1);
     let outage_from = Duration::from_secs(warmup);
     let outage_to = outage_from + Duration::from_secs(outage_secs);
     let write_until = outage_to + Duration::from_secs(after);
     let drain_limit = write_until + Duration::from_secs(outage_secs * 2 + 120);
-    let mut buf = String::new();
     let mut caught_up_at: Option<f64> = None;
     loop {
-        let t = started.elapsed();
+        let t = writer.elapsed();
+        let written = writer.written();
         let want = if t < outage_from {
             Phase::Before
         } else if t < outage_to {
@@ -152,9 +146,8 @@ async fn outage() -> Result<()> {
             let s = Sample {
                 at: t.as_secs_f64(),
                 phase,
-                rss_kib: rss_kib(pid)?,
-                agent_ticks: cpu_ticks(pid)?,
-                moto_ticks: cpu_ticks(moto_pid)?,
+                agent: Probe::of(pid)?,
+                moto: Probe::of(moto_pid)?,
                 written,
                 sent: metric(&text, "tailrace_lines_sent_total").unwrap_or(0.0) as u64,
                 backlog_bytes: metric(&text, "tailrace_backlog_bytes").unwrap_or(0.0) as u64,
@@ -162,7 +155,7 @@ async fn outage() -> Result<()> {
             if samples.len().is_multiple_of(5) {
                 println!(
                     "t={:>5.0}s {:?} rss={} KiB written={} sent={} backlog={} B",
-                    s.at, s.phase, s.rss_kib, s.written, s.sent, s.backlog_bytes
+                    s.at, s.phase, s.agent.rss_kib, s.written, s.sent, s.backlog_bytes
                 );
             }
             if phase == Phase::After
@@ -183,28 +176,16 @@ async fn outage() -> Result<()> {
             drain_limit.saturating_sub(outage_to).as_secs()
         );
         if t < write_until {
-            buf.clear();
-            let now = loggen::now();
-            loggen::fleet_lines(&mut buf, "outage", written, per_tick, now, false);
-            if per_line {
-                // As Apache writes: one write(2) per request, so one file
-                // event per line for the agent to absorb while blocked.
-                for line in buf.split_inclusive('\n') {
-                    file.write_all(line.as_bytes())?;
-                }
-            } else {
-                file.write_all(buf.as_bytes())?;
-            }
-            written += per_tick;
+            writer.step()?;
         }
-        let behind = started.elapsed().saturating_sub(t);
-        tokio::time::sleep(tick.saturating_sub(behind)).await;
+        writer.wait_tick(tick).await;
         ensure!(
             agent.0.try_wait()?.is_none(),
             "the agent exited during the test"
         );
     }
-    drop(file);
+    let written = writer.written();
+    drop(writer);
     agent.signal("TERM")?;
     ensure!(
         agent.wait_timeout(Duration::from_secs(60))?.success(),
@@ -227,7 +208,7 @@ async fn outage() -> Result<()> {
     let duplicates: u64 = seen.iter().map(|&c| u64::from(c.saturating_sub(1))).sum();
 
     let in_phase = |p: Phase| samples.iter().filter(move |s| s.phase == p);
-    let max_rss = |p: Phase| in_phase(p).map(|s| s.rss_kib).max().unwrap_or(0);
+    let max_rss = |p: Phase| in_phase(p).map(|s| s.agent.rss_kib).max().unwrap_or(0);
     let end_of_outage = samples
         .iter()
         .rfind(|s| s.phase == Phase::Outage)
@@ -243,7 +224,7 @@ async fn outage() -> Result<()> {
         .context("the outage's backlog was never cleared")?;
     let drain_secs = cleared.at - end_of_outage.at;
     let drained_lines = cleared.sent - end_of_outage.sent;
-    let cpu_share = |ticks: u64| ticks as f64 / 100.0 / drain_secs;
+    let cpu_share = |now: &Probe, then: &Probe| now.cpu_secs_since(then) / drain_secs;
     let line_bytes =
         fs::metadata(&a.log).map(|m| m.len()).unwrap_or(0) as f64 / written.max(1) as f64;
 
@@ -275,8 +256,8 @@ async fn outage() -> Result<()> {
         "- drain: {drained_lines} lines (backlog and new lines) in {drain_secs:.0} s = {:.0} lines/s ({:.1} MB/s), while {rate} lines/s were written; CPU meanwhile: agent {:.2} cores, moto_server {:.2} cores\n",
         drained_lines as f64 / drain_secs,
         drained_lines as f64 * line_bytes / drain_secs / 1e6,
-        cpu_share(cleared.agent_ticks - end_of_outage.agent_ticks),
-        cpu_share(cleared.moto_ticks - end_of_outage.moto_ticks),
+        cpu_share(&cleared.agent, &end_of_outage.agent),
+        cpu_share(&cleared.moto, &end_of_outage.moto),
     )?;
     writeln!(
         report,
@@ -288,8 +269,8 @@ async fn outage() -> Result<()> {
             "| {:.0} | {:?} | {} | {:.2} | {} | {} | {} |",
             s.at,
             s.phase,
-            s.rss_kib,
-            s.agent_ticks as f64 / 100.0,
+            s.agent.rss_kib,
+            s.agent.cpu_ticks() as f64 / 100.0,
             s.written,
             s.sent,
             s.backlog_bytes

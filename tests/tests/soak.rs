@@ -6,47 +6,30 @@
 //! agent's RSS over time and its CPU per 10k lines/s, and fails on any loss,
 //! any duplicate or growing memory.
 //!
-//! Ignored by `cargo test`: run it with `scripts/soak.sh [minutes] [lines/s]`
+//! Ignored by `cargo test`: run it with `scripts/load.sh soak [minutes] [lines/s]`
 //! (defaults 30 min at 20 000 lines/s), which builds release binaries.
 //! `SOAK_SECS` and `SOAK_RATE` set the same from the environment.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::fs;
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
+use tailrace_tests::loadrun::{LineWriter, Probe, Rotation};
 use tailrace_tests::loggen;
-use tailrace_tests::{bin, create_stream, env_or, read_stream, rss_kib, AgentDir, Moto};
+use tailrace_tests::{bin, create_stream, env_or, read_stream, AgentDir, Moto};
 use tailrace_wire::Partial;
-
-/// Rotate `log`: rename+create (`copytruncate == false`) or copy and
-/// truncate in place; keep four old files.
-fn rotate(log: &Path, n: u64, copytruncate: bool) -> Result<()> {
-    let old = |i: u64| log.with_extension(format!("log.{i}"));
-    let _ = fs::remove_file(old(n.saturating_sub(4)));
-    if copytruncate {
-        fs::copy(log, old(n))?;
-        OpenOptions::new().write(true).open(log)?.set_len(0)?;
-    } else {
-        fs::rename(log, old(n))?;
-        fs::File::create(log)?;
-    }
-    Ok(())
-}
 
 struct Sample {
     at_secs: u64,
-    rss_kib: u64,
-    cpu_ticks: u64,
+    probe: Probe,
     lines: u64,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a long soak: run scripts/soak.sh"]
+#[ignore = "a long soak: run scripts/load.sh soak"]
 async fn soak() -> Result<()> {
     let secs = env_or("SOAK_SECS", 30 * 60)?;
     let rate = env_or("SOAK_RATE", 20_000)?;
@@ -66,18 +49,17 @@ async fn soak() -> Result<()> {
     let mut agent = a.run(&bin("tailrace")?, "soak")?;
     let pid = agent.0.id();
 
-    let started = Instant::now();
-    let mut file = OpenOptions::new().create(true).append(true).open(&a.log)?;
-    let mut written: u64 = 0;
+    let mut writer = LineWriter::new(&a.log, "soak", rate)?
+        .with_errors(true)
+        .rotating(Rotation::Alternate {
+            every: Duration::from_secs(30),
+        });
     let mut samples: Vec<Sample> = Vec::new();
     let mut next_sample = Duration::ZERO;
-    let mut rotations = 0u64;
     let mut faulty = false;
     let tick = Duration::from_millis(50);
-    let per_tick = (rate / 20).max(1);
-    let mut buf = String::new();
-    while started.elapsed() < Duration::from_secs(secs) {
-        let t = started.elapsed();
+    while writer.elapsed() < Duration::from_secs(secs) {
+        let t = writer.elapsed();
         // Faults in every other minute: each window's records (sent once
         // a minute) meet them in turn.
         let want_faults = (t.as_secs() / 60).is_multiple_of(2);
@@ -96,44 +78,31 @@ async fn soak() -> Result<()> {
                 Faults::none()
             });
         }
-        if t.as_secs() / 30 > rotations {
-            rotations += 1;
-            drop(file);
-            rotate(&a.log, rotations, rotations.is_multiple_of(2))?;
-            file = OpenOptions::new().create(true).append(true).open(&a.log)?;
-        }
         if t >= next_sample {
             next_sample += Duration::from_secs(10);
             let s = Sample {
                 at_secs: t.as_secs(),
-                rss_kib: rss_kib(pid)?,
-                cpu_ticks: tailrace_tests::cpu_ticks(pid)?,
-                lines: written,
+                probe: Probe::of(pid)?,
+                lines: writer.written(),
             };
             println!(
                 "t={:>5}s rss={:>6} KiB cpu={:>7.2}s lines={}",
                 s.at_secs,
-                s.rss_kib,
-                s.cpu_ticks as f64 / 100.0,
+                s.probe.rss_kib,
+                s.probe.cpu_ticks() as f64 / 100.0,
                 s.lines
             );
             samples.push(s);
         }
-        // Each tick's share of the rate, at the current time.
-        buf.clear();
-        let now = loggen::now();
-        loggen::fleet_lines(&mut buf, "soak", written, per_tick, now, true);
-        file.write_all(buf.as_bytes())?;
-        written += per_tick;
-        let behind = started.elapsed().saturating_sub(t);
-        tokio::time::sleep(tick.saturating_sub(behind)).await;
+        writer.step()?;
+        writer.wait_tick(tick).await;
         ensure!(
             agent.0.try_wait()?.is_none(),
             "the agent exited during the soak"
         );
     }
-    drop(file);
-    let wrote_for = started.elapsed();
+    let (written, rotations) = (writer.written(), writer.rotations());
+    let wrote_for = writer.elapsed();
     proxy.set_faults(Faults::none());
     let cpu_before_drain = tailrace_tests::cpu_ticks(pid)?;
     // Let the last windows close, then stop: stopping flushes what is open.
@@ -168,7 +137,7 @@ async fn soak() -> Result<()> {
     let cpu_secs = cpu_before_drain as f64 / 100.0;
     let per_10k = cpu_secs / wrote_for.as_secs_f64() / (rate as f64 / 10_000.0);
     let third = samples.len() / 3;
-    let max_rss = |s: &[Sample]| s.iter().map(|x| x.rss_kib).max().unwrap_or(0);
+    let max_rss = |s: &[Sample]| s.iter().map(|x| x.probe.rss_kib).max().unwrap_or(0);
     let (early, late) = (
         max_rss(&samples[..third.max(1).min(samples.len())]),
         max_rss(&samples[samples.len() - third..]),
@@ -200,8 +169,8 @@ async fn soak() -> Result<()> {
             report,
             "| {} | {} | {:.2} | {} |",
             s.at_secs,
-            s.rss_kib,
-            s.cpu_ticks as f64 / 100.0,
+            s.probe.rss_kib,
+            s.probe.cpu_ticks() as f64 / 100.0,
             s.lines
         )?;
     }
