@@ -28,7 +28,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatch::types::MetricDatum;
 
-use super::plan::*;
+use super::plan::{
+    batches, estimate_size, health_datum, plan_model, split_range, Plan, PlannedDatum,
+    DROPPED_DATUMS, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL,
+};
 use crate::merge::{MetricEntry, MetricKey};
 use crate::model::MetricModel;
 
