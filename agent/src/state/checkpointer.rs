@@ -1,7 +1,10 @@
 //! The periodic checkpoint writer and how it stops.
 //!
-//! Every interval, when what is acknowledged changed, the state is snapshotted and
-//! saved on a blocking thread. Stopping must never leave a torn or a stale
+//! Every interval, when the ledger changed, the state is snapshotted and saved on a
+//! blocking thread, unless it equals the state saved last: the reader moves the
+//! ledger on every pass, but in aggregate mode the acknowledged positions move once
+//! a window, and an identical file written and fsync'ed every second was most of
+//! what the checkpoint cost a busy host. Stopping must never leave a torn or a stale
 //! checkpoint: a save already running when the agent stops is let finish (the loop
 //! is told to stop and is awaited, never aborted: aborting the task would not stop
 //! the blocking save it started, which could then land *after* the final save and
@@ -26,7 +29,7 @@ use crate::ship::ledger::Ledger;
 /// What the loop needs: whether anything changed, the state to save, and saving it.
 pub trait Source: Send + Sync + 'static {
     /// The state to save.
-    type State: Send + 'static;
+    type State: PartialEq + Send + 'static;
     /// A value that changes whenever the state does.
     fn version(&self) -> (u64, u64);
     /// A snapshot of the state.
@@ -67,6 +70,7 @@ async fn run<S: Source>(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last = (u64::MAX, u64::MAX);
+    let mut saved: Option<S::State> = None;
     let mut failing = false;
     loop {
         let wait = Duration::from_millis(interval_ms.load(Ordering::Relaxed));
@@ -82,18 +86,23 @@ async fn run<S: Source>(
             continue;
         }
         let state = source.snapshot();
+        if saved.as_ref() == Some(&state) {
+            last = version;
+            continue;
+        }
         let s = source.clone();
         // Awaited to the end even when a stop arrives meanwhile.
-        match tokio::task::spawn_blocking(move || s.save(&state)).await {
-            Ok(Ok(())) => {
+        match tokio::task::spawn_blocking(move || (s.save(&state), state)).await {
+            Ok((Ok(()), state)) => {
                 if failing {
                     tracing::info!("checkpoint written again");
                 }
                 failing = false;
                 last = version;
+                saved = Some(state);
                 source.report(None);
             }
-            Ok(Err(e)) => {
+            Ok((Err(e), _)) => {
                 if !failing {
                     tracing::error!(error = %e, "cannot write checkpoint; lines keep flowing but a restart would re-send them");
                 }
@@ -215,6 +224,66 @@ mod tests {
             .unwrap();
         assert!(!cp.stop(Duration::from_millis(50)).await);
         gate_tx.send(()).unwrap();
+    }
+
+    /// Counts saves; the state is what the test sets.
+    struct Counting {
+        state: Mutex<State>,
+        version: AtomicU64,
+        saves: AtomicU64,
+    }
+
+    impl Source for Counting {
+        type State = State;
+        fn version(&self) -> (u64, u64) {
+            (self.version.load(Ordering::SeqCst), 0)
+        }
+        fn snapshot(&self) -> State {
+            self.state.lock().unwrap().clone()
+        }
+        fn save(&self, _: &State) -> Result<(), String> {
+            self.saves.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn report(&self, _: Option<String>) {}
+    }
+
+    /// The ledger moving without the positions moving (the reader's passes
+    /// in aggregate mode) writes nothing; a new position is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unchanged_state_is_not_written_again() {
+        let source = Arc::new(Counting {
+            state: Mutex::new(state(100)),
+            version: AtomicU64::new(1),
+            saves: AtomicU64::new(0),
+        });
+        let cp = Checkpointer::spawn(source.clone(), Arc::new(AtomicU64::new(5)));
+        let saves_become = |n: u64| {
+            let source = source.clone();
+            async move {
+                for _ in 0..400 {
+                    if source.saves.load(Ordering::SeqCst) >= n {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                panic!("fewer than {n} saves");
+            }
+        };
+        saves_become(1).await;
+        for v in 2..20 {
+            source.version.store(v, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            source.saves.load(Ordering::SeqCst),
+            1,
+            "same state, written again"
+        );
+        *source.state.lock().unwrap() = state(200);
+        source.version.store(20, Ordering::SeqCst);
+        saves_become(2).await;
+        assert!(cp.stop(Duration::from_secs(5)).await);
     }
 
     fn tempdir() -> std::path::PathBuf {
