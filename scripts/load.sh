@@ -29,7 +29,7 @@ case "$what" in
 esac
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p tailrace-agent --bins
 if [ -n "${TESTS_DEBUG:-}" ]; then
-  TAILRACE_BIN_DIR=${CARGO_TARGET_DIR:-$PWD/target}/release cargo test -q -p tailrace-tests --test "$what" -- --ignored --nocapture
+  TAILRACE_BIN_DIR=${CARGO_TARGET_DIR:-$PWD/target}/release cargo test -q --workspace --test "$what" -- --ignored --nocapture
 else
-  cargo test --release -q -p tailrace-tests --test "$what" -- --ignored --nocapture
+  cargo test --release -q --workspace --test "$what" -- --ignored --nocapture
 fi

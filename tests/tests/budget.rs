@@ -5,7 +5,9 @@
 //! moto_server's Kinesis. It reports the agent's CPU as a share of one core
 //! (user and system apart) and its RSS, next to `wc -l` on the same files
 //! (the floor: reading the lines once and counting them), and fails when the
-//! requests counted on the stream differ from the lines written.
+//! requests counted on the stream differ from the lines written. The agent
+//! runs with the product's defaults (checkpoint every second, self-metrics
+//! to moto's CloudWatch), not the test kit's quicker intervals.
 //!
 //! Ignored by `cargo test`: run it with `scripts/load.sh budget [minutes]
 //! [lines/s ...]`, which builds release binaries. `BUDGET_SECS` and
@@ -54,6 +56,12 @@ async fn one_rate(
             "    format: '{}'\n    start_at: beginning\n    stream: {stream}\n    mode: aggregate\n    window: 1m\n    allowed_lateness: 2s\n",
             loggen::FORMAT
         ),
+    )?;
+    // The product's checkpoint interval (1 s), not the kit's 200 ms.
+    let config = fs::read_to_string(&a.config)?;
+    fs::write(
+        &a.config,
+        config.replace("checkpoint_interval: 200ms\n", ""),
     )?;
     let mut agent = a.run(&bin("tailrace")?, &stream)?;
     let pid = agent.0.id();
