@@ -168,12 +168,18 @@ struct EventFlags {
 }
 
 impl EventFlags {
-    /// An event: wake the reader; `rediscover` when names changed.
+    /// An event: wake the reader; `rediscover` when names changed. Only the
+    /// first event since the reader last looked wakes it: a wake is a
+    /// `futex` call, and the events of a busy file come faster than the
+    /// reader (settling, reading) takes them.
     fn raise(&self, rediscover: bool) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let asleep = !s.0;
         s.0 = true;
         s.1 |= rediscover;
-        self.cond.notify_one();
+        if asleep {
+            self.cond.notify_one();
+        }
     }
 
     /// Wait up to `timeout` for an event; clears the flags and returns
