@@ -6,8 +6,8 @@
 //! (user and system apart) and its RSS, next to `wc -l` on the same files
 //! (the floor: reading the lines once and counting them), and fails when the
 //! requests counted on the stream differ from the lines written. The agent
-//! runs with the product's defaults (checkpoint every second, self-metrics
-//! to moto's CloudWatch), not the test kit's quicker intervals.
+//! runs with the product's checkpoint interval (every second), not the test
+//! kit's 200 ms; self-metrics are `auto`, so off (no instance metadata).
 //!
 //! Ignored by `cargo test`: run it with `scripts/load.sh budget [minutes]
 //! [lines/s ...]`, which builds release binaries. `BUDGET_SECS` and
