@@ -440,13 +440,20 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
 
 /// CPU time (user + system) a process has used, in clock ticks (1/100 s).
 pub fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let (user, system) = cpu_times(pid)?;
+    Ok(user + system)
+}
+
+/// User and system CPU time a process has used, apart, in clock ticks.
+pub fn cpu_times(pid: u32) -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').context("/proc stat format")?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     // After the command: state is field 3, utime 14, stime 15.
     let utime: u64 = fields.get(11).context("utime")?.parse()?;
     let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
+    Ok((utime, stime))
 }
 
 #[cfg(feature = "servers")]

@@ -106,7 +106,7 @@ impl LineWriter {
         self.started.elapsed()
     }
 
-    /// Bytes in the live file and the rotated ones still kept.
+    /// The live file and the rotated ones still kept (the older are deleted).
     pub fn files(&self) -> Vec<PathBuf> {
         let mut out = vec![self.log.clone()];
         out.extend(
@@ -218,22 +218,11 @@ pub struct Probe {
 impl Probe {
     /// Read `pid`'s RSS and CPU times now.
     pub fn of(pid: u32) -> Result<Probe> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .with_context(|| format!("reading /proc/{pid}/stat"))?;
-        let after = stat.rsplit_once(')').context("/proc stat format")?.1;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // After the command: state is field 3, utime 14, stime 15.
-        let field = |i: usize, name: &str| -> Result<u64> {
-            fields
-                .get(i)
-                .with_context(|| format!("no {name} in /proc/{pid}/stat"))?
-                .parse()
-                .with_context(|| format!("{name} in /proc/{pid}/stat"))
-        };
+        let (user_ticks, system_ticks) = crate::cpu_times(pid)?;
         Ok(Probe {
             rss_kib: crate::rss_kib(pid)?,
-            user_ticks: field(11, "utime")?,
-            system_ticks: field(12, "stime")?,
+            user_ticks,
+            system_ticks,
         })
     }
 

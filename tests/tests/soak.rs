@@ -104,7 +104,7 @@ async fn soak() -> Result<()> {
     let (written, rotations) = (writer.written(), writer.rotations());
     let wrote_for = writer.elapsed();
     proxy.set_faults(Faults::none());
-    let cpu_before_drain = tailrace_tests::cpu_ticks(pid)?;
+    let cpu_before_drain = Probe::of(pid)?.cpu_ticks();
     // Let the last windows close, then stop: stopping flushes what is open.
     tokio::time::sleep(Duration::from_secs(15)).await;
     agent.signal("TERM")?;
