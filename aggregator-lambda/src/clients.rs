@@ -9,7 +9,9 @@ use crate::decode::{Decoder, FormatError};
 use crate::handler::Handler;
 use crate::idempotency::{ClaimStore, DEFAULT_LEASE};
 use crate::metadata_source::MetadataSource;
+use crate::notify::Notifier;
 use crate::publish::calls::{Publisher, RetryPolicy};
+use crate::tally::store::TallyStore;
 
 /// The SDK clients the aggregator uses.
 #[derive(Debug, Clone)]
@@ -24,6 +26,10 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// SQS, for the failure queue (`replay`).
     pub sqs: aws_sdk_sqs::Client,
+    /// SNS, for the notification topic (`notify`).
+    pub sns: aws_sdk_sns::Client,
+    /// EC2, for who is behind an address (`notify::owners`).
+    pub ec2: aws_sdk_ec2::Client,
 }
 
 /// The SDK configuration from the environment's default chain, with
@@ -57,6 +63,8 @@ impl Clients {
             ),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
         }
     }
 }
@@ -83,7 +91,18 @@ pub fn build_handler(settings: &Settings, clients: &Clients) -> Result<Handler, 
             ..RetryPolicy::default()
         })
         .with_model(settings.model.clone());
-    let handler = Handler::new(decoder, metadata, publisher);
+    if let Some(why) = settings.model.alarm_blind_reason() {
+        tracing::warn!("{why}");
+    }
+    let mut handler = Handler::new(decoder, metadata, publisher);
+    match &settings.tallies {
+        Some(location) => {
+            handler = handler.with_tallies(TallyStore::new(clients.s3.clone(), location));
+        }
+        None => tracing::warn!(
+            "TAILRACE_TALLIES is not set: client tallies are not kept, so alarm messages list no top addresses"
+        ),
+    }
     Ok(match &settings.idempotency_table {
         Some(table) => {
             tracing::info!(table = %table, "partials are claimed in DynamoDB: counts are exactly once across processes");
@@ -103,4 +122,29 @@ pub fn build_handler(settings: &Settings, clients: &Clients) -> Result<Handler, 
             handler
         }
     })
+}
+
+/// The alarm notifier for `settings`, publishing to `topic_arn`: totals by
+/// the settings' metric model, top clients from `TAILRACE_TALLIES`, owners
+/// from EC2, contacts from the metadata file.
+pub fn build_notifier(settings: &Settings, clients: &Clients, topic_arn: &str) -> Notifier {
+    let metadata = match &settings.metadata {
+        Some(location) => {
+            MetadataSource::new(clients.s3.clone(), location.clone(), settings.metadata_ttl)
+        }
+        None => MetadataSource::none(),
+    };
+    let notifier = Notifier::new(
+        clients.cloudwatch.clone(),
+        clients.sns.clone(),
+        metadata,
+        settings.namespace.clone(),
+        topic_arn,
+    )
+    .with_model(settings.model.clone())
+    .with_owners(clients.ec2.clone());
+    match &settings.tallies {
+        Some(location) => notifier.with_tallies(TallyStore::new(clients.s3.clone(), location)),
+        None => notifier,
+    }
 }

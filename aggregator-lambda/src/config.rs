@@ -14,6 +14,7 @@
 //! | `TAILRACE_METRICS` | metrics published, from `Requests`, `Bytes`, `ClientErrors`, `ServerErrors`, `Latency` | all five |
 //! | `TAILRACE_IDEMPOTENCY_TABLE` | DynamoDB table of partial claims: counts exactly once across Lambda environments and replays (`idempotency`) | none: exactly once per process only |
 //! | `TAILRACE_IDEMPOTENCY_RETENTION` | how long a claim is kept (below 15 days, a replay of an older record can count twice) | `15d` |
+//! | `TAILRACE_TALLIES` | `s3://bucket/prefix/` where each published window's client tallies are written, and where the notifier reads a flood's top addresses (`tally`) | none: messages list no addresses |
 //! | `TAILRACE_PUT_TIMEOUT` | how long one PutMetricData attempt may take (then it is retried; an attempt that timed out may still have been stored, so keep it generous) | `10s` |
 
 use std::fmt;
@@ -43,6 +44,9 @@ pub const ENV_METRICS: &str = "TAILRACE_METRICS";
 pub const ENV_IDEMPOTENCY_TABLE: &str = "TAILRACE_IDEMPOTENCY_TABLE";
 /// Environment variable with how long a claim is kept.
 pub const ENV_IDEMPOTENCY_RETENTION: &str = "TAILRACE_IDEMPOTENCY_RETENTION";
+
+/// Environment variable naming where client tallies are kept (`tally`).
+pub const ENV_TALLIES: &str = "TAILRACE_TALLIES";
 
 /// Environment variable with the PutMetricData attempt timeout.
 pub const ENV_PUT_TIMEOUT: &str = "TAILRACE_PUT_TIMEOUT";
@@ -133,6 +137,8 @@ pub struct Settings {
     pub idempotency_table: Option<String>,
     /// How long a claim is kept.
     pub idempotency_retention: Duration,
+    /// Where client tallies are written and read (`tally`); `None`: not kept.
+    pub tallies: Option<S3Location>,
 }
 
 impl Default for Settings {
@@ -148,6 +154,7 @@ impl Default for Settings {
             model: MetricModel::default(),
             idempotency_table: None,
             idempotency_retention: crate::idempotency::DEFAULT_RETENTION,
+            tallies: None,
         }
     }
 }
@@ -190,6 +197,9 @@ impl Settings {
         }
         if let Some(v) = get(ENV_IDEMPOTENCY_RETENTION) {
             settings.idempotency_retention = parse_duration(ENV_IDEMPOTENCY_RETENTION, &v)?;
+        }
+        if let Some(v) = get(ENV_TALLIES) {
+            settings.tallies = Some(parse_s3(ENV_TALLIES, &v)?);
         }
         Ok(settings)
     }
@@ -325,6 +335,7 @@ mod tests {
             (ENV_PUT_TIMEOUT, "30s"),
             (ENV_IDEMPOTENCY_TABLE, "claims"),
             (ENV_IDEMPOTENCY_RETENTION, "20d"),
+            (ENV_TALLIES, "s3://b/tallies/"),
         ])
         .expect("valid");
         assert_eq!(
@@ -342,6 +353,13 @@ mod tests {
         assert_eq!(s.put_timeout, Duration::from_secs(30));
         assert_eq!(s.idempotency_table.as_deref(), Some("claims"));
         assert_eq!(s.idempotency_retention, Duration::from_secs(20 * 86_400));
+        assert_eq!(
+            s.tallies,
+            Some(S3Location {
+                bucket: "b".into(),
+                key: "tallies/".into()
+            })
+        );
     }
 
     #[test]

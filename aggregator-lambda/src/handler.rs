@@ -50,6 +50,8 @@ use crate::metadata::Metadata;
 use crate::metadata_source::MetadataSource;
 use crate::publish::calls::Publisher;
 use crate::publish::plan::{add_health, UnitKey};
+use crate::tally::store::TallyStore;
+use crate::tally::TallyBuilder;
 
 /// Applications named in the per-window log line.
 pub const TOP_APPLICATIONS: usize = 10;
@@ -97,6 +99,10 @@ pub struct BatchStats {
     pub busy: usize,
     /// DynamoDB claims or finishes that failed.
     pub claim_errors: usize,
+    /// Client tally objects written (`tally`).
+    pub tallies: usize,
+    /// Client tally objects that could not be written.
+    pub tally_errors: usize,
     /// Whether the metadata table used is not the current file's.
     pub metadata_stale: bool,
     /// Raw/JSON lines counted.
@@ -140,6 +146,7 @@ pub struct Handler {
     seen: Mutex<SeenPartials>,
     claims: Option<Arc<ClaimStore>>,
     lease: Duration,
+    tallies: Option<TallyStore>,
 }
 
 #[derive(Serialize)]
@@ -169,7 +176,15 @@ impl Handler {
             seen: Mutex::new(SeenPartials::new(SEEN_CAPACITY)),
             claims: None,
             lease: DEFAULT_LEASE,
+            tallies: None,
         }
+    }
+
+    /// Write the client tallies of every published unit to `store` (the
+    /// notifier's top addresses; see `tally`).
+    pub fn with_tallies(mut self, store: TallyStore) -> Handler {
+        self.tallies = Some(store);
+        self
     }
 
     /// Claim every partial in `store` before publishing it (exactly-once
@@ -310,6 +325,22 @@ impl Handler {
                 failed_units.insert((*window, application));
             }
         }
+        let tallies = self.tallies.as_ref().map(|_| {
+            let mut builder = TallyBuilder::new();
+            for (index, contributed) in contributions.iter().enumerate() {
+                for c in contributed {
+                    let partial = decoded
+                        .get(index)
+                        .and_then(|ps| ps.iter().find(|(_, _, id)| *id == c.id));
+                    if let Some((_, partial, id)) = partial {
+                        builder.add(partial, id, &c.contributed, |app| {
+                            !failed_units.contains(&(c.window, app))
+                        });
+                    }
+                }
+            }
+            builder.finish()
+        });
         let mut finishes = Vec::new();
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -331,9 +362,29 @@ impl Handler {
                 );
             }
         }
-        if let Some(store) = &self.claims {
-            self.finish_all(store, finishes, &mut stats).await;
-        }
+        // The claims' finishes and the tallies go out side by side: both are
+        // bookkeeping of what was just published.
+        let finish = async {
+            if let Some(store) = &self.claims {
+                self.finish_all(store, finishes, &mut stats).await;
+            }
+        };
+        let write_tallies = async {
+            match (&self.tallies, tallies) {
+                (Some(store), Some(tallies)) if !tallies.is_empty() => {
+                    let n = tallies.len();
+                    let errors = store.put_all(tallies).await;
+                    for e in &errors {
+                        tracing::error!(error = %e, "client tally not written: notifications of its window list fewer addresses");
+                    }
+                    (n - errors.len(), errors.len())
+                }
+                _ => (0, 0),
+            }
+        };
+        let ((), (written, unwritten)) = tokio::join!(finish, write_tallies);
+        stats.tallies = written;
+        stats.tally_errors = unwritten;
         stats.failed = failed.len();
         let outcome = Outcome {
             failed: failed
@@ -448,22 +499,7 @@ where
     Fut: std::future::Future<Output = R> + Send + 'static,
     R: Send + 'static,
 {
-    let mut set = tokio::task::JoinSet::new();
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        if set.len() >= CLAIM_CONCURRENCY {
-            if let Some(Ok(r)) = set.join_next().await {
-                out.push(r);
-            }
-        }
-        set.spawn(f(item));
-    }
-    while let Some(r) = set.join_next().await {
-        if let Ok(r) = r {
-            out.push(r);
-        }
-    }
-    out
+    crate::bounded::map_bounded(CLAIM_CONCURRENCY, items, f).await
 }
 
 /// What to do with one partial of a batch.

@@ -19,6 +19,8 @@
 //! fuzzer does not compile the AWS SDK.
 
 #[cfg(feature = "aws")]
+pub mod bounded;
+#[cfg(feature = "aws")]
 pub mod clients;
 #[cfg(feature = "aws")]
 pub mod config;
@@ -49,6 +51,8 @@ pub mod notify;
 pub mod publish;
 #[cfg(feature = "aws")]
 pub mod replay;
+#[cfg(feature = "aws")]
+pub mod tally;
 
 /// The body of the `metadata_csv` fuzz target (`fuzz/`), shared with its
 /// regression test below so the two cannot drift apart. Not part of the API.

@@ -123,6 +123,8 @@ async fn run_inventory(cmd: InventoryCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// `notify`: the alarm notifier outside Lambda (tailrace_aggregator::notify).
+/// Settings come from the environment as in the Lambda (`TAILRACE_*`,
+/// the metric model included); the flags override them.
 #[derive(clap::Args)]
 struct NotifyArgs {
     /// A Lambda SNS event, an SNS message envelope (as an SQS subscriber
@@ -134,6 +136,10 @@ struct NotifyArgs {
     /// Metadata file, s3://bucket/key (for contacts).
     #[arg(long, env = config::ENV_METADATA)]
     metadata: Option<S3Location>,
+    /// Where the aggregator writes client tallies, s3://bucket/prefix/ (for
+    /// the top addresses).
+    #[arg(long, env = config::ENV_TALLIES)]
+    tallies: Option<S3Location>,
     /// Endpoint for every AWS service (moto_server, an emulator).
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     endpoint_url: Option<String>,
@@ -143,7 +149,8 @@ struct NotifyArgs {
 }
 
 async fn run_notify(args: NotifyArgs) -> anyhow::Result<ExitCode> {
-    use tailrace_aggregator::notify::{alarm_messages, Notifier};
+    use tailrace_aggregator::clients::build_notifier;
+    use tailrace_aggregator::notify::alarm_messages;
     logging::init(LogFormat::Text, false);
     let text = if args.event.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading standard input")?
@@ -159,24 +166,13 @@ async fn run_notify(args: NotifyArgs) -> anyhow::Result<ExitCode> {
             args.event.display()
         )
     })?;
+    let mut settings = Settings::from_env()?;
+    settings.metadata = args.metadata;
+    settings.tallies = args.tallies;
+    settings.namespace = config::parse_namespace("--namespace", &args.namespace)?;
     let sdk = sdk_config(args.endpoint_url.as_deref()).await;
     let clients = Clients::new(&sdk);
-    let metadata = match args.metadata {
-        Some(location) => tailrace_aggregator::metadata_source::MetadataSource::new(
-            clients.s3.clone(),
-            location,
-            Duration::from_secs(60),
-        ),
-        None => tailrace_aggregator::metadata_source::MetadataSource::none(),
-    };
-    let namespace = config::parse_namespace("--namespace", &args.namespace)?;
-    let notifier = Notifier::new(
-        clients.cloudwatch.clone(),
-        aws_sdk_sns::Client::new(&sdk),
-        metadata,
-        namespace,
-        args.topic,
-    );
+    let notifier = build_notifier(&settings, &clients, &args.topic);
     let sent = notifier.handle(&messages).await?;
     for n in &sent {
         println!("{}", n.subject);
@@ -252,6 +248,10 @@ struct ConsumeArgs {
     /// How long a claim is kept.
     #[arg(long, env = config::ENV_IDEMPOTENCY_RETENTION, default_value = "15d", value_parser = humantime::parse_duration)]
     idempotency_retention: Duration,
+    /// Where to write each published window's client tallies,
+    /// s3://bucket/prefix/ (the notifier's top addresses).
+    #[arg(long, env = config::ENV_TALLIES)]
+    tallies: Option<S3Location>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: Log,
@@ -342,6 +342,7 @@ async fn run_consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         model: config::parse_model(Some(&args.dimensions), Some(&args.metrics))?,
         idempotency_table: args.idempotency_table,
         idempotency_retention: args.idempotency_retention,
+        tallies: args.tallies,
     };
     let sdk = sdk_config(args.endpoint_url.as_deref()).await;
     let clients = Clients::new(&sdk);
@@ -389,6 +390,9 @@ async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         },
         false,
     );
+    // The environment's settings (the metric model and the tallies among
+    // them: a replayed batch lands where the live path publishes), then
+    // the flags.
     let settings = Settings {
         metadata: args.metadata,
         namespace: config::parse_namespace("--namespace", &args.namespace)?,
@@ -396,7 +400,7 @@ async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         raw_service: args.raw_service,
         window_secs: config::parse_window("--window", &args.window)?,
         idempotency_table: Some(args.idempotency_table),
-        ..Settings::default()
+        ..Settings::from_env()?
     };
     let sdk = sdk_config(args.endpoint_url.as_deref()).await;
     let clients = Clients::new(&sdk);

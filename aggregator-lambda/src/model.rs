@@ -215,6 +215,26 @@ impl MetricModel {
     pub fn has_metric(&self, metric: Metric) -> bool {
         self.metrics.contains(&metric)
     }
+
+    /// Why the stack's per-application alarms (unknown sources, a source
+    /// application flooding) could never fire under this model, if so:
+    /// they read `Requests` per `SourceApplication`, from the rollup or
+    /// summed over the per-service set.
+    pub fn alarm_blind_reason(&self) -> Option<String> {
+        if !self.has_metric(Metric::Requests) {
+            return Some(format!(
+                "{self} leaves out Requests: the per-application alarms read Requests and never fire"
+            ));
+        }
+        if !self.has_set(DimensionSet::Application)
+            && !self.has_set(DimensionSet::ServiceApplication)
+        {
+            return Some(format!(
+                "{self} publishes no SourceApplication dimension: the per-application alarms never fire"
+            ));
+        }
+        None
+    }
 }
 
 impl fmt::Display for MetricModel {
@@ -303,5 +323,20 @@ mod tests {
         assert!(e.contains("Bytes given twice"), "{e}");
         assert!(MetricModel::parse(Some(""), None).is_err());
         assert!(MetricModel::new(&[], &[Metric::Bytes]).is_none());
+    }
+
+    #[test]
+    fn models_that_blind_the_alarms_are_named() {
+        assert_eq!(MetricModel::default().alarm_blind_reason(), None);
+        let pairs_only = MetricModel::parse(Some("Service+SourceApplication"), Some("Requests"));
+        assert_eq!(pairs_only.expect("valid").alarm_blind_reason(), None);
+        let no_requests = MetricModel::parse(None, Some("Bytes")).expect("valid");
+        assert!(no_requests
+            .alarm_blind_reason()
+            .is_some_and(|r| r.contains("leaves out Requests")));
+        let service_only = MetricModel::parse(Some("Service"), None).expect("valid");
+        assert!(service_only
+            .alarm_blind_reason()
+            .is_some_and(|r| r.contains("no SourceApplication")));
     }
 }

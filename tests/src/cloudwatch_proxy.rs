@@ -36,6 +36,11 @@
 //!   `p_5xx` a 500 `InternalFailure` or a 503 `ServiceUnavailable` (even
 //!   split), otherwise forwarded to moto.
 //!
+//! `ListMetrics` calls are answered by the proxy itself with an empty list
+//! when [`CwFaults::blind_list_metrics`] is set: CloudWatch documents that a
+//! new metric can take up to fifteen minutes to be listed, which moto never
+//! does.
+//!
 //! HTTP: one request per connection; every answer carries `Connection:
 //! close`, so the client never reuses a connection the proxy is about to
 //! close. Upstream gets the request's headers and body as they came, framed
@@ -73,6 +78,9 @@ pub struct CwFaults {
     pub refuse_invalid: bool,
     /// With `refuse_invalid`: refuse dimension values containing this too.
     pub refuse_containing: Option<String>,
+    /// Answer every `ListMetrics` with no metric, as CloudWatch does for a
+    /// metric published less than fifteen minutes ago.
+    pub blind_list_metrics: bool,
 }
 
 crate::proxy::counters! {
@@ -94,6 +102,8 @@ crate::proxy::counters! {
         matched,
         /// Calls answered 400 `InvalidParameterValue` (`refuse_invalid`).
         refused_invalid,
+        /// `ListMetrics` calls answered with an empty list (`blind_list_metrics`).
+        list_metrics_blinded,
     }
 }
 
@@ -210,6 +220,11 @@ impl FaultPolicy for CwPolicy {
     async fn answer(&self, (): (), upstream: &str, req: Request) -> Result<Option<Response>> {
         let c = &self.counters;
         let put_metric_data = is_put_metric_data(&req);
+        let blind = self.faults.lock().is_ok_and(|f| f.blind_list_metrics);
+        if blind && contains(&req.body, b"Action=ListMetrics") {
+            c.list_metrics_blinded.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(empty_list_metrics()));
+        }
         let verdict = if put_metric_data {
             c.put_metric_data.fetch_add(1, Ordering::Relaxed);
             self.verdict(&req)
@@ -330,6 +345,20 @@ fn percent_decode(text: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// CloudWatch's answer to `ListMetrics` when it lists nothing (yet).
+fn empty_list_metrics() -> Response {
+    let body = "<ListMetricsResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\">\
+                <ListMetricsResult><Metrics/></ListMetricsResult>\
+                <ResponseMetadata><RequestId>00000000-0000-0000-0000-11575e700000</RequestId>\
+                </ResponseMetadata></ListMetricsResponse>";
+    Response {
+        status: 200,
+        reason: "OK".to_string(),
+        headers: vec![("Content-Type".into(), "text/xml".into())],
+        body: body.as_bytes().to_vec(),
+    }
 }
 
 /// A query-protocol error answer.

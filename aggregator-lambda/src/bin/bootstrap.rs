@@ -7,12 +7,11 @@
 
 use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
-use tailrace_aggregator::clients::{build_handler, sdk_config, Clients};
+use tailrace_aggregator::clients::{build_handler, build_notifier, sdk_config, Clients};
 use tailrace_aggregator::config::Settings;
 use tailrace_aggregator::lambda::handle_invocation;
 use tailrace_aggregator::logging::{self, LogFormat};
-use tailrace_aggregator::metadata_source::MetadataSource;
-use tailrace_aggregator::notify::{Notifier, ENV_NOTIFY_TOPIC, ENV_WHO_QUERY};
+use tailrace_aggregator::notify::ENV_NOTIFY_TOPIC;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -27,25 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let clients = Clients::new(&config);
     let handler = build_handler(&settings, &clients).context("building the handler")?;
     let notifier = match std::env::var(ENV_NOTIFY_TOPIC) {
-        Ok(topic) if !topic.is_empty() => {
-            let metadata = match &settings.metadata {
-                Some(location) => {
-                    MetadataSource::new(clients.s3.clone(), location.clone(), settings.metadata_ttl)
-                }
-                None => MetadataSource::none(),
-            };
-            let mut notifier = Notifier::new(
-                clients.cloudwatch.clone(),
-                aws_sdk_sns::Client::new(&config),
-                metadata,
-                settings.namespace.clone(),
-                topic,
-            );
-            if let Ok(query) = std::env::var(ENV_WHO_QUERY) {
-                notifier = notifier.with_who_query(query);
-            }
-            Some(notifier)
-        }
+        Ok(topic) if !topic.is_empty() => Some(build_notifier(&settings, &clients, &topic)),
         _ => None,
     };
     let handler = &handler;

@@ -8,15 +8,27 @@
 //! topic, an SQS queue subscribed to it receives the message, and the test
 //! reads it: the application, its contact from the metadata file, the
 //! window and the window's whole total (the sum of every batch, counted
-//! here from the generated requests), not one batch's share.
+//! here from the generated requests), not one batch's share, and the
+//! window's top client addresses with their counts and owners.
+//!
+//! The second test plays the moments that matter most: the first alarm of
+//! an application CloudWatch has never listed (`ListMetrics` blinded by
+//! the proxy, as CloudWatch is for up to fifteen minutes), under the
+//! cheaper metric model without the `[SourceApplication]` rollup, and a
+//! flood from addresses nobody owns, with EC2 instances in moto behind some
+//! of them.
+
+use std::net::IpAddr;
 
 use crate::common::*;
 use serde_json::{json, Value};
+use tailrace_aggregator::clients::{build_handler, build_notifier, Clients};
+use tailrace_aggregator::config::{parse_model, S3Location, Settings};
 use tailrace_aggregator::handler::rfc3339;
 use tailrace_aggregator::lambda::{classify, Invocation};
-use tailrace_aggregator::metadata_source::MetadataSource;
-use tailrace_aggregator::notify::Notifier;
-use tailrace_tests::Moto;
+use tailrace_tests::cloudwatch_proxy::{CloudWatchProxy, CwFaults};
+use tailrace_tests::{ec2, sdk_config_for, Moto};
+use tailrace_wire::{ClientKey, ClientStats};
 
 const META: &str = "\
 ip_or_cidr,application,contact
@@ -35,10 +47,22 @@ fn sns_event(alarm: &Value) -> Value {
                 "Timestamp": "2026-12-01T07:12:04.000Z", "SignatureVersion": "1"}}]})
 }
 
-/// CloudWatch's message for the per-application Metrics Insights alarm.
+/// CloudWatch's message for the per-application Metrics Insights alarm
+/// (the query of the stack's default model).
 fn insights_alarm(threshold: f64, now: i64) -> Value {
+    let query = format!("SELECT SUM(Requests) FROM SCHEMA(\"{NAMESPACE}\", SourceApplication) WHERE SourceApplication != 'unknown' GROUP BY SourceApplication ORDER BY SUM() DESC");
+    query_alarm(
+        "tailrace-source-application-requests",
+        &query,
+        threshold,
+        now,
+    )
+}
+
+/// CloudWatch's message for a Metrics Insights alarm over `query`.
+fn query_alarm(name: &str, query: &str, threshold: f64, now: i64) -> Value {
     json!({
-        "AlarmName": "tailrace-source-application-requests",
+        "AlarmName": name,
         "AlarmDescription": "A source application sent more than the threshold in one window.",
         "AWSAccountId": "123456789012",
         "NewStateValue": "ALARM",
@@ -51,7 +75,7 @@ fn insights_alarm(threshold: f64, now: i64) -> Value {
                     "Threshold": threshold, "TreatMissingData": "notBreaching",
                     "Metrics": [{"Id": "perapp", "Label": "Requests per source application", "Period": 300,
                                  "ReturnData": true,
-                                 "Expression": format!("SELECT SUM(Requests) FROM SCHEMA(\"{NAMESPACE}\", SourceApplication) WHERE SourceApplication != 'unknown' GROUP BY SourceApplication ORDER BY SUM() DESC")}]}
+                                 "Expression": query}]}
     })
 }
 
@@ -107,12 +131,106 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<Vec<Value
     }
 }
 
+/// Bucket of the client tallies.
+const TALLY_BUCKET: &str = "tallies";
+
+/// `settings` writing and reading client tallies in `s3://tallies/t/`.
+fn with_tallies(settings: Settings) -> Settings {
+    Settings {
+        tallies: Some(S3Location {
+            bucket: TALLY_BUCKET.into(),
+            key: "t/".into(),
+        }),
+        ..settings
+    }
+}
+
+/// The notification topic and an SQS queue subscribed to it (a person's
+/// inbox): the SQS client, the topic ARN and the queue URL.
+async fn inbox(
+    config: &aws_config::SdkConfig,
+) -> anyhow::Result<(aws_sdk_sqs::Client, String, String)> {
+    let sns = aws_sdk_sns::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let topic = sns
+        .create_topic()
+        .name("tailrace-notifications")
+        .send()
+        .await?
+        .topic_arn()
+        .unwrap_or_default()
+        .to_owned();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("inbox")
+        .send()
+        .await?
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .unwrap_or_default();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .send()
+        .await?;
+    Ok((sqs, topic, queue_url))
+}
+
+/// The one message the inbox holds now: (subject, body).
+async fn one_message(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<(String, String)> {
+    let inbox = drain(sqs, url).await?;
+    assert_eq!(inbox.len(), 1, "{inbox:#?}");
+    let subject = inbox[0]["Subject"].as_str().unwrap_or_default().to_owned();
+    let body = inbox[0]["Message"].as_str().unwrap_or_default().to_owned();
+    eprintln!("{subject}\n{body}");
+    Ok((subject, body))
+}
+
+/// A partial of `host` in `window` with `n` requests from each address.
+fn partial_from(
+    host: &str,
+    seq: u64,
+    window: i64,
+    clients: &[(&str, u64)],
+) -> tailrace_wire::Partial {
+    let groups = clients.iter().map(|(ip, n)| {
+        let ip: IpAddr = ip.parse().expect("test address");
+        let mut stats = ClientStats::default();
+        for _ in 0..*n {
+            stats.record(Some(200), 100, Some(1_000));
+        }
+        (ClientKey::from(ip), stats)
+    });
+    partial_of(host, seq, "checkout", window, groups)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alarm_to_the_person_with_contact_window_and_whole_total() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     let config = moto.sdk_config().await;
     metadata_file(&moto, META).await?;
-    let (handler, clients) = moto_handler(&moto).await?;
+    let clients = Clients::new(&config);
+    clients
+        .s3
+        .create_bucket()
+        .bucket(TALLY_BUCKET)
+        .send()
+        .await?;
+    let settings = with_tallies(settings());
+    let handler = build_handler(&settings, &clients)?;
 
     // One window, several batches: two hosts, then a late partial of the
     // first; an earlier window with less. Totals counted here.
@@ -169,57 +287,8 @@ async fn alarm_to_the_person_with_contact_window_and_whole_total() -> anyhow::Re
         assert!(outcome.failed.is_empty(), "batch {i}: {outcome:?}");
     }
 
-    // The notification topic, read through an SQS subscription.
-    let sns = aws_sdk_sns::Client::new(&config);
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let topic = sns
-        .create_topic()
-        .name("tailrace-notifications")
-        .send()
-        .await?
-        .topic_arn()
-        .unwrap_or_default()
-        .to_owned();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("inbox")
-        .send()
-        .await?
-        .queue_url()
-        .unwrap_or_default()
-        .to_owned();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .unwrap_or_default();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .send()
-        .await?;
-
-    let metadata = MetadataSource::new(
-        clients.s3.clone(),
-        settings().metadata.expect("settings name a file"),
-        std::time::Duration::ZERO,
-    );
-    let notifier = Notifier::new(
-        clients.cloudwatch.clone(),
-        sns.clone(),
-        metadata,
-        NAMESPACE,
-        &topic,
-    )
-    .with_who_query("tailrace/who-do-i-call");
+    let (sqs, topic, queue_url) = inbox(&config).await?;
+    let notifier = build_notifier(&settings, &clients, &topic);
 
     // 1. The per-application alarm (threshold between the largest batch
     //    share and the window's total): the event as the Lambda gets it.
@@ -273,6 +342,19 @@ async fn alarm_to_the_person_with_contact_window_and_whole_total() -> anyhow::Re
         !body.contains("search"),
         "search ({search_total}) is below the threshold: {body}"
     );
+    // Its top clients, across both hosts and both services.
+    assert!(
+        body.contains("Top clients:  2 of 2 addresses, from 2 hosts; counts exact\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("       1000  10.2.0.5  outside this account's VPCs\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("        500  10.2.1.6  outside this account's VPCs\n"),
+        "{body}"
+    );
 
     // 2. The unknown-sources alarm names its application itself.
     let Invocation::Alarms(messages) =
@@ -293,6 +375,8 @@ async fn alarm_to_the_person_with_contact_window_and_whole_total() -> anyhow::Re
         )),
         "{body}"
     );
+    assert!(body.contains("         12  192.0.2.7"), "{body}");
+    assert!(body.contains("          8  192.0.2.8"), "{body}");
 
     // 3. A pipeline alarm is passed on; a message that is no alarm fails
     //    the invocation (SNS retries it) and names what is missing.
@@ -314,6 +398,209 @@ async fn alarm_to_the_person_with_contact_window_and_whole_total() -> anyhow::Re
             .err()
             .is_some_and(|e| e.to_string().contains("no AlarmName")),
         "{bad:?}"
+    );
+    Ok(())
+}
+
+/// The first alarm of a brand-new application, with `ListMetrics` blind
+/// and only the `[Service, SourceApplication]` set published, names the
+/// application, its contact, the window's exact total and its top hosts;
+/// the unknown-sources alarm (its query over the same schema) lists the
+/// top addresses with exact counts and the EC2 instance behind the largest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_alarm_and_unknown_flood_without_list_metrics_or_rollup() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let config = moto.sdk_config().await;
+    let ec2_client = aws_sdk_ec2::Client::new(&config);
+    let ami = ec2::ami(&ec2_client).await?;
+    // A VPC of the account, and two instances in it.
+    let vpc = ec2_client
+        .create_vpc()
+        .cidr_block("10.4.0.0/16")
+        .send()
+        .await?
+        .vpc()
+        .and_then(|v| v.vpc_id().map(str::to_owned))
+        .unwrap_or_default();
+    let subnet = ec2_client
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.4.1.0/24")
+        .send()
+        .await?
+        .subnet()
+        .and_then(|s| s.subnet_id().map(str::to_owned))
+        .unwrap_or_default();
+    let launch = |name: &'static str, ip: &'static str| {
+        let ec2_client = ec2_client.clone();
+        let (ami, subnet) = (ami.clone(), subnet.clone());
+        async move {
+            let out = ec2_client
+                .run_instances()
+                .image_id(ami)
+                .min_count(1)
+                .max_count(1)
+                .subnet_id(subnet)
+                .private_ip_address(ip)
+                .tag_specifications(
+                    aws_sdk_ec2::types::TagSpecification::builder()
+                        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                        .tags(
+                            aws_sdk_ec2::types::Tag::builder()
+                                .key("Name")
+                                .value(name)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await?;
+            anyhow::Ok(
+                out.instances()
+                    .first()
+                    .and_then(|i| i.instance_id())
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+    };
+    let (search_ip, batch_ip) = ("10.4.1.10", "10.4.1.20");
+    let search_id = launch("search-1", search_ip).await?;
+    let batch_id = launch("nightly-batch", batch_ip).await?;
+    // An address of the VPC that no interface holds (a released one).
+    let released = "10.4.9.9";
+    metadata_file(
+        &moto,
+        &format!("ip_or_cidr,application,contact\n{search_ip},search,search-team@example.com\n"),
+    )
+    .await?;
+    let clients = Clients::new(&config);
+    clients
+        .s3
+        .create_bucket()
+        .bucket(TALLY_BUCKET)
+        .send()
+        .await?;
+    let settings = with_tallies(Settings {
+        namespace: "TailraceBlind".into(),
+        model: parse_model(Some("Service+SourceApplication"), None)?,
+        ..settings()
+    });
+    let handler = build_handler(&settings, &clients)?;
+
+    // One window: search's host sends 3,000 requests seen by two web
+    // servers; unknown sources send 2,000.
+    let w = window_ago(1);
+    let (search, batch) = (search_ip, batch_ip);
+    let batches = [
+        partial_from(
+            "web-1",
+            1,
+            w,
+            &[(search, 2000), (batch, 900), (released, 300)],
+        ),
+        partial_from(
+            "web-2",
+            1,
+            w,
+            &[(search, 1000), (batch, 600), ("192.0.2.7", 200)],
+        ),
+    ];
+    for (i, p) in batches.iter().enumerate() {
+        let outcome = handler.handle(&[record(i as u64, p.encode())]).await;
+        assert!(outcome.failed.is_empty(), "batch {i}: {outcome:?}");
+        assert_eq!(outcome.stats.tallies, 1, "{:?}", outcome.stats);
+    }
+
+    // The notifier reads CloudWatch through a proxy that lists nothing.
+    let proxy = CloudWatchProxy::start(
+        &moto.endpoint(),
+        CwFaults {
+            blind_list_metrics: true,
+            ..CwFaults::default()
+        },
+    )?;
+    let blind = Clients {
+        cloudwatch: Clients::new(&sdk_config_for(&proxy.endpoint()).await).cloudwatch,
+        ..clients.clone()
+    };
+    let (sqs, topic, queue_url) = inbox(&config).await?;
+    let notifier = build_notifier(&settings, &blind, &topic);
+
+    // 1. The multi time series alarm's contributor for search, as CloudWatch
+    //    writes it when the query runs over the per-service schema.
+    let query = "SELECT SUM(Requests) FROM SCHEMA(\"TailraceBlind\", Service, SourceApplication) WHERE SourceApplication != 'unknown' GROUP BY SourceApplication ORDER BY SUM() DESC";
+    let mut alarm = query_alarm("tailrace-source-application-requests", query, 2500.0, now());
+    alarm["AlarmContributor"] =
+        json!({"ContributorId": "c1", "ContributorAttributes": {"SourceApplication": "search"}});
+    let Invocation::Alarms(messages) = classify(sns_event(&alarm)).map_err(anyhow::Error::msg)?
+    else {
+        panic!("not alarms");
+    };
+    notifier.handle(&messages).await?;
+    let (subject, body) = one_message(&sqs, &queue_url).await?;
+    assert!(
+        proxy.counts().list_metrics_blinded > 0,
+        "ListMetrics was never asked"
+    );
+    assert!(subject.contains("search sent 3000 requests"), "{subject}");
+    assert!(body.contains("Application:  search\n"), "{body}");
+    assert!(
+        body.contains("Contact:      search-team@example.com\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Requests:     3000 in the whole window (threshold 2500)"),
+        "{body}"
+    );
+    assert!(body.contains("Per service:  checkout 3000\n"), "{body}");
+    assert!(
+        body.contains("Top clients:  1 of 1 addresses, from 2 hosts; counts exact\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "       3000  {search}  EC2 instance {search_id} \"search-1\" in {vpc} / {subnet}\n"
+        )),
+        "{body}"
+    );
+
+    // 2. The unknown-sources alarm over the same schema.
+    let query = "SELECT SUM(Requests) FROM SCHEMA(\"TailraceBlind\", Service, SourceApplication) WHERE SourceApplication = 'unknown'";
+    let alarm = query_alarm("tailrace-unknown-sources", query, 1000.0, now());
+    let Invocation::Alarms(messages) = classify(sns_event(&alarm)).map_err(anyhow::Error::msg)?
+    else {
+        panic!("not alarms");
+    };
+    notifier.handle(&messages).await?;
+    let (subject, body) = one_message(&sqs, &queue_url).await?;
+    assert!(subject.contains("unknown sent 2000 requests"), "{subject}");
+    assert!(body.contains("Contact:      nobody"), "{body}");
+    assert!(
+        body.contains("Top clients:  3 of 3 addresses, from 2 hosts; counts exact\n"),
+        "{body}"
+    );
+    let pad = |a: &str| format!("{a:<9}");
+    assert!(
+        body.contains(&format!(
+            "       1500  {}  EC2 instance {batch_id} \"nightly-batch\" in {vpc} / {subnet}\n",
+            pad(batch)
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "        300  {}  in 10.4.0.0/16 ({vpc}), no application; no network interface has it now\n",
+            pad(released)
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "        200  {}  outside this account's VPCs\n",
+            pad("192.0.2.7")
+        )),
+        "{body}"
     );
     Ok(())
 }

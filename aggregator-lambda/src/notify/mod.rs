@@ -1,0 +1,523 @@
+//! The notifier: a CloudWatch alarm state change (as SNS delivers it) in,
+//! the message a person reads out, published to the notification topic.
+//! The message exists for one moment — a service is flooded and someone must
+//! learn whom to call — so it must work the first time, for an application
+//! CloudWatch has never listed, and for a source nobody owns.
+//!
+//! For an alarm about source applications (`SourceApplication` in its
+//! dimensions, in a contributor's attributes, or a Metrics Insights query
+//! on it), each message names:
+//! - the application, from the alarm itself (or, for an alarm-level
+//!   notification that names none, every application whose window is above
+//!   the threshold in the client tallies or in CloudWatch), and its
+//!   contacts from the metadata file — even when nothing else is readable;
+//! - the window and its **whole** total, read back from CloudWatch with
+//!   `GetMetricData` by the dimension sets the aggregator publishes, not
+//!   found through `ListMetrics`, which can miss a new metric for fifteen
+//!   minutes ([`totals`]); when no total is readable yet, it says so;
+//! - the window's top client addresses with their request counts, across
+//!   all hosts and batches, from the client tallies the aggregator wrote as
+//!   it published ([`crate::tally`]): exact, or with the stated bound;
+//! - for each address, what AWS knows of it ([`owners`]).
+//!
+//! Any other alarm (pipeline health) is passed on as a short text naming
+//! the alarm, its state, the reason and its description.
+//!
+//! Rooms: [`alarm`] reads CloudWatch's message, [`window`] picks the window,
+//! [`message`] writes the text (all three pure); [`totals`] reads
+//! CloudWatch, [`owners`] reads EC2, the tallies come from S3
+//! (`tally::store`); [`timing`] is the rule behind the stack's alarm
+//! settings. This module ties them together and publishes.
+
+pub mod alarm;
+pub mod message;
+pub mod owners;
+pub mod timing;
+pub mod totals;
+pub mod window;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::metadata::UNKNOWN;
+use crate::metadata_source::MetadataSource;
+use crate::model::{DimensionSet, MetricModel};
+use crate::tally::store::{PeriodTallies, TallyStore};
+use crate::tally::{top_clients, WindowTally};
+
+pub use alarm::{alarm_messages, parse_alarm, parse_time, AlarmChange, DEFAULT_PERIOD};
+pub use message::{pipeline_notification, Notification};
+pub use window::{evaluation_range, pick_window, WindowTotal};
+
+use message::{application_notification, now_secs, ApplicationReport, ClientsNote, TotalNote};
+use owners::OwnerLookup;
+use totals::Totals;
+
+/// Environment variable with the notification topic's ARN (the Lambda).
+pub const ENV_NOTIFY_TOPIC: &str = "TAILRACE_NOTIFY_TOPIC";
+
+/// At most this many applications are named in one alarm's notifications.
+pub const MAX_APPLICATIONS: usize = 20;
+
+/// Client addresses listed per message.
+pub const TOP_CLIENTS: usize = owners::MAX_ADDRESSES;
+
+/// Why a notification could not be written or sent.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The event or message is not what CloudWatch and SNS send.
+    #[error("not a CloudWatch alarm notification: {0}")]
+    NotAnAlarm(String),
+    /// CloudWatch could not be read.
+    #[error("reading {what} from CloudWatch: {message}")]
+    CloudWatch {
+        /// What was being read.
+        what: String,
+        /// The error.
+        message: String,
+    },
+    /// The notification topic refused the message.
+    #[error("publishing to {topic}: {message}")]
+    Publish {
+        /// The topic ARN.
+        topic: String,
+        /// The error.
+        message: String,
+    },
+}
+
+/// Reads totals, tallies, owners and contacts; writes and publishes
+/// notifications.
+pub struct Notifier {
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    sns: aws_sdk_sns::Client,
+    ec2: Option<aws_sdk_ec2::Client>,
+    metadata: MetadataSource,
+    namespace: String,
+    topic_arn: String,
+    model: MetricModel,
+    tallies: Option<TallyStore>,
+}
+
+/// What one invocation read, shared by its messages: EC2 answers, and the
+/// tallies of the ranges read.
+struct Reads {
+    owners: OwnerLookup,
+    tallies: BTreeMap<(i64, i64), Result<Arc<PeriodTallies>, String>>,
+}
+
+impl Notifier {
+    /// A notifier reading metrics from `namespace` and publishing to
+    /// `topic_arn`, for the default metric model, without tallies or EC2
+    /// (see the `with_` methods; `clients::build_notifier` sets them all).
+    pub fn new(
+        cloudwatch: aws_sdk_cloudwatch::Client,
+        sns: aws_sdk_sns::Client,
+        metadata: MetadataSource,
+        namespace: impl Into<String>,
+        topic_arn: impl Into<String>,
+    ) -> Notifier {
+        Notifier {
+            cloudwatch,
+            sns,
+            ec2: None,
+            metadata,
+            namespace: namespace.into(),
+            topic_arn: topic_arn.into(),
+            model: MetricModel::default(),
+            tallies: None,
+        }
+    }
+
+    /// Read totals by the dimension sets `model` publishes.
+    pub fn with_model(mut self, model: MetricModel) -> Notifier {
+        self.model = model;
+        self
+    }
+
+    /// List the top client addresses from the tallies in `store`.
+    pub fn with_tallies(mut self, store: TallyStore) -> Notifier {
+        self.tallies = Some(store);
+        self
+    }
+
+    /// Say what EC2 knows of each listed address.
+    pub fn with_owners(mut self, ec2: aws_sdk_ec2::Client) -> Notifier {
+        self.ec2 = Some(ec2);
+        self
+    }
+
+    /// Handle every alarm message of an invocation; the first error fails
+    /// the invocation (SNS retries it), after every message was tried.
+    pub async fn handle(&self, messages: &[String]) -> Result<Vec<Notification>, NotifyError> {
+        let mut reads = self.reads();
+        let mut sent = Vec::new();
+        let mut first_error = None;
+        for m in messages {
+            let result = match parse_alarm(m) {
+                Ok(change) => self.notify_with(&change, &mut reads).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(mut n) => sent.append(&mut n),
+                Err(e) => {
+                    tracing::error!(error = %e, "alarm notification not sent");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(sent),
+        }
+    }
+
+    /// Write and publish the notifications for one alarm state change.
+    pub async fn notify(&self, change: &AlarmChange) -> Result<Vec<Notification>, NotifyError> {
+        self.notify_with(change, &mut self.reads()).await
+    }
+
+    /// The notifications for one alarm state change, not yet published.
+    pub async fn compose(&self, change: &AlarmChange) -> Result<Vec<Notification>, NotifyError> {
+        self.compose_with(change, &mut self.reads()).await
+    }
+
+    fn reads(&self) -> Reads {
+        Reads {
+            owners: OwnerLookup::new(self.ec2.clone()),
+            tallies: BTreeMap::new(),
+        }
+    }
+
+    async fn notify_with(
+        &self,
+        change: &AlarmChange,
+        reads: &mut Reads,
+    ) -> Result<Vec<Notification>, NotifyError> {
+        let notes = self.compose_with(change, reads).await?;
+        for n in &notes {
+            self.publish(n).await?;
+            let total = n.total.as_ref();
+            tracing::info!(
+                alarm = %n.alarm,
+                state = %n.state,
+                application = n.application.as_deref().unwrap_or(""),
+                contact = %n.contact,
+                window_start = total.map_or(0, |t| t.window_start),
+                window_time = %total.map(|t| crate::handler::rfc3339(t.window_start)).unwrap_or_default(),
+                requests = total.map_or(0.0, |t| t.requests),
+                threshold = change.threshold.unwrap_or(0.0),
+                top_clients = %serde_json::to_string(&n.clients).unwrap_or_default(),
+                "notification sent"
+            );
+        }
+        Ok(notes)
+    }
+
+    async fn compose_with(
+        &self,
+        change: &AlarmChange,
+        reads: &mut Reads,
+    ) -> Result<Vec<Notification>, NotifyError> {
+        if !change.is_about_applications() {
+            return Ok(vec![pipeline_notification(change)]);
+        }
+        let (start, end) = evaluation_range(change);
+        let read_at = now_secs();
+        let range = self.tallies_of(reads, start, end).await;
+        let tallies: &[WindowTally] = match &range {
+            Some(Ok(t)) => &t.tallies,
+            _ => &[],
+        };
+        let named = !change.applications.is_empty();
+        let applications = if named {
+            change.applications.clone()
+        } else {
+            self.candidates(change, tallies).await
+        };
+        let metadata = match self.metadata.current().await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "metadata unreadable: notifications without contacts");
+                None
+            }
+        };
+        let totals = Totals {
+            cloudwatch: &self.cloudwatch,
+            namespace: &self.namespace,
+            model: &self.model,
+        };
+        let mut notes = Vec::new();
+        for application in applications {
+            let mut services: BTreeSet<String> = tallies
+                .iter()
+                .flat_map(|t| &t.entries)
+                .filter(|e| e.application == application)
+                .map(|e| e.service.clone())
+                .collect();
+            if self.model.has_set(DimensionSet::ServiceApplication) {
+                match totals.listed_services(&application).await {
+                    Ok(listed) => services.extend(listed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ListMetrics failed: services from the tallies only")
+                    }
+                }
+            }
+            let cloudwatch = totals
+                .window_totals(&application, &services, start, end, change.period)
+                .await;
+            let (window, total) = match cloudwatch {
+                Ok(windows) => match pick_window(windows, change) {
+                    Some(w) => (Some((w.window_start, w.window_secs)), TotalNote::Read(w)),
+                    None => (
+                        None,
+                        TotalNote::NotReadable(self.nothing_read(&application, change)),
+                    ),
+                },
+                Err(e) => (None, TotalNote::NotReadable(e.to_string())),
+            };
+            let window = window.or_else(|| {
+                pick_window(tally_windows(tallies, &application, change), change)
+                    .map(|w| (w.window_start, w.window_secs))
+            });
+            if window.is_none() && !named {
+                continue;
+            }
+            let clients = match window {
+                Some((w, _)) => {
+                    self.clients_note(reads, &range, tallies, &application, w, change.period)
+                        .await
+                }
+                None => self.no_window_note(&range),
+            };
+            let contact = metadata
+                .as_ref()
+                .map(|m| m.contacts_of(&application).join("; "))
+                .unwrap_or_default();
+            notes.push(application_notification(
+                change,
+                &self.namespace,
+                ApplicationReport {
+                    application,
+                    contact,
+                    window,
+                    total,
+                    clients,
+                    read_at,
+                },
+            ));
+            if notes.len() == MAX_APPLICATIONS {
+                break;
+            }
+        }
+        if notes.is_empty() {
+            // The alarm fired but no application's window is over the
+            // threshold any more (or there is no data yet): say so.
+            let mut n = pipeline_notification(change);
+            n.body.push_str(&format!(
+                "\nNo source application has a window above the threshold between {} and {} \
+                 in CloudWatch or in the client tallies now.\n",
+                crate::handler::rfc3339(start),
+                crate::handler::rfc3339(end)
+            ));
+            notes.push(n);
+        }
+        Ok(notes)
+    }
+
+    /// Why no window of `application` is in CloudWatch's answer.
+    fn nothing_read(&self, application: &str, change: &AlarmChange) -> String {
+        match self.model.alarm_blind_reason() {
+            Some(why) => why,
+            None => format!(
+                "no datapoint of Requests for SourceApplication={application} above the threshold{} \
+                 yet (datapoints arrive after their window closes)",
+                change
+                    .threshold
+                    .map(|t| format!(" {}", message::fmt_count(t)))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
+    /// The applications an alarm that names none may be about: those with
+    /// a window above the threshold in the tallies, and those
+    /// `ListMetrics` lists (best effort).
+    async fn candidates(&self, change: &AlarmChange, tallies: &[WindowTally]) -> Vec<String> {
+        let threshold = change.threshold.unwrap_or(f64::NEG_INFINITY);
+        let mut apps: BTreeSet<String> = BTreeSet::new();
+        for app in crate::tally::application_totals(tallies).into_keys() {
+            if tally_windows(tallies, &app, change)
+                .iter()
+                .any(|w| w.requests > threshold)
+            {
+                apps.insert(app);
+            }
+        }
+        let totals = Totals {
+            cloudwatch: &self.cloudwatch,
+            namespace: &self.namespace,
+            model: &self.model,
+        };
+        match totals.listed_applications().await {
+            Ok(listed) => apps.extend(listed),
+            Err(e) => {
+                tracing::warn!(error = %e, "ListMetrics failed: applications from the tallies only")
+            }
+        }
+        if change.excludes_unknown() {
+            apps.remove(UNKNOWN);
+        }
+        apps.into_iter().collect()
+    }
+
+    /// The tallies of the windows starting in `[start, end)`, read once per
+    /// invocation; `None` without a store.
+    async fn tallies_of(
+        &self,
+        reads: &mut Reads,
+        start: i64,
+        end: i64,
+    ) -> Option<Result<Arc<PeriodTallies>, String>> {
+        let store = self.tallies.as_ref()?;
+        if let Some(r) = reads.tallies.get(&(start, end)) {
+            return Some(r.clone());
+        }
+        let r = match store.read_period(start, end).await {
+            Ok(p) => {
+                for e in &p.errors {
+                    tracing::warn!(error = %e, "client tally unreadable");
+                }
+                Ok(Arc::new(p))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "client tallies unreadable");
+                Err(e.to_string())
+            }
+        };
+        reads.tallies.insert((start, end), r.clone());
+        Some(r)
+    }
+
+    /// The top clients of `application` in the period starting at `window`.
+    async fn clients_note(
+        &self,
+        reads: &mut Reads,
+        range: &Option<Result<Arc<PeriodTallies>, String>>,
+        tallies: &[WindowTally],
+        application: &str,
+        window: i64,
+        period: u32,
+    ) -> ClientsNote {
+        let period_end = window + i64::from(period.max(60));
+        let in_window: Vec<WindowTally> = tallies
+            .iter()
+            .filter(|t| t.window_start >= window && t.window_start < period_end)
+            .cloned()
+            .collect();
+        let top = top_clients(&in_window, application, TOP_CLIENTS);
+        if top.requests == 0 {
+            return match range {
+                None => ClientsNote::NotKept,
+                Some(Err(e)) => ClientsNote::Unreadable(e.clone()),
+                Some(Ok(p)) => ClientsNote::NoneWritten(format!(
+                    "no aggregator batch wrote a tally for {application} in this window to {}{}",
+                    self.tallies
+                        .as_ref()
+                        .map(TallyStore::location)
+                        .unwrap_or_default(),
+                    unreadable_objects(p)
+                )),
+            };
+        }
+        let addresses: Vec<String> = top.clients.iter().map(|(a, _)| a.clone()).collect();
+        let owners = reads.owners.owners(&addresses).await;
+        ClientsNote::Listed { top, owners }
+    }
+
+    /// What to say of the clients when no window is known.
+    fn no_window_note(&self, range: &Option<Result<Arc<PeriodTallies>, String>>) -> ClientsNote {
+        match range {
+            None => ClientsNote::NotKept,
+            Some(Err(e)) => ClientsNote::Unreadable(e.clone()),
+            Some(Ok(p)) => ClientsNote::NoneWritten(format!(
+                "no window of this application is in the tallies yet{}",
+                unreadable_objects(p)
+            )),
+        }
+    }
+
+    async fn publish(&self, n: &Notification) -> Result<(), NotifyError> {
+        let err = |e: String| NotifyError::Publish {
+            topic: self.topic_arn.clone(),
+            message: e,
+        };
+        let mut req = self
+            .sns
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(&n.subject)
+            .message(&n.body);
+        if let Some(app) = &n.application {
+            let attr = aws_sdk_sns::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(app)
+                .build()
+                .map_err(|e| err(e.to_string()))?;
+            req = req.message_attributes("application", attr);
+        }
+        req.send()
+            .await
+            .map_err(|e| err(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+}
+
+/// `; N tally objects could not be read` when some could not.
+fn unreadable_objects(p: &PeriodTallies) -> String {
+    let mut s = String::new();
+    if !p.errors.is_empty() {
+        s.push_str(&format!(
+            "; {} tally objects could not be read",
+            p.errors.len()
+        ));
+    }
+    if p.truncated {
+        s.push_str("; more objects than one notification reads");
+    }
+    s
+}
+
+/// The application's windows as the tallies count them (each period's
+/// windows summed), for when CloudWatch has none yet.
+fn tally_windows(
+    tallies: &[WindowTally],
+    application: &str,
+    change: &AlarmChange,
+) -> Vec<WindowTotal> {
+    let period = i64::from(change.period.max(60));
+    let mut per_bucket: BTreeMap<i64, Vec<WindowTally>> = BTreeMap::new();
+    for t in tallies {
+        per_bucket
+            .entry(t.window_start.div_euclid(period) * period)
+            .or_default()
+            .push(t.clone());
+    }
+    per_bucket
+        .into_iter()
+        .filter_map(|(start, ts)| {
+            let top = top_clients(&ts, application, 0);
+            (top.requests > 0).then(|| WindowTotal {
+                application: application.to_owned(),
+                window_start: start,
+                window_secs: change.period,
+                requests: top.requests as f64,
+                per_service: top
+                    .per_service
+                    .into_iter()
+                    .map(|(s, n)| (s, n as f64))
+                    .collect(),
+            })
+        })
+        .collect()
+}
