@@ -12,6 +12,13 @@ fails with one line per broken promise:
   kms:Decrypt;
 - every source application is judged on its own (a Metrics Insights alarm
   grouped by SourceApplication, no LIMIT);
+- under every metric model the stack accepts (MetricDimensions,
+  MetricNames), the per-application and unknown-sources alarms read a
+  dimension set and a metric the aggregator publishes: no model blinds them;
+- the alarms' evaluation and the lag alarm are the ones the timing rule
+  holds for (aggregator-lambda/src/notify/timing.rs);
+- the notifier can list a flood's top addresses (client tallies bucket,
+  its permissions, TAILRACE_TALLIES) and ask EC2 who holds them;
 - the operational alarms exist, on the metric names the code publishes;
 - the agents may publish self-metrics, only in their namespace, which is the
   agent's default namespace;
@@ -152,14 +159,47 @@ def check_topics(t):
               f"alarm {name}: AlarmActions {acts} are not topics of this stack")
 
 
-def expression_of(alarm):
-    for m in alarm["Properties"].get("Metrics", []):
-        e = m.get("Expression")
+def expressions_of(alarm):
+    """Every Metrics Insights query of an alarm, both branches of an !If."""
+    out = []
+
+    def add(e):
+        if isinstance(e, dict) and "Fn::If" in e:
+            for branch in e["Fn::If"][1:]:
+                add(branch)
+            return
         if isinstance(e, dict) and "Fn::Sub" in e:
             e = as_list(e["Fn::Sub"])[0]
         if isinstance(e, str) and e.strip().upper().startswith("SELECT"):
-            return " ".join(e.split())
-    return None
+            out.append(" ".join(e.split()))
+
+    metrics = alarm["Properties"].get("Metrics", [])
+    if isinstance(metrics, dict) and "Fn::If" in metrics:
+        metrics = [m for b in metrics["Fn::If"][1:] if isinstance(b, list) for m in b]
+    for m in metrics:
+        add(m.get("Expression"))
+    return out
+
+
+def expression_of(alarm):
+    """The first Metrics Insights query of an alarm, if any."""
+    e = expressions_of(alarm)
+    return e[0] if e else None
+
+
+def resolve(value, conditions):
+    """A property value with its !If resolved under `conditions` (name ->
+    bool); AWS::NoValue becomes None."""
+    if isinstance(value, dict):
+        if "Fn::If" in value:
+            name, yes, no = value["Fn::If"]
+            return resolve(yes if conditions[name] else no, conditions)
+        if value.get("Ref") == "AWS::NoValue":
+            return None
+        return {k: resolve(v, conditions) for k, v in value.items()}
+    if isinstance(value, list):
+        return [x for x in (resolve(v, conditions) for v in value) if x is not None]
+    return value
 
 
 def metrics_of(alarm):
@@ -172,8 +212,7 @@ def metrics_of(alarm):
         if "MetricStat" in m:
             mm = m["MetricStat"]["Metric"]
             out.append((mm.get("Namespace"), mm["MetricName"]))
-    expr = expression_of(alarm)
-    if expr:
+    for expr in expressions_of(alarm):
         mt = re.match(r"SELECT \w+\((\w+)\) FROM SCHEMA\(\"\$\{(\w+)\}\"", expr)
         if mt:
             out.append(({"Ref": mt.group(2)}, mt.group(1)))
@@ -208,8 +247,8 @@ def check_alarms(t):
     check('"OldestUnacknowledgedAge"' in metrics_rs, "OldestUnacknowledgedAge is not an agent metric (agent/src/observe/metric_set.rs)")
 
     # Each source application on its own.
-    per_app = [(n, expression_of(a)) for n, a in alarms.items()
-               if expression_of(a) and "SourceApplication" in expression_of(a)]
+    per_app = [(n, e) for n, a in alarms.items() for e in expressions_of(a)
+               if "SourceApplication" in e and "GROUP BY" in e]
     check(per_app, "no Metrics Insights alarm over SourceApplication")
     for name, expr in per_app:
         check("GROUP BY SourceApplication" in expr, f"alarm {name}: not grouped by SourceApplication")
@@ -217,8 +256,113 @@ def check_alarms(t):
         check("SUM(" in expr, f"alarm {name}: only SUM is meaningful for a window of several datapoints")
     for name, a in alarms.items():
         stat = a["Properties"].get("Statistic")
+        if isinstance(stat, dict) and "Fn::If" in stat:
+            stat = stat["Fn::If"][2]
         if ("Requests" in [m for _, m in metrics_of(a)]) and stat:
             check(stat == "Sum", f"alarm {name}: Requests read with {stat}, not Sum")
+
+
+def condition_value(cond, t, params):
+    """Evaluate a template condition for these parameter values."""
+    if isinstance(cond, dict) and "Condition" in cond:
+        return condition_value(t["Conditions"][cond["Condition"]], t, params)
+    if isinstance(cond, dict) and "Fn::Or" in cond:
+        return any(condition_value(c, t, params) for c in cond["Fn::Or"])
+    if isinstance(cond, dict) and "Fn::And" in cond:
+        return all(condition_value(c, t, params) for c in cond["Fn::And"])
+    if isinstance(cond, dict) and "Fn::Not" in cond:
+        return not condition_value(cond["Fn::Not"][0], t, params)
+    if isinstance(cond, dict) and "Fn::Equals" in cond:
+        a, b = (params.get(x["Ref"], x) if isinstance(x, dict) and "Ref" in x else x
+                for x in cond["Fn::Equals"])
+        return str(a) == str(b)
+    raise ValueError(f"condition {cond!r}")
+
+
+def published_sets(model):
+    """The dimension sets a TAILRACE_DIMENSIONS value publishes, as sets."""
+    return [frozenset(p.strip() for p in part.split("+")) for part in model.split(",")]
+
+
+def check_models(t):
+    """Under every accepted MetricDimensions value, the per-application and
+    unknown-sources alarms read a dimension set the aggregator publishes,
+    and no accepted MetricNames value leaves out Requests."""
+    dims = t["Parameters"]["MetricDimensions"]
+    allowed = dims.get("AllowedValues", [])
+    check(allowed, "MetricDimensions lists no AllowedValues: a model without SourceApplication would blind the alarms")
+    check(dims["Default"] in allowed, "MetricDimensions' default is not an allowed value")
+    alarms = t["Resources"]
+    for model in allowed:
+        sets = published_sets(model)
+        check(any("SourceApplication" in s for s in sets), f"MetricDimensions {model!r} has no SourceApplication")
+        conditions = {c: condition_value(v, t, {"MetricDimensions": model})
+                      for c, v in t["Conditions"].items()
+                      if "MetricDimensions" in json.dumps(v)}
+        for name in ("UnknownSourcesAlarm", "SourceApplicationAlarm"):
+            props = resolve(alarms[name]["Properties"], conditions)
+            read = []
+            if props.get("Dimensions"):
+                read.append(frozenset(d["Name"] for d in props["Dimensions"]))
+            for m in props.get("Metrics") or []:
+                e = m.get("Expression")
+                e = as_list(e["Fn::Sub"])[0] if isinstance(e, dict) else e
+                mt = re.search(r"SCHEMA\(\"[^\"]*\",\s*([^)]*)\)", e or "")
+                if mt:
+                    read.append(frozenset(x.strip() for x in mt.group(1).split(",")))
+            check(read, f"{name} under MetricDimensions {model!r}: reads no metric")
+            for r in read:
+                check(r in sets, f"{name} under MetricDimensions {model!r} reads {sorted(r)}, which is not published: it would never fire")
+    names = t["Parameters"]["MetricNames"]
+    pattern = names["AllowedPattern"]
+    check(re.fullmatch(pattern, names["Default"]), "MetricNames' default does not match its AllowedPattern")
+    for ok in ("Requests", "Bytes,Requests", "Requests, Latency"):
+        check(re.fullmatch(pattern, ok), f"MetricNames' pattern refuses {ok!r}")
+    for bad in ("Bytes", "Bytes,Latency", "RequestsX", ""):
+        check(not re.fullmatch(pattern, bad), f"MetricNames' pattern accepts {bad!r}, which blinds the alarms")
+
+
+def rust_const(text, name):
+    """The integer fields of a Rust `const NAME: T = T { a: 1, ... };` or the
+    value of `const NAME: i64 = 1;`."""
+    m = re.search(r"const " + name + r": \w+ = (\w+ \{(.*?)\}|(\d+));", text, re.S)
+    if not m:
+        return None
+    if m.group(3):
+        return int(m.group(3))
+    return {k: int(v) for k, v in re.findall(r"(\w+): (\d+)", m.group(2))}
+
+
+def check_timing(t):
+    """The alarms' evaluation is the one the timing rule was checked for."""
+    timing = source("aggregator-lambda/src/notify/timing.rs")
+    flood = rust_const(timing, "STACK_FLOOD_ALARM")
+    lag = rust_const(timing, "STACK_LAG_ALARM")
+    if not check(flood and lag, "timing.rs has no STACK_FLOOD_ALARM / STACK_LAG_ALARM"):
+        return
+    r = t["Resources"]
+    for name in ("UnknownSourcesAlarm", "SourceApplicationAlarm"):
+        p = r[name]["Properties"]
+        check(p["EvaluationPeriods"] == flood["evaluation_periods"],
+              f"{name}: EvaluationPeriods {p['EvaluationPeriods']} is not timing.rs's {flood['evaluation_periods']}")
+        check(p.get("DatapointsToAlarm") == flood["datapoints_to_alarm"],
+              f"{name}: DatapointsToAlarm is not timing.rs's {flood['datapoints_to_alarm']}")
+        periods = [p.get("Period")] + [m.get("Period") for m in as_list(resolve(p.get("Metrics") or [], {"NoRollup": True}))]
+        for period in periods:
+            if isinstance(period, dict):
+                period = period["Fn::If"][2]
+            if period is not None:
+                check(period == flood["period"], f"{name}: Period {period} is not timing.rs's {flood['period']}")
+    p = r["IteratorAgeAlarm"]["Properties"]
+    stat = [m["MetricStat"] for m in p["Metrics"] if "MetricStat" in m][0]
+    check(stat["Period"] == lag["period"], "IteratorAgeAlarm: Period is not timing.rs's")
+    check(p["EvaluationPeriods"] == lag["evaluation_periods"] == p.get("DatapointsToAlarm"),
+          "IteratorAgeAlarm: EvaluationPeriods/DatapointsToAlarm are not timing.rs's")
+    param = t["Parameters"]["MaxIteratorAgeSeconds"]
+    check(param["Default"] == rust_const(timing, "STACK_LAG_THRESHOLD"),
+          "MaxIteratorAgeSeconds' default is not timing.rs's STACK_LAG_THRESHOLD")
+    check(param.get("MaxValue") == rust_const(timing, "STACK_MAX_LAG_THRESHOLD"),
+          "MaxIteratorAgeSeconds' MaxValue is not timing.rs's STACK_MAX_LAG_THRESHOLD")
 
 
 def check_agent_policy(t):
@@ -259,8 +403,27 @@ def check_notifier(t):
             flat.append(s)
     check(any(grants(s, "sns:Publish") and ref_name(s["Resource"]) == "NotificationTopic" for s in flat),
           "the aggregator may not publish to the notification topic")
-    for action in ("cloudwatch:GetMetricData", "cloudwatch:ListMetrics"):
+    for action in ("cloudwatch:GetMetricData", "cloudwatch:ListMetrics",
+                   "ec2:DescribeNetworkInterfaces", "ec2:DescribeInstances", "ec2:DescribeVpcs"):
         check(any(grants(s, action) for s in flat), f"the aggregator may not {action}")
+    # Client tallies: the variable names the bucket the role may write,
+    # read and list under the same prefix.
+    tallies = env.get("TAILRACE_TALLIES", {})
+    text = as_list(tallies.get("Fn::Sub", ""))[0] if isinstance(tallies, dict) else ""
+    mt = re.fullmatch(r"s3://\$\{(\w+)\}/([\w/-]+/)", text)
+    if check(mt, f"TAILRACE_TALLIES {tallies!r} is not s3://${{Bucket}}/prefix/"):
+        bucket, prefix = mt.group(1), mt.group(2)
+        check(bucket in r and r[bucket]["Type"] == "AWS::S3::Bucket", f"TAILRACE_TALLIES names no bucket of this stack ({bucket})")
+        objects = {"Fn::Sub": f"${{{bucket}.Arn}}/{prefix}*"}
+        for action in ("s3:PutObject", "s3:GetObject"):
+            check(any(grants(s, action) and s.get("Resource") == objects for s in flat),
+                  f"the aggregator may not {action} on {prefix}* of {bucket}")
+        check(any(grants(s, "s3:ListBucket") and ref_name(s.get("Resource")) == bucket
+                  and s.get("Condition", {}).get("StringLike", {}).get("s3:prefix") == f"{prefix}*"
+                  for s in flat), f"the aggregator may not list {prefix} of {bucket}")
+        rules = r[bucket]["Properties"].get("LifecycleConfiguration", {}).get("Rules", [])
+        check(any(x.get("ExpirationInDays") and x.get("Prefix") == prefix for x in rules),
+              f"{bucket}: the tallies never expire")
     key = key_of_topic(r["NotificationTopic"]["Properties"])
     if key in r:
         for action in ("kms:GenerateDataKey", "kms:Decrypt"):
@@ -348,7 +511,8 @@ TEMPLATE = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "tailrace.ya
 def main():
     with open(TEMPLATE) as f:
         t = yaml.load(f, Loader=CfnLoader)
-    for c in (check_topics, check_alarms, check_agent_policy, check_notifier, check_names, check_dashboard):
+    for c in (check_topics, check_alarms, check_models, check_timing, check_agent_policy, check_notifier,
+              check_names, check_dashboard):
         try:
             c(t)
         except (KeyError, TypeError, IndexError, ValueError) as e:

@@ -6,7 +6,8 @@
 //!   PutMetricData call carrying half the applications) is retried by a
 //!   second, fresh environment after the metadata file moved clients
 //!   between applications: every client group is counted exactly once,
-//!   under the application of the attempt that published it.
+//!   under the application of the attempt that published it; the client
+//!   tallies both environments wrote (`tally`) add up to the same counts.
 //! - A partial claimed by an attempt whose lease is live fails its record;
 //!   once the lease has expired (the attempt died) it is taken over, and the
 //!   dead attempt's late finish is refused.
@@ -17,9 +18,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::common::*;
+use tailrace_aggregator::config::S3Location;
 use tailrace_aggregator::handler::Handler;
 use tailrace_aggregator::idempotency::{Claim, ClaimStore, Finish, DEFAULT_RETENTION};
 use tailrace_aggregator::merge::{GroupMask, PartialId};
+use tailrace_aggregator::tally::application_totals;
+use tailrace_aggregator::tally::store::TallyStore;
 use tailrace_tests::cloudwatch_proxy::CloudWatchProxy;
 use tailrace_tests::{create_stream, put_object, Moto, Piped};
 
@@ -37,7 +41,23 @@ async fn store(moto: &Moto) -> anyhow::Result<ClaimStore> {
 /// clients, claiming in the shared table, publishing through `cloudwatch`.
 async fn environment(moto: &Moto, cloudwatch: &str) -> anyhow::Result<Handler> {
     let handler = handler_via(&moto.endpoint(), cloudwatch, Duration::ZERO, quick_retry(2)).await?;
-    Ok(handler.with_claims(store(moto).await?, Duration::from_secs(60)))
+    Ok(handler
+        .with_claims(store(moto).await?, Duration::from_secs(60))
+        .with_tallies(tallies(moto).await))
+}
+
+/// The client tallies in `s3://tallies/t/` on moto.
+async fn tallies(moto: &Moto) -> TallyStore {
+    let s3 = tailrace_tests::s3_client(&moto.sdk_config().await);
+    // Created by whichever environment comes first.
+    let _ = s3.create_bucket().bucket("tallies").send().await;
+    TallyStore::new(
+        s3,
+        &S3Location {
+            bucket: "tallies".into(),
+            key: "t/".into(),
+        },
+    )
 }
 
 /// The wide scenario's metadata with the two families' networks swapped:
@@ -129,6 +149,18 @@ async fn a_retry_on_another_environment_after_a_half_publish_and_a_metadata_chan
         assert_eq!(again.stats.datums, 0, "{:?}", again.stats);
     }
     assert_eq!(requests_by_app(&cw, w).await?, want);
+
+    // The tallies of both environments, every write of the retries
+    // included, count each client group once, under the application of
+    // the attempt that published it: as CloudWatch does.
+    let read = tallies(&moto).await.read_period(w, w + 300).await?;
+    assert!(read.errors.is_empty(), "{:?}", read.errors);
+    let tallied: BTreeMap<String, f64> = application_totals(&read.tallies)
+        .into_iter()
+        .map(|(a, n)| (a, n as f64))
+        .collect();
+    let published: BTreeMap<String, f64> = want.into_iter().filter(|(_, n)| *n > 0.0).collect();
+    assert_eq!(tallied, published);
     Ok(())
 }
 
