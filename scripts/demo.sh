@@ -6,10 +6,12 @@
 #     -> Kinesis (moto_server on 127.0.0.1)
 #     -> tailrace-aggregator consume (joins clients with the S3 metadata file)
 #     -> CloudWatch (moto_server) -> the per-window table below
-#     -> the per-application alarm (its state set here: moto evaluates no
-#        alarm) -> SNS alarm topic -> tailrace-aggregator notify (what the
-#        Lambda does with the SNS event) -> SNS notification topic -> SQS
-#        "inbox" -> the message a person receives, printed last.
+#     -> the per-application alarm and the unknown-sources alarm (their
+#        state set here: moto evaluates no alarm) -> SNS alarm topic ->
+#        tailrace-aggregator notify (what the Lambda does with the SNS event:
+#        totals from CloudWatch, top addresses from the client tallies, who
+#        is behind them from EC2) -> SNS notification topic -> SQS "inbox"
+#        -> the two messages a person receives, printed last.
 #
 # Without Apache installed, a generated access log stands in for it.
 # Every process started here is stopped on exit; the work directory is
@@ -62,7 +64,7 @@ wait_port "$MOTO_PORT"
 python3 "$ROOT/scripts/demo_aws.py" setup --endpoint "$ENDPOINT" --metadata "$ROOT/scripts/demo-metadata.csv"
 # Inventory (docs/INVENTORY.md): two tagged instances in moto's EC2 at the
 # loopback addresses the traffic comes from; `inventory sync` writes their rows.
-say "launching two tagged EC2 instances (moto) and syncing the metadata file (tailrace-aggregator inventory sync)"
+say "launching two tagged EC2 instances and an untagged one (moto) and syncing the metadata file (tailrace-aggregator inventory sync)"
 python3 - "$ENDPOINT" <<'EOF'
 import sys, boto3
 ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1")
@@ -70,6 +72,10 @@ ami = ec2.describe_images()["Images"][0]["ImageId"]
 for ip, app, contact in [("127.0.0.2", "billing", "billing-oncall@example.com"), ("127.0.0.3", "search", "search-team@example.com")]:
     tags = [{"Key": "tailrace:application", "Value": app}, {"Key": "tailrace:contact", "Value": contact}]
     ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, PrivateIpAddress=ip, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+# An instance nobody tagged for tailrace: its traffic is "unknown", and the
+# unknown-sources message names it.
+ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, PrivateIpAddress="127.0.0.99",
+                  TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "nightly-export"}]}])
 EOF
 "$BIN/tailrace-aggregator" inventory sync --metadata s3://tailrace-metadata/metadata.csv --endpoint-url "$ENDPOINT" 2>"$WORK/inventory.log" | sed 's/^/    /'
 python3 -c 'import sys,boto3; sys.stdout.buffer.write(boto3.client("s3",endpoint_url=sys.argv[1],region_name="us-east-1").get_object(Bucket="tailrace-metadata",Key="metadata.csv")["Body"].read())' "$ENDPOINT" >"$WORK/metadata.csv"
@@ -177,23 +183,29 @@ kill -TERM "$AGENT"
 wait "$AGENT" || { echo "agent failed; its log:"; cat "$WORK/agent.log"; exit 1; }
 grep -h "lines_read" "$WORK/agent.log" | sed 's/^/    /' || true
 
+TALLIES=s3://tailrace-metadata/tallies/
 say "running the aggregator over the stream (tailrace-aggregator consume)"
 "$BIN/tailrace-aggregator" consume --stream tailrace-demo \
   --metadata s3://tailrace-metadata/metadata.csv --endpoint-url "$ENDPOINT" \
-  --idempotency-table tailrace-demo-claims \
+  --idempotency-table tailrace-demo-claims --tallies "$TALLIES" \
   --exit-when-idle 3s 2>"$WORK/aggregator.log"
 grep -h "busiest\|who" "$WORK/aggregator.log" | head -5 | sed 's/^/    /' || true
 
 say "requests by source application, read back from CloudWatch (namespace Tailrace)"
 python3 "$ROOT/scripts/demo_aws.py" table --endpoint "$ENDPOINT" --metadata "$WORK/metadata.csv"
 
-say "billing floods the service: its alarm fires and the notifier writes to the person to call"
-echo "alarm: more than 100 requests from one source application in a 5-minute window"
-python3 "$ROOT/scripts/demo_aws.py" alarm --endpoint "$ENDPOINT" --out "$WORK/alarm-sns.json"
-"$BIN/tailrace-aggregator" notify "$WORK/alarm-sns.json" \
-  --topic arn:aws:sns:us-east-1:123456789012:tailrace-notifications \
-  --metadata s3://tailrace-metadata/metadata.csv --endpoint-url "$ENDPOINT" 2>"$WORK/notify.log" \
-  >/dev/null || { echo "notifier failed; its log:"; cat "$WORK/notify.log"; exit 1; }
+notify() { # which-alarm
+  python3 "$ROOT/scripts/demo_aws.py" alarm --which "$1" --endpoint "$ENDPOINT" --out "$WORK/alarm-$1.json"
+  "$BIN/tailrace-aggregator" notify "$WORK/alarm-$1.json" \
+    --topic arn:aws:sns:us-east-1:123456789012:tailrace-notifications \
+    --metadata s3://tailrace-metadata/metadata.csv --tallies "$TALLIES" \
+    --endpoint-url "$ENDPOINT" 2>>"$WORK/notify.log" >/dev/null \
+    || { echo "notifier failed; its log:"; cat "$WORK/notify.log"; exit 1; }
+}
+say "billing floods the service, and unknown sources send more than 20 requests: both alarms fire"
+echo "alarms: more than 100 requests from one source application, more than 20 from unknown sources, in a 5-minute window"
+notify app
+notify unknown
 
-say "the notification a person receives (SNS notification topic -> inbox)"
+say "the two notifications a person receives (SNS notification topic -> inbox)"
 python3 "$ROOT/scripts/demo_aws.py" inbox --endpoint "$ENDPOINT"

@@ -4,13 +4,15 @@
 setup:  create the Kinesis stream and the metadata bucket, upload the CSV;
         the alarm topic, the notification topic, an SQS queue on each (the
         first stands in for the aggregator Lambda's subscription, the second
-        for a person's inbox) and the per-application alarm of the stack.
+        for a person's inbox) and the stack's two per-application alarms
+        (a source application flooding; unknown sources).
 table:  read the metrics back from CloudWatch and print the per-window table
         of requests by source application (with the owner's contact).
 alarm:  moto stores alarm states but evaluates no alarm and publishes no
         alarm action: set the alarm's state (SetAlarmState), publish the
         state change to the alarm topic in CloudWatch's JSON format, and
         write what the alarm topic delivered (the SNS message) to --out.
+        --which app (default) or unknown.
 inbox:  print the notifications that reached the person's inbox.
 """
 import argparse
@@ -35,6 +37,7 @@ def messaging(endpoint):
 
 
 ALARM = "tailrace-demo-source-application-requests"
+UNKNOWN_ALARM = "tailrace-demo-unknown-sources"
 
 
 def queue_on(sns, sqs, topic_arn, name):
@@ -60,7 +63,18 @@ def setup_alarms(args, cw):
                   "Expression": "SELECT SUM(Requests) FROM SCHEMA(\"%s\", SourceApplication) "
                                 "WHERE SourceApplication != 'unknown' GROUP BY SourceApplication "
                                 "ORDER BY SUM() DESC" % args.namespace}],
-        EvaluationPeriods=3, DatapointsToAlarm=1, Threshold=args.threshold,
+        EvaluationPeriods=6, DatapointsToAlarm=1, Threshold=args.threshold,
+        ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching",
+        AlarmActions=[alarms], OKActions=[alarms])
+    # The stack's unknown-sources alarm.
+    cw.put_metric_alarm(
+        AlarmName=UNKNOWN_ALARM,
+        AlarmDescription="Requests from client addresses in no row of the metadata file "
+                         "exceeded %d in 5 minutes." % args.unknown_threshold,
+        Namespace=args.namespace, MetricName="Requests",
+        Dimensions=[{"Name": "SourceApplication", "Value": "unknown"}],
+        Statistic="Sum", Period=300,
+        EvaluationPeriods=6, DatapointsToAlarm=1, Threshold=args.unknown_threshold,
         ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching",
         AlarmActions=[alarms], OKActions=[alarms])
 
@@ -68,11 +82,26 @@ def setup_alarms(args, cw):
 def alarm(args):
     _, _, cw = clients(args.endpoint)
     sns, sqs = messaging(args.endpoint)
-    reason = ("Threshold Crossed: 1 time series out of the last 3 datapoints was greater "
-              "than the threshold (%s)" % float(args.threshold))
-    cw.set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason=reason)
-    a = cw.describe_alarms(AlarmNames=[ALARM])["MetricAlarms"][0]
+    name, threshold = ((ALARM, args.threshold) if args.which == "app"
+                       else (UNKNOWN_ALARM, args.unknown_threshold))
+    reason = ("Threshold Crossed: 1 out of the last 6 datapoints was greater "
+              "than the threshold (%s)" % float(threshold))
+    cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason=reason)
+    a = cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
     when = a["StateUpdatedTimestamp"].astimezone(dt.timezone.utc)
+    trigger = {"Period": 300, "EvaluationPeriods": a["EvaluationPeriods"],
+               "DatapointsToAlarm": a.get("DatapointsToAlarm"),
+               "ComparisonOperator": a["ComparisonOperator"], "Threshold": a["Threshold"],
+               "TreatMissingData": a.get("TreatMissingData"),
+               "EvaluateLowSampleCountPercentile": ""}
+    if a.get("Metrics"):
+        trigger["Metrics"] = a["Metrics"]
+    else:
+        trigger.update({"MetricName": a["MetricName"], "Namespace": a["Namespace"],
+                        "StatisticType": "Statistic", "Statistic": a["Statistic"].upper(),
+                        "Unit": None,
+                        "Dimensions": [{"value": d["Value"], "name": d["Name"]}
+                                       for d in a["Dimensions"]]})
     # The JSON CloudWatch publishes for an alarm state change.
     message = {
         "AlarmName": a["AlarmName"], "AlarmDescription": a.get("AlarmDescription"),
@@ -82,22 +111,18 @@ def alarm(args):
         "StateChangeTime": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000",
         "Region": "US East (N. Virginia)", "AlarmArn": a["AlarmArn"], "OldStateValue": "OK",
         "OKActions": a["OKActions"], "AlarmActions": a["AlarmActions"],
-        "InsufficientDataActions": [],
-        "Trigger": {"Period": 300, "EvaluationPeriods": a["EvaluationPeriods"],
-                    "DatapointsToAlarm": a.get("DatapointsToAlarm"),
-                    "ComparisonOperator": a["ComparisonOperator"], "Threshold": a["Threshold"],
-                    "TreatMissingData": a.get("TreatMissingData"),
-                    "EvaluateLowSampleCountPercentile": "", "Metrics": a["Metrics"]},
+        "InsufficientDataActions": [], "Trigger": trigger,
     }
     sns.publish(TopicArn=a["AlarmActions"][0], Message=json.dumps(message),
-                Subject='ALARM: "%s" in US East (N. Virginia)' % ALARM)
+                Subject='ALARM: "%s" in US East (N. Virginia)' % name)
     url = sqs.get_queue_url(QueueName="alarm-events")["QueueUrl"]
     for _ in range(20):
         got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
         if got:
             with open(args.out, "w") as f:
                 f.write(got[0]["Body"])
-            print("alarm %s is ALARM; the alarm topic delivered its state change" % ALARM)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+            print("alarm %s is ALARM; the alarm topic delivered its state change" % name)
             return
     print("the alarm topic delivered nothing", file=sys.stderr)
     sys.exit(1)
@@ -132,6 +157,8 @@ def setup(args):
             break
         time.sleep(0.1)
     s3.create_bucket(Bucket=args.bucket)
+    # The aggregator's client tallies (TAILRACE_TALLIES) live in a bucket of
+    # their own in the stack; one bucket is enough here.
     with open(args.metadata, "rb") as f:
         s3.put_object(Bucket=args.bucket, Key="metadata.csv", Body=f.read())
     setup_alarms(args, clients(args.endpoint)[2])
@@ -207,6 +234,10 @@ def main():
     p.add_argument("--namespace", default="Tailrace")
     p.add_argument("--threshold", type=int, default=100,
                    help="the per-application alarm's threshold (requests per 5 minutes)")
+    p.add_argument("--unknown-threshold", type=int, default=20,
+                   help="the unknown-sources alarm's threshold (requests per 5 minutes)")
+    p.add_argument("--which", choices=["app", "unknown"], default="app",
+                   help="alarm: which alarm fires")
     p.add_argument("--out", help="alarm: where to write the SNS message")
     args = p.parse_args()
     if args.command in ("setup", "table") and not args.metadata:
