@@ -34,7 +34,9 @@
 //!   gunzipped and its form parameters decoded to look;
 //! - else one uniform draw: with `p_throttle` a 400 `Throttling`, with
 //!   `p_5xx` a 500 `InternalFailure` or a 503 `ServiceUnavailable` (even
-//!   split), otherwise forwarded to moto.
+//!   split), otherwise forwarded to moto. A forwarded call is answered
+//!   [`CwFaults::delay`] after moto stored it (a slow CloudWatch: a client
+//!   that stops waiting has had its datums stored anyway).
 //!
 //! HTTP: one request per connection; every answer carries `Connection:
 //! close`, so the client never reuses a connection the proxy is about to
@@ -73,6 +75,8 @@ pub struct CwFaults {
     pub refuse_invalid: bool,
     /// With `refuse_invalid`: refuse dimension values containing this too.
     pub refuse_containing: Option<String>,
+    /// Answer every forwarded `PutMetricData` this much after moto stored it.
+    pub delay: Option<std::time::Duration>,
 }
 
 crate::proxy::counters! {
@@ -258,6 +262,10 @@ impl FaultPolicy for CwPolicy {
                 let answer = http::forward(upstream, &req.head, &req.body).await?;
                 if put_metric_data {
                     c.forwarded.fetch_add(1, Ordering::Relaxed);
+                    let delay = self.faults.lock().ok().and_then(|f| f.delay);
+                    if let Some(d) = delay {
+                        tokio::time::sleep(d).await;
+                    }
                 }
                 answer
             }
