@@ -133,27 +133,7 @@ async fn a_failed_notification_is_kept_and_re_sent() -> anyhow::Result<()> {
         .name("tailrace-notifications")
         .send()
         .await?;
-    let inbox = sqs
-        .create_queue()
-        .queue_name("inbox")
-        .send()
-        .await?
-        .queue_url()
-        .unwrap_or_default()
-        .to_owned();
-    let inbox_arn = format!(
-        "{}:inbox",
-        topic
-            .rsplit_once(':')
-            .map_or("", |(a, _)| a)
-            .replace(":sns:", ":sqs:")
-    );
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&inbox_arn)
-        .send()
-        .await?;
+    let inbox = queue_subscribed_to(&sns, &sqs, &topic, "inbox").await?;
     let out = Piped::spawn(
         aggregator_cli(
             &moto,
