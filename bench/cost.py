@@ -3,6 +3,7 @@
 
 Usage: python3 bench/cost.py [--clients C] [--lines-per-sec L] [--services S]
                              [--apps-per-service K] [--model default|pairs|apps]
+                             [--flows F] [--no-stall-alarm] [--host-all-metrics]
 
 Every input is one of three kinds, and the tables say which:
   PRICE     a list price (page and date in PRICES below; re-check them: they change)
@@ -29,7 +30,8 @@ PRICES = {
     # aws.amazon.com/cloudwatch/pricing/
     "cw_metric_tiers": [(10_000, 0.30), (240_000, 0.10), (750_000, 0.05), (math.inf, 0.02)],
     "cw_per_1000_requests": 0.01,       # PutMetricData
-    "cw_alarm_standard": 0.10,          # per alarm metric per month
+    "cw_alarm_standard": 0.10,          # per alarm metric per month; a Metrics Insights
+                                        # alarm is billed per metric its query analyzes
     "cw_dashboard": 3.00,               # per dashboard per month (3 free)
     "cw_logs_gb": 0.50,                 # Logs ingestion per GB
     # aws.amazon.com/dynamodb/pricing/on-demand/
@@ -56,11 +58,23 @@ MEASURED = {
     "lambda_init_ms": 6.7,
 }
 
+# ---------------------------------------------------------------- THE STACK
+# packaging/cloudformation/tailrace.yaml, counted: alarms on one metric each
+# (unknown sources, agents silent, aggregator errors, iterator age, batches
+# given up, notifications not sent, metadata stale, poison records, dropped
+# datums, and the inventory's when it is deployed) ...
+STANDARD_ALARMS = 10
+# ... and the two Metrics Insights alarms, billed per metric they analyze:
+# source-application-requests (Requests per SourceApplication: A metrics)
+# and agent-stalled (OldestUnacknowledgedAge per Host and Flow: H·F metrics).
+AGENT_METRICS = 17               # agent/src/observe/metric_set.rs METRICS, per flow
+AGENT_PER_HOST_METRICS = 1       # metric_set::PER_HOST: what agent-stalled reads
+DDB_WRITES_PER_PARTIAL = 2       # the claim and the finish (aggregator-lambda/src/idempotency.rs)
+
 # ---------------------------------------------------------------- ASSUMED
 LAMBDA_MEMORY_GB = 0.25          # the template's MemorySize: 256
 PUT_METRIC_DATA_MS = 40          # one PutMetricData round trip inside AWS (assumed)
 LOG_BYTES_PER_INVOCATION = 2_000 # the handler's summary and per-window lines (assumed)
-ALARMS = 8                       # standard alarms in the stack (count them in the template)
 
 
 def cw_metric_cost(n):
@@ -88,30 +102,41 @@ def fleet(hosts, apps, a):
     services = a.services
     pairs = min(services, a.apps_per_service) * apps + services  # + unknown per service
     pairs = min(pairs, services * (apps + 1))
+    host_flows = hosts * a.flows
     # Kinesis, aggregate mode: one partial per host, flow and window.
     partial_bytes = MEASURED["bytes_per_partial_header"] + MEASURED["bytes_per_client_group"] * a.clients
-    records_s = hosts / 300
-    bytes_s = hosts * partial_bytes / 300
+    records_s = host_flows / 300
+    bytes_s = host_flows * partial_bytes / 300
     shards = max(1, math.ceil(bytes_s / 1e6), math.ceil(records_s / 1000))
-    put_units = hosts * WINDOWS_PER_MONTH * math.ceil(partial_bytes / 25_000)
+    put_units = host_flows * WINDOWS_PER_MONTH * math.ceil(partial_bytes / 25_000)
     kds_prov = shards * HOURS_PER_MONTH * PRICES["kds_shard_hour"] + put_units / 1e6 * PRICES["kds_put_unit_per_million"]
-    gb = hosts * WINDOWS_PER_MONTH * math.ceil(partial_bytes / 1024) * 1024 / 1e9
+    gb = host_flows * WINDOWS_PER_MONTH * math.ceil(partial_bytes / 1024) * 1024 / 1e9
     kds_od = HOURS_PER_MONTH * PRICES["kds_od_stream_hour"] + gb * (PRICES["kds_od_gb_in"] + PRICES["kds_od_gb_out"])
     # Lambda: batches of up to 200 per shard per window.
-    batches = max(1, math.ceil(hosts / 200))
+    batches = max(1, math.ceil(host_flows / 200))
     datums_per_batch = 5 * (pairs + apps + 1)
     calls_per_batch = math.ceil(datums_per_batch / 1000)
-    groups = hosts * a.clients
+    groups = host_flows * a.clients
     ms_window = groups * MEASURED["lambda_us_per_client_group"] / 1000 + batches * calls_per_batch * PUT_METRIC_DATA_MS
     invocations = batches * WINDOWS_PER_MONTH
     lam = (ms_window / 1000 * WINDOWS_PER_MONTH * LAMBDA_MEMORY_GB * PRICES["lambda_gb_second"]
            + invocations / 1e6 * PRICES["lambda_per_million_requests"])
-    # CloudWatch.
+    # CloudWatch. Custom metrics are billed per account, so the aggregator's
+    # and the agents' share one tiered count. The agents send their 17
+    # metrics per Flow (one series for the fleet) and, for the per-host stall
+    # alarm (host_dimension), OldestUnacknowledgedAge per Host and Flow.
     metrics = model_metrics(a.model, apps, services, pairs)
-    cw_metrics = cw_metric_cost(metrics)
+    per_host = AGENT_METRICS if a.host_all_metrics else AGENT_PER_HOST_METRICS
+    agent_metrics = AGENT_METRICS * a.flows + (per_host * host_flows if a.stall_alarm else 0)
+    cw_metrics = cw_metric_cost(metrics + agent_metrics)
     cw_calls = batches * calls_per_batch * WINDOWS_PER_MONTH / 1000 * PRICES["cw_per_1000_requests"]
-    cw_other = ALARMS * PRICES["cw_alarm_standard"] + PRICES["cw_dashboard"] + invocations * LOG_BYTES_PER_INVOCATION / 1e9 * PRICES["cw_logs_gb"]
-    ours = kds_prov + lam + cw_metrics + cw_calls + cw_other
+    insights_metrics = apps + (host_flows if a.stall_alarm else 0)
+    alarms = (STANDARD_ALARMS + insights_metrics) * PRICES["cw_alarm_standard"]
+    cw_other = PRICES["cw_dashboard"] + invocations * LOG_BYTES_PER_INVOCATION / 1e9 * PRICES["cw_logs_gb"]
+    # DynamoDB claims: two writes per partial (one partial per host, flow
+    # and window unless it is larger than a record or has late lines).
+    ddb = DDB_WRITES_PER_PARTIAL * host_flows * WINDOWS_PER_MONTH / 1e6 * PRICES["ddb_per_million_wru"]
+    ours = kds_prov + lam + cw_metrics + cw_calls + alarms + cw_other + ddb
     # The replaced pipeline: every line a Kinesis record, Kinesis Analytics SQL.
     raw_records_s = hosts * a.lines_per_sec
     raw_bytes_s = raw_records_s * MEASURED["raw_bytes_per_line"]
@@ -120,10 +145,14 @@ def fleet(hosts, apps, a):
     raw_kds = raw_shards * HOURS_PER_MONTH * PRICES["kds_shard_hour"] + raw_units / 1e6 * PRICES["kds_put_unit_per_million"]
     kpus = max(1, math.ceil(raw_bytes_s / 1e6))  # ASSUMED: 1 KPU per MB/s of input
     kda = kpus * HOURS_PER_MONTH * PRICES["kda_kpu_hour"]
-    old = raw_kds + kda + lam + cw_metrics + cw_calls + cw_other
+    # The replaced pipeline publishes the same application metrics, has the
+    # standard alarms and no agent self-metrics, Insights alarms or claims.
+    old_cw = cw_metric_cost(metrics) + (STANDARD_ALARMS + apps) * PRICES["cw_alarm_standard"]
+    old = raw_kds + kda + lam + old_cw + cw_calls + cw_other
     return dict(hosts=hosts, apps=apps, shards=shards, kds_prov=kds_prov, kds_od=kds_od, lam=lam,
-                ms_window=ms_window, metrics=metrics, cw_metrics=cw_metrics, cw_calls=cw_calls,
-                cw_other=cw_other, ours=ours, raw_shards=raw_shards, raw_kds=raw_kds, kpus=kpus,
+                ms_window=ms_window, metrics=metrics, agent_metrics=agent_metrics, cw_metrics=cw_metrics,
+                cw_calls=cw_calls, insights_metrics=insights_metrics, alarms=alarms, cw_other=cw_other,
+                ddb=ddb, ours=ours, raw_shards=raw_shards, raw_kds=raw_kds, kpus=kpus,
                 kda=kda, old=old, partial_bytes=partial_bytes)
 
 
@@ -134,22 +163,28 @@ def main():
     p.add_argument("--services", type=int, default=5, help="ASSUMED services (Service dimension values)")
     p.add_argument("--apps-per-service", type=int, default=2, help="ASSUMED services each application calls")
     p.add_argument("--model", default="default", choices=["default", "pairs", "apps"])
+    p.add_argument("--flows", type=int, default=1, help="ASSUMED flows per host")
+    p.add_argument("--no-stall-alarm", dest="stall_alarm", action="store_false",
+                   help="agents without host_dimension: no per-host metric, the agent-stalled alarm names no host")
+    p.add_argument("--host-all-metrics", action="store_true",
+                   help="price the agents as before #22: all 17 self-metrics per host with host_dimension")
     a = p.parse_args()
-    print(f"assumed: {a.clients} clients per host-window, {a.lines_per_sec:g} lines/s per host, "
+    print(f"assumed: {a.clients} clients per host-window, {a.lines_per_sec:g} lines/s per host, {a.flows} flow(s), "
           f"{a.services} services, each application calls {a.apps_per_service}; model {a.model}; "
-          f"Lambda {LAMBDA_MEMORY_GB*1024:.0f} MB, PutMetricData {PUT_METRIC_DATA_MS} ms")
+          f"Lambda {LAMBDA_MEMORY_GB*1024:.0f} MB, PutMetricData {PUT_METRIC_DATA_MS} ms; per-host stall alarm "
+          f"{'on' if a.stall_alarm else 'off'}{' (all 17 agent metrics per host)' if a.host_all_metrics else ''}")
     print()
-    print("| hosts | apps | partial KB | shards | Kinesis prov. $ | Kinesis on-demand $ | Lambda ms/window | Lambda $ "
-          "| custom metrics | CW metrics $ | PutMetricData $ | alarms+dash+logs $ | **tailrace $/month** "
-          "| raw shards | raw Kinesis $ | KPUs | KDA $ | **replaced $/month** |")
-    print("|" + "---:|" * 18)
+    print("| hosts | apps | shards | Kinesis prov. $ | Lambda $ | app metrics | agent metrics | CW metrics $ "
+          "| PutMetricData $ | alarm metrics | alarms $ | dash+logs $ | DynamoDB $ | **tailrace $/month** "
+          "| raw shards | KDA $ | **replaced $/month** |")
+    print("|" + "---:|" * 17)
     for hosts in (10, 100, 1_000, 10_000):
         for apps in (5, 20, 100):
             r = fleet(hosts, apps, a)
-            print(f"| {hosts:,} | {apps} | {r['partial_bytes']/1000:.1f} | {r['shards']} | {r['kds_prov']:,.2f} | {r['kds_od']:,.2f} "
-                  f"| {r['ms_window']:,.0f} | {r['lam']:,.2f} | {r['metrics']:,} | {r['cw_metrics']:,.2f} | {r['cw_calls']:,.2f} "
-                  f"| {r['cw_other']:,.2f} | **{r['ours']:,.2f}** | {r['raw_shards']:,} | {r['raw_kds']:,.2f} | {r['kpus']:,} "
-                  f"| {r['kda']:,.2f} | **{r['old']:,.2f}** |")
+            print(f"| {hosts:,} | {apps} | {r['shards']} | {r['kds_prov']:,.2f} | {r['lam']:,.2f} | {r['metrics']:,} "
+                  f"| {r['agent_metrics']:,} | {r['cw_metrics']:,.2f} | {r['cw_calls']:,.2f} "
+                  f"| {STANDARD_ALARMS + r['insights_metrics']:,} | {r['alarms']:,.2f} | {r['cw_other']:,.2f} "
+                  f"| {r['ddb']:,.2f} | **{r['ours']:,.2f}** | {r['raw_shards']:,} | {r['kda']:,.2f} | **{r['old']:,.2f}** |")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ silent() {
   [ -z "$out" ] || { echo "$out" >&2; fail "$* printed warnings"; }
 }
 
-for tool in cargo-deb rpmbuild lintian rpm packer cfn-lint systemd-analyze dpkg-deb readelf; do
+for tool in cargo-deb rpmbuild lintian rpm packer cfn-lint checkov systemd-analyze dpkg-deb readelf; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (.ci/run installs it)"
 done
 
@@ -87,6 +87,13 @@ grep -q '^LimitNOFILE=[1-9]' systemd/tailrace.service || fail "the unit must set
 
 step "cfn-lint"
 cfn-lint packaging/cloudformation/tailrace.yaml || fail "cfn-lint"
+
+# checkov (the common IaC scanner): every finding fixed or skipped in the
+# resource's Metadata with its reason. --skip-download: it would fetch
+# Bridgecrew's policy updates (and phone home) otherwise.
+step "checkov"
+checkov --skip-download --quiet --compact --framework cloudformation \
+  -f packaging/cloudformation/tailrace.yaml || fail "checkov"
 
 step "template promises (KMS grant for CloudWatch, per-application and operational alarms, IAM, names)"
 python3 packaging/cloudformation/check_template.py packaging/cloudformation/tailrace.yaml || fail "check_template.py"

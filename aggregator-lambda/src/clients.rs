@@ -2,6 +2,9 @@
 //! endpoint (moto_server in tests, an on-prem emulator), and the handler from
 //! settings and clients.
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::Settings;
@@ -12,6 +15,20 @@ use crate::metadata_source::MetadataSource;
 use crate::notify::Notifier;
 use crate::publish::calls::{Publisher, RetryPolicy};
 use crate::tally::store::TallyStore;
+
+/// One DynamoDB attempt (a claim, a finish) gives up after this.
+pub const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// One DynamoDB operation, its SDK retries included, gives up after this:
+/// the claims' finishes run after the publish, within the handler's
+/// `FINISH_BUDGET` (which must not be shorter).
+pub const DYNAMODB_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connecting to any AWS endpoint gives up after this.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// One CloudWatch operation gives up after this: the publisher cuts each
+/// PutMetricData attempt itself (`TAILRACE_PUT_TIMEOUT`, and the deadline),
+/// this bounds the notifier's GetMetricData and ListMetrics too, within the
+/// function's 60 s.
+pub const CLOUDWATCH_OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The SDK clients the aggregator uses.
 #[derive(Debug, Clone)]
@@ -47,7 +64,11 @@ impl Clients {
     /// path-style addressing (emulators do not serve virtual-host buckets).
     /// CloudWatch has the SDK's retries turned off: the publisher retries
     /// PutMetricData itself (`publish::calls::RetryPolicy`), counting and logging
-    /// every retry; two layers would multiply the attempts.
+    /// every retry; two layers would multiply the attempts. DynamoDB and
+    /// CloudWatch calls have operation timeouts ([`DYNAMODB_OPERATION_TIMEOUT`],
+    /// [`CLOUDWATCH_OPERATION_TIMEOUT`]): without them a call may hang until
+    /// the invocation times out, failing the whole batch after its metrics
+    /// were published.
     pub fn new(config: &SdkConfig) -> Clients {
         let path_style = config.endpoint_url().is_some();
         let s3_config = aws_sdk_s3::config::Builder::from(config)
@@ -59,9 +80,25 @@ impl Clients {
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
                 aws_sdk_cloudwatch::config::Builder::from(config)
                     .retry_config(aws_sdk_cloudwatch::config::retry::RetryConfig::disabled())
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(CONNECT_TIMEOUT)
+                            .operation_timeout(CLOUDWATCH_OPERATION_TIMEOUT)
+                            .build(),
+                    )
                     .build(),
             ),
-            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(config)
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(CONNECT_TIMEOUT)
+                            .operation_attempt_timeout(DYNAMODB_ATTEMPT_TIMEOUT)
+                            .operation_timeout(DYNAMODB_OPERATION_TIMEOUT)
+                            .build(),
+                    )
+                    .build(),
+            ),
             sqs: aws_sdk_sqs::Client::new(config),
             sns: aws_sdk_sns::Client::new(config),
             ec2: aws_sdk_ec2::Client::new(config),

@@ -61,6 +61,30 @@ pub const TOP_UNKNOWN_CLIENTS: usize = 10;
 pub const SEEN_CAPACITY: usize = 200_000;
 /// DynamoDB claims or finishes in flight at once.
 pub const CLAIM_CONCURRENCY: usize = 32;
+/// Time reserved, before the invocation's deadline, for the bookkeeping that
+/// follows the publish: the claim finishes (and any write made beside them).
+/// Publishing stops this much, plus the publisher's `DEADLINE_MARGIN`,
+/// before the deadline: a slow batch is then reported (its unpublished
+/// records failed, its published partials finished) instead of timing out
+/// after its metrics were stored, which would fail the whole batch and,
+/// once the claims' leases end, publish it again (PutMetricData has no
+/// idempotency token). It covers one DynamoDB operation's whole timeout
+/// (`clients::DYNAMODB_OPERATION_TIMEOUT`, retries included); the finishes
+/// run [`CLAIM_CONCURRENCY`] at a time.
+pub const FINISH_BUDGET: Duration = Duration::from_secs(3);
+const _: () = assert!(
+    FINISH_BUDGET.as_millis() >= crate::clients::DYNAMODB_OPERATION_TIMEOUT.as_millis(),
+    "FINISH_BUDGET must cover one DynamoDB operation"
+);
+/// The bookkeeping is cut this long before the deadline, so the handler
+/// still answers (a finish not recorded then leaves its claim leased).
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(300);
+/// Waited past a busy claim's lease end before claiming it again (clocks
+/// of two environments differ a little).
+pub const LEASE_SLACK: Duration = Duration::from_millis(200);
+/// Time a batch still needs after a wait for a busy lease (merge, publish)
+/// for the wait to be worth it; else its records fail and come back.
+pub const WORK_AFTER_WAIT: Duration = Duration::from_secs(5);
 
 /// One Kinesis record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +127,12 @@ pub struct BatchStats {
     pub tallies: usize,
     /// Client tally objects that could not be written.
     pub tally_errors: usize,
+    /// Milliseconds waited for other attempts' leases to end.
+    pub lease_wait_ms: u64,
+    /// Milliseconds from the end of the publish to the claims' finishes
+    /// recorded: while they run, a crash leaves published partials
+    /// unrecorded (counted again after their lease).
+    pub finish_ms: u64,
     /// Whether the metadata table used is not the current file's.
     pub metadata_stale: bool,
     /// Raw/JSON lines counted.
@@ -256,7 +286,8 @@ impl Handler {
                 let lease = deadline.map_or(self.lease, |d| {
                     d.saturating_duration_since(Instant::now()) + LEASE_MARGIN
                 });
-                self.claim_all(store, admissions, lease, &mut stats).await
+                self.claim_all(store, admissions, lease, deadline, &mut stats)
+                    .await
             }
             None => admissions,
         };
@@ -300,7 +331,10 @@ impl Handler {
             );
         }
         stats.unpublishable_datums = plan.unpublishable_datums;
-        let published = self.publisher.publish_until(&plan, deadline).await;
+        // Stop publishing in time for the bookkeeping after it (FINISH_BUDGET).
+        let publish_deadline = deadline.map(|d| d.checked_sub(FINISH_BUDGET).unwrap_or(d));
+        let published = self.publisher.publish_until(&plan, publish_deadline).await;
+        let finish_started = Instant::now();
         stats.datums = published.datums;
         stats.calls = published.calls;
         stats.retries = published.retries;
@@ -362,29 +396,52 @@ impl Handler {
                 );
             }
         }
-        // The claims' finishes and the tallies go out side by side: both are
-        // bookkeeping of what was just published.
+        // The claims' finishes and the client tallies go out side by side:
+        // both are bookkeeping of what was just published, within
+        // FINISH_BUDGET, cut short of the deadline.
+        let cut = deadline.map(|d| d.checked_sub(ANSWER_MARGIN).unwrap_or(d));
         let finish = async {
-            if let Some(store) = &self.claims {
-                self.finish_all(store, finishes, &mut stats).await;
+            let Some(store) = &self.claims else {
+                return;
+            };
+            let pending = finishes.len();
+            let finish = self.finish_all(store, finishes, &mut stats);
+            match cut {
+                Some(cut) => {
+                    if tokio::time::timeout_at(cut.into(), finish).await.is_err() {
+                        stats.claim_errors += pending;
+                        tracing::error!(pending, "the deadline came before every published partial was recorded: their claims stay leased, and a redelivery after the lease may count them again");
+                    }
+                }
+                None => finish.await,
             }
         };
         let write_tallies = async {
-            match (&self.tallies, tallies) {
-                (Some(store), Some(tallies)) if !tallies.is_empty() => {
-                    let n = tallies.len();
-                    let errors = store.put_all(tallies).await;
-                    for e in &errors {
-                        tracing::error!(error = %e, "client tally not written: notifications of its window list fewer addresses");
-                    }
-                    (n - errors.len(), errors.len())
-                }
-                _ => (0, 0),
+            let (Some(store), Some(tallies)) = (&self.tallies, tallies) else {
+                return (0, 0);
+            };
+            let n = tallies.len();
+            let put = store.put_all(tallies);
+            let errors = match cut {
+                Some(cut) => match tokio::time::timeout_at(cut.into(), put).await {
+                    Ok(errors) => errors.into_iter().map(|e| e.to_string()).collect(),
+                    Err(_) => vec![format!("{n} tallies not all written before the deadline")],
+                },
+                None => put
+                    .await
+                    .into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>(),
+            };
+            for e in &errors {
+                tracing::error!(error = %e, "client tally not written: notifications of its window list fewer addresses");
             }
+            (n.saturating_sub(errors.len()), errors.len())
         };
         let ((), (written, unwritten)) = tokio::join!(finish, write_tallies);
         stats.tallies = written;
         stats.tally_errors = unwritten;
+        stats.finish_ms = finish_started.elapsed().as_millis() as u64;
         stats.failed = failed.len();
         let outcome = Outcome {
             failed: failed
@@ -403,12 +460,18 @@ impl Handler {
 }
 
 impl Handler {
-    /// Claim every partial admitted locally (not known complete here).
+    /// Claim every partial admitted locally (not known complete here). A
+    /// partial another attempt holds (a timed-out invocation's claim, leased
+    /// until its deadline plus `LEASE_MARGIN`) is waited for when the lease
+    /// ends early enough to leave [`WORK_AFTER_WAIT`] and [`FINISH_BUDGET`]
+    /// before `deadline`, then claimed once more; otherwise its record fails
+    /// and comes back (the retries are bounded by record age, not a count).
     async fn claim_all(
         &self,
         store: &Arc<ClaimStore>,
         mut admissions: HashMap<PartialId, Admission>,
         lease: Duration,
+        deadline: Option<Instant>,
         stats: &mut BatchStats,
     ) -> HashMap<PartialId, Admission> {
         let ids: Vec<PartialId> = admissions
@@ -416,14 +479,35 @@ impl Handler {
             .filter(|(_, a)| matches!(a, Admission::Merge { .. }))
             .map(|(id, _)| id.clone())
             .collect();
-        let results = concurrently(ids, |id| {
-            let store = store.clone();
-            async move {
-                let claim = store.claim(&id, lease).await;
-                (id, claim)
-            }
-        })
-        .await;
+        let claim = |ids: Vec<PartialId>, lease: Duration| {
+            concurrently(ids, move |id| {
+                let store = store.clone();
+                async move {
+                    let claim = store.claim(&id, lease).await;
+                    (id, claim)
+                }
+            })
+        };
+        let mut results = claim(ids, lease).await;
+        if let Some(wait) = busy_wait(&results, deadline) {
+            let busy: Vec<PartialId> = results
+                .iter()
+                .filter(|(_, c)| matches!(c, Ok(Claim::Busy { .. })))
+                .map(|(id, _)| id.clone())
+                .collect();
+            tracing::info!(
+                partials = busy.len(),
+                wait_ms = wait.as_millis() as u64,
+                "partials claimed by another attempt whose lease ends before our deadline: waiting for it"
+            );
+            tokio::time::sleep(wait).await;
+            stats.lease_wait_ms += wait.as_millis() as u64;
+            let lease = deadline.map_or(lease, |d| {
+                d.saturating_duration_since(Instant::now()) + LEASE_MARGIN
+            });
+            results.retain(|(_, c)| !matches!(c, Ok(Claim::Busy { .. })));
+            results.extend(claim(busy, lease).await);
+        }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         for (id, claim) in results {
             let admission = match claim {
@@ -435,7 +519,7 @@ impl Handler {
                     seen.set(id.clone(), Progress::Complete);
                     Admission::Skip
                 }
-                Ok(Claim::Busy) => {
+                Ok(Claim::Busy { .. }) => {
                     stats.busy += 1;
                     tracing::warn!(
                         host_id = %id.host_id,
@@ -490,6 +574,31 @@ impl Handler {
             }
         }
     }
+}
+
+/// How long to wait for the busy claims among `results` to be free: until
+/// the last lease ends (plus [`LEASE_SLACK`]), if that leaves
+/// [`WORK_AFTER_WAIT`] and [`FINISH_BUDGET`] before `deadline`. `None`:
+/// nothing is busy, a lease end is unknown, or there is no deadline (the
+/// local consumer and replay retry on their own).
+fn busy_wait(
+    results: &[(
+        PartialId,
+        Result<Claim, crate::idempotency::IdempotencyError>,
+    )],
+    deadline: Option<Instant>,
+) -> Option<Duration> {
+    let deadline = deadline?;
+    let mut last = None;
+    for (_, c) in results {
+        if let Ok(Claim::Busy { lease_end_ms }) = c {
+            last = Some(last.unwrap_or(0).max((*lease_end_ms)?));
+        }
+    }
+    let wait =
+        Duration::from_millis(last?.saturating_sub(crate::idempotency::now_ms())) + LEASE_SLACK;
+    let needed = wait + WORK_AFTER_WAIT + FINISH_BUDGET;
+    (Instant::now() + needed <= deadline).then_some(wait)
 }
 
 /// Run `f` on every item, at most [`CLAIM_CONCURRENCY`] at once.

@@ -34,7 +34,9 @@
 //!                                                 ├── every unit published ──▶ COMPLETED
 //!                                                 └── some unit failed ──────▶ PARTLY(groups ∪ published)
 //!  COMPLETED ── claim ──▶ refused: skip (a duplicate)
-//!  INPROGRESS, lease live ── claim ──▶ refused: the record fails, comes back later
+//!  INPROGRESS, lease live ── claim ──▶ refused (Busy, with the lease's end): the
+//!                                      handler waits for it if it ends before its
+//!                                      own deadline, else the record fails, comes back
 //!  any item past `expiration` ── claim ──▶ granted as if absent
 //! ```
 //!
@@ -133,8 +135,14 @@ pub enum Claim {
     },
     /// Published whole already: skip.
     Completed,
-    /// Another attempt holds a live lease: fail the record so it comes back.
-    Busy,
+    /// Another attempt holds a live lease: wait for its end (the handler
+    /// does when it ends before its own deadline) or fail the record so it
+    /// comes back.
+    Busy {
+        /// When that lease ends, epoch milliseconds (the holder's clock),
+        /// if the item says.
+        lease_end_ms: Option<u64>,
+    },
 }
 
 /// How a finish went.
@@ -157,7 +165,8 @@ pub struct ClaimStore {
     writes: AtomicU64,
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -381,7 +390,9 @@ impl ClaimStore {
                 Ok(if status == Some(COMPLETED) {
                     Claim::Completed
                 } else {
-                    Claim::Busy
+                    Claim::Busy {
+                        lease_end_ms: item.as_ref().and_then(|i| number(i, LEASE)),
+                    }
                 })
             }
             Err(e) => Err(self.error("UpdateItem", sdk_message(&e))),

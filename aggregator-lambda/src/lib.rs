@@ -11,7 +11,8 @@
 //! driven either by the Lambda runtime ([`lambda`], binary `bootstrap`) or by
 //! the local stream consumer ([`consume`], `tailrace-aggregator consume`).
 //! The same Lambda also takes CloudWatch alarm notifications from SNS and
-//! writes the message a person reads ([`notify`]).
+//! writes the message a person reads ([`notify`]); those it could not send
+//! are re-sent from its failure queue by [`resend`].
 //!
 //! All of that needs the default feature `aws`. Without it
 //! (`default-features = false`) only the metadata CSV reader ([`metadata`],
@@ -51,6 +52,8 @@ pub mod notify;
 pub mod publish;
 #[cfg(feature = "aws")]
 pub mod replay;
+#[cfg(feature = "aws")]
+pub mod resend;
 #[cfg(feature = "aws")]
 pub mod tally;
 

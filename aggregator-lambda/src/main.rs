@@ -8,6 +8,8 @@
 //! - `check-metadata`: validate a metadata CSV file locally;
 //! - `notify`: turn CloudWatch alarm messages into the notification a person
 //!   reads and publish it, as the Lambda does for SNS events (`make demo`);
+//! - `resend`: send again the notifications the Lambda could not send (its
+//!   on-failure queue, `NotifyFailures`);
 //! - `inventory sync`: rebuild the metadata file's inventory section from
 //!   EC2 and Auto Scaling, print the diff, write it (docs/INVENTORY.md;
 //!   feature `inventory`, on by default).
@@ -48,6 +50,9 @@ enum Command {
     },
     /// Publish the notification for CloudWatch alarm messages, like the Lambda does.
     Notify(Box<NotifyArgs>),
+    /// Send again the notifications the Lambda could not send: the alarm
+    /// messages kept in its on-failure queue (the stack's NotifyFailures).
+    Resend(Box<ResendArgs>),
     /// Keep the metadata file current from EC2 instance tags and Auto Scaling.
     #[cfg(feature = "inventory")]
     #[command(subcommand)]
@@ -166,10 +171,7 @@ async fn run_notify(args: NotifyArgs) -> anyhow::Result<ExitCode> {
             args.event.display()
         )
     })?;
-    let mut settings = Settings::from_env()?;
-    settings.metadata = args.metadata;
-    settings.tallies = args.tallies;
-    settings.namespace = config::parse_namespace("--namespace", &args.namespace)?;
+    let settings = notifier_settings(args.metadata, args.tallies, &args.namespace)?;
     let sdk = sdk_config(args.endpoint_url.as_deref()).await;
     let clients = Clients::new(&sdk);
     let notifier = build_notifier(&settings, &clients, &args.topic);
@@ -178,6 +180,72 @@ async fn run_notify(args: NotifyArgs) -> anyhow::Result<ExitCode> {
         println!("{}", n.subject);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The notifier's settings: the environment's (as in the Lambda), then the
+/// flags of `notify` and `resend`.
+fn notifier_settings(
+    metadata: Option<S3Location>,
+    tallies: Option<S3Location>,
+    namespace: &str,
+) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        metadata,
+        tallies,
+        namespace: config::parse_namespace("--namespace", namespace)?,
+        ..Settings::from_env()?
+    })
+}
+
+/// `resend`: the notifier's failure queue (tailrace_aggregator::resend).
+#[derive(clap::Args)]
+struct ResendArgs {
+    /// The on-failure queue (SQS URL; the stack's output NotifyFailuresQueue).
+    #[arg(long)]
+    queue_url: String,
+    /// Notification topic ARN to publish to.
+    #[arg(long, env = tailrace_aggregator::notify::ENV_NOTIFY_TOPIC)]
+    topic: String,
+    /// Metadata file, s3://bucket/key (for contacts).
+    #[arg(long, env = config::ENV_METADATA)]
+    metadata: Option<S3Location>,
+    /// Endpoint for every AWS service (moto_server, an emulator).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// CloudWatch namespace of the aggregator's metrics.
+    #[arg(long, env = config::ENV_NAMESPACE, default_value = config::DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Where the aggregator writes client tallies, s3://bucket/prefix/ (for
+    /// the top addresses).
+    #[arg(long, env = config::ENV_TALLIES)]
+    tallies: Option<S3Location>,
+    /// List the kept alarms; send and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+async fn run_resend(args: ResendArgs) -> anyhow::Result<ExitCode> {
+    use tailrace_aggregator::clients::build_notifier;
+    use tailrace_aggregator::resend::resend_queue;
+    logging::init(LogFormat::Text, false);
+    // Built as the Lambda builds it (bin/bootstrap.rs): the environment's
+    // settings, then the flags.
+    let settings = notifier_settings(args.metadata, args.tallies, &args.namespace)?;
+    let sdk = sdk_config(args.endpoint_url.as_deref()).await;
+    let clients = Clients::new(&sdk);
+    let notifier = build_notifier(&settings, &clients, &args.topic);
+    let s = resend_queue(&clients.sqs, &notifier, &args.queue_url, args.dry_run)
+        .await
+        .context("re-sending the failure queue's notifications")?;
+    println!(
+        "{} queue messages, {} alarms: {} notifications sent, {} messages deleted, {} kept",
+        s.messages, s.alarms, s.sent, s.deleted, s.kept
+    );
+    Ok(if s.kept > 0 && !args.dry_run {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -311,6 +379,7 @@ async fn main() -> ExitCode {
         Command::Replay(args) => run_replay(*args).await,
         Command::CheckMetadata { file } => check_metadata(&file),
         Command::Notify(args) => run_notify(*args).await,
+        Command::Resend(args) => run_resend(*args).await,
         #[cfg(feature = "inventory")]
         Command::Inventory(cmd) => run_inventory(cmd).await,
     };

@@ -3,6 +3,14 @@
 //! S3 answers `412 PreconditionFailed` when another updater won the race
 //! (or `409 ConditionalRequestConflict` while a competing write is in
 //! flight); the caller reads again and retries after [`Backoff`].
+//!
+//! Without `s3:ListBucket` on the bucket, S3 answers a GetObject of a
+//! missing key with `403 AccessDenied`, not `404 NoSuchKey` (it will not
+//! tell who may not list whether a key exists). The stack grants the
+//! updater no ListBucket, so [`read`] takes a 403 for "maybe missing"
+//! ([`Current::denied`]); the write that follows, `If-None-Match: *`, tells:
+//! it succeeds on a missing file, and answers 412 on one that exists (then
+//! the role may not read it: [`crate::sync`] reports that).
 
 use std::time::Duration;
 
@@ -32,6 +40,9 @@ pub struct Current {
     pub text: Option<String>,
     /// Its ETag (`None` with no object).
     pub etag: Option<String>,
+    /// S3 refused the read with 403 (its error): the file is missing and
+    /// the role may not list the bucket, or the role may not read it.
+    pub denied: Option<String>,
 }
 
 /// Reading or writing the file failed.
@@ -82,7 +93,16 @@ pub async fn read(s3: &aws_sdk_s3::Client, at: &Location) -> Result<Current, Sto
             return Ok(Current {
                 text: None,
                 etag: None,
+                denied: None,
             })
+        }
+        Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 403 => {
+            let reason = DisplayErrorContext(SdkError::ServiceError(e)).to_string();
+            return Ok(Current {
+                text: None,
+                etag: None,
+                denied: Some(reason),
+            });
         }
         Err(e) => {
             return Err(StoreError::Read {
@@ -108,6 +128,7 @@ pub async fn read(s3: &aws_sdk_s3::Client, at: &Location) -> Result<Current, Sto
     Ok(Current {
         text: Some(text),
         etag,
+        denied: None,
     })
 }
 

@@ -106,6 +106,18 @@ pub async fn apply(
                     text: plan.text,
                 })
             }
+            // A 403 read, then a refused If-None-Match: * write: the file
+            // exists and this role may not read it (or another writer
+            // created it meanwhile: the updater runs one at a time).
+            Written::Lost if current.denied.is_some() => {
+                return Err(SyncError::Store(StoreError::Read {
+                    location: at.clone(),
+                    reason: format!(
+                        "{} (the file exists: a write with If-None-Match: * was refused; the role needs s3:GetObject on it)",
+                        current.denied.unwrap_or_default()
+                    ),
+                }));
+            }
             Written::Lost => {
                 lost_races += 1;
                 if lost_races >= opts.backoff.max_attempts {

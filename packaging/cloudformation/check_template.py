@@ -26,7 +26,14 @@ fails with one line per broken promise:
   the notification topic and read metrics;
 - names stay within AWS limits for a 128-character stack name; namespaces
   refuse AWS/...; the stream is retained; a reused code key cannot go
-  unnoticed; the dashboard labels every error line with its application.
+  unnoticed; the dashboard labels every error line with its application;
+- failures are kept (#22): stream retries are bounded by record age, not a
+  count; every asynchronously invoked function (SNS, EventBridge) has an
+  on-failure destination its role may write to, with an alarm on it; the
+  inventory updater is one writer at a time; claims outlive CloudWatch's
+  14 days; every function's code can be redeployed under the same key;
+  versioned buckets expire old versions; the retained, named stream has a
+  documented re-create path; every checkov skip gives its reason.
 
 Usage: check_template.py [TEMPLATE] (default: next to this script). Exit 1
 on any failure. Run by packaging/check.sh.
@@ -202,6 +209,14 @@ def resolve(value, conditions):
     return value
 
 
+def dimensions_of(alarm):
+    """An alarm's Dimensions, both branches of an !If."""
+    d = alarm["Properties"].get("Dimensions", [])
+    if isinstance(d, dict) and "Fn::If" in d:
+        return [x for b in d["Fn::If"][1:] if isinstance(b, list) for x in b]
+    return d if isinstance(d, list) else []
+
+
 def metrics_of(alarm):
     """(namespace, metric name) pairs an alarm watches, namespaces as given."""
     p = alarm["Properties"]
@@ -236,7 +251,7 @@ def check_alarms(t):
     check(("AWS/Lambda", "Errors") in watched, "no alarm on the aggregator's Errors")
     sqs = [a for a in alarms.values()
            if ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in metrics_of(a)
-           and any(ref_name(d["Value"]) == "FailedBatches" for d in a["Properties"].get("Dimensions", []))]
+           and any(ref_name(d["Value"]) == "FailedBatches" for d in dimensions_of(a))]
     check(sqs, "no alarm on messages in the failure queue (FailedBatches)")
     agent = [a for a in alarms.values()
              if ({"Ref": "AgentNamespace"}, "OldestUnacknowledgedAge") in metrics_of(a)]
@@ -476,8 +491,9 @@ def check_names(t):
     check(stream.get("DeletionPolicy") == "Retain", "the stream has no DeletionPolicy: Retain")
     code_key = t["Parameters"]["CodeKey"]
     check("Default" not in code_key, "CodeKey has a default: reusing it never redeploys the code")
-    code = t["Resources"]["Aggregator"]["Properties"]["Code"]
-    check("S3ObjectVersion" in code, "the function's code has no S3ObjectVersion (redeploy under the same key)")
+    for name, fn in resources(t, "AWS::Lambda::Function").items():
+        code = fn["Properties"]["Code"]
+        check("S3ObjectVersion" in code, f"{name}: its code has no S3ObjectVersion (redeploy under the same key)")
 
 
 def check_dashboard(t):
@@ -499,10 +515,101 @@ def check_dashboard(t):
     check(any(w["type"] == "log" and "contact" in w["properties"]["query"]
               and "notification sent" in w["properties"]["query"] for w in widgets),
           "the dashboard shows no contacts with window totals")
-    alarms = resources(t, "AWS::CloudWatch::Alarm")
+    # A conditional alarm (the inventory's) cannot be named in the body: it
+    # may not exist.
+    alarms = {n: a for n, a in resources(t, "AWS::CloudWatch::Alarm").items() if "Condition" not in a}
     listed = [w for w in widgets if w["type"] == "alarm"]
     check(listed and all(f"${{{n}.Arn}}" in body for n in alarms),
           "the dashboard's alarm widget does not list every alarm")
+
+
+def role_statements(t, role):
+    """Every statement of a role's inline policies (both branches of an !If)."""
+    out = []
+    for pol in t["Resources"][role]["Properties"].get("Policies", []):
+        for s in as_list(pol["PolicyDocument"]["Statement"]):
+            if "Fn::If" in s:
+                out.extend(x for x in s["Fn::If"][1:] if isinstance(x, dict) and "Effect" in x)
+            else:
+                out.append(s)
+    return out
+
+
+def queue_alarmed(t, queue):
+    return any(("AWS/SQS", "ApproximateNumberOfMessagesVisible") in metrics_of(a)
+               and any(ref_name(d["Value"]) == queue for d in dimensions_of(a))
+               for a in resources(t, "AWS::CloudWatch::Alarm").values())
+
+
+def check_failures(t):
+    r = t["Resources"]
+    # 1. Stream retries end by age: a count runs out while a dead attempt's
+    # claims are leased, and each bisected retry counts.
+    for name, esm in resources(t, "AWS::Lambda::EventSourceMapping").items():
+        p = esm["Properties"]
+        retries = p.get("MaximumRetryAttempts", -1)
+        age = p.get("MaximumRecordAgeInSeconds", -1)
+        check(retries == -1 or retries >= 100,
+              f"{name}: MaximumRetryAttempts {retries} runs out before a stuck claim clears (use -1: bounded by record age)")
+        check(isinstance(age, int) and 60 <= age <= 86400,
+              f"{name}: MaximumRecordAgeInSeconds {age} must bound the retries (60 s to the stream's 24 h default retention)")
+        dest = p.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        check(ref_name(dest) in r and queue_alarmed(t, ref_name(dest)),
+              f"{name}: no alarmed on-failure destination")
+    # 3, 4. Asynchronous invocations (SNS, EventBridge) are retried twice,
+    # then dropped unless an on-failure destination keeps them.
+    configs = {ref_name(c["Properties"]["FunctionName"]): c for c in resources(t, "AWS::Lambda::EventInvokeConfig").values()}
+    async_fns = {ref_name(p["Properties"]["FunctionName"]) for p in resources(t, "AWS::Lambda::Permission").values()
+                 if p["Properties"]["Principal"] in ("sns.amazonaws.com", "events.amazonaws.com")}
+    check(async_fns >= {"Aggregator", "Inventory"}, f"asynchronously invoked functions: {sorted(async_fns)}")
+    for fn in sorted(async_fns):
+        cfg = configs.get(fn)
+        if not check(cfg is not None, f"{fn} is invoked asynchronously and has no EventInvokeConfig: a failed event vanishes"):
+            continue
+        p = cfg["Properties"]
+        check(p.get("Qualifier") == "$LATEST", f"{fn}: the EventInvokeConfig must apply to $LATEST (what SNS and EventBridge invoke)")
+        check(cfg.get("Condition") == r[fn].get("Condition"), f"{fn}: its EventInvokeConfig's Condition differs from the function's")
+        dest = ref_name(p.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"))
+        if not check(dest in r and r[dest]["Type"] == "AWS::SQS::Queue", f"{fn}: no SQS on-failure destination"):
+            continue
+        check(queue_alarmed(t, dest), f"{fn}: no alarm on its failure queue {dest}")
+        role = ref_name(r[fn]["Properties"]["Role"])
+        check(any(grants(s, "sqs:SendMessage") and dest in [ref_name(x) for x in as_list(s["Resource"])]
+                  for s in role_statements(t, role)),
+              f"{fn}: its role {role} may not sqs:SendMessage to {dest}")
+    # The notifier's own failures must reach a person without the notifier.
+    for a in resources(t, "AWS::CloudWatch::Alarm").values():
+        if any(ref_name(d["Value"]) == "NotifyFailures" for d in dimensions_of(a)):
+            check([ref_name(x) for x in a["Properties"]["AlarmActions"]] == ["NotificationTopic"],
+                  "the notify-failures alarm must go straight to NotificationTopic (through AlarmTopic it would need the notifier)")
+    pol = [p["Properties"] for p in resources(t, "AWS::SNS::TopicPolicy").values()
+           if "NotificationTopic" in [ref_name(x) for x in p["Properties"]["Topics"]]]
+    check(any("cloudwatch.amazonaws.com" in json.dumps(p) for p in pol), "CloudWatch may not publish to NotificationTopic")
+    # 4. One inventory writer at a time; a missing file is 403 without an
+    # unconditioned ListBucket (an s3:prefix condition never matches a GetObject).
+    check(r["Inventory"]["Properties"].get("ReservedConcurrentExecutions") == 1,
+          "Inventory: ReservedConcurrentExecutions must be 1 (one writer of the file at a time)")
+    for s in role_statements(t, "InventoryRole"):
+        if grants(s, "s3:ListBucket"):
+            check("Condition" not in s, "InventoryRole: a ListBucket grant with a condition does not make GetObject answer 404")
+    # 5. Settings that keep promises.
+    days = t["Parameters"]["ClaimRetentionDays"]
+    check(days.get("MinValue", 0) >= 15 and days["Default"] >= 15,
+          "ClaimRetentionDays must be at least 15: CloudWatch refuses datums older than 14 days, which is what makes an expired claim harmless")
+    for name, b in resources(t, "AWS::S3::Bucket").items():
+        if b["Properties"].get("VersioningConfiguration", {}).get("Status") == "Enabled":
+            rules = b["Properties"].get("LifecycleConfiguration", {}).get("Rules", [])
+            check(any(x.get("Status") == "Enabled" and "NoncurrentVersionExpiration" in x for x in rules),
+                  f"{name}: versioned without NoncurrentVersionExpiration (every rewrite keeps a version for ever)")
+    for name, st in resources(t, "AWS::Kinesis::Stream").items():
+        if "Name" in st["Properties"] and st.get("DeletionPolicy") == "Retain":
+            ops = source("docs/OPERATIONS.md")
+            check("--change-set-type IMPORT" in ops and name in ops,
+                  f"{name}: retained with a fixed Name, and docs/OPERATIONS.md does not say how to import it into a new stack")
+    # 7. checkov skips carry their reason.
+    for name, res in r.items():
+        for skip in res.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            check(len(str(skip.get("comment", "")).split()) >= 4, f"{name}: checkov skip {skip.get('id')} without a reason")
 
 
 TEMPLATE = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "tailrace.yaml")
@@ -512,7 +619,7 @@ def main():
     with open(TEMPLATE) as f:
         t = yaml.load(f, Loader=CfnLoader)
     for c in (check_topics, check_alarms, check_models, check_timing, check_agent_policy, check_notifier,
-              check_names, check_dashboard):
+              check_names, check_dashboard, check_failures):
         try:
             c(t)
         except (KeyError, TypeError, IndexError, ValueError) as e:

@@ -34,7 +34,9 @@
 //!   gunzipped and its form parameters decoded to look;
 //! - else one uniform draw: with `p_throttle` a 400 `Throttling`, with
 //!   `p_5xx` a 500 `InternalFailure` or a 503 `ServiceUnavailable` (even
-//!   split), otherwise forwarded to moto.
+//!   split), otherwise forwarded to moto. A forwarded call is answered
+//!   [`CwFaults::delay`] after moto stored it (a slow CloudWatch: a client
+//!   that stops waiting has had its datums stored anyway).
 //!
 //! `ListMetrics` calls are answered by the proxy itself with an empty list
 //! when [`CwFaults::blind_list_metrics`] is set: CloudWatch documents that a
@@ -81,6 +83,8 @@ pub struct CwFaults {
     /// Answer every `ListMetrics` with no metric, as CloudWatch does for a
     /// metric published less than fifteen minutes ago.
     pub blind_list_metrics: bool,
+    /// Answer every forwarded `PutMetricData` this much after moto stored it.
+    pub delay: Option<std::time::Duration>,
 }
 
 crate::proxy::counters! {
@@ -273,6 +277,10 @@ impl FaultPolicy for CwPolicy {
                 let answer = http::forward(upstream, &req.head, &req.body).await?;
                 if put_metric_data {
                     c.forwarded.fetch_add(1, Ordering::Relaxed);
+                    let delay = self.faults.lock().ok().and_then(|f| f.delay);
+                    if let Some(d) = delay {
+                        tokio::time::sleep(d).await;
+                    }
                 }
                 answer
             }

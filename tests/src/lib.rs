@@ -78,6 +78,8 @@ pub mod loggen;
 #[cfg(feature = "servers")]
 pub mod proxy;
 pub mod rng;
+#[cfg(feature = "servers")]
+pub mod s3_proxy;
 
 pub use agent::{run_agent, run_checked, spawn_logged, AgentDir, ChildGuard, Piped};
 

@@ -475,7 +475,9 @@ pub struct SelfMetricsConfig {
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     #[schemars(with = "DurationText")]
     pub interval: Duration,
-    /// Add a `Host` dimension (the host id) next to `Flow`.
+    /// Also publish `OldestUnacknowledgedAge` with a `Host` dimension (the
+    /// host id) next to `Flow`, for a per-host stall alarm. Only that
+    /// metric: each host's series is a custom metric billed per month.
     pub host_dimension: bool,
 }
 

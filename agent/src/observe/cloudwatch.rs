@@ -3,8 +3,9 @@
 //! Every `interval` (default 60 s) the publisher reads the counters of every
 //! running flow (see [`crate::observe::metric_set::METRICS`]) and puts, per flow, each
 //! counter's increase since the last *successful* publication and each
-//! gauge's value now, with dimension `Flow` (and `Host` when configured), in
-//! PutMetricData calls of at most 1,000 datums. It runs on its own task and
+//! gauge's value now, with dimension `Flow`, in PutMetricData calls of at
+//! most 1,000 datums. With a host (`host_dimension`), the metrics of
+//! [`PER_HOST`] are put a second time with `Flow` and `Host`. It runs on its own task and
 //! only reads relaxed atomics: a slow or failing CloudWatch never holds up
 //! reading or shipping. A failed call is logged (rate-limited) and its
 //! increases are carried into the next interval's datums, so sums over time
@@ -18,7 +19,7 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
 use crate::observe::counters::now_ms;
-use crate::observe::metric_set::{Kind, Unit, METRICS};
+use crate::observe::metric_set::{Kind, Unit, METRICS, PER_HOST};
 use crate::observe::ratelog::Repeats;
 use crate::observe::registry::Registry;
 
@@ -45,7 +46,7 @@ pub struct Publisher {
 type Planned = (MetricDatum, Option<((String, &'static str), u64)>);
 
 impl Publisher {
-    /// A publisher; `host` adds the `Host` dimension.
+    /// A publisher; `host` adds the `Host` dimension to [`PER_HOST`]'s metrics.
     pub fn new(
         client: aws_sdk_cloudwatch::Client,
         namespace: String,
@@ -66,10 +67,12 @@ impl Publisher {
         let at = DateTime::from_millis(now_ms() as i64);
         let mut datums = Vec::new();
         for (flow, entry) in self.registry.flows() {
-            let mut dims = vec![Dimension::builder().name(DIM_FLOW).value(&flow).build()];
-            if let Some(host) = &self.host {
-                dims.push(Dimension::builder().name(DIM_HOST).value(host).build());
-            }
+            let dims = vec![Dimension::builder().name(DIM_FLOW).value(&flow).build()];
+            let host_dims = self.host.as_ref().map(|host| {
+                let mut d = dims.clone();
+                d.push(Dimension::builder().name(DIM_HOST).value(host).build());
+                d
+            });
             for m in METRICS {
                 let now = (m.get)(&entry.stats);
                 let (value, covers) = match m.kind {
@@ -87,17 +90,23 @@ impl Publisher {
                     Unit::Bytes => StandardUnit::Bytes,
                     Unit::Seconds => StandardUnit::Seconds,
                 };
-                datums.push((
+                let datum = |dims: &Vec<Dimension>| {
                     MetricDatum::builder()
                         .metric_name(m.cloudwatch)
                         .set_dimensions(Some(dims.clone()))
                         .timestamp(at)
                         .value(value as f64)
-                        .unit(unit)
+                        .unit(unit.clone())
                         .storage_resolution(60)
-                        .build(),
-                    covers,
-                ));
+                        .build()
+                };
+                if let Some(host_dims) = host_dims
+                    .as_ref()
+                    .filter(|_| PER_HOST.contains(&m.cloudwatch))
+                {
+                    datums.push((datum(host_dims), None));
+                }
+                datums.push((datum(&dims), covers));
             }
         }
         datums

@@ -67,6 +67,13 @@ macro_rules! metric {
     };
 }
 
+/// The metrics also published with the `Host` dimension when
+/// `monitoring.cloudwatch.host_dimension` is on: only what the stack's
+/// per-host stall alarm reads. Every host's series is a custom metric
+/// (billed per metric-month, docs/COST.md): all 17 per host would cost
+/// about 17,000 metrics at 1,000 hosts.
+pub const PER_HOST: &[&str] = &["OldestUnacknowledgedAge"];
+
 /// Every per-flow metric, with dimension/label `Flow`.
 pub const METRICS: &[MetricDef] = &[
     metric!(

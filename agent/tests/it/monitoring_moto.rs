@@ -118,7 +118,9 @@ async fn metrics_health_and_status_match_independent_counts() -> Result<()> {
     // 1. Lines in, counted three ways.
     append(&a.log, 0, 300)?;
     let (records, bytes) = all_lines(&kinesis, 300).await?;
-    let dims = [("Flow", "web"), ("Host", HOST)];
+    // Every metric per Flow; with host_dimension only the stall alarm's
+    // OldestUnacknowledgedAge per Flow and Host too (docs/COST.md).
+    let dims = [("Flow", "web")];
     let sum = |metric: &'static str| {
         let cloudwatch = cloudwatch.clone();
         async move { metric_sum(&cloudwatch, NAMESPACE, metric, &dims, started - 120, 3600).await }
@@ -150,6 +152,22 @@ async fn metrics_health_and_status_match_independent_counts() -> Result<()> {
     .with_context(|| format!("expected {expected:?}"))?;
     let (_, samples) = sum("BacklogBytes").await?;
     ensure!(samples > 0.0, "BacklogBytes is published");
+    let per_host = [("Flow", "web"), ("Host", HOST)];
+    for (metric, published) in [("OldestUnacknowledgedAge", true), ("LinesRead", false)] {
+        let (_, samples) = metric_sum(
+            &cloudwatch,
+            NAMESPACE,
+            metric,
+            &per_host,
+            started - 120,
+            3600,
+        )
+        .await?;
+        ensure!(
+            (samples > 0.0) == published,
+            "{metric} with Host: {samples} samples"
+        );
+    }
 
     let (code, text) = get(&format!("http://127.0.0.1:{port}/metrics"))?;
     ensure!(code == 200, "/metrics answered {code}");

@@ -16,3 +16,4 @@ mod lambda_watch;
 mod model_moto;
 mod notify_moto;
 mod replay_moto;
+mod resend_moto;

@@ -83,16 +83,19 @@ fn the_role_is_least_privilege() {
         "autoscaling:DescribeAutoScalingGroups",
         "s3:GetObject",
         "s3:PutObject",
-        "s3:ListBucket",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
+        // The on-failure destination of the function's async invocations.
+        "sqs:SendMessage",
         // The trust policy: Lambda may assume the role.
         "sts:AssumeRole",
     ]
     .into_iter()
     .collect();
     assert_eq!(actions, expected);
-    // Object actions on the one key only; listing only that key's prefix.
+    // Object actions on the one key only. No ListBucket: a missing file
+    // reads as 403, which the updater takes for "maybe missing"
+    // (store::read); the If-None-Match: * write then tells.
     let rewrite = role
         .split("Sid: RewriteMetadata")
         .nth(1)
@@ -104,15 +107,43 @@ fn the_role_is_least_privilege() {
         rewrite.contains("Resource: !Sub \"${MetadataBucket.Arn}/${MetadataKey}\""),
         "{rewrite}"
     );
-    let list = role
-        .split("Sid: MissingFileIs404")
+    assert!(!role.contains("s3:*") && !role.contains("Action: \"*\""));
+    let sqs = role
+        .split("Sid: OnFailureDestination")
         .nth(1)
-        .expect("MissingFileIs404")
+        .expect("OnFailureDestination")
         .split("- Sid:")
         .next()
         .unwrap_or("");
-    assert!(list.contains("s3:prefix: !Ref MetadataKey"), "{list}");
-    assert!(!role.contains("s3:*") && !role.contains("Action: \"*\""));
+    assert!(
+        sqs.contains("Resource: !GetAtt InventoryFailures.Arn"),
+        "{sqs}"
+    );
+}
+
+#[test]
+fn one_writer_at_a_time_and_failed_events_are_kept() {
+    let res = resources(resources_block());
+    let body = |name: &str| -> String {
+        res.iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .1
+            .clone()
+    };
+    // Every update rewrites the one file: more writers only lose races.
+    assert!(body("Inventory").contains("\n      ReservedConcurrentExecutions: 1\n"));
+    let dest = body("InventoryFailureDestination");
+    for want in [
+        "Type: AWS::Lambda::EventInvokeConfig",
+        "FunctionName: !Ref Inventory",
+        "Qualifier: $LATEST",
+        "Destination: !GetAtt InventoryFailures.Arn",
+    ] {
+        assert!(dest.contains(want), "{want}: {dest}");
+    }
+    assert!(body("InventoryFailures").contains("Type: AWS::SQS::Queue"));
+    assert!(body("InventoryFailuresAlarm").contains("Value: !GetAtt InventoryFailures.QueueName"));
 }
 
 #[test]

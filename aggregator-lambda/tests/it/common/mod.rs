@@ -563,3 +563,38 @@ impl LogCapture {
             .unwrap_or_default()
     }
 }
+
+/// A new SQS queue `name` subscribed to the SNS topic `topic_arn`: its URL,
+/// to read what the topic delivers (an SNS envelope per message).
+pub async fn queue_subscribed_to(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    topic_arn: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await?
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default();
+    sns.subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(&arn)
+        .send()
+        .await?;
+    Ok(url)
+}
