@@ -34,6 +34,10 @@ PRICES = {
                                         # alarm is billed per metric its query analyzes
     "cw_dashboard": 3.00,               # per dashboard per month (3 free)
     "cw_logs_gb": 0.50,                 # Logs ingestion per GB
+    # aws.amazon.com/s3/pricing/ (S3 Standard)
+    "s3_put_per_1000": 0.005,
+    "s3_get_per_1000": 0.0004,
+    "s3_gb_month": 0.023,
     # aws.amazon.com/dynamodb/pricing/on-demand/
     "ddb_per_million_wru": 0.625,
     # aws.amazon.com/kinesis/data-analytics/pricing/ (Kinesis Analytics SQL)
@@ -70,11 +74,21 @@ STANDARD_ALARMS = 10
 AGENT_METRICS = 17               # agent/src/observe/metric_set.rs METRICS, per flow
 AGENT_PER_HOST_METRICS = 1       # metric_set::PER_HOST: what agent-stalled reads
 DDB_WRITES_PER_PARTIAL = 2       # the claim and the finish (aggregator-lambda/src/idempotency.rs)
+# Client tallies (aggregator-lambda/src/tally/): one S3 object per batch,
+# window and application, an entry per (partial, application) listing at
+# most 100 clients.
+TALLY_TOP_PER_ENTRY = 100        # tally::TOP_PER_ENTRY
+TALLY_RETENTION_DAYS = 15        # the TalliesBucket lifecycle rule
+TALLY_ENTRY_BYTES = 270          # JSON of an entry without clients: instance-id host, 20-digit hashes (computed from the format)
+TALLY_CLIENT_BYTES = 22          # one ["10.4.123.210",1500] pair and its comma
 
 # ---------------------------------------------------------------- ASSUMED
 LAMBDA_MEMORY_GB = 0.25          # the template's MemorySize: 256
 PUT_METRIC_DATA_MS = 40          # one PutMetricData round trip inside AWS (assumed)
 LOG_BYTES_PER_INVOCATION = 2_000 # the handler's summary and per-window lines (assumed)
+NOTIFICATIONS_PER_MONTH = 100    # alarm state changes about applications (assumed)
+TALLY_PERIODS_LISTED = 8         # a notification lists EvaluationPeriods + 2 periods of tallies ...
+TALLY_PERIODS_READ = 2           # ... and reads one application's objects of one or two of them
 
 
 def cw_metric_cost(n):
@@ -136,7 +150,26 @@ def fleet(hosts, apps, a):
     # DynamoDB claims: two writes per partial (one partial per host, flow
     # and window unless it is larger than a record or has late lines).
     ddb = DDB_WRITES_PER_PARTIAL * host_flows * WINDOWS_PER_MONTH / 1e6 * PRICES["ddb_per_million_wru"]
-    ours = kds_prov + lam + cw_metrics + cw_calls + alarms + cw_other + ddb
+    # Client tallies in S3: a PUT per batch, window and application (every
+    # batch of 200 partials is taken to hold every application), stored 15
+    # days; a notification LISTs its range (1,000 names a page) and GETs one
+    # application's objects.
+    entries = host_flows * min(a.apps_per_host, apps + 1)
+    clients_per_entry = min(TALLY_TOP_PER_ENTRY, max(1, a.clients // max(1, min(a.apps_per_host, apps + 1))))
+    tally_bytes_window = entries * (TALLY_ENTRY_BYTES + TALLY_CLIENT_BYTES * clients_per_entry)
+    tally_objects_window = batches * (apps + 1)
+    tally_puts = tally_objects_window * WINDOWS_PER_MONTH
+    tally_lists = NOTIFICATIONS_PER_MONTH * math.ceil(TALLY_PERIODS_LISTED * tally_objects_window / 1000)
+    tally_gets = NOTIFICATIONS_PER_MONTH * TALLY_PERIODS_READ * batches
+    tallies = ((tally_puts + tally_lists) / 1000 * PRICES["s3_put_per_1000"]
+               + tally_gets / 1000 * PRICES["s3_get_per_1000"]
+               + tally_bytes_window * 12 * 24 * TALLY_RETENTION_DAYS / 1e9 * PRICES["s3_gb_month"])
+    # The rejected alternative: the same entries as DynamoDB items (one
+    # write request unit per started KB), found by a window index.
+    tally_ddb = (entries * WINDOWS_PER_MONTH
+                 * math.ceil((TALLY_ENTRY_BYTES + TALLY_CLIENT_BYTES * clients_per_entry) / 1024)
+                 / 1e6 * PRICES["ddb_per_million_wru"])
+    ours = kds_prov + lam + cw_metrics + cw_calls + alarms + cw_other + ddb + tallies
     # The replaced pipeline: every line a Kinesis record, Kinesis Analytics SQL.
     raw_records_s = hosts * a.lines_per_sec
     raw_bytes_s = raw_records_s * MEASURED["raw_bytes_per_line"]
@@ -152,7 +185,9 @@ def fleet(hosts, apps, a):
     return dict(hosts=hosts, apps=apps, shards=shards, kds_prov=kds_prov, kds_od=kds_od, lam=lam,
                 ms_window=ms_window, metrics=metrics, agent_metrics=agent_metrics, cw_metrics=cw_metrics,
                 cw_calls=cw_calls, insights_metrics=insights_metrics, alarms=alarms, cw_other=cw_other,
-                ddb=ddb, ours=ours, raw_shards=raw_shards, raw_kds=raw_kds, kpus=kpus,
+                ddb=ddb, tallies=tallies, tally_ddb=tally_ddb, tally_puts=tally_puts,
+                tally_mb_window=tally_bytes_window / 1e6,
+                tally_app_mb=tally_bytes_window / min(a.apps_per_host, apps + 1) / 1e6, ours=ours, raw_shards=raw_shards, raw_kds=raw_kds, kpus=kpus,
                 kda=kda, old=old, partial_bytes=partial_bytes)
 
 
@@ -164,6 +199,8 @@ def main():
     p.add_argument("--apps-per-service", type=int, default=2, help="ASSUMED services each application calls")
     p.add_argument("--model", default="default", choices=["default", "pairs", "apps"])
     p.add_argument("--flows", type=int, default=1, help="ASSUMED flows per host")
+    p.add_argument("--apps-per-host", type=int, default=10,
+                   help="ASSUMED source applications among one host's clients in a window")
     p.add_argument("--no-stall-alarm", dest="stall_alarm", action="store_false",
                    help="agents without host_dimension: no per-host metric, the agent-stalled alarm names no host")
     p.add_argument("--host-all-metrics", action="store_true",
@@ -175,16 +212,31 @@ def main():
           f"{'on' if a.stall_alarm else 'off'}{' (all 17 agent metrics per host)' if a.host_all_metrics else ''}")
     print()
     print("| hosts | apps | shards | Kinesis prov. $ | Lambda $ | app metrics | agent metrics | CW metrics $ "
-          "| PutMetricData $ | alarm metrics | alarms $ | dash+logs $ | DynamoDB $ | **tailrace $/month** "
-          "| raw shards | KDA $ | **replaced $/month** |")
-    print("|" + "---:|" * 17)
+          "| PutMetricData $ | alarm metrics | alarms $ | dash+logs $ | DynamoDB $ | tallies $ "
+          "| **tailrace $/month** | raw shards | KDA $ | **replaced $/month** |")
+    print("|" + "---:|" * 18)
     for hosts in (10, 100, 1_000, 10_000):
         for apps in (5, 20, 100):
             r = fleet(hosts, apps, a)
             print(f"| {hosts:,} | {apps} | {r['shards']} | {r['kds_prov']:,.2f} | {r['lam']:,.2f} | {r['metrics']:,} "
                   f"| {r['agent_metrics']:,} | {r['cw_metrics']:,.2f} | {r['cw_calls']:,.2f} "
                   f"| {STANDARD_ALARMS + r['insights_metrics']:,} | {r['alarms']:,.2f} | {r['cw_other']:,.2f} "
-                  f"| {r['ddb']:,.2f} | **{r['ours']:,.2f}** | {r['raw_shards']:,} | {r['kda']:,.2f} | **{r['old']:,.2f}** |")
+                  f"| {r['ddb']:,.2f} | {r['tallies']:,.2f} | **{r['ours']:,.2f}** | {r['raw_shards']:,} | {r['kda']:,.2f} | **{r['old']:,.2f}** |")
+    tallies_table(a)
+
+
+def tallies_table(a):
+    """The client tallies' share at each fleet size, and the DynamoDB
+    alternative's (docs/COST.md, "Top addresses")."""
+    print()
+    print("| hosts | apps | tally PUTs/month | MB per window | MB one message reads | S3 tallies $/month "
+          "| as DynamoDB items $/month |")
+    print("|" + "---:|" * 7)
+    for hosts in (10, 100, 1_000, 10_000):
+        r = fleet(hosts, 20, a)
+        print(f"| {hosts:,} | 20 | {r['tally_puts']:,} | {r['tally_mb_window']:,.1f} | {r['tally_app_mb']:,.1f} "
+              f"| {r['tallies']:,.2f} "
+              f"| {r['tally_ddb']:,.2f} |")
 
 
 if __name__ == "__main__":

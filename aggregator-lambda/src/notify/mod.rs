@@ -32,18 +32,19 @@
 pub mod alarm;
 pub mod message;
 pub mod owners;
+pub mod tallies;
 pub mod timing;
 pub mod totals;
 pub mod window;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::metadata::UNKNOWN;
 use crate::metadata_source::MetadataSource;
 use crate::model::{DimensionSet, MetricModel};
-use crate::tally::store::{PeriodTallies, TallyStore};
-use crate::tally::{top_clients, WindowTally};
+use crate::tally::store::{encode_application, PeriodTallies, TallyKey, TallyStore};
+use crate::tally::top_clients;
 
 pub use alarm::{alarm_messages, parse_alarm, parse_time, AlarmChange, DEFAULT_PERIOD};
 pub use message::{pipeline_notification, Notification};
@@ -51,6 +52,7 @@ pub use window::{evaluation_range, pick_window, WindowTotal};
 
 use message::{application_notification, now_secs, ApplicationReport, ClientsNote, TotalNote};
 use owners::OwnerLookup;
+use tallies::TallyReads;
 use totals::Totals;
 
 /// Environment variable with the notification topic's ARN (the Lambda).
@@ -100,10 +102,10 @@ pub struct Notifier {
 }
 
 /// What one invocation read, shared by its messages: EC2 answers, and the
-/// tallies of the ranges read.
+/// tallies listed and read.
 struct Reads {
     owners: OwnerLookup,
-    tallies: BTreeMap<(i64, i64), Result<Arc<PeriodTallies>, String>>,
+    tallies: TallyReads,
 }
 
 impl Notifier {
@@ -185,7 +187,7 @@ impl Notifier {
     fn reads(&self) -> Reads {
         Reads {
             owners: OwnerLookup::new(self.ec2.clone()),
-            tallies: BTreeMap::new(),
+            tallies: TallyReads::new(self.tallies.clone()),
         }
     }
 
@@ -224,16 +226,16 @@ impl Notifier {
         }
         let (start, end) = evaluation_range(change);
         let read_at = now_secs();
-        let range = self.tallies_of(reads, start, end).await;
-        let tallies: &[WindowTally] = match &range {
-            Some(Ok(t)) => &t.tallies,
-            _ => &[],
+        let listing = reads.tallies.listing(start, end).await;
+        let keys: Vec<TallyKey> = match &listing {
+            Some(Ok(l)) => l.keys.clone(),
+            _ => Vec::new(),
         };
         let named = !change.applications.is_empty();
         let applications = if named {
             change.applications.clone()
         } else {
-            self.candidates(change, tallies).await
+            self.candidates(change, &keys, reads).await
         };
         let metadata = match self.metadata.current().await {
             Ok(m) => Some(m),
@@ -247,14 +249,23 @@ impl Notifier {
             namespace: &self.namespace,
             model: &self.model,
         };
+        let period = i64::from(change.period.max(60));
         let mut notes = Vec::new();
         for application in applications {
-            let mut services: BTreeSet<String> = tallies
-                .iter()
-                .flat_map(|t| &t.entries)
-                .filter(|e| e.application == application)
-                .map(|e| e.service.clone())
-                .collect();
+            let encoded = encode_application(&application);
+            // The window the tallies' names point at, and its objects.
+            let guess = pick_window(tallies::period_totals(&keys, &application, change), change)
+                .map(|w| w.window_start);
+            let mut services: BTreeSet<String> = BTreeSet::new();
+            if let Some(w) = guess {
+                let read = reads.tallies.objects(&keys, &encoded, w, w + period).await;
+                services.extend(
+                    read.tallies
+                        .iter()
+                        .flat_map(|t| &t.entries)
+                        .map(|e| e.service.clone()),
+                );
+            }
             if self.model.has_set(DimensionSet::ServiceApplication) {
                 match totals.listed_services(&application).await {
                     Ok(listed) => services.extend(listed),
@@ -276,19 +287,17 @@ impl Notifier {
                 },
                 Err(e) => (None, TotalNote::NotReadable(e.to_string())),
             };
-            let window = window.or_else(|| {
-                pick_window(tally_windows(tallies, &application, change), change)
-                    .map(|w| (w.window_start, w.window_secs))
-            });
+            let window = window.or_else(|| guess.map(|w| (w, change.period)));
             if window.is_none() && !named {
                 continue;
             }
             let clients = match window {
                 Some((w, _)) => {
-                    self.clients_note(reads, &range, tallies, &application, w, change.period)
+                    let read = reads.tallies.objects(&keys, &encoded, w, w + period).await;
+                    self.clients_note(reads, &listing, &read, &application)
                         .await
                 }
-                None => self.no_window_note(&range),
+                None => no_window_note(&listing),
             };
             let contact = metadata
                 .as_ref()
@@ -341,17 +350,18 @@ impl Notifier {
     }
 
     /// The applications an alarm that names none may be about: those with
-    /// a window above the threshold in the tallies, and those
+    /// a period above the threshold in the tallies' names, and those
     /// `ListMetrics` lists (best effort).
-    async fn candidates(&self, change: &AlarmChange, tallies: &[WindowTally]) -> Vec<String> {
-        let threshold = change.threshold.unwrap_or(f64::NEG_INFINITY);
+    async fn candidates(
+        &self,
+        change: &AlarmChange,
+        keys: &[TallyKey],
+        reads: &mut Reads,
+    ) -> Vec<String> {
         let mut apps: BTreeSet<String> = BTreeSet::new();
-        for app in crate::tally::application_totals(tallies).into_keys() {
-            if tally_windows(tallies, &app, change)
-                .iter()
-                .any(|w| w.requests > threshold)
-            {
-                apps.insert(app);
+        for encoded in tallies::above_threshold(keys, change) {
+            if let Some(name) = reads.tallies.application_name(keys, &encoded).await {
+                apps.insert(name);
             }
         }
         let totals = Totals {
@@ -371,80 +381,29 @@ impl Notifier {
         apps.into_iter().collect()
     }
 
-    /// The tallies of the windows starting in `[start, end)`, read once per
-    /// invocation; `None` without a store.
-    async fn tallies_of(
-        &self,
-        reads: &mut Reads,
-        start: i64,
-        end: i64,
-    ) -> Option<Result<Arc<PeriodTallies>, String>> {
-        let store = self.tallies.as_ref()?;
-        if let Some(r) = reads.tallies.get(&(start, end)) {
-            return Some(r.clone());
-        }
-        let r = match store.read_period(start, end).await {
-            Ok(p) => {
-                for e in &p.errors {
-                    tracing::warn!(error = %e, "client tally unreadable");
-                }
-                Ok(Arc::new(p))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "client tallies unreadable");
-                Err(e.to_string())
-            }
-        };
-        reads.tallies.insert((start, end), r.clone());
-        Some(r)
-    }
-
-    /// The top clients of `application` in the period starting at `window`.
+    /// The top clients of `application` in the objects `read`.
     async fn clients_note(
         &self,
         reads: &mut Reads,
-        range: &Option<Result<Arc<PeriodTallies>, String>>,
-        tallies: &[WindowTally],
+        listing: &Option<Result<Arc<tallies::Listing>, String>>,
+        read: &PeriodTallies,
         application: &str,
-        window: i64,
-        period: u32,
     ) -> ClientsNote {
-        let period_end = window + i64::from(period.max(60));
-        let in_window: Vec<WindowTally> = tallies
-            .iter()
-            .filter(|t| t.window_start >= window && t.window_start < period_end)
-            .cloned()
-            .collect();
-        let top = top_clients(&in_window, application, TOP_CLIENTS);
+        let top = top_clients(&read.tallies, application, TOP_CLIENTS);
         if top.requests == 0 {
-            return match range {
+            return match listing {
                 None => ClientsNote::NotKept,
                 Some(Err(e)) => ClientsNote::Unreadable(e.clone()),
-                Some(Ok(p)) => ClientsNote::NoneWritten(format!(
+                Some(Ok(l)) => ClientsNote::NoneWritten(format!(
                     "no aggregator batch wrote a tally for {application} in this window to {}{}",
-                    self.tallies
-                        .as_ref()
-                        .map(TallyStore::location)
-                        .unwrap_or_default(),
-                    unreadable_objects(p)
+                    reads.tallies.location().unwrap_or_default(),
+                    incomplete(read, l)
                 )),
             };
         }
         let addresses: Vec<String> = top.clients.iter().map(|(a, _)| a.clone()).collect();
         let owners = reads.owners.owners(&addresses).await;
         ClientsNote::Listed { top, owners }
-    }
-
-    /// What to say of the clients when no window is known.
-    fn no_window_note(&self, range: &Option<Result<Arc<PeriodTallies>, String>>) -> ClientsNote {
-        match range {
-            None => ClientsNote::NotKept,
-            Some(Err(e)) => ClientsNote::Unreadable(e.clone()),
-            Some(Ok(p)) => ClientsNote::NoneWritten(format!(
-                "no window of this application is in the tallies yet{}",
-                unreadable_objects(p)
-            )),
-        }
     }
 
     async fn publish(&self, n: &Notification) -> Result<(), NotifyError> {
@@ -473,51 +432,29 @@ impl Notifier {
     }
 }
 
-/// `; N tally objects could not be read` when some could not.
-fn unreadable_objects(p: &PeriodTallies) -> String {
+/// What to say of the clients when no window is known.
+fn no_window_note(listing: &Option<Result<Arc<tallies::Listing>, String>>) -> ClientsNote {
+    match listing {
+        None => ClientsNote::NotKept,
+        Some(Err(e)) => ClientsNote::Unreadable(e.clone()),
+        Some(Ok(_)) => {
+            ClientsNote::NoneWritten("no window of this application is in the tallies yet".into())
+        }
+    }
+}
+
+/// `; N tally objects could not be read` and the like, when the read was
+/// not whole.
+fn incomplete(read: &PeriodTallies, listing: &tallies::Listing) -> String {
     let mut s = String::new();
-    if !p.errors.is_empty() {
+    if !read.errors.is_empty() {
         s.push_str(&format!(
             "; {} tally objects could not be read",
-            p.errors.len()
+            read.errors.len()
         ));
     }
-    if p.truncated {
+    if read.truncated || listing.truncated {
         s.push_str("; more objects than one notification reads");
     }
     s
-}
-
-/// The application's windows as the tallies count them (each period's
-/// windows summed), for when CloudWatch has none yet.
-fn tally_windows(
-    tallies: &[WindowTally],
-    application: &str,
-    change: &AlarmChange,
-) -> Vec<WindowTotal> {
-    let period = i64::from(change.period.max(60));
-    let mut per_bucket: BTreeMap<i64, Vec<WindowTally>> = BTreeMap::new();
-    for t in tallies {
-        per_bucket
-            .entry(t.window_start.div_euclid(period) * period)
-            .or_default()
-            .push(t.clone());
-    }
-    per_bucket
-        .into_iter()
-        .filter_map(|(start, ts)| {
-            let top = top_clients(&ts, application, 0);
-            (top.requests > 0).then(|| WindowTotal {
-                application: application.to_owned(),
-                window_start: start,
-                window_secs: change.period,
-                requests: top.requests as f64,
-                per_service: top
-                    .per_service
-                    .into_iter()
-                    .map(|(s, n)| (s, n as f64))
-                    .collect(),
-            })
-        })
-        .collect()
 }

@@ -6,8 +6,9 @@
 //! partials are gone once merged. So for every unit it publishes (window,
 //! application), the handler writes down, per partial, the application's
 //! top [`TOP_PER_ENTRY`] client addresses with their request counts: a
-//! [`TallyEntry`]. The entries of one batch and one window form one
-//! [`WindowTally`], stored as one S3 object (`store`).
+//! [`TallyEntry`]. The entries of one batch, one window and one application
+//! form one [`WindowTally`], stored as one S3 object (`store`), so a
+//! notification reads the objects of its application only.
 //!
 //! # Exact under retries
 //!
@@ -106,7 +107,8 @@ impl TallyEntry {
     }
 }
 
-/// The entries of one batch for one window: one stored object.
+/// The entries of one batch for one window and one application: one
+/// stored object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowTally {
     /// [`VERSION`].
@@ -115,11 +117,18 @@ pub struct WindowTally {
     pub window_start: i64,
     /// Window length in seconds.
     pub window_secs: u32,
+    /// The application of every entry.
+    pub application: String,
     /// The entries, sorted by key.
     pub entries: Vec<TallyEntry>,
 }
 
 impl WindowTally {
+    /// The application's requests in this object.
+    pub fn requests(&self) -> u64 {
+        self.entries.iter().map(|e| e.requests).sum()
+    }
+
     /// A digest of the entries' keys: the same entries (a retry that
     /// published the same groups) give the same object name.
     pub fn digest(&self) -> u64 {
@@ -139,10 +148,10 @@ impl WindowTally {
     }
 }
 
-/// Collects the entries of a batch, window by window.
+/// Collects the entries of a batch, by window and application.
 #[derive(Debug, Default)]
 pub struct TallyBuilder {
-    windows: BTreeMap<Window, Vec<TallyEntry>>,
+    windows: BTreeMap<(Window, String), Vec<TallyEntry>>,
 }
 
 impl TallyBuilder {
@@ -208,17 +217,20 @@ impl TallyBuilder {
                 .filter_map(|&(n, i)| partial.groups.get(i).map(|(k, _)| (address(k), n)))
                 .collect();
             clients.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            self.windows.entry(window).or_default().push(TallyEntry {
-                partial: id.into(),
-                groups: digest.digest(),
-                service: partial.service.clone(),
-                application: application.to_string(),
-                requests,
-                clients,
-                omitted_requests,
-                omitted_max,
-                unattributed,
-            });
+            self.windows
+                .entry((window, application.to_string()))
+                .or_default()
+                .push(TallyEntry {
+                    partial: id.into(),
+                    groups: digest.digest(),
+                    service: partial.service.clone(),
+                    application: application.to_string(),
+                    requests,
+                    clients,
+                    omitted_requests,
+                    omitted_max,
+                    unattributed,
+                });
         }
     }
 
@@ -227,16 +239,17 @@ impl TallyBuilder {
         self.windows.is_empty()
     }
 
-    /// One tally per window, entries sorted by key.
+    /// One tally per window and application, entries sorted by key.
     pub fn finish(self) -> Vec<WindowTally> {
         self.windows
             .into_iter()
-            .map(|(window, mut entries)| {
+            .map(|((window, application), mut entries)| {
                 entries.sort_by(|a, b| a.key().cmp(&b.key()));
                 WindowTally {
                     version: VERSION,
                     window_start: window.start,
                     window_secs: window.secs,
+                    application,
                     entries,
                 }
             })
@@ -387,7 +400,7 @@ mod tests {
         );
         let b = partial("h2", 1, &[("10.1.0.1", 20), ("192.0.2.2", 9)], 4);
         let mut tallies = tallies_of(&[a.clone(), b.clone()], &[]);
-        assert_eq!(tallies.len(), 1);
+        assert_eq!(tallies.len(), 2, "one object per application");
         // The same partials written again by a retry: counted once.
         tallies.extend(tallies_of(&[a, b], &[]));
         let top = top_clients(&tallies, "unknown", 10);

@@ -1,9 +1,15 @@
-//! Where the client tallies live: one S3 object per (batch, window) under
-//! `TAILRACE_TALLIES` (`s3://bucket/prefix/`), named
-//! `prefix/<window start, 10 digits>/<window secs>-<digest>.json`.
+//! Where the client tallies live: one S3 object per (batch, window,
+//! application) under `TAILRACE_TALLIES` (`s3://bucket/prefix/`), named
+//! `prefix/<window start, 10 digits>/<application>/<window secs>-<digest>-<requests>.json`.
 //!
 //! - The name's digest is that of the entries' keys (`WindowTally::digest`),
 //!   so a retry that writes the same entries overwrites the same object.
+//! - The application is percent-encoded (bytes outside `A-Za-z0-9._-`), or
+//!   `~` and a hash when that would be longer than [`MAX_APPLICATION_KEY`]
+//!   (S3 keys are at most 1,024 bytes; an application name may be as long).
+//! - The requests in the name let the notifier rank applications and
+//!   windows from the listing alone, before it reads any object (and only
+//!   the objects of the application it writes about).
 //! - Window starts are zero-padded, so the objects of a time range are one
 //!   `ListObjectsV2` from `StartAfter = prefix/<start>/` on, in order: the
 //!   notifier reads a period without knowing which batches wrote it. S3
@@ -29,9 +35,11 @@ use crate::tally::{WindowTally, VERSION};
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Objects written or read at once.
 pub const CONCURRENCY: usize = 16;
-/// At most this many objects are read for one period (about 16 MB; a
-/// 1,000-host fleet writes a few hundred per window).
-pub const MAX_OBJECTS: usize = 5_000;
+/// At most this many objects are listed for one range, or read for one
+/// application and period.
+pub const MAX_OBJECTS: usize = 20_000;
+/// Longest encoded application name kept readable in an object's name.
+pub const MAX_APPLICATION_KEY: usize = 200;
 
 /// A tally store call that failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +66,36 @@ pub enum TallyError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// One object as the listing names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TallyKey {
+    /// The object's key.
+    pub key: String,
+    /// Its window's start.
+    pub window_start: i64,
+    /// Its application, encoded ([`encode_application`]).
+    pub application: String,
+    /// The application's requests in it.
+    pub requests: u64,
+}
+
+/// An application's name as the object names write it.
+pub fn encode_application(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.len() > MAX_APPLICATION_KEY {
+        format!("~{:016x}", xxhash_rust::xxh3::xxh3_64(name.as_bytes()))
+    } else {
+        out
+    }
 }
 
 /// The tallies read for a period.
@@ -102,11 +140,13 @@ impl TallyStore {
     /// The object name of `tally`.
     pub fn key_of(&self, tally: &WindowTally) -> String {
         format!(
-            "{}{:010}/{}-{:016x}.json",
+            "{}{:010}/{}/{}-{:016x}-{}.json",
             self.prefix,
             tally.window_start.max(0),
+            encode_application(&tally.application),
             tally.window_secs,
-            tally.digest()
+            tally.digest(),
+            tally.requests()
         )
     }
 
@@ -147,9 +187,18 @@ impl TallyStore {
         .collect()
     }
 
-    /// Every tally of the windows starting in `[start, end)`.
+    /// Every object of the windows starting in `[start, end)`, every
+    /// application (tests, inspection; the notifier reads one
+    /// application's at a time).
     pub async fn read_period(&self, start: i64, end: i64) -> Result<PeriodTallies, TallyError> {
-        let keys = self.list(start, end).await?;
+        let (keys, truncated) = self.list(start, end).await?;
+        let mut read = self.read(keys.into_iter().map(|k| k.key).collect()).await;
+        read.truncated |= truncated;
+        Ok(read)
+    }
+
+    /// Read these objects (at most [`MAX_OBJECTS`]).
+    pub async fn read(&self, keys: Vec<String>) -> PeriodTallies {
         let truncated = keys.len() > MAX_OBJECTS;
         let keys: Vec<String> = keys.into_iter().take(MAX_OBJECTS).collect();
         let mut out = PeriodTallies {
@@ -167,11 +216,13 @@ impl TallyStore {
                 Err(e) => out.errors.push(e),
             }
         }
-        Ok(out)
+        out
     }
 
-    /// The keys of the windows starting in `[start, end)`, in order.
-    async fn list(&self, start: i64, end: i64) -> Result<Vec<String>, TallyError> {
+    /// The objects of the windows starting in `[start, end)`, in order, as
+    /// their names describe them; the flag says the listing stopped at
+    /// [`MAX_OBJECTS`].
+    pub async fn list(&self, start: i64, end: i64) -> Result<(Vec<TallyKey>, bool), TallyError> {
         let err = |message: String| TallyError::S3 {
             operation: "ListObjectsV2",
             bucket: self.bucket.clone(),
@@ -197,28 +248,40 @@ impl TallyStore {
                 Err(_) => return Err(err(format!("no answer within {CALL_TIMEOUT:?}"))),
             };
             for o in page.contents() {
-                let Some(key) = o.key() else { continue };
-                match self.window_of(key) {
-                    Some(w) if w >= end => return Ok(keys),
-                    Some(w) if w >= start => keys.push(key.to_owned()),
-                    _ => {}
+                let Some(key) = o.key().and_then(|k| self.parse_key(k)) else {
+                    continue;
+                };
+                if key.window_start >= end {
+                    return Ok((keys, false));
                 }
-                if keys.len() > MAX_OBJECTS {
-                    return Ok(keys);
+                if key.window_start >= start {
+                    keys.push(key);
+                }
+                if keys.len() >= MAX_OBJECTS {
+                    return Ok((keys, true));
                 }
             }
             token = page.next_continuation_token().map(str::to_owned);
             if token.is_none() || page.is_truncated() != Some(true) {
-                return Ok(keys);
+                return Ok((keys, false));
             }
         }
     }
 
-    /// The window start a key names, if it is one of ours.
-    fn window_of(&self, key: &str) -> Option<i64> {
+    /// What an object's name says, if it is one of ours.
+    fn parse_key(&self, key: &str) -> Option<TallyKey> {
         let rest = key.strip_prefix(&self.prefix)?;
-        let (start, _) = rest.split_once('/')?;
-        start.parse().ok()
+        let mut parts = rest.splitn(3, '/');
+        let window_start = parts.next()?.parse().ok()?;
+        let application = parts.next()?.to_owned();
+        let file = parts.next()?.strip_suffix(".json")?;
+        let requests = file.rsplit('-').next()?.parse().ok()?;
+        Some(TallyKey {
+            key: key.to_owned(),
+            window_start,
+            application,
+            requests,
+        })
     }
 
     async fn get(&self, key: &str) -> Result<WindowTally, TallyError> {
@@ -260,5 +323,42 @@ impl TallyStore {
             )));
         }
         Ok(tally)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_safe_bounded_and_read_back() {
+        assert_eq!(encode_application("billing-v2.eu_1"), "billing-v2.eu_1");
+        assert_eq!(encode_application("a/b c%"), "a%2Fb%20c%25");
+        let long = encode_application(&"x".repeat(1024));
+        assert!(long.starts_with('~') && long.len() == 17, "{long}");
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .build();
+        let store = TallyStore::new(
+            aws_sdk_s3::Client::from_conf(config),
+            &S3Location {
+                bucket: "b".into(),
+                key: "tallies".into(),
+            },
+        );
+        let tally = WindowTally {
+            version: VERSION,
+            window_start: 1_796_109_000,
+            window_secs: 300,
+            application: "a/b".into(),
+            entries: Vec::new(),
+        };
+        let key = store.key_of(&tally);
+        assert!(key.starts_with("tallies/1796109000/a%2Fb/300-"), "{key}");
+        let parsed = store.parse_key(&key).expect("ours");
+        assert_eq!(parsed.window_start, 1_796_109_000);
+        assert_eq!(parsed.application, "a%2Fb");
+        assert_eq!(parsed.requests, 0);
+        assert_eq!(store.parse_key("elsewhere/x.json"), None);
     }
 }

@@ -509,7 +509,11 @@ async fn first_alarm_and_unknown_flood_without_list_metrics_or_rollup() -> anyho
     for (i, p) in batches.iter().enumerate() {
         let outcome = handler.handle(&[record(i as u64, p.encode())]).await;
         assert!(outcome.failed.is_empty(), "batch {i}: {outcome:?}");
-        assert_eq!(outcome.stats.tallies, 1, "{:?}", outcome.stats);
+        assert_eq!(
+            outcome.stats.tallies, 2,
+            "one object per application: {:?}",
+            outcome.stats
+        );
     }
 
     // The notifier reads CloudWatch through a proxy that lists nothing.
