@@ -7,6 +7,9 @@
 //!   their grouping into PutMetricData calls ([`batches`]). The PutMetricData
 //!   calls themselves are not measured. `decode_200` (decoding alone) and
 //!   `partial_ids_200` (the replay ids alone) break the figure down.
+//!   `tallies_200` is the client tallies of the merged batch (top 100
+//!   clients per partial and application, `tally`), encoded as the JSON
+//!   the handler writes to S3 beside the claims' finishes.
 //! * `cold_start/*`: the release `bootstrap` from process start to its first
 //!   `GET /2018-06-01/runtime/invocation/next` on a fake runtime API
 //!   (a loopback listener in this process).
@@ -34,11 +37,13 @@ use common::{partial_of, window_ago};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tailrace_aggregator::decode::Decoder;
 use tailrace_aggregator::handler::{
-    merge_batch, BatchStats, InputRecord, SEEN_CAPACITY, TOP_APPLICATIONS, TOP_UNKNOWN_CLIENTS,
+    decode_batch, local_admissions, merge_admitted, merge_batch, BatchStats, InputRecord,
+    SEEN_CAPACITY, TOP_APPLICATIONS, TOP_UNKNOWN_CLIENTS,
 };
 use tailrace_aggregator::merge::{PartialId, SeenPartials};
 use tailrace_aggregator::metadata::Metadata;
 use tailrace_aggregator::publish::plan::{batches, plan, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL};
+use tailrace_aggregator::tally::TallyBuilder;
 use tailrace_wire::{ClientKey, ClientStats, Partial};
 
 const HOSTS: usize = 25;
@@ -300,6 +305,35 @@ fn handler_benches(c: &mut Criterion) {
     });
     g.bench_function("batch_to_datums_200", |bench| {
         bench.iter(|| black_box(batch_to_datums(&decoder, &b)))
+    });
+    let mut stats = BatchStats::default();
+    let decoded = decode_batch(&decoder, &b.records, &mut stats);
+    let admissions = local_admissions(&SeenPartials::new(SEEN_CAPACITY), &decoded);
+    let merged = merge_admitted(&decoded, &admissions, &b.metadata, &mut stats);
+    let tallies = |out: &mut usize| {
+        let mut builder = TallyBuilder::new();
+        for (index, contributed) in merged.contributions.iter().enumerate() {
+            for c in contributed {
+                if let Some((_, p, id)) = decoded[index].iter().find(|(_, _, id)| *id == c.id) {
+                    builder.add(p, id, &c.contributed, |_| true);
+                }
+            }
+        }
+        let objects = builder.finish();
+        for t in &objects {
+            *out += serde_json::to_vec(t).map_or(0, |v| v.len());
+        }
+        objects.len()
+    };
+    let mut json = 0;
+    let objects = tallies(&mut json);
+    eprintln!("tallies: {objects} objects, {json} bytes of JSON for the batch");
+    g.bench_function("tallies_200", |bench| {
+        bench.iter(|| {
+            let mut n = 0;
+            black_box(tallies(&mut n));
+            black_box(n)
+        })
     });
     g.finish();
 }

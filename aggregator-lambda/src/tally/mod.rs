@@ -12,9 +12,9 @@
 //!
 //! # Exact under retries
 //!
-//! An entry is keyed by the partial's id (host, flow, sequence, content
-//! hash: the same key as the DynamoDB claims), the application and a digest
-//! of the client groups it counted. A unit is published exactly once by the
+//! An entry is keyed by a hash of the partial's id (host, flow, sequence,
+//! content hash: the same id as the DynamoDB claims), the application and
+//! the client groups it counted. A unit is published exactly once by the
 //! claims (`idempotency`), so every `(partial, groups)` is written by the
 //! attempt that published it; an attempt that published part of a partial
 //! writes only the groups it published, and the retry that publishes the
@@ -53,42 +53,19 @@ pub const TOP_PER_ENTRY: usize = 100;
 /// The format version written in every object.
 pub const VERSION: u32 = 1;
 
-/// The id of the partial an entry comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct EntryPartial {
-    /// The producing host.
-    pub host: String,
-    /// Its flow.
-    pub flow: String,
-    /// The flow's sequence number.
-    pub sequence: u64,
-    /// Hash of the record's bytes (`merge::PartialId::content`).
-    pub content: u64,
-}
-
-impl From<&PartialId> for EntryPartial {
-    fn from(id: &PartialId) -> Self {
-        EntryPartial {
-            host: id.host_id.clone(),
-            flow: id.flow.clone(),
-            sequence: id.sequence,
-            content: id.content,
-        }
-    }
-}
-
 /// One partial's requests for one application, with its top clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TallyEntry {
-    /// The partial.
-    pub partial: EntryPartial,
-    /// Digest of the client groups counted here (with `partial` and
-    /// `application`, the key that makes a repeated write count once).
-    pub groups: u64,
+    /// What makes the entry the same entry when a retry writes it again:
+    /// xxh3 of the partial's id (host, flow, sequence, content hash), the
+    /// application and the client groups counted. 64 bits: two different
+    /// entries of one window and application collide with a chance of
+    /// about n²/2⁶⁵ (below 10⁻¹⁰ for 10⁵ entries).
+    pub key: u64,
+    /// The producing host.
+    pub host: String,
     /// The `Service` dimension of the partial.
     pub service: String,
-    /// The source application.
-    pub application: String,
     /// Every request of the application in this entry.
     pub requests: u64,
     /// The top clients, most requests first: `[address, requests]`.
@@ -99,12 +76,6 @@ pub struct TallyEntry {
     pub omitted_max: u64,
     /// Requests the agent counted without an address (its overflow group).
     pub unattributed: u64,
-}
-
-impl TallyEntry {
-    fn key(&self) -> (&EntryPartial, &str, u64) {
-        (&self.partial, &self.application, self.groups)
-    }
 }
 
 /// The entries of one batch for one window and one application: one
@@ -133,16 +104,9 @@ impl WindowTally {
     /// published the same groups) give the same object name.
     pub fn digest(&self) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(self.application.as_bytes());
         for e in &self.entries {
-            h.update(e.partial.host.as_bytes());
-            h.update(&[0]);
-            h.update(e.partial.flow.as_bytes());
-            h.update(&[0]);
-            h.update(&e.partial.sequence.to_le_bytes());
-            h.update(&e.partial.content.to_le_bytes());
-            h.update(e.application.as_bytes());
-            h.update(&[0]);
-            h.update(&e.groups.to_le_bytes());
+            h.update(&e.key.to_le_bytes());
         }
         h.digest()
     }
@@ -194,6 +158,16 @@ impl TallyBuilder {
             }
             let unattributed = unattributed[slot];
             let mut digest = xxhash_rust::xxh3::Xxh3::new();
+            for part in [
+                id.host_id.as_bytes(),
+                id.flow.as_bytes(),
+                application.as_bytes(),
+            ] {
+                digest.update(&(part.len() as u64).to_le_bytes());
+                digest.update(part);
+            }
+            digest.update(&id.sequence.to_le_bytes());
+            digest.update(&id.content.to_le_bytes());
             let mut indices: Vec<usize> = list.iter().map(|&(_, i)| i).collect();
             if unattributed > 0 {
                 indices.push(overflow);
@@ -221,10 +195,9 @@ impl TallyBuilder {
                 .entry((window, application.to_string()))
                 .or_default()
                 .push(TallyEntry {
-                    partial: id.into(),
-                    groups: digest.digest(),
+                    key: digest.digest(),
+                    host: id.host_id.clone(),
                     service: partial.service.clone(),
-                    application: application.to_string(),
                     requests,
                     clients,
                     omitted_requests,
@@ -244,7 +217,7 @@ impl TallyBuilder {
         self.windows
             .into_iter()
             .map(|((window, application), mut entries)| {
-                entries.sort_by(|a, b| a.key().cmp(&b.key()));
+                entries.sort_by_key(|e| e.key);
                 WindowTally {
                     version: VERSION,
                     window_start: window.start,
@@ -296,11 +269,15 @@ pub struct TopClients {
 /// The `n` top clients of `application` over `tallies`, every entry key
 /// counted once (see the module comment).
 pub fn top_clients(tallies: &[WindowTally], application: &str, n: usize) -> TopClients {
-    let mut seen: HashSet<(&EntryPartial, &str, u64)> = HashSet::new();
+    let mut seen: HashSet<u64> = HashSet::new();
     let mut counts: HashMap<&str, u64> = HashMap::new();
     let mut top = TopClients::default();
-    for e in tallies.iter().flat_map(|t| &t.entries) {
-        if e.application != application || !seen.insert(e.key()) {
+    for e in tallies
+        .iter()
+        .filter(|t| t.application == application)
+        .flat_map(|t| &t.entries)
+    {
+        if !seen.insert(e.key) {
             continue;
         }
         top.requests += e.requests;
@@ -308,8 +285,8 @@ pub fn top_clients(tallies: &[WindowTally], application: &str, n: usize) -> TopC
         top.bound += e.omitted_max + e.unattributed;
         top.truncated |= e.omitted_max > 0;
         *top.per_service.entry(e.service.clone()).or_default() += e.requests;
-        if !top.hosts.contains(&e.partial.host) {
-            top.hosts.insert(e.partial.host.clone());
+        if !top.hosts.contains(&e.host) {
+            top.hosts.insert(e.host.clone());
         }
         for (client, count) in &e.clients {
             *counts.entry(client).or_default() += count;
@@ -328,11 +305,13 @@ pub fn top_clients(tallies: &[WindowTally], application: &str, n: usize) -> TopC
 
 /// Every application's requests over `tallies`, each entry key counted once.
 pub fn application_totals(tallies: &[WindowTally]) -> BTreeMap<String, u64> {
-    let mut seen: HashSet<(&EntryPartial, &str, u64)> = HashSet::new();
+    let mut seen: HashSet<(&str, u64)> = HashSet::new();
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
-    for e in tallies.iter().flat_map(|t| &t.entries) {
-        if seen.insert(e.key()) {
-            *out.entry(e.application.clone()).or_default() += e.requests;
+    for t in tallies {
+        for e in &t.entries {
+            if seen.insert((&t.application, e.key)) {
+                *out.entry(t.application.clone()).or_default() += e.requests;
+            }
         }
     }
     out
