@@ -127,14 +127,9 @@ async fn run_inventory(cmd: InventoryCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `notify`: the alarm notifier outside Lambda (tailrace_aggregator::notify).
-/// Settings come from the environment as in the Lambda (`TAILRACE_*`,
-/// the metric model included); the flags override them.
+/// The flags of the notifier's commands (`notify`, `resend`).
 #[derive(clap::Args)]
-struct NotifyArgs {
-    /// A Lambda SNS event, an SNS message envelope (as an SQS subscriber
-    /// receives it) or CloudWatch's alarm JSON; `-` reads standard input.
-    event: PathBuf,
+struct NotifierFlags {
     /// Notification topic ARN to publish to.
     #[arg(long, env = tailrace_aggregator::notify::ENV_NOTIFY_TOPIC)]
     topic: String,
@@ -153,8 +148,38 @@ struct NotifyArgs {
     namespace: String,
 }
 
+impl NotifierFlags {
+    /// The notifier as the Lambda builds it (bin/bootstrap.rs): the
+    /// environment's settings (the metric model among them), then these
+    /// flags.
+    async fn notifier(self) -> anyhow::Result<(tailrace_aggregator::notify::Notifier, Clients)> {
+        let settings = Settings {
+            metadata: self.metadata,
+            tallies: self.tallies,
+            namespace: config::parse_namespace("--namespace", &self.namespace)?,
+            ..Settings::from_env()?
+        };
+        let sdk = sdk_config(self.endpoint_url.as_deref()).await;
+        let clients = Clients::new(&sdk);
+        let notifier =
+            tailrace_aggregator::clients::build_notifier(&settings, &clients, &self.topic);
+        Ok((notifier, clients))
+    }
+}
+
+/// `notify`: the alarm notifier outside Lambda (tailrace_aggregator::notify).
+/// Settings come from the environment as in the Lambda (`TAILRACE_*`,
+/// the metric model included); the flags override them.
+#[derive(clap::Args)]
+struct NotifyArgs {
+    /// A Lambda SNS event, an SNS message envelope (as an SQS subscriber
+    /// receives it) or CloudWatch's alarm JSON; `-` reads standard input.
+    event: PathBuf,
+    #[command(flatten)]
+    notifier: NotifierFlags,
+}
+
 async fn run_notify(args: NotifyArgs) -> anyhow::Result<ExitCode> {
-    use tailrace_aggregator::clients::build_notifier;
     use tailrace_aggregator::notify::alarm_messages;
     logging::init(LogFormat::Text, false);
     let text = if args.event.as_os_str() == "-" {
@@ -171,30 +196,12 @@ async fn run_notify(args: NotifyArgs) -> anyhow::Result<ExitCode> {
             args.event.display()
         )
     })?;
-    let settings = notifier_settings(args.metadata, args.tallies, &args.namespace)?;
-    let sdk = sdk_config(args.endpoint_url.as_deref()).await;
-    let clients = Clients::new(&sdk);
-    let notifier = build_notifier(&settings, &clients, &args.topic);
+    let (notifier, _) = args.notifier.notifier().await?;
     let sent = notifier.handle(&messages).await?;
     for n in &sent {
         println!("{}", n.subject);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The notifier's settings: the environment's (as in the Lambda), then the
-/// flags of `notify` and `resend`.
-fn notifier_settings(
-    metadata: Option<S3Location>,
-    tallies: Option<S3Location>,
-    namespace: &str,
-) -> anyhow::Result<Settings> {
-    Ok(Settings {
-        metadata,
-        tallies,
-        namespace: config::parse_namespace("--namespace", namespace)?,
-        ..Settings::from_env()?
-    })
 }
 
 /// `resend`: the notifier's failure queue (tailrace_aggregator::resend).
@@ -203,37 +210,19 @@ struct ResendArgs {
     /// The on-failure queue (SQS URL; the stack's output NotifyFailuresQueue).
     #[arg(long)]
     queue_url: String,
-    /// Notification topic ARN to publish to.
-    #[arg(long, env = tailrace_aggregator::notify::ENV_NOTIFY_TOPIC)]
-    topic: String,
-    /// Metadata file, s3://bucket/key (for contacts).
-    #[arg(long, env = config::ENV_METADATA)]
-    metadata: Option<S3Location>,
-    /// Endpoint for every AWS service (moto_server, an emulator).
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
-    endpoint_url: Option<String>,
-    /// CloudWatch namespace of the aggregator's metrics.
-    #[arg(long, env = config::ENV_NAMESPACE, default_value = config::DEFAULT_NAMESPACE)]
-    namespace: String,
-    /// Where the aggregator writes client tallies, s3://bucket/prefix/ (for
-    /// the top addresses).
-    #[arg(long, env = config::ENV_TALLIES)]
-    tallies: Option<S3Location>,
+    #[command(flatten)]
+    notifier: NotifierFlags,
     /// List the kept alarms; send and delete nothing.
     #[arg(long)]
     dry_run: bool,
 }
 
 async fn run_resend(args: ResendArgs) -> anyhow::Result<ExitCode> {
-    use tailrace_aggregator::clients::build_notifier;
     use tailrace_aggregator::resend::resend_queue;
     logging::init(LogFormat::Text, false);
     // Built as the Lambda builds it (bin/bootstrap.rs): the environment's
     // settings, then the flags.
-    let settings = notifier_settings(args.metadata, args.tallies, &args.namespace)?;
-    let sdk = sdk_config(args.endpoint_url.as_deref()).await;
-    let clients = Clients::new(&sdk);
-    let notifier = build_notifier(&settings, &clients, &args.topic);
+    let (notifier, clients) = args.notifier.notifier().await?;
     let s = resend_queue(&clients.sqs, &notifier, &args.queue_url, args.dry_run)
         .await
         .context("re-sending the failure queue's notifications")?;

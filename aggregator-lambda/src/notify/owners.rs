@@ -294,9 +294,8 @@ impl OwnerLookup {
         }
         let call = ec2.describe_instances().set_instance_ids(Some(ids)).send();
         let tags: Result<HashMap<String, NameAndGroup>, String> =
-            match tokio::time::timeout(CALL_TIMEOUT, call).await {
-                Ok(Ok(out)) => Ok(out
-                    .reservations()
+            answer("DescribeInstances", call).await.map(|out| {
+                out.reservations()
                     .iter()
                     .flat_map(|r| r.instances())
                     .filter_map(|i| {
@@ -311,15 +310,8 @@ impl OwnerLookup {
                             (tag("Name"), tag("aws:autoscaling:groupName")),
                         ))
                     })
-                    .collect()),
-                Ok(Err(e)) => Err(format!(
-                    "EC2 DescribeInstances: {}",
-                    aws_sdk_ec2::error::DisplayErrorContext(e)
-                )),
-                Err(_) => Err(format!(
-                    "EC2 DescribeInstances: no answer within {CALL_TIMEOUT:?}"
-                )),
-            };
+                    .collect()
+            });
         for instance in found
             .values_mut()
             .flatten()
@@ -358,6 +350,27 @@ impl OwnerLookup {
     }
 }
 
+/// The answer of one EC2 call within [`CALL_TIMEOUT`], or why not, in words.
+async fn answer<T, E, R>(
+    operation: &str,
+    call: impl std::future::Future<Output = Result<T, aws_sdk_ec2::error::SdkError<E, R>>>,
+) -> Result<T, String>
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(format!(
+            "EC2 {operation}: {}",
+            aws_sdk_ec2::error::DisplayErrorContext(e)
+        )),
+        Err(_) => Err(format!(
+            "EC2 {operation}: no answer within {CALL_TIMEOUT:?}"
+        )),
+    }
+}
+
 /// The interfaces holding any of `ips`, by one filtered call (paged).
 async fn interfaces(
     ec2: &aws_sdk_ec2::Client,
@@ -376,20 +389,7 @@ async fn interfaces(
             .filters(filter.clone())
             .set_next_token(token.clone())
             .send();
-        let page = match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(Ok(page)) => page,
-            Ok(Err(e)) => {
-                return Err(format!(
-                    "EC2 DescribeNetworkInterfaces: {}",
-                    aws_sdk_ec2::error::DisplayErrorContext(e)
-                ))
-            }
-            Err(_) => {
-                return Err(format!(
-                    "EC2 DescribeNetworkInterfaces: no answer within {CALL_TIMEOUT:?}"
-                ))
-            }
-        };
+        let page = answer("DescribeNetworkInterfaces", call).await?;
         out.extend(page.network_interfaces().iter().cloned());
         token = page
             .next_token()
@@ -438,20 +438,7 @@ async fn vpc_blocks(ec2: &aws_sdk_ec2::Client) -> Result<Vec<(IpNet, String)>, S
     let mut token: Option<String> = None;
     loop {
         let call = ec2.describe_vpcs().set_next_token(token.clone()).send();
-        let page = match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(Ok(page)) => page,
-            Ok(Err(e)) => {
-                return Err(format!(
-                    "EC2 DescribeVpcs: {}",
-                    aws_sdk_ec2::error::DisplayErrorContext(e)
-                ))
-            }
-            Err(_) => {
-                return Err(format!(
-                    "EC2 DescribeVpcs: no answer within {CALL_TIMEOUT:?}"
-                ))
-            }
-        };
+        let page = answer("DescribeVpcs", call).await?;
         for vpc in page.vpcs() {
             let id = vpc.vpc_id().unwrap_or("?").to_owned();
             let blocks = vpc

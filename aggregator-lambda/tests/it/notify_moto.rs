@@ -160,32 +160,7 @@ async fn inbox(
         .topic_arn()
         .unwrap_or_default()
         .to_owned();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("inbox")
-        .send()
-        .await?
-        .queue_url()
-        .unwrap_or_default()
-        .to_owned();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .unwrap_or_default();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .send()
-        .await?;
+    let queue_url = queue_subscribed_to(&sns, &sqs, &topic, "inbox").await?;
     Ok((sqs, topic, queue_url))
 }
 
