@@ -17,6 +17,7 @@ mod import_kinesis_agent;
 mod local_time_and_proxies_moto;
 mod logrotate_matrix;
 mod model_moto;
+mod operations_moto;
 mod monitoring_moto;
 mod outage_moto;
 mod raw_rotation_moto;
