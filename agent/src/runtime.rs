@@ -304,9 +304,27 @@ impl Agent {
     /// `resumed`: the flow ran before this start (a reload changed it), so
     /// files it finds without a checkpoint appeared meanwhile and are read
     /// from their beginning whatever `start_at` says.
-    fn start(&mut self, flow: Flow, checkpoints: Vec<FileCheckpoint>, resumed: bool) -> Result<()> {
+    fn start(
+        &mut self,
+        flow: Flow,
+        mut checkpoints: Vec<FileCheckpoint>,
+        resumed: bool,
+    ) -> Result<()> {
         let flow = Arc::new(flow);
         let name = flow.name().to_string();
+        // Positions belong to files, not to a flow's name: a flow removed
+        // (by a reload or a restart) left its positions behind, and a flow
+        // reading those files now resumes from them (added back, renamed).
+        let own: std::collections::HashSet<crate::read::identity::FileKey> =
+            checkpoints.iter().map(|c| c.key).collect();
+        let taken = claim_retired(&self.ledger, &flow, &own);
+        if !taken.is_empty() {
+            tracing::info!(flow = %name, files = taken.len(), from = ?taken.iter().map(|p| p.flow.as_str()).collect::<Vec<_>>(), "resuming from the positions a removed flow left for these files");
+            checkpoints.extend(taken.into_iter().map(|p| FileCheckpoint {
+                flow: name.clone(),
+                ..p.into()
+            }));
+        }
         let stats = self
             .registry
             .stats(&name)
@@ -327,6 +345,7 @@ impl Agent {
             settings.start_at = crate::config::StartAt::Beginning;
         }
         let mut tailer = Tailer::new(settings, self.ledger.clone(), checkpoints);
+        tailer.set_stats(stats.clone());
         if let Some(t) = self.down_since {
             tailer.set_down_since(t);
         }
@@ -441,8 +460,10 @@ impl Agent {
         }
         for name in &plan.stop {
             self.registry.remove(name);
-            // Its stale offsets must not come back into the checkpoint.
-            self.ledger.forget_flow(name);
+            // Its positions stay, as retired: a flow that reads its files
+            // later (the same flow added back, or renamed) resumes there.
+            self.ledger
+                .retire_flow(name, crate::observe::counters::now_ms());
         }
         let mut flows: BTreeMap<String, Flow> = new
             .flows
@@ -491,6 +512,8 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         .and_then(|m| m.modified())
         .ok();
     let state = store.load().context("loading checkpoints")?;
+    let ledger = Ledger::new();
+    restore(&ledger, &state, &config);
     let selfmetrics = &config.monitoring.cloudwatch;
     let need_imds = config.host_id == "auto" || selfmetrics.enabled == Toggle::Auto;
     let instance_id = if need_imds {
@@ -525,7 +548,7 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         host_id: host_id.clone(),
         client,
         shared: reload::shared_fingerprint(&config),
-        ledger: Ledger::new(),
+        ledger,
         sequences: Sequences::new(&state.flows),
         registry: registry.clone(),
         health: config.monitoring.health.clone(),
@@ -630,6 +653,70 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Put what the checkpoint remembers beyond positions back into the ledger:
+/// each flow's memory, the retired positions, and, as retired too, the
+/// positions of flows the config no longer has (renamed or removed while
+/// the agent was stopped).
+fn restore(ledger: &Ledger, state: &State, config: &Validated) {
+    for (name, flow) in &state.flows {
+        ledger.restore_memory(name, flow.memory());
+    }
+    let now = crate::observe::counters::now_ms();
+    let mut retired: Vec<crate::ship::ledger::Retired> =
+        state.retired.iter().cloned().map(Into::into).collect();
+    retired.extend(
+        state
+            .files
+            .iter()
+            .filter(|c| !config.flows.iter().any(|f| f.name() == c.flow))
+            .map(|c| crate::ship::ledger::Retired {
+                position: c.clone().into(),
+                retired_ms: now,
+            }),
+    );
+    if !retired.is_empty() {
+        ledger.restore_retired(retired);
+    }
+}
+
+/// The retired positions that are `flow`'s files now: their path (or the
+/// file's own path, through a link) matches one of its globs, or their file
+/// is one its globs match now.
+/// Files the flow has its own position for (`own`) are not taken.
+fn claim_retired(
+    ledger: &Ledger,
+    flow: &Flow,
+    own: &std::collections::HashSet<crate::read::identity::FileKey>,
+) -> Vec<crate::ship::ledger::Position> {
+    use std::os::unix::fs::MetadataExt;
+    let globs: Vec<glob::Pattern> = flow
+        .config
+        .paths
+        .value
+        .iter()
+        .filter_map(|p| glob::Pattern::new(p).ok())
+        .collect();
+    let mut found = Vec::new();
+    for p in &flow.config.paths.value {
+        crate::read::globs::expand(p, &mut found);
+    }
+    let keys: std::collections::HashSet<crate::read::identity::FileKey> = found
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| crate::read::identity::FileKey {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+        .collect();
+    ledger.claim_retired(flow.name(), |p| {
+        !own.contains(&p.key)
+            && (keys.contains(&p.key)
+                || std::iter::once(&p.path)
+                    .chain(p.target.as_ref())
+                    .any(|path| globs.iter().any(|g| g.matches_path(path))))
+    })
+}
+
 /// What the checkpointer saves: the ledger's positions and the flows' sequences.
 struct CheckpointSource {
     ledger: Ledger,
@@ -648,6 +735,12 @@ impl crate::state::checkpointer::Source for CheckpointSource {
     }
     fn save(&self, state: &State) -> Result<(), String> {
         self.store.save(state).map_err(|e| e.to_string())
+    }
+    fn lost(&self) -> bool {
+        self.store.is_missing()
+    }
+    fn advice(&self) -> String {
+        self.store.restart_advice()
     }
     fn report(&self, error: Option<String>) {
         self.registry.checkpoint_result(error);

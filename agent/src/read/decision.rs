@@ -17,9 +17,14 @@
 //!   unsent end of a *displaced* reading (a checkpoint whose inode now holds
 //!   other bytes, or a reading truncated while the agent ran), and from
 //!   which offset to read it;
-//! - [`rotated_unseen`]: whether a rotated file that nothing names holds a
-//!   generation the reader never saw at its path (created and rotated away
-//!   while the agent was down, or between two looks while it ran).
+//! - [`leftover`]: what to do with a rotated file that no glob matches:
+//!   leave it, or read a generation the reader never saw at its path
+//!   (created and rotated away while the agent was down, or between two
+//!   looks while it ran), or the unsent end of a file the flow shipped;
+//! - [`name_for`]: which of the names of one file (hard links, symbolic
+//!   links) a reading goes by: one inode is one reading;
+//! - [`after_truncation`]: where a file found truncated (to any size)
+//!   starts again, and whether its earlier bytes may have a copy.
 
 use std::time::Duration;
 
@@ -84,6 +89,15 @@ pub enum Resemblance {
     /// Shorter than the fingerprint of a truncated reading, and equal as
     /// far as it goes: cannot tell yet.
     TooShort,
+    /// A file this flow is done with (closed, every line acknowledged, by
+    /// this process or one before it: [`crate::ship::ledger::Shipped`])
+    /// starts like it: a copy or a rename of it (a `copytruncate` copy that
+    /// a reload's wider glob now matches). Everything before `offset` was
+    /// shipped.
+    Shipped {
+        /// Acknowledged through here.
+        offset: u64,
+    },
 }
 
 /// How long a file has been waiting for a decision (absent on first sight).
@@ -222,10 +236,28 @@ pub fn start(f: &FoundFile) -> Start {
     let quiet_now = still_for.is_some_and(|s| s >= f.quiet);
     match f.resemblance {
         Resemblance::Nothing => at(0, "new file"),
-        Resemblance::TruncatedReading { offset, source } => {
-            copy_start(f, offset, quiet_now, Some(source), false)
-        }
-        Resemblance::DisplacedCheckpoint { offset } => copy_start(f, offset, quiet_now, None, true),
+        Resemblance::TruncatedReading { offset, source } => copy_start(
+            f,
+            offset,
+            quiet_now,
+            Some(source),
+            "copy of a file being read (copytruncate)",
+        ),
+        Resemblance::DisplacedCheckpoint { offset } => copy_start(
+            f,
+            offset,
+            quiet_now,
+            None,
+            "copy of a file truncated while the agent was down (copytruncate)",
+        )
+        .claiming(),
+        Resemblance::Shipped { offset } => copy_start(
+            f,
+            offset,
+            quiet_now,
+            None,
+            "same first bytes as a file this flow already shipped (its copy or rename)",
+        ),
         Resemblance::LiveReading | Resemblance::TooShort => {
             // Waits end once the file stopped growing (a slow copy is still
             // a copy), or after a cap when it keeps growing.
@@ -248,7 +280,7 @@ fn copy_start(
     target: u64,
     quiet_now: bool,
     copy_of: Option<SourceId>,
-    claims_displaced: bool,
+    why: &'static str,
 ) -> Start {
     let offset = if f.size >= target {
         Offset::Byte(target)
@@ -259,14 +291,32 @@ fn copy_start(
     };
     Start::At {
         offset,
-        why: if claims_displaced {
-            "copy of a file truncated while the agent was down (copytruncate)"
-        } else {
-            "copy of a file being read (copytruncate)"
-        },
+        why,
         copy_of,
         displaces_checkpoint: false,
-        claims_displaced,
+        claims_displaced: false,
+    }
+}
+
+impl Start {
+    /// The same start, claiming the displaced checkpoint it resembles.
+    fn claiming(self) -> Start {
+        match self {
+            Start::At {
+                offset,
+                why,
+                copy_of,
+                displaces_checkpoint,
+                ..
+            } => Start::At {
+                offset,
+                why,
+                copy_of,
+                displaces_checkpoint,
+                claims_displaced: true,
+            },
+            wait => wait,
+        }
     }
 }
 
@@ -370,21 +420,117 @@ pub fn displaced(c: &Candidate, offset: u64) -> Displaced {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Leftover {
     /// Its inode is being read, or its (decompressed) first bytes are those
-    /// of a file this flow has read, checkpointed, or found already old:
-    /// that file's rotation or copy, handled by the rules above.
-    pub known: bool,
+    /// of a file being read, checkpointed, or displaced: that file's
+    /// rotation or copy, handled by the rules above.
+    pub followed: bool,
+    /// Its first bytes are those of a file this flow is done with
+    /// ([`crate::ship::ledger::Shipped`]), acknowledged through this offset.
+    pub shipped_through: Option<u64>,
+    /// Its first bytes are those of a file this flow closed in this run,
+    /// or of a rotation it found already old.
+    pub seen: bool,
+    /// Its (decompressed) length.
+    pub len: u64,
     /// It was modified after the last look: the checkpoint the agent
     /// started from, or the reader's previous discovery.
     pub modified_since: bool,
 }
 
-/// Whether a [`Leftover`] holds a generation the reader never saw at its
-/// path, all unsent: read it from 0. A file created and rotated away while
+/// What to do with a [`Leftover`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftoverAction {
+    /// Nothing: read already, being read, or old.
+    Leave,
+    /// A generation the reader never saw at its path, all unsent.
+    ReadWhole,
+    /// A file this flow shipped through this offset, longer now (the lines
+    /// written between its last read and its rotation): read the rest.
+    ReadFrom(u64),
+}
+
+/// What to do with a [`Leftover`]. A file created and rotated away while
 /// the agent was stopped, or while the reader was blocked by an outage (or
 /// just between two discoveries), was never seen at its path, so nothing
-/// else names it; a rotation older than the last look was seen before.
-pub fn rotated_unseen(l: &Leftover) -> bool {
-    !l.known && l.modified_since
+/// else names it: read it whole. A rotation older than the last look was
+/// seen before. A file with the first bytes of one the flow shipped is that
+/// file: only what lies past the shipped offset is new.
+pub fn leftover(l: &Leftover) -> LeftoverAction {
+    if l.followed {
+        return LeftoverAction::Leave;
+    }
+    if let Some(offset) = l.shipped_through {
+        return if l.len > offset {
+            LeftoverAction::ReadFrom(offset)
+        } else {
+            LeftoverAction::Leave
+        };
+    }
+    if !l.seen && l.modified_since {
+        LeftoverAction::ReadWhole
+    } else {
+        LeftoverAction::Leave
+    }
+}
+
+/// One of the names discovery found for a file (an inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Name {
+    /// The reading goes by this name now.
+    pub current: bool,
+    /// The name is a symbolic link.
+    pub symlink: bool,
+}
+
+/// Which of a file's names (in discovery's sorted order) its reading goes
+/// by: the one it goes by already, while that still leads to it (discovery
+/// never flips between two names of one file); else the first that is not
+/// a symbolic link (the file's own name, which stays when a link is moved
+/// to the next file); else the first.
+pub fn name_for(names: &[Name]) -> usize {
+    names
+        .iter()
+        .position(|n| n.current)
+        .or_else(|| names.iter().position(|n| !n.symlink))
+        .unwrap_or(0)
+}
+
+/// What a poll found of a file shorter than, or different from, what was
+/// read of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncation {
+    /// Its size now.
+    pub size: u64,
+    /// Where reading stood.
+    pub read: u64,
+    /// Its first bytes are still those the reading began with.
+    pub same_start: bool,
+}
+
+/// Where a truncated file is read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// From 0, as a new generation; the old reading is *displaced* (its
+    /// unread end may live in a copy: `copytruncate`).
+    FromStart,
+    /// From this offset: the file was cut to this size (`truncate -s N`)
+    /// and everything before it was read.
+    At(u64),
+}
+
+/// Where a truncated file is read again.
+///
+/// | found | restart |
+/// |---|---|
+/// | shorter, other first bytes (or empty) | 0: a new generation (`copytruncate`) |
+/// | shorter, same first bytes | at its size: cut there, what is before was read |
+/// | not shorter, other first bytes | 0: rewritten while nobody looked |
+/// | not shorter, same first bytes, other bytes before the read position | 0: cut to a size nobody saw, then written past it; its first bytes are sent again |
+pub fn after_truncation(t: &Truncation) -> Restart {
+    if t.same_start && t.size < t.read && t.size > 0 {
+        Restart::At(t.size)
+    } else {
+        Restart::FromStart
+    }
 }
 
 #[cfg(test)]
@@ -594,6 +740,20 @@ mod tests {
                 },
                 Start::Wait(Wait::Short),
             ),
+            (
+                "same first bytes as a file this flow shipped (a reload widened the glob): its offset",
+                FoundFile {
+                    resemblance: Resemblance::Shipped { offset: 60 },
+                    ..found(100)
+                },
+                Start::At {
+                    offset: Byte(60),
+                    why: "same first bytes as a file this flow already shipped (its copy or rename)",
+                    copy_of: None,
+                    displaces_checkpoint: false,
+                    claims_displaced: false,
+                },
+            ),
             ("anything else: 0", found(100), at(0, "new file")),
         ];
         for (name, facts, want) in rows {
@@ -603,35 +763,118 @@ mod tests {
 
     #[test]
     fn files_rotated_while_the_agent_was_down() {
-        let rows = [
+        use LeftoverAction::{Leave, ReadFrom, ReadWhole};
+        let base = Leftover {
+            followed: false,
+            shipped_through: None,
+            seen: false,
+            len: 500,
+            modified_since: true,
+        };
+        let rows: Vec<(&str, Leftover, LeftoverAction)> = vec![
             // Model seed 4: created and rotated away while the agent was
             // starting, two late lines in it.
+            ("unknown, modified while down: read from 0", base, ReadWhole),
             (
-                "unknown, modified while down: read from 0",
-                false,
-                true,
-                true,
+                "unknown, older than the last look: shipped before",
+                Leftover {
+                    modified_since: false,
+                    ..base
+                },
+                Leave,
             ),
             (
-                "unknown, older than the checkpoint: shipped before",
-                false,
-                false,
-                false,
+                "a file being read, checkpointed or displaced: its own rules",
+                Leftover {
+                    followed: true,
+                    shipped_through: Some(100),
+                    ..base
+                },
+                Leave,
             ),
             (
-                "a checkpointed file's rotation: its own rules",
-                true,
-                true,
-                false,
+                "closed in this run, or found old",
+                Leftover { seen: true, ..base },
+                Leave,
             ),
-            ("known and old", true, false, false),
+            (
+                "shipped whole, then compressed while down (issue #11): not again",
+                Leftover {
+                    shipped_through: Some(500),
+                    ..base
+                },
+                Leave,
+            ),
+            (
+                "shipped through 300 when truncated; its copy holds more: the rest",
+                Leftover {
+                    shipped_through: Some(300),
+                    seen: true,
+                    ..base
+                },
+                ReadFrom(300),
+            ),
         ];
-        for (name, known, modified_since, want) in rows {
-            let l = Leftover {
-                known,
-                modified_since,
-            };
-            assert_eq!(rotated_unseen(&l), want, "{name}");
+        for (name, l, want) in rows {
+            assert_eq!(leftover(&l), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn one_file_one_reading_one_name() {
+        let n = |current, symlink| Name { current, symlink };
+        let rows: Vec<(&str, Vec<Name>, usize)> = vec![
+            ("one name", vec![n(false, false)], 0),
+            (
+                "the name it goes by, while it leads to it (no flipping)",
+                vec![n(false, false), n(true, false)],
+                1,
+            ),
+            (
+                "a new file: its own name, not the link to it (cronolog --symlink)",
+                vec![n(false, true), n(false, false)],
+                1,
+            ),
+            (
+                "two hard links (rotatelogs -L): the first",
+                vec![n(false, false), n(false, false)],
+                0,
+            ),
+            ("only links: the first", vec![n(false, true), n(false, true)], 0),
+        ];
+        for (name, names, want) in rows {
+            assert_eq!(name_for(&names), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn where_a_truncated_file_starts_again() {
+        let t = |size, read, same_start| Truncation {
+            size,
+            read,
+            same_start,
+        };
+        let rows = [
+            ("copytruncate: empty", t(0, 500, false), Restart::FromStart),
+            (
+                "copytruncate, written again: other first bytes",
+                t(120, 500, false),
+                Restart::FromStart,
+            ),
+            ("truncate -s 300", t(300, 500, true), Restart::At(300)),
+            (
+                "rewritten past the read position while blocked",
+                t(900, 500, false),
+                Restart::FromStart,
+            ),
+            (
+                "truncate -s N, then written past the read position (issue #23)",
+                t(900, 500, true),
+                Restart::FromStart,
+            ),
+        ];
+        for (name, facts, want) in rows {
+            assert_eq!(after_truncation(&facts), want, "{name}");
         }
     }
 

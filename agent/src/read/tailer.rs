@@ -16,6 +16,14 @@
 //!   compressed (gzip, xz, zstd, bzip2: [`crate::read::compressed`]), is looked for next to its path and in an
 //!   `olddir` ([`decision::displaced`]), while running and at startup.
 //!
+//! - a file found under several names (links) is one reading, by one name
+//!   ([`crate::read::names`]);
+//! - while the reader is blocked, a [`Keeper`] holds new files open, so a
+//!   file deleted before the reader could look is still read; a loss it
+//!   could not avoid (a file gone before anything could hold it, the unread
+//!   end of a file cut short) is logged with the file and its bytes, and
+//!   counted (`BytesLost`).
+//!
 //! The tailer runs on its own thread; the sink it feeds may block, which is
 //! how a slow Kinesis slows reading down (the file is the buffer).
 
@@ -31,12 +39,17 @@ use std::time::{Duration, Instant, SystemTime};
 use notify::Watcher as _;
 
 use crate::config::StartAt;
+use crate::observe::counters::FlowStats;
 use crate::read::compressed::{self, Codec, CompressedInput};
-use crate::read::decision::{self, CheckpointFit, Close, Offset, Resemblance, Start, Waiting};
+use crate::read::decision::{
+    self, CheckpointFit, Close, LeftoverAction, Offset, Resemblance, Restart, Start, Waiting,
+};
 use crate::read::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
+use crate::read::keeper::{Finder, Keeper};
+use crate::read::names;
 use crate::read::seen::{FirstBytes, SeenFirsts};
 use crate::read::watcher::{FileWatcher, LineSink, Polled, SinkClosed};
-use crate::ship::ledger::{Ledger, SourceId};
+use crate::ship::ledger::{Ledger, Shipped, SourceId};
 use crate::state::checkpoint::FileCheckpoint;
 
 /// How a tailer behaves; built from a flow's config.
@@ -149,6 +162,10 @@ struct DisplacedReading {
     /// The reading truncated while the agent ran, if so: its copy is linked
     /// to it in the ledger.
     original: Option<SourceId>,
+    /// Bytes a poll saw in it past `offset` that were not read before it
+    /// was truncated: lost unless its copy is found (0: none, or unknown
+    /// for a checkpoint).
+    unread: u64,
     /// When it was displaced; searched for [`DISPLACED_SEARCH`].
     since: Instant,
     /// Candidates already found not to be its copy, with their size then.
@@ -249,6 +266,19 @@ pub struct Tailer {
     /// A reading was found truncated, or began reading a live file's new
     /// generation, since the last discovery: a rotation may have happened.
     truncated_since_look: bool,
+    /// Every rotation modified before this time was looked at by this
+    /// flow's reader before this start (from the checkpoint, or from the
+    /// reading a reload replaced).
+    looked_before: Option<SystemTime>,
+    /// Files this flow is done with, as the ledger remembers them (taken
+    /// again at each discovery).
+    shipped: Vec<Shipped>,
+    /// Counters of the flow (lost bytes), when it runs for real.
+    stats: Option<Arc<FlowStats>>,
+    /// Holds new files open while the reader is blocked (`run` only).
+    keeper: Option<Keeper>,
+    /// Events for the keeper: names changed.
+    keeper_events: Arc<EventFlags>,
 }
 
 impl Tailer {
@@ -265,6 +295,8 @@ impl Tailer {
             .collect();
         let flags = Arc::new(EventFlags::default());
         let tx = flags.clone();
+        let keeper_events = Arc::new(EventFlags::default());
+        let keeper_tx = keeper_events.clone();
         let fs_watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Opening and reading files (ours included) raises access events:
             // reacting to them would make discovery wake itself forever.
@@ -278,6 +310,7 @@ impl Tailer {
                     _ => false,
                 };
                 tx.raise(rediscover);
+                keeper_tx.raise(rediscover);
             }
         })
         .map_err(|e| tracing::warn!(error = %e, "file-system events unavailable; polling only"))
@@ -291,6 +324,10 @@ impl Tailer {
             .map(|c| c.fingerprint)
             .filter(|f| f.len > 0)
             .collect();
+        let memory = ledger.memory(&settings.flow);
+        let looked_before = memory
+            .looked_ms
+            .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms));
         Tailer {
             start_at_end,
             down_since: None,
@@ -314,6 +351,49 @@ impl Tailer {
             last_look: None,
             unseen_since: None,
             truncated_since_look: false,
+            looked_before,
+            shipped: memory.shipped.into_iter().collect(),
+            stats: None,
+            keeper: None,
+            keeper_events,
+        }
+    }
+
+    /// Count what this flow loses in `stats`.
+    pub fn set_stats(&mut self, stats: Arc<FlowStats>) {
+        self.stats = Some(stats);
+    }
+
+    /// Where each open file is read from and why, and the files still
+    /// undecided: `(path, Some(offset), why)` or `(path, None, why it waits)`.
+    /// For `tailrace check --live`, after one [`Tailer::discover`].
+    pub fn planned(&self) -> Vec<(PathBuf, Option<u64>, String)> {
+        let mut out: Vec<(PathBuf, Option<u64>, String)> = self
+            .watchers
+            .iter()
+            .map(|w| (w.path.clone(), Some(w.offset()), w.why.to_string()))
+            .collect();
+        out.extend(self.pending.iter().map(|p| {
+            (
+                p.path.clone(),
+                None,
+                if p.size == 0 {
+                    "empty: decided once it has a line".to_string()
+                } else {
+                    "undecided: it starts like a file being read (a copy being made?)".to_string()
+                },
+            )
+        }));
+        out.sort();
+        out
+    }
+
+    /// Lines were lost: `bytes` of `path`, for the reason `how`. Logged
+    /// with the file and the bytes, and counted (`BytesLost`).
+    fn lost(&self, path: &Path, bytes: u64, how: &str) {
+        tracing::warn!(flow = %self.settings.flow, path = %path.display(), bytes, "lines lost: {how}");
+        if let Some(stats) = &self.stats {
+            stats.lost(bytes);
         }
     }
 
@@ -336,9 +416,13 @@ impl Tailer {
     /// without events, at every poll interval. It ticks its sink (linger,
     /// watchdog) every poll interval either way.
     pub fn run(&mut self, sink: &mut dyn LineSink, stop: &AtomicBool) -> Result<(), SinkClosed> {
+        self.start_keeper();
         let mut poll_due = true;
         let mut last_poll = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if let Some(k) = &self.keeper {
+                k.alive();
+            }
             let idle = self.idle_interval();
             let due = self.last_discover.is_none_or(|t| t.elapsed() >= idle);
             if due {
@@ -352,6 +436,9 @@ impl Tailer {
             } else {
                 false
             };
+            if let Some(k) = &self.keeper {
+                k.alive();
+            }
             sink.tick()?;
             self.close_quiet(sink)?;
             poll_due = progressed || self.wait_for_event(progressed);
@@ -363,7 +450,24 @@ impl Tailer {
         if poll_due {
             self.poll_all(sink)?;
         }
+        self.keeper = None;
         sink.flush()
+    }
+
+    /// Start the [`Keeper`] (not for a replay, nor for `check --live`).
+    fn start_keeper(&mut self) {
+        let finder = Finder {
+            patterns: self.patterns.clone(),
+            exclude: self.exclude.clone(),
+        };
+        let events = self.keeper_events.clone();
+        let wake = move |timeout| events.wait(timeout);
+        match Keeper::start(&self.settings.flow, finder, wake) {
+            Ok(k) => self.keeper = Some(k),
+            Err(e) => {
+                tracing::warn!(flow = %self.settings.flow, error = %e, "cannot start the thread that keeps new files open while the reader is blocked; files deleted during an outage may be lost")
+            }
+        }
     }
 
     /// Read every file once to its end (replay), then flush.
@@ -383,6 +487,7 @@ impl Tailer {
             .open(&self.settings.flow, key, fp, path.to_path_buf(), 0);
         let mut w = FileWatcher::new(source, key, path.to_path_buf(), file, fp, 0);
         w.orphaned = true;
+        w.why = "replay";
         self.watchers.push(w);
         Ok(())
     }
@@ -434,23 +539,58 @@ impl Tailer {
                     }
                 }
                 Ok(Ok(Polled::Truncated { size })) => {
-                    tracing::warn!(
-                        flow = %self.settings.flow,
-                        path = %w.path.display(),
-                        read = w.offset(),
+                    let read = w.offset();
+                    let unread = w.seen_size.saturating_sub(read + w.pending() as u64);
+                    // Few first bytes cannot tell the file from its next
+                    // generation (a line's address and time).
+                    let same_start = w.fingerprint.len as usize >= DECIDING_BYTES
+                        && w.fingerprint.matches(w.file()).unwrap_or(false);
+                    let facts = decision::Truncation {
                         size,
-                        "file truncated (copytruncate?); reading it again from the start"
-                    );
+                        read,
+                        same_start,
+                    };
+                    self.ledger.set_processed(w.source, read);
                     self.ledger.close(w.source);
                     self.truncated_since_look = true;
+                    pass.read_any = true;
+                    pass.more_waiting = true;
+                    if let Restart::At(at) = decision::after_truncation(&facts) {
+                        tracing::warn!(flow = %self.settings.flow, path = %w.path.display(), read, size, "file truncated to {size} bytes (truncate -s?); going on from there");
+                        let at = at.min(read);
+                        let source = self.ledger.open(
+                            &self.settings.flow,
+                            w.key,
+                            w.fingerprint,
+                            w.path.clone(),
+                            at,
+                        );
+                        w.restart_at(source, at);
+                        if unread > 0 {
+                            let path = w.path.clone();
+                            self.lost(
+                                &path,
+                                unread,
+                                "the file was cut short (truncated) before they were read",
+                            );
+                        }
+                        continue;
+                    }
+                    if same_start && size >= read {
+                        tracing::warn!(flow = %self.settings.flow, path = %w.path.display(), read, size, "file truncated to a size nobody saw and written again past the read position; reading it again from the start (its first lines may be sent twice)");
+                    } else {
+                        tracing::warn!(flow = %self.settings.flow, path = %w.path.display(), read, size, "file truncated (copytruncate?); reading it again from the start");
+                    }
                     self.seen.remember(w.fingerprint);
                     if w.fingerprint.len > 0 {
-                        self.displaced.push(DisplacedReading::new(
+                        let mut d = DisplacedReading::new(
                             w.fingerprint,
-                            w.offset(),
+                            read,
                             w.path.clone(),
                             Some(w.source),
-                        ));
+                        );
+                        d.unread = unread;
+                        self.displaced.push(d);
                         // Look for its copy at once.
                         self.last_discover = None;
                     }
@@ -459,8 +599,6 @@ impl Tailer {
                         self.ledger
                             .open(&self.settings.flow, w.key, fp, w.path.clone(), 0);
                     w.restart(source, fp);
-                    pass.read_any = true;
-                    pass.more_waiting = true;
                 }
                 Ok(Err(closed)) => return Err(closed),
                 Err(e) => {
@@ -565,6 +703,13 @@ impl Tailer {
         }
         found.sort();
         found.dedup();
+        found.retain(|p| !self.is_excluded(p));
+        self.shipped = self
+            .ledger
+            .memory(&self.settings.flow)
+            .shipped
+            .into_iter()
+            .collect();
         let mut fresh: Vec<(PathBuf, FileKey)> = Vec::new();
         // Watchers by inode: one lookup per path, not a scan (linear in
         // the number of files, not quadratic).
@@ -574,21 +719,13 @@ impl Tailer {
             .enumerate()
             .map(|(i, w)| (w.key, i))
             .collect();
-        for path in found {
-            if self.is_excluded(&path) {
-                continue;
-            }
-            // Known files by stat alone: no open per file per discovery.
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            let key = FileKey {
-                dev: meta.dev(),
-                ino: meta.ino(),
-            };
+        // One inode, one reading, by one name, whatever its links.
+        for names::Found {
+            key,
+            names: paths,
+            modified,
+        } in names::group(&found)
+        {
             seen.insert(key);
             if let Some(w) = by_key.get(&key).map(|&i| &mut self.watchers[i]) {
                 if w.offset() == 0 && w.pending() == 0 {
@@ -596,17 +733,23 @@ impl Tailer {
                     // changed, it may have been written, copied and
                     // truncated (`copytruncate`) between two looks, and
                     // the copy holds lines never seen here.
-                    let mtime = meta.modified().ok();
+                    let mtime = modified;
                     rotated |= w.mtime_at_look.is_some() && mtime != w.mtime_at_look;
                     w.mtime_at_look = mtime;
                 }
+                let path = names::choose(&paths, Some(&w.path));
                 if w.path != path {
                     tracing::info!(flow = %self.settings.flow, from = %w.path.display(), to = %path.display(), "file renamed");
-                    w.path = path.clone();
-                    self.ledger.update(w.source, w.fingerprint, Some(path));
+                    w.path = path.to_path_buf();
+                    self.ledger
+                        .update(w.source, w.fingerprint, Some(path.to_path_buf()));
                 }
                 w.orphaned = false;
                 continue;
+            }
+            let path = names::choose(&paths, None).to_path_buf();
+            if paths.len() > 1 {
+                tracing::info!(flow = %self.settings.flow, path = %path.display(), names = ?paths, "one file under several names (links); reading it once");
             }
             fresh.push((path, key));
         }
@@ -636,6 +779,7 @@ impl Tailer {
                 tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot start reading file");
             }
         }
+        rotated |= self.adopt_kept(&seen);
         rotated |= self.follow_pending(&seen);
         for w in &mut self.watchers {
             if !seen.contains(&w.key) && !w.orphaned {
@@ -648,10 +792,17 @@ impl Tailer {
             self.first_scan = false;
             self.recover_rotated_while_down();
             self.search_displaced();
-            // At the agent's start, rotations since the checkpoint was
-            // written; at a flow's first start, none (what is there is old).
-            let since = self.down_since.unwrap_or_else(SystemTime::now);
-            self.read_unseen_rotations(since);
+            // At the agent's start, rotations since the reader before it
+            // last looked (saved in the checkpoint; else since the
+            // checkpoint was written); at a flow's first start, none (what
+            // is there is old).
+            let since = match (self.looked_before, self.down_since) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap_or_else(SystemTime::now),
+            };
+            if !self.read_unseen_rotations(since) {
+                self.unseen_since = Some(since);
+            }
         } else if rotated {
             if let Some(previous) = previous_look {
                 // Coarse file-system clocks can stamp a write just after
@@ -668,6 +819,76 @@ impl Tailer {
                 self.unseen_since = None;
             }
         }
+        self.note_looked();
+    }
+
+    /// Save (with the next checkpoint) the time before which every rotation
+    /// was looked at: this discovery's start, less the coarse-clock margin,
+    /// or the start of a search not finished yet. Published to the keeper
+    /// too: the identities the reader follows now.
+    fn note_looked(&mut self) {
+        if let Some(look) = self.last_look {
+            let margin = look.checked_sub(Duration::from_secs(1)).unwrap_or(look);
+            let at = self.unseen_since.map_or(margin, |u| u.min(margin));
+            let ms = at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            self.ledger.looked(&self.settings.flow, ms);
+        }
+        if let Some(k) = self.keeper.as_mut() {
+            let keys = self
+                .watchers
+                .iter()
+                .map(|w| w.key)
+                .chain(self.pending.iter().map(|p| p.key));
+            k.set_known(keys);
+        }
+    }
+
+    /// Files the keeper held open while the reader was blocked: one still
+    /// at a matched path is read from it as usual; one that left it (renamed
+    /// or deleted, as `rotate 0` does) is followed through the descriptor,
+    /// like a new file that left its path. Files it could not hold, gone
+    /// now, are reported lost. Returns whether any left its path.
+    fn adopt_kept(&mut self, seen: &HashSet<FileKey>) -> bool {
+        let Some(keeper) = self.keeper.as_ref() else {
+            return false;
+        };
+        let (kept, unheld) = (keeper.take_kept(), keeper.take_unheld());
+        let mut left = false;
+        for k in kept {
+            let followed = seen.contains(&k.key)
+                || self.watchers.iter().any(|w| w.key == k.key)
+                || self.pending.iter().any(|p| p.key == k.key);
+            if followed {
+                continue;
+            }
+            left = true;
+            let path = find_by_key(&k.path, k.key).unwrap_or(k.path);
+            tracing::info!(flow = %self.settings.flow, path = %path.display(), "reading a file created and rotated away while the reader was blocked (kept open meanwhile)");
+            if let Err(e) = self.open_new(path.clone(), k.file, k.key, true) {
+                tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot start reading file");
+            }
+        }
+        for u in unheld {
+            // Still on disk (the inode number alone may be another file's
+            // now): the rules for rotated files find it, or it is read.
+            let on_disk = find_by_key(&u.path, u.key)
+                .and_then(|p| std::fs::metadata(p).ok())
+                .is_some_and(|m| u.is(&m));
+            if on_disk {
+                left = true;
+                continue;
+            }
+            if u.size > 0 {
+                self.lost(
+                    &u.path,
+                    u.size,
+                    "the file was deleted before it could be read (more files were created and deleted while the reader was blocked than it keeps open)",
+                );
+            }
+        }
+        left
     }
 
     /// What `file`'s checkpoint says of it.
@@ -859,8 +1080,14 @@ impl Tailer {
             // The reading holds its place from now on.
             self.ledger.close(placeholder);
         }
+        let target = names::own_path(&path);
+        if target.is_some() {
+            self.ledger.set_target(source, target.clone());
+        }
         let mut w = FileWatcher::new(source, key, path, file, fp, offset);
         w.orphaned = left_path;
+        w.why = why;
+        w.target = target;
         self.watchers.push(w);
         Ok(())
     }
@@ -914,6 +1141,12 @@ impl Tailer {
                     },
                     Some(i),
                 ));
+            }
+        }
+        if !self.shipped.is_empty() {
+            let firsts = FirstBytes::of(file, None)?;
+            if let Some(offset) = self.shipped_through(&firsts, Some(size)) {
+                return Ok((Resemblance::Shipped { offset }, None));
             }
         }
         Ok((
@@ -1061,11 +1294,10 @@ impl Tailer {
             // being written (a copy in progress): look again.
             return Ok(false);
         }
-        let known = self.seen.knows(&firsts)
-            || self
-                .resumed_fingerprints
-                .iter()
-                .any(|&f| firsts.starts_with(f))
+        let followed = self
+            .resumed_fingerprints
+            .iter()
+            .any(|&f| firsts.starts_with(f))
             || self
                 .watchers
                 .iter()
@@ -1075,44 +1307,76 @@ impl Tailer {
                 .iter()
                 .any(|d| firsts.starts_with(d.fingerprint))
             || self.starts_like_a_file_being_read(&firsts);
+        let shipped_through = self.shipped_through(&firsts, None);
+        // Read only a complete stream: a compressor may still be writing
+        // it (its lines are still in the plain file, or in its descriptor,
+        // until it is done).
+        let len = match codec {
+            Some(codec) => match compressed::decompressed_len(&file, codec) {
+                Ok(len) => len,
+                Err(_) if followed => return Ok(true),
+                Err(_) => return Ok(false),
+            },
+            None => meta.len(),
+        };
         let facts = decision::Leftover {
-            known,
+            followed,
+            shipped_through,
+            seen: self.seen.knows(&firsts),
+            len,
             modified_since,
         };
-        if !decision::rotated_unseen(&facts) {
-            return Ok(true);
-        }
-
+        let (from, why) = match decision::leftover(&facts) {
+            LeftoverAction::Leave => return Ok(true),
+            LeftoverAction::ReadWhole => (0, "a rotated file no discovery saw at its path (created and rotated while the agent was down or not looking)"),
+            LeftoverAction::ReadFrom(offset) => (offset, "a rotated file this flow shipped up to this offset, longer now"),
+        };
         let flow = self.settings.flow.clone();
-        let w = match codec {
+        let mut w = match codec {
             Some(codec) => {
-                // Read only a complete stream: a compressor may still be
-                // writing it (its lines are still in the plain file, or
-                // in its descriptor, until it is done).
-                if compressed::decompressed_len(&file, codec).is_err() {
-                    return Ok(false);
-                }
                 let fp = firsts.fingerprint();
-                let input = CompressedInput::open_at(&file, codec, 0)?;
-                let source = self.ledger.open(&flow, key, fp, path.to_path_buf(), 0);
+                let input = CompressedInput::open_at(&file, codec, from)?;
+                let source = self.ledger.open(&flow, key, fp, path.to_path_buf(), from);
                 FileWatcher::compressed(source, key, path.to_path_buf(), file, fp, input)
             }
             None => {
                 let fp = Fingerprint::of(&file)?;
-                let source = self.ledger.open(&flow, key, fp, path.to_path_buf(), 0);
-                let mut w = FileWatcher::new(source, key, path.to_path_buf(), file, fp, 0);
+                let source = self.ledger.open(&flow, key, fp, path.to_path_buf(), from);
+                let mut w = FileWatcher::new(source, key, path.to_path_buf(), file, fp, from);
                 w.orphaned = true;
                 w
             }
         };
-        tracing::info!(flow = %flow, path = %path.display(), "reading a rotated file no discovery saw at its path (created and rotated while the agent was down or not looking)");
+        w.why = why;
+        tracing::info!(flow = %flow, path = %path.display(), offset = from, "reading {why}");
         self.watchers.push(w);
         Ok(true)
     }
 
-    /// Find `ck`'s file by inode next to its last path; true if found.
+    /// The offset through which a file this flow is done with, whose first
+    /// bytes `firsts` begin with, was shipped. Few first bytes say nothing
+    /// (a line's address and time), unless they are the whole file (`size`).
+    fn shipped_through(&self, firsts: &FirstBytes, size: Option<u64>) -> Option<u64> {
+        self.shipped
+            .iter()
+            .rev()
+            .find(|s| {
+                let n = s.fingerprint.len as usize;
+                (n >= DECIDING_BYTES || size == Some(n as u64)) && firsts.starts_with(s.fingerprint)
+            })
+            .map(|s| s.offset)
+    }
+
+    /// Find `ck`'s file by inode: at its own path when it was reached
+    /// through a symbolic link (cronolog's link, moved to the next day's
+    /// file), else next to its last path; true if found.
     fn recover_renamed(&mut self, ck: &FileCheckpoint) -> bool {
-        for path in sibling_files(&ck.path) {
+        let mut candidates: Vec<PathBuf> = ck.target.iter().cloned().collect();
+        candidates.extend(sibling_files(&ck.path));
+        if let Some(t) = &ck.target {
+            candidates.extend(sibling_files(t));
+        }
+        for path in candidates {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
@@ -1142,6 +1406,7 @@ impl Tailer {
             );
             let mut w = FileWatcher::new(source, ck.key, path, file, ck.fingerprint, ck.offset);
             w.orphaned = true;
+            w.why = "checkpoint (the file left its path while the agent was down)";
             self.watchers.push(w);
             return true;
         }
@@ -1162,7 +1427,13 @@ impl Tailer {
                 }
                 Ok(false) if self.displaced[i].since.elapsed() >= DISPLACED_SEARCH => {
                     let d = self.displaced.swap_remove(i);
-                    tracing::warn!(flow = %self.settings.flow, path = %d.path.display(), offset = d.offset, "no copy found of a file truncated, replaced or gone; lines written to it after this offset, if any, were not shipped");
+                    if d.unread > 0 {
+                        self.lost(&d.path, d.unread, "the file was truncated before they were read, and no copy of it was found");
+                    } else if d.original.is_some() {
+                        tracing::info!(flow = %self.settings.flow, path = %d.path.display(), offset = d.offset, "no copy found of a file truncated after it was read to its end; nothing of it was unsent");
+                    } else {
+                        tracing::warn!(flow = %self.settings.flow, path = %d.path.display(), offset = d.offset, "no copy found of a file truncated, replaced or gone while the agent was down; lines written to it after this offset, if any, were not shipped");
+                    }
                 }
                 Ok(false) => i += 1,
                 Err(e) => {
@@ -1265,6 +1536,7 @@ impl Tailer {
                     let mut w = FileWatcher::new(source, key, candidate, file, fp, at);
                     w.orphaned = true;
                     w.copy = true;
+                    w.why = "copy of a file truncated or replaced (copytruncate)";
                     self.watchers.push(w);
                     return Ok(true);
                 }
@@ -1275,9 +1547,10 @@ impl Tailer {
                             tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, format = codec.name(), "reading the unsent end of a truncated or rotated file from its compressed copy");
                             let source =
                                 self.ledger.open(&flow, key, fp, candidate.clone(), offset);
-                            self.watchers.push(FileWatcher::compressed(
-                                source, key, candidate, file, fp, gz,
-                            ));
+                            let mut w =
+                                FileWatcher::compressed(source, key, candidate, file, fp, gz);
+                            w.why = "compressed copy of a file truncated or rotated";
+                            self.watchers.push(w);
                             return Ok(true);
                         }
                         Err(e) => {
@@ -1304,6 +1577,7 @@ impl DisplacedReading {
             offset,
             path,
             original,
+            unread: 0,
             since: Instant::now(),
             examined: HashSet::new(),
             short: HashMap::new(),

@@ -6,7 +6,10 @@
 //! the descriptor, so a renamed or deleted file keeps being read; it holds a
 //! trailing partial line until its newline arrives; it cuts lines longer than
 //! the limit, ships their first bytes and skips the rest; and it notices
-//! truncation (`copytruncate`) when the file shrinks below what it has read.
+//! truncation (`copytruncate`, `truncate -s N`) when the file shrinks below
+//! what it has read, or when its first bytes, or the bytes just before the
+//! read position, are no longer those it read (truncated and written again
+//! past the read position while nobody looked).
 //! A watcher may also read a compressed rotation as a stream ([`CompressedInput`]): the
 //! unsent end of a file compressed while the agent was down.
 
@@ -22,6 +25,11 @@ use crate::ship::ledger::SourceId;
 
 /// Bytes read from the file per `read_at` call.
 pub const READ_CHUNK: usize = 64 * 1024;
+
+/// How many bytes just before the read position are compared with what was
+/// read there: enough to tell a line from another (a line's time and
+/// address), one small read per poll that finds new bytes.
+pub const TAIL_BYTES: usize = 32;
 
 /// Receives complete lines from watchers.
 pub trait LineSink {
@@ -104,6 +112,17 @@ pub struct FileWatcher {
     /// Set when `file` is a compressed rotation read as a stream of its
     /// decompressed bytes (offsets are decompressed offsets).
     gz: Option<Box<CompressedInput>>,
+    /// The last bytes read (up to [`TAIL_BYTES`]), ending at the read
+    /// position: a file cut short and written again past it no longer has
+    /// them there.
+    tail: Tail,
+    /// The largest size a poll saw of this generation: on a truncation, the
+    /// bytes between the read position and it were never read.
+    pub seen_size: u64,
+    /// Why it was opened where it was (the rule of [`crate::read::decision`]).
+    pub why: &'static str,
+    /// The file's own path, when `path` reaches it through a symbolic link.
+    pub target: Option<PathBuf>,
 }
 
 impl FileWatcher {
@@ -134,6 +153,10 @@ impl FileWatcher {
             mtime_at_look,
             previous: None,
             gz: None,
+            tail: Tail::default(),
+            seen_size: offset,
+            why: "",
+            target: None,
         }
     }
 
@@ -185,6 +208,21 @@ impl FileWatcher {
         self.buf.clear();
         self.skipping = false;
         self.last_growth = Instant::now();
+        self.tail = Tail::default();
+        self.seen_size = 0;
+    }
+
+    /// Go on at `offset` as a new source, the first bytes unchanged: the
+    /// file was cut to that size (`truncate -s N`) after everything before
+    /// it was read.
+    pub fn restart_at(&mut self, source: SourceId, offset: u64) {
+        self.source = source;
+        self.offset = offset;
+        self.buf.clear();
+        self.skipping = false;
+        self.last_growth = Instant::now();
+        self.tail = Tail::default();
+        self.seen_size = offset;
     }
 
     /// Whether the file has been deleted (no links left).
@@ -217,19 +255,28 @@ impl FileWatcher {
         if size < read_pos {
             return Ok(Ok(Polled::Truncated { size }));
         }
+        self.seen_size = self.seen_size.max(size);
         // Truncated and written again past our offset while we were not
         // looking (blocked by a Kinesis outage, say): the size alone cannot
-        // tell, the first bytes can. One read of at most 256 bytes per poll
-        // that finds new bytes, not per line.
+        // tell; the first bytes can when it was emptied (`copytruncate`),
+        // the bytes just before the read position when it was cut to
+        // another size (`truncate -s N`). Two reads of at most 256 and 32
+        // bytes per poll that finds new bytes, not per line.
         if size > read_pos
             && read_pos > 0
-            && self.fingerprint.len > 0
-            && !self.fingerprint.matches(&self.file)?
+            && ((self.fingerprint.len > 0 && !self.fingerprint.matches(&self.file)?)
+                || !self.tail.matches(&self.file, read_pos)?)
         {
             return Ok(Ok(Polled::Truncated { size }));
         }
         let mut total = 0u64;
         while read_pos < size && total < budget {
+            // The sink may have blocked for minutes (an outage) since the
+            // last chunk: look again before reading on.
+            if total > 0 && !self.tail.matches(&self.file, read_pos)? {
+                let size = self.size()?;
+                return Ok(Ok(Polled::Truncated { size }));
+            }
             let want = READ_CHUNK.min((size - read_pos) as usize);
             let old_len = self.buf.len();
             self.buf.resize(old_len + want, 0);
@@ -250,6 +297,7 @@ impl FileWatcher {
                     head.extend_from_slice(&self.buf[old_len..old_len + take]);
                 }
             }
+            self.tail.push(&self.buf[old_len..old_len + n]);
             read_pos += n as u64;
             total += n as u64;
             if let Err(closed) = self.split_lines(sink, max_line, old_len) {
@@ -384,6 +432,48 @@ impl FileWatcher {
     }
 }
 
+/// The last bytes read of a file (up to [`TAIL_BYTES`]), ending at the
+/// read position.
+#[derive(Default)]
+struct Tail {
+    bytes: [u8; TAIL_BYTES],
+    len: usize,
+}
+
+impl Tail {
+    /// `bytes` were just read, ending at the read position.
+    fn push(&mut self, bytes: &[u8]) {
+        if bytes.len() >= TAIL_BYTES {
+            self.bytes.copy_from_slice(&bytes[bytes.len() - TAIL_BYTES..]);
+            self.len = TAIL_BYTES;
+            return;
+        }
+        let keep = (TAIL_BYTES - bytes.len()).min(self.len);
+        self.bytes.copy_within(self.len - keep..self.len, 0);
+        self.bytes[keep..keep + bytes.len()].copy_from_slice(bytes);
+        self.len = keep + bytes.len();
+    }
+
+    /// Whether `file` still has these bytes just before `read_pos` (true
+    /// when nothing was read yet).
+    fn matches(&self, file: &File, read_pos: u64) -> io::Result<bool> {
+        let n = self.len;
+        if n == 0 || read_pos < n as u64 {
+            return Ok(true);
+        }
+        let mut now = [0u8; TAIL_BYTES];
+        let mut got = 0;
+        while got < n {
+            let r = file.read_at(&mut now[got..n], read_pos - n as u64 + got as u64)?;
+            if r == 0 {
+                break;
+            }
+            got += r;
+        }
+        Ok(got == n && now[..n] == self.bytes[..n])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,5 +546,52 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir)?;
         Ok(())
+    }
+
+    /// `truncate -s N` while the reader was not looking, then written past
+    /// where it stood: the first bytes are the same, the size is larger;
+    /// only the bytes before the read position tell.
+    #[test]
+    fn a_file_cut_to_any_size_and_written_past_the_read_position_is_seen() -> io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("tailrace-wcut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("a.log");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
+        let lines: String = (0..40).map(|i| format!("line {i:04} of the first run\n")).collect();
+        f.write_all(lines.as_bytes())?;
+        let mut w = watcher(&path)?;
+        let mut sink = Collect::default();
+        w.poll(&mut sink, 1000, u64::MAX)?.ok();
+        assert_eq!(sink.0.len(), 40);
+        let read = w.offset();
+        f.set_len(300)?;
+        let more: String = (0..40).map(|i| format!("line {i:04} of the second run\n")).collect();
+        std::io::Write::write_all(
+            &mut std::fs::OpenOptions::new().append(true).open(&path)?,
+            more.as_bytes(),
+        )?;
+        assert!(std::fs::metadata(&path)?.len() > read);
+        assert!(matches!(
+            w.poll(&mut sink, 1000, u64::MAX)?.ok(),
+            Some(Polled::Truncated { .. })
+        ));
+        assert_eq!(sink.0.len(), 40, "nothing read past the cut as if it were the old file");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_tail_follows_reads_of_any_length() {
+        let mut t = Tail::default();
+        t.push(b"0123456789");
+        assert_eq!(&t.bytes[..t.len], b"0123456789");
+        t.push(b"abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(&t.bytes[..t.len], b"456789abcdefghijklmnopqrstuvwxyz");
+        t.push(&[b'.'; 40]);
+        assert_eq!(&t.bytes[..t.len], &[b'.'; TAIL_BYTES]);
     }
 }

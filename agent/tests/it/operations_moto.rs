@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
-use tailrace_tests::loggen::{id_of, numbered_lines};
+use tailrace_tests::loggen::{id_of, numbered_line, numbered_lines};
 use tailrace_tests::{create_stream, id_counts, read_stream, run_agent, ChildGuard, Moto};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_tailrace");
@@ -129,7 +129,8 @@ impl Case {
         Ok(())
     }
 
-    /// SIGHUP, then wait for the `n`-th "configuration reloaded".
+    /// SIGHUP, then wait for the `n`-th "configuration reloaded" (counted
+    /// over every agent this case started).
     async fn reload(&self, n: usize) -> Result<()> {
         let agent = self.agent.as_ref().context("the agent runs")?;
         agent.signal("HUP")?;
@@ -417,15 +418,17 @@ async fn a_flow_removed_and_added_back_resumes_where_it_stood() -> Result<()> {
     c.log_says("reading file", 1).await?;
     append(&live, 0..1200)?;
     c.until_shipped(0..1200).await?;
-    c.configure(&[other.clone()])?;
+    c.configure(std::slice::from_ref(&other))?;
     c.reload(1).await?;
     append(&live, 1200..1500)?;
     // Across a restart too.
     c.stop()?;
     c.start()?;
     append(&live, 1500..1700)?;
+    // SIGHUP before the agent installed its handler would end it.
+    c.log_says("tailrace starting", 2).await?;
     c.configure(&[web, other])?;
-    c.reload(1).await?;
+    c.reload(2).await?;
     let got = c.until_shipped(0..1700).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     no_repeats(&c.shipped().await?, &c.dir)?;
@@ -531,13 +534,17 @@ async fn rotate_zero_during_an_outage(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut next = 40_100;
     for _ in 0..generations {
-        // logrotate: rename, then `rotate 0` deletes; Apache reopens.
+        // logrotate: rename, then `rotate 0` deletes; Apache reopens and
+        // writes, request by request.
         let old = c.logs().join("access.log.1");
         fs::rename(&live, &old)?;
         fs::remove_file(&old)?;
-        append(&live, next..next + lines)?;
+        let half = lines / 2;
+        append(&live, next..next + half)?;
+        std::thread::sleep(pause / 2);
+        append(&live, next + half..next + lines)?;
         next += lines;
-        std::thread::sleep(pause);
+        std::thread::sleep(pause / 2);
     }
     c.outage(false);
     // Whatever is on disk, at least, is shipped.
@@ -579,7 +586,7 @@ async fn files_deleted_while_the_reader_is_blocked_are_still_read() -> Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loss_it_could_not_avoid_is_reported() -> Result<()> {
     let (mut c, written, got) =
-        rotate_zero_during_an_outage("lossreport", 300, 5, Duration::from_millis(20)).await?;
+        rotate_zero_during_an_outage("lossreport", 90, 6, Duration::from_millis(60)).await?;
     let missing: Vec<usize> = (0..written).filter(|i| !got.contains_key(i)).collect();
     ensure!(
         !missing.is_empty(),
@@ -600,11 +607,13 @@ async fn a_loss_it_could_not_avoid_is_reported() -> Result<()> {
         .filter_map(|l| l.split("bytes=").nth(1))
         .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
-    let line_len = numbered_lines(0..1).len() as u64;
-    // Lost lines are between 110 and 125 bytes long.
+    // What is reported was lost (the files reported were never read), and
+    // most of what was lost is reported (a file is looked at again when
+    // written to, not at every write).
+    let lost: u64 = missing.iter().map(|&i| numbered_line(i).len() as u64).sum();
     ensure!(
-        reported >= missing.len() as u64 * line_len / 2 && reported > 0,
-        "{} lines lost, {reported} bytes reported:\n{}",
+        reported <= lost && reported * 2 >= lost,
+        "{} lines ({lost} bytes) lost, {reported} bytes reported:\n{}",
         missing.len(),
         warnings.join("\n")
     );

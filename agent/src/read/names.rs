@@ -1,0 +1,112 @@
+//! The names of one file: discovery may find an inode under several paths
+//! (a hard link made by `rotatelogs -L`, a symbolic link made by cronolog's
+//! `--symlink`, both matched by one glob). A file is read once whatever its
+//! names ([`group`]), by one name that does not flip from one discovery to
+//! the next ([`choose`], after [`decision::name_for`]); and a reading found
+//! through a symbolic link also remembers the file's own path
+//! ([`own_path`]), where it is looked for once the link points elsewhere.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::read::decision::{self, Name};
+use crate::read::identity::FileKey;
+
+/// One file as discovery found it.
+#[derive(Debug)]
+pub struct Found {
+    /// Its identity.
+    pub key: FileKey,
+    /// Its names, sorted.
+    pub names: Vec<PathBuf>,
+    /// Its modification time.
+    pub modified: Option<std::time::SystemTime>,
+}
+
+/// The regular files among `paths` (sorted), grouped by identity in the
+/// order each was first found; each group's paths stay sorted.
+pub fn group(paths: &[PathBuf]) -> Vec<Found> {
+    let mut out: Vec<Found> = Vec::new();
+    let mut at: HashMap<FileKey, usize> = HashMap::new();
+    for path in paths {
+        // Known files by stat alone: no open per file per discovery.
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let key = FileKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        match at.get(&key) {
+            Some(&i) => out[i].names.push(path.clone()),
+            None => {
+                at.insert(key, out.len());
+                out.push(Found {
+                    key,
+                    names: vec![path.clone()],
+                    modified: meta.modified().ok(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Which of `names` (one file's, sorted) a reading now going by `current`
+/// goes by ([`decision::name_for`]). Links are told apart only when there
+/// is a choice to make.
+pub fn choose<'a>(names: &'a [PathBuf], current: Option<&Path>) -> &'a Path {
+    if names.len() == 1 {
+        return &names[0];
+    }
+    let facts: Vec<Name> = names
+        .iter()
+        .map(|p| Name {
+            current: current == Some(p.as_path()),
+            symlink: std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()),
+        })
+        .collect();
+    &names[decision::name_for(&facts)]
+}
+
+/// The file's own path when `path` reaches it through a symbolic link
+/// (of the file or of a directory on the way); `None` when it is `path`.
+pub fn own_path(path: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(path).ok().filter(|p| p != path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_one_file_known_by_its_own_name() -> std::io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("tailrace-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("2026/12/01"))?;
+        let real = dir.join("2026/12/01/access.log");
+        std::fs::write(&real, b"a line\n")?;
+        let link = dir.join("access.log");
+        std::os::unix::fs::symlink(&real, &link)?;
+        let hard = dir.join("access.log.hard");
+        std::fs::hard_link(&real, &hard)?;
+        let other = dir.join("other.log");
+        std::fs::write(&other, b"x\n")?;
+        let mut paths = vec![link.clone(), hard.clone(), other.clone(), dir.join("2026")];
+        paths.sort();
+        let groups = group(&paths);
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        let names = &groups[0].names;
+        assert_eq!(names, &vec![link.clone(), hard.clone()]);
+        assert_eq!(choose(names, None), hard.as_path(), "not the symlink");
+        assert_eq!(choose(names, Some(&link)), link.as_path(), "no flipping");
+        assert_eq!(own_path(&link), Some(std::fs::canonicalize(&real)?));
+        assert_eq!(own_path(&std::fs::canonicalize(&real)?), None);
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}
