@@ -243,6 +243,43 @@ fn tailer_settings(flow: &Flow) -> TailerSettings {
     )
 }
 
+/// The tailer of `flow`, resuming from `checkpoints` and from the positions
+/// a removed flow left for its files; `resumed`: the flow ran before (files
+/// without a checkpoint appeared meanwhile: read whole, whatever
+/// `start_at`); `down_since`: when the checkpoint of the agent's start was
+/// written. `run` and `check --live` start flows alike through this.
+pub(crate) fn flow_tailer(
+    flow: &Flow,
+    ledger: &Ledger,
+    mut checkpoints: Vec<FileCheckpoint>,
+    resumed: bool,
+    down_since: Option<std::time::SystemTime>,
+) -> Tailer {
+    let name = flow.name();
+    // Positions belong to files, not to a flow's name: a flow removed (by a
+    // reload or a restart) left its positions behind, and a flow reading
+    // those files now resumes from them (added back, renamed).
+    let own: std::collections::HashSet<crate::read::identity::FileKey> =
+        checkpoints.iter().map(|c| c.key).collect();
+    let taken = claim_retired(ledger, flow, &own);
+    if !taken.is_empty() {
+        tracing::info!(flow = %name, files = taken.len(), from = ?taken.iter().map(|p| p.flow.as_str()).collect::<Vec<_>>(), "resuming from the positions a removed flow left for these files");
+        checkpoints.extend(taken.into_iter().map(|p| FileCheckpoint {
+            flow: name.to_string(),
+            ..p.into()
+        }));
+    }
+    let mut settings = tailer_settings(flow);
+    if resumed {
+        settings.start_at = crate::config::StartAt::Beginning;
+    }
+    let mut tailer = Tailer::new(settings, ledger.clone(), checkpoints);
+    if let Some(t) = down_since {
+        tailer.set_down_since(t);
+    }
+    tailer
+}
+
 /// Wait for the readers to finish and the shippers to drain, bounded by `deadline`.
 async fn finish(handles: Vec<FlowHandles>, deadline: Instant) -> bool {
     let mut clean = true;
@@ -304,27 +341,9 @@ impl Agent {
     /// `resumed`: the flow ran before this start (a reload changed it), so
     /// files it finds without a checkpoint appeared meanwhile and are read
     /// from their beginning whatever `start_at` says.
-    fn start(
-        &mut self,
-        flow: Flow,
-        mut checkpoints: Vec<FileCheckpoint>,
-        resumed: bool,
-    ) -> Result<()> {
+    fn start(&mut self, flow: Flow, checkpoints: Vec<FileCheckpoint>, resumed: bool) -> Result<()> {
         let flow = Arc::new(flow);
         let name = flow.name().to_string();
-        // Positions belong to files, not to a flow's name: a flow removed
-        // (by a reload or a restart) left its positions behind, and a flow
-        // reading those files now resumes from them (added back, renamed).
-        let own: std::collections::HashSet<crate::read::identity::FileKey> =
-            checkpoints.iter().map(|c| c.key).collect();
-        let taken = claim_retired(&self.ledger, &flow, &own);
-        if !taken.is_empty() {
-            tracing::info!(flow = %name, files = taken.len(), from = ?taken.iter().map(|p| p.flow.as_str()).collect::<Vec<_>>(), "resuming from the positions a removed flow left for these files");
-            checkpoints.extend(taken.into_iter().map(|p| FileCheckpoint {
-                flow: name.clone(),
-                ..p.into()
-            }));
-        }
         let stats = self
             .registry
             .stats(&name)
@@ -340,15 +359,8 @@ impl Agent {
             sequences: &self.sequences,
             runtime: tokio::runtime::Handle::current(),
         };
-        let mut settings = tailer_settings(&flow);
-        if resumed {
-            settings.start_at = crate::config::StartAt::Beginning;
-        }
-        let mut tailer = Tailer::new(settings, self.ledger.clone(), checkpoints);
+        let mut tailer = flow_tailer(&flow, &self.ledger, checkpoints, resumed, self.down_since);
         tailer.set_stats(stats.clone());
-        if let Some(t) = self.down_since {
-            tailer.set_down_since(t);
-        }
         let next_sequence = self.sequences.register(&name);
         let beats = self.heartbeats.register(&name);
         let handles = start_flow(
@@ -657,7 +669,7 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
 /// each flow's memory, the retired positions, and, as retired too, the
 /// positions of flows the config no longer has (renamed or removed while
 /// the agent was stopped).
-fn restore(ledger: &Ledger, state: &State, config: &Validated) {
+pub(crate) fn restore(ledger: &Ledger, state: &State, config: &Validated) {
     for (name, flow) in &state.flows {
         ledger.restore_memory(name, flow.memory());
     }

@@ -840,7 +840,11 @@ mod tests {
                 vec![n(false, false), n(false, false)],
                 0,
             ),
-            ("only links: the first", vec![n(false, true), n(false, true)], 0),
+            (
+                "only links: the first",
+                vec![n(false, true), n(false, true)],
+                0,
+            ),
         ];
         for (name, names, want) in rows {
             assert_eq!(name_for(&names), want, "{name}");

@@ -444,7 +444,8 @@ impl Tail {
     /// `bytes` were just read, ending at the read position.
     fn push(&mut self, bytes: &[u8]) {
         if bytes.len() >= TAIL_BYTES {
-            self.bytes.copy_from_slice(&bytes[bytes.len() - TAIL_BYTES..]);
+            self.bytes
+                .copy_from_slice(&bytes[bytes.len() - TAIL_BYTES..]);
             self.len = TAIL_BYTES;
             return;
         }
@@ -561,7 +562,9 @@ mod tests {
             .truncate(true)
             .write(true)
             .open(&path)?;
-        let lines: String = (0..40).map(|i| format!("line {i:04} of the first run\n")).collect();
+        let lines: String = (0..40)
+            .map(|i| format!("line {i:04} of the first run\n"))
+            .collect();
         f.write_all(lines.as_bytes())?;
         let mut w = watcher(&path)?;
         let mut sink = Collect::default();
@@ -569,7 +572,9 @@ mod tests {
         assert_eq!(sink.0.len(), 40);
         let read = w.offset();
         f.set_len(300)?;
-        let more: String = (0..40).map(|i| format!("line {i:04} of the second run\n")).collect();
+        let more: String = (0..40)
+            .map(|i| format!("line {i:04} of the second run\n"))
+            .collect();
         std::io::Write::write_all(
             &mut std::fs::OpenOptions::new().append(true).open(&path)?,
             more.as_bytes(),
@@ -579,7 +584,11 @@ mod tests {
             w.poll(&mut sink, 1000, u64::MAX)?.ok(),
             Some(Polled::Truncated { .. })
         ));
-        assert_eq!(sink.0.len(), 40, "nothing read past the cut as if it were the old file");
+        assert_eq!(
+            sink.0.len(),
+            40,
+            "nothing read past the cut as if it were the old file"
+        );
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }

@@ -365,6 +365,11 @@ impl Ledger {
             for s in old_memory.shipped {
                 memory.remember(s);
             }
+            // Rotations since the removed flow last looked are looked at.
+            memory.looked_ms = match (memory.looked_ms, old_memory.looked_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
         if !taken.is_empty() {
             inner.version += 1;
@@ -518,7 +523,8 @@ impl Ledger {
 /// replaces an older one; the oldest go beyond [`RETIRED_KEPT`].
 fn add_retired(retired: &mut Vec<Retired>, new: Vec<Retired>) {
     for r in new {
-        retired.retain(|o| (&o.position.flow, o.position.key) != (&r.position.flow, r.position.key));
+        retired
+            .retain(|o| (&o.position.flow, o.position.key) != (&r.position.flow, r.position.key));
         retired.push(r);
     }
     if retired.len() > RETIRED_KEPT {

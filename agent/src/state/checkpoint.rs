@@ -164,18 +164,17 @@ fn read_state(path: &Path) -> Result<Option<Result<State, serde_json::Error>>, S
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path)(e)),
     };
-    Ok(Some(
-        serde_json::from_slice::<OnDisk>(&bytes)
-            .map(|OnDisk::V1 {
-                     files,
-                     flows,
-                     retired,
-                 }| State {
-                files,
-                flows,
-                retired,
-            }),
-    ))
+    Ok(Some(serde_json::from_slice::<OnDisk>(&bytes).map(
+        |OnDisk::V1 {
+             files,
+             flows,
+             retired,
+         }| State {
+            files,
+            flows,
+            retired,
+        },
+    )))
 }
 
 /// Read the checkpoint of `dir` without locking it (for `tailrace status`,
@@ -328,19 +327,17 @@ mod tests {
         assert!(matches!(Store::open(&dir), Err(StoreError::Locked { .. })));
         assert_eq!(store.load()?, State::default());
         let mut state = state_with_offset(1234);
-        state
-            .flows
-            .insert(
-                "web".into(),
-                FlowState {
-                    next_sequence: 7,
-                    looked_ms: Some(1_796_108_400_000),
-                    shipped: vec![Shipped {
-                        fingerprint: Fingerprint { len: 256, hash: 5 },
-                        offset: 9000,
-                    }],
-                },
-            );
+        state.flows.insert(
+            "web".into(),
+            FlowState {
+                next_sequence: 7,
+                looked_ms: Some(1_796_108_400_000),
+                shipped: vec![Shipped {
+                    fingerprint: Fingerprint { len: 256, hash: 5 },
+                    offset: 9000,
+                }],
+            },
+        );
         state.retired.push(RetiredCheckpoint {
             file: FileCheckpoint {
                 flow: "gone".into(),

@@ -338,8 +338,14 @@ async fn two_names_for_one_file_are_read_once() -> Result<()> {
         c.flow("hard", &["hard/access_log*"], "    start_at: beginning\n"),
         c.flow("soft", &["soft/access.log*"], "    start_at: beginning\n"),
     ])?;
-    let (hard1, hard2) = (hard.join("access_log.20261201"), hard.join("access_log.20261202"));
-    let (soft1, soft2) = (soft.join("access.log.20261201"), soft.join("access.log.20261202"));
+    let (hard1, hard2) = (
+        hard.join("access_log.20261201"),
+        hard.join("access_log.20261202"),
+    );
+    let (soft1, soft2) = (
+        soft.join("access.log.20261201"),
+        soft.join("access.log.20261202"),
+    );
     append(&hard1, 0..1000)?;
     fs::hard_link(&hard1, hard.join("access_log"))?;
     append(&soft1, 10_000..11_000)?;
@@ -384,7 +390,8 @@ async fn a_reload_that_widens_the_glob_after_a_copytruncate_sends_nothing_twice(
     c.until_shipped(0..1000).await?;
     fs::copy(&live, c.logs().join("access.log.1"))?;
     OpenOptions::new().write(true).open(&live)?.set_len(0)?;
-    c.log_says("reading the copy of a file truncated", 1).await?;
+    c.log_says("reading the copy of a file truncated", 1)
+        .await?;
     // The copy's reading closes once drained and quiet (5 s).
     c.log_says("closed rotated file", 1).await?;
     append(&live, 1000..1300)?;
