@@ -23,8 +23,9 @@
 //!   looks while it ran), or the unsent end of a file the flow shipped;
 //! - [`name_for`]: which of the names of one file (hard links, symbolic
 //!   links) a reading goes by: one inode is one reading;
-//! - [`after_truncation`]: where a file found truncated (to any size)
-//!   starts again, and whether its earlier bytes may have a copy.
+//! - [`after_truncation`]: what a file found truncated (to any size) is:
+//!   a new generation whose predecessor may have a copy, or the same file
+//!   cut short.
 
 use std::time::Duration;
 
@@ -506,30 +507,34 @@ pub struct Truncation {
     pub same_start: bool,
 }
 
-/// Where a truncated file is read again.
+/// What a truncated file is. Either way it is read again from 0: where a
+/// file was cut cannot be known once it was written to again (the bytes
+/// Apache appended after the cut would be skipped by starting at its size),
+/// so what it kept of its first bytes is sent again rather than new lines
+/// lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restart {
-    /// From 0, as a new generation; the old reading is *displaced* (its
-    /// unread end may live in a copy: `copytruncate`).
-    FromStart,
-    /// From this offset: the file was cut to this size (`truncate -s N`)
-    /// and everything before it was read.
-    At(u64),
+pub enum Truncated {
+    /// A new generation (`copytruncate`, or rewritten): the old reading is
+    /// *displaced*, its unread end may live in a copy.
+    Generation,
+    /// The same file cut short (`truncate -s N`): no copy holds what it had
+    /// past the read position; those bytes are lost.
+    Cut,
 }
 
-/// Where a truncated file is read again.
+/// What a truncated file is.
 ///
-/// | found | restart |
+/// | found | is |
 /// |---|---|
-/// | shorter, other first bytes (or empty) | 0: a new generation (`copytruncate`) |
-/// | shorter, same first bytes | at its size: cut there, what is before was read |
-/// | not shorter, other first bytes | 0: rewritten while nobody looked |
-/// | not shorter, same first bytes, other bytes before the read position | 0: cut to a size nobody saw, then written past it; its first bytes are sent again |
-pub fn after_truncation(t: &Truncation) -> Restart {
-    if t.same_start && t.size < t.read && t.size > 0 {
-        Restart::At(t.size)
+/// | shorter, other first bytes (or empty) | a new generation (`copytruncate`) |
+/// | shorter, same first bytes | cut short (`truncate -s N`) |
+/// | not shorter, other first bytes | a new generation, written while nobody looked |
+/// | not shorter, same first bytes, other bytes before the read position | cut short, then written past the read position while nobody looked |
+pub fn after_truncation(t: &Truncation) -> Truncated {
+    if t.same_start && t.size > 0 {
+        Truncated::Cut
     } else {
-        Restart::FromStart
+        Truncated::Generation
     }
 }
 
@@ -859,22 +864,22 @@ mod tests {
             same_start,
         };
         let rows = [
-            ("copytruncate: empty", t(0, 500, false), Restart::FromStart),
+            ("copytruncate: empty", t(0, 500, false), Truncated::Generation),
             (
                 "copytruncate, written again: other first bytes",
                 t(120, 500, false),
-                Restart::FromStart,
+                Truncated::Generation,
             ),
-            ("truncate -s 300", t(300, 500, true), Restart::At(300)),
+            ("truncate -s 300", t(300, 500, true), Truncated::Cut),
             (
                 "rewritten past the read position while blocked",
                 t(900, 500, false),
-                Restart::FromStart,
+                Truncated::Generation,
             ),
             (
                 "truncate -s N, then written past the read position (issue #23)",
                 t(900, 500, true),
-                Restart::FromStart,
+                Truncated::Cut,
             ),
         ];
         for (name, facts, want) in rows {

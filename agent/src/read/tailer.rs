@@ -42,7 +42,7 @@ use crate::config::StartAt;
 use crate::observe::counters::FlowStats;
 use crate::read::compressed::{self, Codec, CompressedInput};
 use crate::read::decision::{
-    self, CheckpointFit, Close, LeftoverAction, Offset, Resemblance, Restart, Start, Waiting,
+    self, CheckpointFit, Close, LeftoverAction, Offset, Resemblance, Start, Truncated, Waiting,
 };
 use crate::read::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
 use crate::read::keeper::{Finder, Keeper};
@@ -391,10 +391,7 @@ impl Tailer {
     /// Lines were lost: `bytes` of `path`, for the reason `how`. Logged
     /// with the file and the bytes, and counted (`BytesLost`).
     fn lost(&self, path: &Path, bytes: u64, how: &str) {
-        tracing::warn!(flow = %self.settings.flow, path = %path.display(), bytes, "lines lost: {how}");
-        if let Some(stats) = &self.stats {
-            stats.lost(bytes);
-        }
+        report_loss(&self.settings.flow, self.stats.as_deref(), path, bytes, how);
     }
 
     /// The checkpoint this start resumes from was written at `t` (the
@@ -555,34 +552,22 @@ impl Tailer {
                     self.truncated_since_look = true;
                     pass.read_any = true;
                     pass.more_waiting = true;
-                    if let Restart::At(at) = decision::after_truncation(&facts) {
-                        tracing::warn!(flow = %self.settings.flow, path = %w.path.display(), read, size, "file truncated to {size} bytes (truncate -s?); going on from there");
-                        let at = at.min(read);
-                        let source = self.ledger.open(
-                            &self.settings.flow,
-                            w.key,
-                            w.fingerprint,
-                            w.path.clone(),
-                            at,
-                        );
-                        w.restart_at(source, at);
-                        if unread > 0 {
-                            let path = w.path.clone();
-                            self.lost(
-                                &path,
-                                unread,
-                                "the file was cut short (truncated) before they were read",
-                            );
-                        }
-                        continue;
-                    }
-                    if same_start && size >= read {
-                        tracing::warn!(flow = %self.settings.flow, path = %w.path.display(), read, size, "file truncated to a size nobody saw and written again past the read position; reading it again from the start (its first lines may be sent twice)");
+                    let cut = decision::after_truncation(&facts) == Truncated::Cut;
+                    if cut {
+                        tracing::warn!(flow = %self.settings.flow, path = %w.path.display(), read, size, "file truncated to a size other than 0 (truncate -s?); reading it again from the start: the lines it kept are sent again");
                     } else {
                         tracing::warn!(flow = %self.settings.flow, path = %w.path.display(), read, size, "file truncated (copytruncate?); reading it again from the start");
                     }
                     self.seen.remember(w.fingerprint);
-                    if w.fingerprint.len > 0 {
+                    if cut && unread > 0 {
+                        report_loss(
+                            &self.settings.flow,
+                            self.stats.as_deref(),
+                            &w.path,
+                            unread,
+                            "the file was cut short (truncated) before they were read",
+                        );
+                    } else if w.fingerprint.len > 0 {
                         let mut d = DisplacedReading::new(
                             w.fingerprint,
                             read,
@@ -1582,6 +1567,15 @@ impl DisplacedReading {
             examined: HashSet::new(),
             short: HashMap::new(),
         }
+    }
+}
+
+/// Lines were lost: `bytes` of `path`, for the reason `how`. Logged with the
+/// file and the bytes, and counted in `stats` (`BytesLost`).
+fn report_loss(flow: &str, stats: Option<&FlowStats>, path: &Path, bytes: u64, how: &str) {
+    tracing::warn!(flow, path = %path.display(), bytes, "lines lost: {how}");
+    if let Some(stats) = stats {
+        stats.lost(bytes);
     }
 }
 

@@ -212,19 +212,6 @@ impl FileWatcher {
         self.seen_size = 0;
     }
 
-    /// Go on at `offset` as a new source, the first bytes unchanged: the
-    /// file was cut to that size (`truncate -s N`) after everything before
-    /// it was read.
-    pub fn restart_at(&mut self, source: SourceId, offset: u64) {
-        self.source = source;
-        self.offset = offset;
-        self.buf.clear();
-        self.skipping = false;
-        self.last_growth = Instant::now();
-        self.tail = Tail::default();
-        self.seen_size = offset;
-    }
-
     /// Whether the file has been deleted (no links left).
     pub fn is_deleted(&self) -> bool {
         self.file.metadata().map(|m| m.nlink() == 0).unwrap_or(true)
