@@ -6,7 +6,7 @@
 //! inode. [`SeenFirsts`] remembers the fingerprints of the readings a flow
 //! closed and of the rotated files it found already old, so their later
 //! copies are not mistaken for generations it never saw
-//! ([`crate::read::decision::rotated_unseen`]). [`FirstBytes`] holds a
+//! ([`crate::read::decision::leftover`]). [`FirstBytes`] holds a
 //! candidate's first bytes once, so comparing it with many fingerprints
 //! reads (or decompresses) it once.
 

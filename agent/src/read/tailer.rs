@@ -1167,7 +1167,7 @@ impl Tailer {
     /// that were modified since `since` hold generations no discovery saw
     /// at their path (created and rotated away while the agent was down,
     /// or while the reader was blocked or between two looks): read them
-    /// whole ([`decision::rotated_unseen`]). Older ones are remembered by
+    /// whole ([`decision::leftover`]). Older ones are remembered by
     /// their first bytes, so their later compressed copies are known.
     /// Returns false if a file could not be decided yet (a compressed one
     /// still being written): the search is then repeated.
