@@ -251,8 +251,9 @@ fn flows(config: &Validated, reader: &Reader, r: &mut Report) {
     for (path, flows) in readers.values() {
         if flows.len() > 1 {
             r.say(format!(
-                "  warning: flows {} all read {} (each reads it whole and ships its lines: intended?)",
+                "  warning: flows {} {} read {} (each reads it whole and ships its lines: intended?)",
                 flows.join(" and "),
+                if flows.len() == 2 { "both" } else { "all" },
                 path.display()
             ));
         }

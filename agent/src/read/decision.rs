@@ -864,7 +864,11 @@ mod tests {
             same_start,
         };
         let rows = [
-            ("copytruncate: empty", t(0, 500, false), Truncated::Generation),
+            (
+                "copytruncate: empty",
+                t(0, 500, false),
+                Truncated::Generation,
+            ),
             (
                 "copytruncate, written again: other first bytes",
                 t(120, 500, false),

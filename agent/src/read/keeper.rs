@@ -137,10 +137,13 @@ impl Keeper {
     /// Start the keeper's thread for a flow; `wake` waits for a file-system
     /// event at most its argument, and says whether one came and whether
     /// names changed.
+    /// `watching` is set while the keeper watches (the reader is away), so
+    /// that writes wake it only then.
     pub fn start(
         flow: &str,
         finder: Finder,
         wake: impl Fn(Duration) -> (bool, bool) + Send + 'static,
+        watching: Arc<AtomicBool>,
     ) -> std::io::Result<Keeper> {
         let shared = Arc::new(Shared::default());
         shared.alive_ms.store(now_ms(), Ordering::Relaxed);
@@ -148,7 +151,7 @@ impl Keeper {
         let flow = flow.to_string();
         let thread = std::thread::Builder::new()
             .name(format!("keep-{flow}"))
-            .spawn(move || run(&flow, &finder, &s, wake))?;
+            .spawn(move || run(&flow, &finder, &s, wake, &watching))?;
         Ok(Keeper {
             shared,
             thread: Some(thread),
@@ -204,12 +207,20 @@ impl Drop for Keeper {
     }
 }
 
-fn run(flow: &str, finder: &Finder, s: &Shared, wake: impl Fn(Duration) -> (bool, bool)) {
+fn run(
+    flow: &str,
+    finder: &Finder,
+    s: &Shared,
+    wake: impl Fn(Duration) -> (bool, bool),
+    watching: &AtomicBool,
+) {
     let mut last_look = std::time::Instant::now();
     while !s.stop.load(Ordering::Relaxed) {
         let (happened, renamed) = wake(LOOK_INTERVAL);
         let away = now_ms().saturating_sub(s.alive_ms.load(Ordering::Relaxed));
-        if away < STALLED_AFTER.as_millis() as u64 {
+        let stalled = away >= STALLED_AFTER.as_millis() as u64;
+        watching.store(stalled, Ordering::Relaxed);
+        if !stalled {
             continue;
         }
         if renamed || !happened || last_look.elapsed() >= LOOK_INTERVAL {

@@ -73,6 +73,46 @@ pub fn choose<'a>(names: &'a [PathBuf], current: Option<&Path>) -> &'a Path {
     &names[decision::name_for(&facts)]
 }
 
+/// Files named `name` exactly `depth` levels below `base` (`depth` 1: in
+/// it), visiting at most `limit` directory entries: the other days of a
+/// file read through a link into dated directories (cronolog's
+/// `YYYY/MM/DD/access.log`, `depth` 4), created and left while nobody
+/// looked.
+pub fn shaped_like(
+    base: &Path,
+    depth: usize,
+    name: &std::ffi::OsStr,
+    limit: usize,
+) -> Vec<PathBuf> {
+    let mut level = vec![base.to_path_buf()];
+    let mut visited = 0;
+    for _ in 1..depth {
+        let mut next = Vec::new();
+        for dir in &level {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.filter_map(Result::ok) {
+                visited += 1;
+                if visited > limit {
+                    return Vec::new();
+                }
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    next.push(e.path());
+                }
+            }
+        }
+        level = next;
+    }
+    let mut out: Vec<PathBuf> = level
+        .into_iter()
+        .map(|d| d.join(name))
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+        .collect();
+    out.sort();
+    out
+}
+
 /// The file's own path when `path` reaches it through a symbolic link
 /// (of the file or of a directory on the way); `None` when it is `path`.
 pub fn own_path(path: &Path) -> Option<PathBuf> {
@@ -106,6 +146,13 @@ mod tests {
         assert_eq!(choose(names, Some(&link)), link.as_path(), "no flipping");
         assert_eq!(own_path(&link), Some(std::fs::canonicalize(&real)?));
         assert_eq!(own_path(&std::fs::canonicalize(&real)?), None);
+        std::fs::create_dir_all(dir.join("2026/12/02"))?;
+        std::fs::write(dir.join("2026/12/02/access.log"), b"b\n")?;
+        assert_eq!(
+            shaped_like(&dir, 4, std::ffi::OsStr::new("access.log"), 100),
+            vec![real.clone(), dir.join("2026/12/02/access.log")]
+        );
+        assert!(shaped_like(&dir, 4, std::ffi::OsStr::new("access.log"), 2).is_empty());
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }

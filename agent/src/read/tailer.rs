@@ -250,6 +250,10 @@ pub struct Tailer {
     down_since: Option<SystemTime>,
     /// Fingerprints of the checkpoints this start resumed from.
     resumed_fingerprints: Vec<Fingerprint>,
+    /// Own paths of files read through a symbolic link (a checkpoint's or
+    /// a reading's, at most [`LINK_SHAPES`] distinct shapes): the link's
+    /// other files (cronolog's other days) are looked for where they are.
+    link_targets: Vec<PathBuf>,
     /// First bytes of files this flow is done with (closed readings,
     /// rotations found already old): their copies are not unseen
     /// generations.
@@ -277,8 +281,12 @@ pub struct Tailer {
     stats: Option<Arc<FlowStats>>,
     /// Holds new files open while the reader is blocked (`run` only).
     keeper: Option<Keeper>,
-    /// Events for the keeper: names changed.
+    /// Events for the keeper: names changed, and, while it watches (the
+    /// reader is away), writes.
     keeper_events: Arc<EventFlags>,
+    /// The keeper watches: writes wake it too (otherwise only names
+    /// changing does: a write per request must not cost a wake-up more).
+    keeper_watching: Arc<AtomicBool>,
 }
 
 impl Tailer {
@@ -297,6 +305,8 @@ impl Tailer {
         let tx = flags.clone();
         let keeper_events = Arc::new(EventFlags::default());
         let keeper_tx = keeper_events.clone();
+        let keeper_watching = Arc::new(AtomicBool::new(false));
+        let watching = keeper_watching.clone();
         let fs_watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Opening and reading files (ours included) raises access events:
             // reacting to them would make discovery wake itself forever.
@@ -310,7 +320,9 @@ impl Tailer {
                     _ => false,
                 };
                 tx.raise(rediscover);
-                keeper_tx.raise(rediscover);
+                if rediscover || watching.load(Ordering::Relaxed) {
+                    keeper_tx.raise(rediscover);
+                }
             }
         })
         .map_err(|e| tracing::warn!(error = %e, "file-system events unavailable; polling only"))
@@ -324,6 +336,10 @@ impl Tailer {
             .map(|c| c.fingerprint)
             .filter(|f| f.len > 0)
             .collect();
+        let mut link_targets = Vec::new();
+        for t in checkpoints.iter().filter_map(|c| c.target.as_ref()) {
+            remember_target(&mut link_targets, t);
+        }
         let memory = ledger.memory(&settings.flow);
         let looked_before = memory
             .looked_ms
@@ -332,6 +348,7 @@ impl Tailer {
             start_at_end,
             down_since: None,
             resumed_fingerprints,
+            link_targets,
             patterns: settings.paths.clone(),
             settings,
             ledger,
@@ -356,6 +373,7 @@ impl Tailer {
             stats: None,
             keeper: None,
             keeper_events,
+            keeper_watching,
         }
     }
 
@@ -459,7 +477,12 @@ impl Tailer {
         };
         let events = self.keeper_events.clone();
         let wake = move |timeout| events.wait(timeout);
-        match Keeper::start(&self.settings.flow, finder, wake) {
+        match Keeper::start(
+            &self.settings.flow,
+            finder,
+            wake,
+            self.keeper_watching.clone(),
+        ) {
             Ok(k) => self.keeper = Some(k),
             Err(e) => {
                 tracing::warn!(flow = %self.settings.flow, error = %e, "cannot start the thread that keeps new files open while the reader is blocked; files deleted during an outage may be lost")
@@ -1066,8 +1089,9 @@ impl Tailer {
             self.ledger.close(placeholder);
         }
         let target = names::own_path(&path);
-        if target.is_some() {
+        if let Some(t) = &target {
             self.ledger.set_target(source, target.clone());
+            remember_target(&mut self.link_targets, t);
         }
         let mut w = FileWatcher::new(source, key, path, file, fp, offset);
         w.orphaned = left_path;
@@ -1217,6 +1241,20 @@ impl Tailer {
                     globs.iter().any(|g| g.matches_path(&path)) && !self.is_excluded(&path);
                 if named_like && !discovered {
                     candidates.push(path);
+                }
+            }
+            // A link into dated directories: its other days, deeper than
+            // one directory below, where nothing else looks.
+            let Ok(base) = std::fs::canonicalize(&dir) else {
+                continue;
+            };
+            for target in &self.link_targets {
+                let (Ok(rel), Some(name)) = (target.strip_prefix(&base), target.file_name()) else {
+                    continue;
+                };
+                let depth = rel.components().count();
+                if depth > 2 {
+                    candidates.extend(names::shaped_like(&base, depth, name, 4096));
                 }
             }
         }
@@ -1567,6 +1605,18 @@ impl DisplacedReading {
             examined: HashSet::new(),
             short: HashMap::new(),
         }
+    }
+}
+
+/// How many shapes of link targets a flow remembers.
+const LINK_SHAPES: usize = 16;
+
+/// Remember `target` (a file's own path behind a link) unless one of the
+/// same shape (name and depth) is remembered.
+fn remember_target(targets: &mut Vec<PathBuf>, target: &Path) {
+    let shape = |p: &Path| (p.file_name().map(ToOwned::to_owned), p.components().count());
+    if targets.len() < LINK_SHAPES && !targets.iter().any(|t| shape(t) == shape(target)) {
+        targets.push(target.to_path_buf());
     }
 }
 

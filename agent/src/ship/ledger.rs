@@ -633,6 +633,76 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_file_is_remembered_once_nothing_holds_it() {
+        let l = Ledger::new();
+        let fp = Fingerprint { len: 256, hash: 9 };
+        let s = l.open("f", key(), fp, "/a".into(), 0);
+        let h = Hold {
+            source: s,
+            offset: 0,
+        };
+        l.hold(&[h]);
+        l.set_processed(s, 700);
+        l.close(s);
+        l.positions();
+        assert!(l.memory("f").shipped.is_empty(), "still held: a position");
+        l.release(&[h]);
+        assert!(l.positions().is_empty());
+        assert_eq!(
+            l.memory("f").shipped.into_iter().collect::<Vec<_>>(),
+            vec![Shipped {
+                fingerprint: fp,
+                offset: 700
+            }]
+        );
+        // Bounded, the oldest forgotten, one entry per first bytes.
+        for i in 0..SHIPPED_KEPT as u64 + 5 {
+            l.shipped("f", Fingerprint { len: 256, hash: i }, i);
+        }
+        l.shipped(
+            "f",
+            Fingerprint {
+                len: 256,
+                hash: 100,
+            },
+            1,
+        );
+        let m = l.memory("f");
+        assert_eq!(m.shipped.len(), SHIPPED_KEPT);
+        assert_eq!(m.shipped.back().map(|s| s.offset), Some(1));
+        assert!(!m.shipped.iter().any(|s| s.fingerprint.hash == 0));
+    }
+
+    #[test]
+    fn a_removed_flow_leaves_its_positions_to_the_next_reader_of_its_files() {
+        let l = Ledger::new();
+        let fp = Fingerprint { len: 256, hash: 9 };
+        let s = l.open("web", key(), fp, "/logs/access.log".into(), 0);
+        l.set_processed(s, 500);
+        l.shipped("web", Fingerprint { len: 256, hash: 1 }, 40);
+        l.looked("web", 1_000);
+        l.retire_flow("web", 77);
+        assert!(l.positions().is_empty(), "no reading of it any more");
+        assert_eq!(l.retired(77).len(), 1);
+        let other = |p: &Position| p.path.starts_with("/other");
+        assert!(l.claim_retired("x", other).is_empty());
+        let taken = l.claim_retired("web-renamed", |p| p.path.starts_with("/logs"));
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].flow, "web-renamed");
+        assert_eq!(taken[0].offset, 500);
+        assert!(l.retired(77).is_empty(), "taken once");
+        let m = l.memory("web-renamed");
+        assert_eq!(m.shipped.len(), 1, "what it remembered goes along");
+        assert_eq!(m.looked_ms, Some(1_000));
+        // Kept for a week.
+        l.restore_retired(vec![Retired {
+            position: taken[0].clone(),
+            retired_ms: 0,
+        }]);
+        assert!(l.retired(RETIRED_FOR.as_millis() as u64 + 1).is_empty());
+    }
+
+    #[test]
     fn newest_generation_is_checkpointed() {
         let l = Ledger::new();
         let old = l.open("f", key(), Fingerprint::EMPTY, "/a".into(), 0);

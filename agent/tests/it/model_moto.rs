@@ -332,8 +332,8 @@ struct World<'a> {
     renames: usize,
     /// Kinesis refusing or stalling now.
     outage: bool,
-    /// Something made lines legitimately read twice without a crash.
-    repeats_allowed: bool,
+    /// What made lines legitimately read twice without a crash.
+    repeats_allowed: Vec<&'static str>,
     scheme: Scheme,
     next: usize,
     writer: File,
@@ -500,7 +500,7 @@ impl World<'_> {
         if self.outage {
             // A flow stopped while its records cannot be acknowledged:
             // its new reading sends them again.
-            self.repeats_allowed = true;
+            self.repeats_allowed.push("a reload during an outage");
         }
         if let Some(agent) = &self.agent {
             // SIGHUP before the agent installed its handler would end it.
@@ -550,9 +550,9 @@ impl World<'_> {
             .open(&self.real)?
             .set_len(cut as u64)?;
         if cut > 0 {
-            // Read again from its start, when it grows past where the
-            // reader stood before anyone saw the cut.
-            self.repeats_allowed = true;
+            // Read again from its start: what it kept is sent again.
+            self.repeats_allowed
+                .push("a file cut to a size other than 0");
         }
         Ok(())
     }
@@ -835,6 +835,7 @@ async fn run_seed(
     seed: u64,
     n_ops: usize,
 ) -> Result<String> {
+    let started = std::time::Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut scheme = draw_scheme(&mut rng);
     let ops = draw_ops(&mut rng, n_ops);
@@ -873,7 +874,7 @@ async fn run_seed(
         },
         renames: 0,
         outage: false,
-        repeats_allowed: false,
+        repeats_allowed: Vec::new(),
         scheme,
         next: 0,
         writer,
@@ -973,17 +974,21 @@ async fn run_seed(
         agent.wait_timeout(Duration::from_secs(25))?;
     }
     let duplicates: usize = got.values().map(|&n| n - 1).sum();
-    if duplicates > 0 && !world.killed && !world.repeats_allowed {
+    if duplicates > 0 && !world.killed && world.repeats_allowed.is_empty() {
         bail!(
             "{duplicates} duplicates without a crash\n{plan}\nagent logs in {}",
             dir.display()
         );
     }
+    world.repeats_allowed.sort_unstable();
+    world.repeats_allowed.dedup();
     let report = format!(
-        "seed {seed}: {} lines on disk, all shipped; {duplicates} duplicates (killed: {}); {}",
+        "seed {seed}: {} lines on disk, all shipped; {duplicates} duplicates (killed: {}; {:?}); {} operations; {:.1} s",
         expected.len(),
         world.killed,
-        world.name
+        world.repeats_allowed,
+        ops.len(),
+        started.elapsed().as_secs_f64()
     );
     drop(world);
     let _ = fs::remove_dir_all(&dir);
