@@ -574,15 +574,7 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         down_since,
     };
     for flow in config.flows {
-        let checkpoints = state
-            .files
-            .iter()
-            .filter(|c| c.flow == flow.name())
-            .cloned()
-            .collect();
-        // A flow named in the checkpoint's per-flow state ran on this host
-        // before (even if it holds no files now): `start_at` is behind it.
-        let ran_before = state.flows.contains_key(flow.name());
+        let (checkpoints, ran_before) = state.of_flow(flow.name());
         agent.start(flow, checkpoints, ran_before)?;
     }
     // Flows started by a reload resume from the running agent's state.

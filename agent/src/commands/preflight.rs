@@ -198,13 +198,7 @@ fn flows(config: &Validated, reader: &Reader, r: &mut Report) {
         for problem in globs_problems(flow) {
             r.problem(format!("flow {}: {problem}", flow.name()));
         }
-        let checkpoints = state
-            .files
-            .iter()
-            .filter(|c| c.flow == flow.name())
-            .cloned()
-            .collect();
-        let ran_before = state.flows.contains_key(flow.name());
+        let (checkpoints, ran_before) = state.of_flow(flow.name());
         let mut tailer =
             crate::runtime::flow_tailer(flow, &ledger, checkpoints, ran_before, down_since);
         tailer.discover();
@@ -350,18 +344,7 @@ impl Reader {
             Reader::Myself => std::fs::File::open(path)
                 .map(drop)
                 .map_err(|e| e.to_string()),
-            Reader::User { uid, gids, .. } => {
-                self.can_reach(path)?;
-                let m = std::fs::metadata(path).map_err(|e| e.to_string())?;
-                allowed(&m, *uid, gids, 4).then_some(()).ok_or_else(|| {
-                    format!(
-                        "mode {:o}, owner {}:{}",
-                        m.mode() & 0o7777,
-                        m.uid(),
-                        m.gid()
-                    )
-                })
-            }
+            Reader::User { .. } => self.may(path, 4),
         }
     }
 
@@ -372,19 +355,25 @@ impl Reader {
                 std::fs::File::create(&probe).map_err(|e| e.to_string())?;
                 std::fs::remove_file(&probe).map_err(|e| e.to_string())
             }
-            Reader::User { uid, gids, .. } => {
-                self.can_reach(dir)?;
-                let m = std::fs::metadata(dir).map_err(|e| e.to_string())?;
-                allowed(&m, *uid, gids, 3).then_some(()).ok_or_else(|| {
-                    format!(
-                        "mode {:o}, owner {}:{}",
-                        m.mode() & 0o7777,
-                        m.uid(),
-                        m.gid()
-                    )
-                })
-            }
+            Reader::User { .. } => self.may(dir, 3),
         }
+    }
+
+    /// The user may reach `path` and has the permission bits `want` on it.
+    fn may(&self, path: &Path, want: u32) -> Result<(), String> {
+        let Reader::User { uid, gids, .. } = self else {
+            return Ok(());
+        };
+        self.can_reach(path)?;
+        let m = std::fs::metadata(path).map_err(|e| e.to_string())?;
+        allowed(&m, *uid, gids, want).then_some(()).ok_or_else(|| {
+            format!(
+                "mode {:o}, owner {}:{}",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid()
+            )
+        })
     }
 
     /// Every directory above `path` can be searched.

@@ -29,11 +29,15 @@ pub struct FileKey {
 impl FileKey {
     /// The key of an open file.
     pub fn of(file: &File) -> io::Result<FileKey> {
-        let m = file.metadata()?;
-        Ok(FileKey {
-            dev: m.dev(),
-            ino: m.ino(),
-        })
+        Ok(FileKey::of_meta(&file.metadata()?))
+    }
+
+    /// The key of the file `meta` describes.
+    pub fn of_meta(meta: &std::fs::Metadata) -> FileKey {
+        FileKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
     }
 }
 

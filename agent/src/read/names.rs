@@ -7,7 +7,6 @@
 //! ([`own_path`]), where it is looked for once the link points elsewhere.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::read::decision::{self, Name};
@@ -37,10 +36,7 @@ pub fn group(paths: &[PathBuf]) -> Vec<Found> {
         if !meta.is_file() {
             continue;
         }
-        let key = FileKey {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        };
+        let key = FileKey::of_meta(&meta);
         match at.get(&key) {
             Some(&i) => out[i].names.push(path.clone()),
             None => {

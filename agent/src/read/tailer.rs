@@ -1487,10 +1487,7 @@ impl Tailer {
             if !meta.is_file() {
                 continue;
             }
-            let key = FileKey {
-                dev: meta.dev(),
-                ino: meta.ino(),
-            };
+            let key = FileKey::of_meta(&meta);
             let size = meta.len();
             // Files being read, or whose start discovery is deciding (a
             // copy matched by the globs), are not candidates.

@@ -143,6 +143,21 @@ pub struct State {
     pub retired: Vec<RetiredCheckpoint>,
 }
 
+impl State {
+    /// What flow `name` starts from: its checkpoints, and whether it ran on
+    /// this host before (named in the per-flow state, even with no files
+    /// now): then `start_at` is behind it.
+    pub fn of_flow(&self, name: &str) -> (Vec<FileCheckpoint>, bool) {
+        let files = self
+            .files
+            .iter()
+            .filter(|c| c.flow == name)
+            .cloned()
+            .collect();
+        (files, self.flows.contains_key(name))
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "version")]
 enum OnDisk {
