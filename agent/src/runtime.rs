@@ -263,7 +263,9 @@ pub(crate) fn flow_tailer(
         checkpoints.iter().map(|c| c.key).collect();
     let taken = claim_retired(ledger, flow, &own);
     if !taken.is_empty() {
-        tracing::info!(flow = %name, files = taken.len(), from = ?taken.iter().map(|p| p.flow.as_str()).collect::<Vec<_>>(), "resuming from the positions a removed flow left for these files");
+        let mut from: Vec<&str> = taken.iter().map(|p| p.flow.as_str()).collect();
+        from.dedup();
+        tracing::info!(flow = %name, files = taken.len(), ?from, "resuming from the positions a removed flow left for these files");
         checkpoints.extend(taken.into_iter().map(|p| FileCheckpoint {
             flow: name.to_string(),
             ..p.into()
@@ -684,8 +686,8 @@ pub(crate) fn restore(ledger: &Ledger, state: &State, config: &Validated) {
 }
 
 /// The retired positions that are `flow`'s files now: their path (or the
-/// file's own path, through a link) matches one of its globs, or their file
-/// is one its globs match now.
+/// file's own path, through a link) matches one of its globs or is named
+/// like a rotation of its files, or their file is one its globs match now.
 /// Files the flow has its own position for (`own`) are not taken.
 fn claim_retired(
     ledger: &Ledger,
@@ -712,12 +714,18 @@ fn claim_retired(
             ino: m.ino(),
         })
         .collect();
+    let patterns = &flow.config.paths.value;
     ledger.claim_retired(flow.name(), |p| {
         !own.contains(&p.key)
             && (keys.contains(&p.key)
                 || std::iter::once(&p.path)
                     .chain(p.target.as_ref())
-                    .any(|path| globs.iter().any(|g| g.matches_path(path))))
+                    .any(|path| {
+                        globs.iter().any(|g| g.matches_path(path))
+                            || patterns
+                                .iter()
+                                .any(|pat| crate::read::globs::is_rotation_of(pat, path))
+                    }))
     })
 }
 

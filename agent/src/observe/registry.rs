@@ -451,6 +451,7 @@ mod tests {
             path: "/x".into(),
             target: None,
             offset,
+            tail: None,
         }
     }
 

@@ -63,6 +63,10 @@ pub enum CheckpointFit {
     /// The file matches the fingerprint but is shorter than the offset:
     /// truncated while the agent was down.
     Shorter,
+    /// The file matches the fingerprint and is long enough, but the bytes
+    /// just before the offset are not those the checkpoint saw there: cut
+    /// to another size and written again while the agent was down.
+    Cut,
 }
 
 /// What a found file's first bytes resemble among what the tailer knows.
@@ -77,12 +81,17 @@ pub enum Resemblance {
         offset: u64,
         /// The original's reading.
         source: SourceId,
+        /// Its bytes just before `offset` are not the original's: the
+        /// original was cut and written again before it was copied.
+        diverged: bool,
     },
     /// A displaced checkpoint starts like it (its file was copied and
     /// truncated while the agent was down): `offset` was acknowledged.
     DisplacedCheckpoint {
         /// The checkpoint's offset.
         offset: u64,
+        /// As for [`Resemblance::TruncatedReading`].
+        diverged: bool,
     },
     /// A reading not truncated starts like it: a copy about to be followed
     /// by the truncation of its original, or identical first lines.
@@ -195,6 +204,12 @@ fn at(offset: u64, why: &'static str) -> Start {
 pub fn start(f: &FoundFile) -> Start {
     match f.checkpoint {
         CheckpointFit::Matches { offset } => return at(offset, "checkpoint"),
+        CheckpointFit::Cut => {
+            return at(
+                0,
+                "cut to another size and written again while the agent was down (the lines it kept are sent again)",
+            )
+        }
         CheckpointFit::FingerprintDiffers | CheckpointFit::Shorter => {
             // The inode holds other bytes now; the rest of the file is new.
             // (Its copy, if any, is found through the displaced checkpoint.)
@@ -237,14 +252,22 @@ pub fn start(f: &FoundFile) -> Start {
     let quiet_now = still_for.is_some_and(|s| s >= f.quiet);
     match f.resemblance {
         Resemblance::Nothing => at(0, "new file"),
-        Resemblance::TruncatedReading { offset, source } => copy_start(
+        Resemblance::TruncatedReading {
+            source,
+            diverged: true,
+            ..
+        } => copy_start(f, 0, quiet_now, Some(source), DIVERGED),
+        Resemblance::TruncatedReading { offset, source, .. } => copy_start(
             f,
             offset,
             quiet_now,
             Some(source),
             "copy of a file being read (copytruncate)",
         ),
-        Resemblance::DisplacedCheckpoint { offset } => copy_start(
+        Resemblance::DisplacedCheckpoint { diverged: true, .. } => {
+            copy_start(f, 0, quiet_now, None, DIVERGED).claiming()
+        }
+        Resemblance::DisplacedCheckpoint { offset, .. } => copy_start(
             f,
             offset,
             quiet_now,
@@ -274,8 +297,14 @@ pub fn start(f: &FoundFile) -> Start {
     }
 }
 
+/// Why a copy whose bytes before the original's offset are not the
+/// original's is read whole.
+const DIVERGED: &str =
+    "copy of a file cut and written again before it was copied: read whole (what it kept is sent again)";
+
 /// A copy of a reading that stood at `target`: start there once the copy is
-/// that long; if it stops growing short of it, at its last line boundary.
+/// that long. A copy that stops growing short of it is not a copy of what
+/// was read (its original was cut before it was copied): read it whole.
 fn copy_start(
     f: &FoundFile,
     target: u64,
@@ -283,10 +312,10 @@ fn copy_start(
     copy_of: Option<SourceId>,
     why: &'static str,
 ) -> Start {
-    let offset = if f.size >= target {
-        Offset::Byte(target)
+    let (offset, why) = if f.size >= target {
+        (Offset::Byte(target), why)
     } else if quiet_now {
-        Offset::LastLineBoundary
+        (Offset::Byte(0), DIVERGED)
     } else {
         return Start::Wait(Wait::Copy);
     };
@@ -380,6 +409,9 @@ pub fn may_close(r: &Reading, t: &CloseTimes) -> Close {
 pub struct Candidate {
     /// Its (decompressed) first bytes have the displaced fingerprint.
     pub starts_like: bool,
+    /// Its bytes just before the displaced offset are not those read there
+    /// (the file was cut and written again before it was copied).
+    pub diverged: bool,
     /// A plain file with these first bytes is being read already (the
     /// rotation is not compressed yet, or this is that file).
     pub being_read: bool,
@@ -402,14 +434,18 @@ pub enum Displaced {
 }
 
 /// Whether `c` holds the unsent end of a displaced reading acknowledged up
-/// to `offset`.
+/// to `offset`. A copy shorter than the offset, or whose bytes before it
+/// are other bytes, is a copy of the file cut and written again before it
+/// was copied: what it has past the cut is new, and where the cut was is
+/// not known, so it is read whole.
 pub fn displaced(c: &Candidate, offset: u64) -> Displaced {
     if !c.starts_like || c.being_read {
         return Displaced::NotIt;
     }
     match c.len {
         None => Displaced::NotYet,
-        Some(len) if len <= offset => Displaced::NothingUnsent,
+        Some(len) if c.diverged || len < offset => Displaced::ReadFrom(0),
+        Some(len) if len == offset => Displaced::NothingUnsent,
         Some(_) => Displaced::ReadFrom(offset),
     }
 }
@@ -577,6 +613,13 @@ mod tests {
     fn where_a_file_starts_table() {
         use Offset::{Byte, LastLineBoundary};
         type Row = (&'static str, FoundFile, Start);
+        let diverged_at = |copy_of, claims: bool| Start::At {
+            offset: Byte(0),
+            why: DIVERGED,
+            copy_of,
+            displaces_checkpoint: false,
+            claims_displaced: claims,
+        };
         let copy_at = |o: Offset, copy_of, claims: bool| Start::At {
             offset: o,
             why: if claims {
@@ -611,6 +654,17 @@ mod tests {
                     displaces_checkpoint: true,
                     claims_displaced: false,
                 },
+            ),
+            (
+                "cut and written again past its checkpoint while down (its bytes before the offset differ): 0",
+                FoundFile {
+                    checkpoint: CheckpointFit::Cut,
+                    ..found(100)
+                },
+                at(
+                    0,
+                    "cut to another size and written again while the agent was down (the lines it kept are sent again)",
+                ),
             ),
             (
                 "shorter than its checkpoint: 0, checkpoint displaced",
@@ -665,6 +719,7 @@ mod tests {
                     resemblance: Resemblance::TruncatedReading {
                         offset: 60,
                         source: S,
+                        diverged: false,
                     },
                     ..found(100)
                 },
@@ -676,6 +731,7 @@ mod tests {
                     resemblance: Resemblance::TruncatedReading {
                         offset: 60,
                         source: S,
+                        diverged: false,
                     },
                     waiting: waited(30, 1),
                     ..found(50)
@@ -683,24 +739,51 @@ mod tests {
                 Start::Wait(Wait::Copy),
             ),
             (
-                "copy of a truncated reading, stopped short of it: last line boundary",
+                "copy of a truncated reading, stopped short of it: cut before it was copied, 0",
                 FoundFile {
                     resemblance: Resemblance::TruncatedReading {
                         offset: 60,
                         source: S,
+                        diverged: false,
                     },
                     waiting: waited(30, 5),
                     ..found(50)
                 },
-                copy_at(LastLineBoundary, Some(S), false),
+                diverged_at(Some(S), false),
+            ),
+            (
+                "copy of a truncated reading whose bytes before the offset differ: 0 (model seed 32)",
+                FoundFile {
+                    resemblance: Resemblance::TruncatedReading {
+                        offset: 60,
+                        source: S,
+                        diverged: true,
+                    },
+                    ..found(100)
+                },
+                diverged_at(Some(S), false),
             ),
             (
                 "copy of a checkpoint displaced while down (copytruncate while stopped)",
                 FoundFile {
-                    resemblance: Resemblance::DisplacedCheckpoint { offset: 60 },
+                    resemblance: Resemblance::DisplacedCheckpoint {
+                        offset: 60,
+                        diverged: false,
+                    },
                     ..found(100)
                 },
                 copy_at(Byte(60), None, true),
+            ),
+            (
+                "... cut and written again before it was copied: 0",
+                FoundFile {
+                    resemblance: Resemblance::DisplacedCheckpoint {
+                        offset: 60,
+                        diverged: true,
+                    },
+                    ..found(100)
+                },
+                diverged_at(None, true),
             ),
             (
                 "starts like a reading not truncated: wait for its truncation",
@@ -979,6 +1062,7 @@ mod tests {
     fn what_a_displaced_reading_matches() {
         let c = |starts_like, being_read, len| Candidate {
             starts_like,
+            diverged: false,
             being_read,
             len,
         };
@@ -993,5 +1077,15 @@ mod tests {
             displaced(&c(true, false, Some(9)), 5),
             Displaced::ReadFrom(5)
         );
+        // Cut, written again, then copied (model seeds 32, 267): whole.
+        assert_eq!(
+            displaced(&c(true, false, Some(4)), 5),
+            Displaced::ReadFrom(0)
+        );
+        let diverged = Candidate {
+            diverged: true,
+            ..c(true, false, Some(9))
+        };
+        assert_eq!(displaced(&diverged, 5), Displaced::ReadFrom(0));
     }
 }

@@ -84,6 +84,26 @@ impl Fingerprint {
         Ok(now == *self)
     }
 
+    /// Whether `file`'s `len` bytes just before `end` are those this
+    /// fingerprint was taken of (a *tail*: the bytes before a read
+    /// position or a checkpoint).
+    pub fn matches_before(&self, file: &File, end: u64) -> io::Result<bool> {
+        let n = self.len as usize;
+        if (end as usize) < n || n > FINGERPRINT_BYTES {
+            return Ok(false);
+        }
+        let mut buf = [0u8; FINGERPRINT_BYTES];
+        let mut got = 0;
+        while got < n {
+            let r = file.read_at(&mut buf[got..n], end - n as u64 + got as u64)?;
+            if r == 0 {
+                break;
+            }
+            got += r;
+        }
+        Ok(got == n && Fingerprint::of_bytes(&buf[..n]) == *self)
+    }
+
     /// Whether this fingerprint covers all the bytes a fingerprint can.
     pub fn is_full(&self) -> bool {
         self.len as usize >= FINGERPRINT_BYTES

@@ -166,6 +166,9 @@ struct DisplacedReading {
     /// was truncated: lost unless its copy is found (0: none, or unknown
     /// for a checkpoint).
     unread: u64,
+    /// The bytes just before `offset`, when known: a copy without them
+    /// there is a copy of the file cut and written again.
+    tail: Option<Fingerprint>,
     /// When it was displaced; searched for [`DISPLACED_SEARCH`].
     since: Instant,
     /// Candidates already found not to be its copy, with their size then.
@@ -554,7 +557,7 @@ impl Tailer {
                         // truncated before this reader saw any of it (its
                         // size never passed 0 when anyone looked).
                         self.truncated_since_look |= from_start;
-                        self.ledger.set_processed(w.source, w.offset());
+                        self.ledger.set_processed_at(w.source, w.offset(), w.mark());
                         self.ledger.update(w.source, w.fingerprint, None);
                     }
                 }
@@ -598,6 +601,7 @@ impl Tailer {
                             Some(w.source),
                         );
                         d.unread = unread;
+                        d.tail = w.mark();
                         self.displaced.push(d);
                         // Look for its copy at once.
                         self.last_discover = None;
@@ -673,7 +677,7 @@ impl Tailer {
             return;
         };
         for pattern in &self.patterns {
-            let dir = glob_base_dir(pattern);
+            let dir = crate::read::globs::base_dir(pattern);
             if self.watched_dirs.contains(&dir) || !dir.is_dir() {
                 continue;
             }
@@ -918,16 +922,18 @@ impl Tailer {
             CheckpointFit::FingerprintDiffers
         } else if ck.offset > size {
             CheckpointFit::Shorter
+        } else if ck
+            .tail
+            .is_some_and(|t| !t.matches_before(file, ck.offset).unwrap_or(true))
+        {
+            return Ok(CheckpointFit::Cut);
         } else {
             return Ok(CheckpointFit::Matches { offset: ck.offset });
         };
         if ck.fingerprint.len > 0 {
-            self.displaced.push(DisplacedReading::new(
-                ck.fingerprint,
-                ck.offset,
-                ck.path,
-                None,
-            ));
+            let mut d = DisplacedReading::new(ck.fingerprint, ck.offset, ck.path, None);
+            d.tail = ck.tail;
+            self.displaced.push(d);
         }
         Ok(fit)
     }
@@ -1110,11 +1116,11 @@ impl Tailer {
         let mut short = false;
         for w in self.watchers.iter().filter(|w| !w.is_compressed()) {
             let truncated_now = w.size()? < w.offset();
-            let current = (w.fingerprint, w.offset(), truncated_now, w.source);
+            let current = (w.fingerprint, w.offset(), truncated_now, w.source, w.mark());
             let previous = w
                 .previous
-                .map(|(fp, offset, source)| (fp, offset, true, source));
-            for (fp, offset, truncated, source) in std::iter::once(current).chain(previous) {
+                .map(|(fp, offset, source, tail)| (fp, offset, true, source, tail));
+            for (fp, offset, truncated, source, tail) in std::iter::once(current).chain(previous) {
                 if fp.len == 0 {
                     continue;
                 }
@@ -1129,7 +1135,11 @@ impl Tailer {
                 if same {
                     return Ok((
                         if truncated {
-                            Resemblance::TruncatedReading { offset, source }
+                            Resemblance::TruncatedReading {
+                                offset,
+                                source,
+                                diverged: diverged_before(file, size, offset, tail)?,
+                            }
                         } else {
                             Resemblance::LiveReading
                         },
@@ -1140,13 +1150,18 @@ impl Tailer {
         }
         for (i, d) in self.displaced.iter().enumerate() {
             if u64::from(d.fingerprint.len) <= size && d.fingerprint.matches(file)? {
+                let diverged = diverged_before(file, size, d.offset, d.tail)?;
                 return Ok((
                     match d.original {
                         Some(source) => Resemblance::TruncatedReading {
                             offset: d.offset,
                             source,
+                            diverged,
                         },
-                        None => Resemblance::DisplacedCheckpoint { offset: d.offset },
+                        None => Resemblance::DisplacedCheckpoint {
+                            offset: d.offset,
+                            diverged,
+                        },
                     },
                     Some(i),
                 ));
@@ -1176,12 +1191,9 @@ impl Tailer {
         let leftovers: Vec<FileCheckpoint> = self.checkpoints.drain().map(|(_, c)| c).collect();
         for ck in leftovers {
             if !self.recover_renamed(&ck) && ck.fingerprint.len > 0 {
-                self.displaced.push(DisplacedReading::new(
-                    ck.fingerprint,
-                    ck.offset,
-                    ck.path,
-                    None,
-                ));
+                let mut d = DisplacedReading::new(ck.fingerprint, ck.offset, ck.path, None);
+                d.tail = ck.tail;
+                self.displaced.push(d);
             }
         }
     }
@@ -1219,18 +1231,9 @@ impl Tailer {
             .collect();
         let mut candidates: Vec<PathBuf> = Vec::new();
         for pattern in &self.patterns {
-            let name = Path::new(pattern)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let prefix: String = name
-                .chars()
-                .take_while(|c| !matches!(c, '*' | '?' | '[' | '{'))
-                .collect();
-            if prefix.is_empty() {
+            let Some((dir, prefix)) = crate::read::globs::rotation_names(pattern) else {
                 continue;
-            }
-            let dir = glob_base_dir(pattern);
+            };
             for path in sibling_files(&dir.join(&prefix)) {
                 let named_like = path
                     .file_name()
@@ -1472,9 +1475,9 @@ impl Tailer {
     fn search_one(&mut self, i: usize) -> io::Result<bool> {
         let flow = self.settings.flow.clone();
         let quiet = self.settings.rotate_quiet;
-        let (fp, offset, path, original) = {
+        let (fp, offset, path, original, tail) = {
             let d = &self.displaced[i];
-            (d.fingerprint, d.offset, d.path.clone(), d.original)
+            (d.fingerprint, d.offset, d.path.clone(), d.original, d.tail)
         };
         let being_read = self
             .watchers
@@ -1504,16 +1507,24 @@ impl Tailer {
             let gz = codec.is_some();
             let facts = if let Some(codec) = codec {
                 let starts_like = compressed::starts_like(&file, codec, fp);
+                // A stream cut short is still being written by its
+                // compressor.
+                let len = if starts_like {
+                    compressed::decompressed_len(&file, codec).ok()
+                } else {
+                    None
+                };
+                let diverged = match (tail, len) {
+                    (Some(t), Some(len)) if len >= offset => {
+                        !compressed_tail_matches(&file, codec, offset, t)?
+                    }
+                    _ => false,
+                };
                 decision::Candidate {
                     starts_like,
+                    diverged,
                     being_read,
-                    // A stream cut short is still being written by its
-                    // compressor.
-                    len: if starts_like {
-                        compressed::decompressed_len(&file, codec).ok()
-                    } else {
-                        None
-                    },
+                    len,
                 }
             } else {
                 let starts_like = u64::from(fp.len) <= size && fp.matches(&file)?;
@@ -1530,24 +1541,30 @@ impl Tailer {
                 };
                 decision::Candidate {
                     starts_like,
+                    diverged: starts_like
+                        && size >= offset
+                        && tail.is_some_and(|t| !t.matches_before(&file, offset).unwrap_or(true)),
                     being_read: false,
                     len,
                 }
             };
-            match decision::displaced(&facts, offset) {
+            let decided = decision::displaced(&facts, offset);
+            if decided == decision::Displaced::ReadFrom(0) && offset > 0 {
+                tracing::warn!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, "the copy of a file truncated or rotated does not hold what was read of it (cut and written again before it was copied): reading it whole, the lines it kept are sent again");
+            }
+            match decided {
                 decision::Displaced::NotIt => {
                     self.displaced[i].examined.insert((key, size));
                 }
                 decision::Displaced::NotYet => {}
-                decision::Displaced::NothingUnsent if gz => {
-                    tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, "found the compressed copy of a truncated or rotated file; nothing in it was unsent");
-                    return Ok(true);
-                }
                 decision::Displaced::NothingUnsent | decision::Displaced::ReadFrom(_) if !gz => {
                     // Read (or hold, when drained) the plain copy from where
                     // the reading stood, linked to it in the ledger so a
                     // crash now resumes at its unacknowledged lines.
-                    let at = offset.min(size);
+                    let at = match decided {
+                        decision::Displaced::ReadFrom(at) => at,
+                        _ => offset.min(size),
+                    };
                     tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset = at, "reading the copy of a file truncated or replaced (copytruncate)");
                     let source = self.ledger.open(&flow, key, fp, candidate.clone(), at);
                     if let Some(original) = original {
@@ -1562,11 +1579,30 @@ impl Tailer {
                 }
                 decision::Displaced::NothingUnsent | decision::Displaced::ReadFrom(_) => {
                     let codec = codec.unwrap_or(Codec::Gzip);
-                    match CompressedInput::open_at(&file, codec, offset) {
+                    let at = match decided {
+                        decision::Displaced::ReadFrom(at) => at,
+                        _ => offset,
+                    };
+                    if decided == decision::Displaced::NothingUnsent {
+                        tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, "found the compressed copy of a truncated or rotated file; nothing in it was unsent");
+                        if original
+                            .is_none_or(|o| !self.ledger.entry(o).is_some_and(|e| e.is_held()))
+                        {
+                            return Ok(true);
+                        }
+                        // Its original's lines not yet acknowledged exist
+                        // only here now: held (drained) and linked to it,
+                        // so a crash resumes at them.
+                    }
+                    match CompressedInput::open_at(&file, codec, at) {
                         Ok(gz) => {
-                            tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, format = codec.name(), "reading the unsent end of a truncated or rotated file from its compressed copy");
-                            let source =
-                                self.ledger.open(&flow, key, fp, candidate.clone(), offset);
+                            if decided != decision::Displaced::NothingUnsent {
+                                tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset = at, format = codec.name(), "reading the unsent end of a truncated or rotated file from its compressed copy");
+                            }
+                            let source = self.ledger.open(&flow, key, fp, candidate.clone(), at);
+                            if let Some(original) = original {
+                                self.ledger.same_bytes_as(source, original);
+                            }
                             let mut w =
                                 FileWatcher::compressed(source, key, candidate, file, fp, gz);
                             w.why = "compressed copy of a file truncated or rotated";
@@ -1598,6 +1634,7 @@ impl DisplacedReading {
             path,
             original,
             unread: 0,
+            tail: None,
             since: Instant::now(),
             examined: HashSet::new(),
             short: HashMap::new(),
@@ -1659,21 +1696,42 @@ fn sibling_files(path: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The directory a glob's matches live in: the longest leading part without
-/// glob metacharacters.
-fn glob_base_dir(pattern: &str) -> PathBuf {
-    let mut base = PathBuf::new();
-    for comp in Path::new(pattern).components() {
-        let s = comp.as_os_str().to_string_lossy();
-        if s.contains(['*', '?', '[', '{']) {
+/// Whether the decompressed bytes of `file` just before `offset` are those
+/// `tail` was taken of.
+fn compressed_tail_matches(
+    file: &File,
+    codec: Codec,
+    offset: u64,
+    tail: Fingerprint,
+) -> io::Result<bool> {
+    let n = u64::from(tail.len).min(offset);
+    let mut input = CompressedInput::open_at(file, codec, offset - n)?;
+    let mut buf = [0u8; FINGERPRINT_BYTES];
+    let mut got = 0;
+    while (got as u64) < n {
+        let r = input.read(&mut buf[got..n as usize])?;
+        if r == 0 {
             break;
         }
-        base.push(comp);
+        got += r;
     }
-    if base.as_os_str() == pattern {
-        base.pop();
+    Ok(Fingerprint::of_bytes(&buf[..got]) == tail)
+}
+
+/// Whether a copy (`file`, `size` bytes) lacks, just before `offset`, the
+/// bytes `tail` a reading saw there: its original was cut and written
+/// again before it was copied. Unknown (no tail, or the copy is shorter):
+/// not diverged.
+fn diverged_before(
+    file: &File,
+    size: u64,
+    offset: u64,
+    tail: Option<Fingerprint>,
+) -> io::Result<bool> {
+    match tail {
+        Some(t) if size >= offset => Ok(!t.matches_before(file, offset)?),
+        _ => Ok(false),
     }
-    base
 }
 
 /// Whether two files start with the same `len` bytes (`len` ≤ FINGERPRINT_BYTES).
@@ -1726,22 +1784,6 @@ mod tests {
             flags.wait(Duration::from_millis(10)),
             (false, false),
             "nothing: a timeout"
-        );
-    }
-
-    #[test]
-    fn base_dir_of_globs() {
-        assert_eq!(
-            glob_base_dir("/var/log/apache2/access.log*"),
-            PathBuf::from("/var/log/apache2")
-        );
-        assert_eq!(
-            glob_base_dir("/var/log/*/access.log"),
-            PathBuf::from("/var/log")
-        );
-        assert_eq!(
-            glob_base_dir("/var/log/httpd/access_log"),
-            PathBuf::from("/var/log/httpd")
         );
     }
 }

@@ -106,9 +106,10 @@ pub struct FileWatcher {
     /// generation has been read: a change then, with nothing to read, is a
     /// generation written and truncated between two looks (`copytruncate`).
     pub mtime_at_look: Option<std::time::SystemTime>,
-    /// Fingerprint and read offset of the generation before the last
-    /// truncation, to recognize its `copytruncate` copy.
-    pub previous: Option<(Fingerprint, u64, SourceId)>,
+    /// Fingerprint, read offset, reading and tail (when known) of the
+    /// generation before the last truncation, to recognize its
+    /// `copytruncate` copy.
+    pub previous: Option<(Fingerprint, u64, SourceId, Option<Fingerprint>)>,
     /// Set when `file` is a compressed rotation read as a stream of its
     /// decompressed bytes (offsets are decompressed offsets).
     gz: Option<Box<CompressedInput>>,
@@ -198,9 +199,16 @@ impl FileWatcher {
         self.buf.len()
     }
 
+    /// A fingerprint of the bytes just before [`FileWatcher::offset`], when
+    /// they were read (nothing pending after them).
+    pub fn mark(&self) -> Option<Fingerprint> {
+        (self.buf.is_empty() && self.tail.len > 0)
+            .then(|| Fingerprint::of_bytes(&self.tail.bytes[..self.tail.len]))
+    }
+
     /// Start over at 0 as a new source (after truncation).
     pub fn restart(&mut self, source: SourceId, fingerprint: Fingerprint) {
-        self.previous = Some((self.fingerprint, self.offset, self.source));
+        self.previous = Some((self.fingerprint, self.offset, self.source, self.mark()));
         self.source = source;
         self.fingerprint = fingerprint;
         self.head = (!fingerprint.is_full()).then(Vec::new);

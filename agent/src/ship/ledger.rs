@@ -58,6 +58,11 @@ pub struct SourceEntry {
     pub target: Option<PathBuf>,
     /// Offset through which lines were handed to a record or a window.
     pub processed: u64,
+    /// Recent processed offsets with the bytes just before each (a
+    /// fingerprint of up to 32 bytes), newest last: a checkpoint at one of
+    /// them carries it, so a restart can tell a file cut and written again
+    /// while the agent was down.
+    marks: VecDeque<(u64, Fingerprint)>,
     /// Offsets held by unacknowledged records and open windows, with counts.
     holds: BTreeMap<u64, u32>,
     /// The reader closed it (rotated away and drained, or deleted).
@@ -101,7 +106,14 @@ pub struct Position {
     pub target: Option<PathBuf>,
     /// Resume offset.
     pub offset: u64,
+    /// The bytes just before `offset` (up to 32), when the reader saw them
+    /// there: a file whose bytes there differ at a restart was cut and
+    /// written again while the agent was down.
+    pub tail: Option<Fingerprint>,
 }
+
+/// How many recent processed offsets a source keeps the tail of.
+const MARKS_KEPT: usize = 16;
 
 /// A file a flow is done with: its first bytes and the offset through which
 /// everything in it was acknowledged. A file found later with these first
@@ -219,6 +231,7 @@ impl Ledger {
                 path,
                 target: None,
                 processed: offset,
+                marks: VecDeque::new(),
                 holds: BTreeMap::new(),
                 closed: false,
                 superseded: false,
@@ -233,6 +246,26 @@ impl Ledger {
     pub fn set_processed(&self, id: SourceId, offset: u64) {
         let mut inner = self.lock();
         if let Some(e) = inner.sources.get_mut(&id) {
+            if e.processed != offset {
+                e.processed = offset;
+                inner.version += 1;
+            }
+        }
+    }
+
+    /// [`Ledger::set_processed`], with `tail` the bytes just before
+    /// `offset` (see [`Position::tail`]).
+    pub fn set_processed_at(&self, id: SourceId, offset: u64, tail: Option<Fingerprint>) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.sources.get_mut(&id) {
+            if let Some(t) = tail {
+                if e.marks.back().is_none_or(|m| m.0 != offset) {
+                    if e.marks.len() >= MARKS_KEPT {
+                        e.marks.pop_front();
+                    }
+                    e.marks.push_back((offset, t));
+                }
+            }
             if e.processed != offset {
                 e.processed = offset;
                 inner.version += 1;
@@ -346,8 +379,9 @@ impl Ledger {
     }
 
     /// Give `flow` the retired positions `wanted` says are its files now
-    /// (they are removed from the retired ones), renamed to `flow`. A flow
-    /// whose positions are taken also hands over what it remembered.
+    /// (they are removed from the retired ones), under the removed flow's
+    /// name. A flow whose positions are taken also hands over what it
+    /// remembered.
     pub fn claim_retired(&self, flow: &str, wanted: impl Fn(&Position) -> bool) -> Vec<Position> {
         let mut inner = self.lock();
         let (taken, kept): (Vec<Retired>, Vec<Retired>) = std::mem::take(&mut inner.retired)
@@ -374,13 +408,7 @@ impl Ledger {
         if !taken.is_empty() {
             inner.version += 1;
         }
-        taken
-            .into_iter()
-            .map(|r| Position {
-                flow: flow.to_string(),
-                ..r.position
-            })
-            .collect()
+        taken.into_iter().map(|r| r.position).collect()
     }
 
     /// The retired positions, without those older than [`RETIRED_FOR`].
@@ -504,6 +532,7 @@ impl Ledger {
                 path: e.path.clone(),
                 target: e.target.clone(),
                 offset,
+                tail: e.marks.iter().rev().find(|m| m.0 == offset).map(|m| m.1),
             };
             let slot = best
                 .entry((e.flow.clone(), e.key))
@@ -688,7 +717,7 @@ mod tests {
         assert!(l.claim_retired("x", other).is_empty());
         let taken = l.claim_retired("web-renamed", |p| p.path.starts_with("/logs"));
         assert_eq!(taken.len(), 1);
-        assert_eq!(taken[0].flow, "web-renamed");
+        assert_eq!(taken[0].flow, "web", "under the name it had");
         assert_eq!(taken[0].offset, 500);
         assert!(l.retired(77).is_empty(), "taken once");
         let m = l.memory("web-renamed");

@@ -50,6 +50,11 @@ pub struct FileCheckpoint {
     pub target: Option<PathBuf>,
     /// Resume offset: every byte before it was acknowledged.
     pub offset: u64,
+    /// A fingerprint of the bytes just before `offset` (up to 32), when the
+    /// reader saw them: a file that no longer has them there was cut and
+    /// written again while the agent was down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<Fingerprint>,
 }
 
 impl From<Position> for FileCheckpoint {
@@ -61,6 +66,7 @@ impl From<Position> for FileCheckpoint {
             path: p.path,
             target: p.target,
             offset: p.offset,
+            tail: p.tail,
         }
     }
 }
@@ -74,6 +80,7 @@ impl From<FileCheckpoint> for Position {
             path: c.path,
             target: c.target,
             offset: c.offset,
+            tail: c.tail,
         }
     }
 }
@@ -361,6 +368,7 @@ mod tests {
                 path: "/var/log/access.log".into(),
                 target: Some("/var/log/2026/12/01/access.log".into()),
                 offset: 77,
+                tail: Some(Fingerprint { len: 32, hash: 7 }),
             },
             retired_ms: 1_796_108_400_000,
         });
@@ -380,6 +388,7 @@ mod tests {
             path: "/var/log/a".into(),
             target: None,
             offset,
+            tail: None,
         });
         state
     }

@@ -188,6 +188,7 @@ mod tests {
                 fingerprint: crate::read::identity::Fingerprint { len: 4, hash: 5 },
                 target: None,
                 offset,
+                tail: None,
             }],
             ..State::default()
         }

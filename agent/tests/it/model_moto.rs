@@ -80,7 +80,16 @@ use tailrace_tests::{create_stream, id_counts, read_stream, ChildGuard, Moto};
 ///   a rotation noticed.
 /// - 1021: a compressed rotation given the inode of a deleted checkpointed
 ///   (empty) file was read as plain text: compressed bytes on the stream.
-const CI_SEEDS: &[u64] = &[1, 2, 3, 4, 1000, 1005, 1008, 1016, 1021];
+const CI_SEEDS: &[(u64, Alphabet)] = &[
+    (4, Alphabet::Base),
+    (2, Alphabet::Base),
+    (1005, Alphabet::Base),
+    (1008, Alphabet::Base),
+    (1000, Alphabet::Base),
+    (1016, Alphabet::Base),
+    (1021, Alphabet::Base),
+    (5021, Alphabet::Base),
+];
 
 /// How rotated files are made, as in a logrotate stanza.
 #[derive(Debug, Clone, Copy)]
@@ -689,6 +698,15 @@ impl World<'_> {
     }
 
     fn apply(&mut self, op: &Op) -> Result<()> {
+        // When each operation ran, next to the agents' logs.
+        if let Ok(mut log) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("ops.log"))
+        {
+            let at = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+            let _ = writeln!(log, "{at} {op:?} (next line {})", self.next);
+        }
         match *op {
             Op::Append(n) => self.append(n)?,
             Op::Partial => self.partial()?,
@@ -738,9 +756,11 @@ impl World<'_> {
                 std::thread::sleep(Duration::from_millis(1500));
             }
             Op::LoseState { replace } => {
-                // Only while the agent runs: a stopped agent that finds no
-                // checkpoint cannot know what it shipped.
+                // Only while the agent runs, once it has read its
+                // checkpoint: an agent that finds none cannot know what it
+                // shipped.
                 if self.agent.is_some() {
+                    self.log_says("tailrace starting", 1, Duration::from_secs(10))?;
                     let state = self.dir.join("state");
                     if replace {
                         let _ = fs::rename(&state, self.dir.join(format!("state.{}", self.next)));
@@ -829,24 +849,38 @@ async fn stream_layout(
         .collect())
 }
 
+/// Which operations a seed draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alphabet {
+    /// The alphabet before issue #23: logrotate, crashes, outages.
+    Base,
+    /// With names, reloads, truncation, floods and a lost state directory.
+    Wide,
+}
+
+/// A seed's logrotate stanza, naming world and operations.
+fn draw(seed: u64, n_ops: usize, alphabet: Alphabet) -> (Scheme, Links, Vec<Op>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut scheme = draw_scheme(&mut rng);
+    let ops = draw_ops(&mut rng, n_ops);
+    scheme.codec = Codec::draw(&mut rng);
+    let (links, ops) = match alphabet {
+        Alphabet::Base => (Links::None, ops),
+        Alphabet::Wide => widen(&mut StdRng::seed_from_u64(seed ^ 0x2300_2300), ops),
+    };
+    (scheme, links, ops)
+}
+
 async fn run_seed(
     moto: &Moto,
     kinesis: &aws_sdk_kinesis::Client,
     seed: u64,
     n_ops: usize,
+    alphabet: Alphabet,
 ) -> Result<String> {
     let started = std::time::Instant::now();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut scheme = draw_scheme(&mut rng);
-    let ops = draw_ops(&mut rng, n_ops);
-    scheme.codec = Codec::draw(&mut rng);
-    let base_only = std::env::var("TAILRACE_MODEL_ALPHABET").is_ok_and(|a| a == "base");
-    let (links, ops) = if base_only {
-        (Links::None, ops)
-    } else {
-        widen(&mut StdRng::seed_from_u64(seed ^ 0x2300_2300), ops)
-    };
-    let plan = format!("seed {seed}: {scheme:?}, names: {links:?}\nops: {ops:?}");
+    let (scheme, links, ops) = draw(seed, n_ops, alphabet);
+    let plan = format!("seed {seed} ({alphabet:?}): {scheme:?}, names: {links:?}\nops: {ops:?}");
     let name = format!("model-{seed}");
     create_stream(kinesis, &name, 1).await?;
     let proxy = FaultProxy::start(&moto.endpoint(), Faults::none())?;
@@ -995,16 +1029,24 @@ async fn run_seed(
     Ok(report)
 }
 
-fn seeds(default: &[u64]) -> Result<Vec<u64>> {
+/// The seeds to run: `TAILRACE_MODEL_SEEDS` (`17`, `1-200`, `3,9,40-49`)
+/// with `TAILRACE_MODEL_ALPHABET` (`wide`, the default, or `base`), else
+/// `default`.
+fn seeds(default: &[(u64, Alphabet)]) -> Result<Vec<(u64, Alphabet)>> {
+    let alphabet = match std::env::var("TAILRACE_MODEL_ALPHABET").as_deref() {
+        Ok("base") => Alphabet::Base,
+        Ok("wide") | Err(_) => Alphabet::Wide,
+        Ok(other) => bail!("TAILRACE_MODEL_ALPHABET={other}: expected wide or base"),
+    };
     match std::env::var("TAILRACE_MODEL_SEEDS") {
         Ok(spec) => {
             let mut out = Vec::new();
             for part in spec.split(',') {
                 if let Some((a, b)) = part.split_once('-') {
                     let (a, b): (u64, u64) = (a.trim().parse()?, b.trim().parse()?);
-                    out.extend(a..=b);
+                    out.extend((a..=b).map(|s| (s, alphabet)));
                 } else {
-                    out.push(part.trim().parse()?);
+                    out.push((part.trim().parse()?, alphabet));
                 }
             }
             Ok(out)
@@ -1018,14 +1060,42 @@ async fn random_operation_sequences_lose_nothing() -> Result<()> {
     run_seeds(CI_SEEDS).await
 }
 
-async fn run_seeds(default: &[u64]) -> Result<()> {
+/// What the seeds of `TAILRACE_MODEL_SEEDS` would do, without running them:
+/// `cargo test -p tailrace-agent --test it model_moto::plans -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn plans() -> Result<()> {
+    let n_ops = tailrace_tests::env_or("TAILRACE_MODEL_OPS", 24)? as usize;
+    for (seed, alphabet) in seeds(CI_SEEDS)? {
+        let (scheme, links, ops) = draw(seed, n_ops, alphabet);
+        let mut extra: BTreeMap<String, usize> = BTreeMap::new();
+        for op in &ops {
+            let name = match op {
+                Op::Reload(c) => format!("Reload({c:?})"),
+                Op::Truncate { .. } => "Truncate".into(),
+                Op::Flood => "Flood".into(),
+                Op::LoseState { .. } => "LoseState".into(),
+                Op::Kill => "Kill".into(),
+                _ => continue,
+            };
+            *extra.entry(name).or_default() += 1;
+        }
+        println!("seed {seed} ({alphabet:?}): {links:?}, {scheme:?}, {extra:?}");
+        if std::env::var_os("TAILRACE_MODEL_PLAN_OPS").is_some() {
+            println!("  ops: {ops:?}");
+        }
+    }
+    Ok(())
+}
+
+async fn run_seeds(default: &[(u64, Alphabet)]) -> Result<()> {
     let n_ops = tailrace_tests::env_or("TAILRACE_MODEL_OPS", 24)? as usize;
     let moto = Moto::start()?;
     let kinesis = moto.kinesis().await;
     let mut failures = Vec::new();
-    for seed in seeds(default)? {
+    for (seed, alphabet) in seeds(default)? {
         // Blocking file operations and sleeps: off the runtime's workers.
-        match run_seed(&moto, &kinesis, seed, n_ops).await {
+        match run_seed(&moto, &kinesis, seed, n_ops, alphabet).await {
             Ok(report) => eprintln!("{report}"),
             Err(e) => {
                 eprintln!("FAILED {e:#}");
