@@ -142,6 +142,10 @@ struct PendingFile {
     /// Size when last seen, and since when it has not changed.
     size: u64,
     still_since: Instant,
+    /// Its modification time when found: until it is decided, the flow's
+    /// rotations are not all looked at from then on (a flow stopped now
+    /// must look at it again when it starts).
+    modified: Option<SystemTime>,
     /// A ledger entry at 0 holding an empty file's place in the checkpoint,
     /// so a crash before its first line does not forget it
     /// ([`decision::Wait::Empty`]). Superseded by its reading once decided.
@@ -840,6 +844,12 @@ impl Tailer {
     /// too: the identities the reader follows now.
     fn note_looked(&mut self) {
         if let Some(look) = self.last_look {
+            // Undecided files were looked at, not decided: before them.
+            let look = self
+                .pending
+                .iter()
+                .filter_map(|p| p.modified)
+                .fold(look, SystemTime::min);
             let margin = look.checked_sub(Duration::from_secs(1)).unwrap_or(look);
             let at = self.unseen_since.map_or(margin, |u| u.min(margin));
             let ms = at
@@ -1050,6 +1060,7 @@ impl Tailer {
                         0,
                     )
                 });
+                let modified = file.metadata().and_then(|m| m.modified()).ok();
                 self.pending.push(PendingFile {
                     key,
                     path,
@@ -1058,6 +1069,7 @@ impl Tailer {
                     found: Instant::now(),
                     size,
                     still_since: Instant::now(),
+                    modified,
                     placeholder,
                 });
             }

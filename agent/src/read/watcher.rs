@@ -137,6 +137,9 @@ impl FileWatcher {
         offset: u64,
     ) -> Self {
         let mtime_at_look = file.metadata().and_then(|m| m.modified()).ok();
+        // Starting past 0 (a checkpoint, `start_at: end`, a copy's offset):
+        // the bytes before it, to see a cut there before anything is read.
+        let tail = Tail::before(&file, offset);
         FileWatcher {
             source,
             key,
@@ -154,7 +157,7 @@ impl FileWatcher {
             mtime_at_look,
             previous: None,
             gz: None,
-            tail: Tail::default(),
+            tail,
             seen_size: offset,
             why: "",
             target: None,
@@ -199,11 +202,12 @@ impl FileWatcher {
         self.buf.len()
     }
 
-    /// A fingerprint of the bytes just before [`FileWatcher::offset`], when
-    /// they were read (nothing pending after them).
+    /// A fingerprint of the bytes just before [`FileWatcher::offset`] (up
+    /// to [`TAIL_BYTES`], fewer when a partial line is pending after them),
+    /// when they were read.
     pub fn mark(&self) -> Option<Fingerprint> {
-        (self.buf.is_empty() && self.tail.len > 0)
-            .then(|| Fingerprint::of_bytes(&self.tail.bytes[..self.tail.len]))
+        let before = self.tail.len.checked_sub(self.buf.len())?;
+        (before > 0).then(|| Fingerprint::of_bytes(&self.tail.bytes[..before]))
     }
 
     /// Start over at 0 as a new source (after truncation).
@@ -250,7 +254,6 @@ impl FileWatcher {
         if size < read_pos {
             return Ok(Ok(Polled::Truncated { size }));
         }
-        self.seen_size = self.seen_size.max(size);
         // Truncated and written again past our offset while we were not
         // looking (blocked by a Kinesis outage, say): the size alone cannot
         // tell; the first bytes can when it was emptied (`copytruncate`),
@@ -264,6 +267,8 @@ impl FileWatcher {
         {
             return Ok(Ok(Polled::Truncated { size }));
         }
+        // Bytes of this generation, as far as anyone can tell now.
+        self.seen_size = self.seen_size.max(size);
         let mut total = 0u64;
         while read_pos < size && total < budget {
             // The sink may have blocked for minutes (an outage) since the
@@ -436,6 +441,22 @@ struct Tail {
 }
 
 impl Tail {
+    /// The bytes of `file` just before `offset` (none at 0, or when they
+    /// cannot be read).
+    fn before(file: &File, offset: u64) -> Tail {
+        let mut t = Tail::default();
+        let n = (offset.min(TAIL_BYTES as u64)) as usize;
+        let mut got = 0;
+        while got < n {
+            match file.read_at(&mut t.bytes[got..n], offset - n as u64 + got as u64) {
+                Ok(0) | Err(_) => return Tail::default(),
+                Ok(r) => got += r,
+            }
+        }
+        t.len = n;
+        t
+    }
+
     /// `bytes` were just read, ending at the read position.
     fn push(&mut self, bytes: &[u8]) {
         if bytes.len() >= TAIL_BYTES {
