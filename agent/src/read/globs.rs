@@ -86,9 +86,10 @@ pub fn rotation_names(pattern: &str) -> Option<(PathBuf, String)> {
     (!prefix.is_empty()).then(|| (base_dir(pattern), prefix))
 }
 
-/// Whether `path` is named like a rotation of `pattern`'s files
-/// ([`rotation_names`]): in its directory or one below, named with its
-/// prefix.
+/// Whether `path` is named like one of `pattern`'s files or their
+/// rotations ([`rotation_names`]): below its directory (at any depth:
+/// an `olddir`, or the dated directories a link points into), named with
+/// its prefix.
 pub fn is_rotation_of(pattern: &str, path: &std::path::Path) -> bool {
     let Some((base, prefix)) = rotation_names(pattern) else {
         return false;
@@ -96,8 +97,7 @@ pub fn is_rotation_of(pattern: &str, path: &std::path::Path) -> bool {
     let named = path
         .file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with(&prefix));
-    let parent = path.parent();
-    named && (parent == Some(&base) || parent.and_then(|p| p.parent()) == Some(&base))
+    named && path.parent().is_some_and(|p| p.starts_with(&base))
 }
 
 /// The directory a glob's matches live in: the longest leading part without
@@ -172,9 +172,13 @@ mod tests {
             p,
             std::path::Path::new("/var/log/apache2/error.log")
         ));
+        assert!(is_rotation_of(
+            p,
+            std::path::Path::new("/var/log/apache2/2026/12/01/access.log")
+        ));
         assert!(!is_rotation_of(
             p,
-            std::path::Path::new("/var/log/apache2/a/b/access.log.1")
+            std::path::Path::new("/var/log/other/access.log.1")
         ));
         assert_eq!(
             rotation_names("/var/log/*/x"),

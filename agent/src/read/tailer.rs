@@ -614,6 +614,9 @@ impl Tailer {
                     let source =
                         self.ledger
                             .open(&self.settings.flow, w.key, fp, w.path.clone(), 0);
+                    if w.target.is_some() {
+                        self.ledger.set_target(source, w.target.clone());
+                    }
                     w.restart(source, fp);
                 }
                 Ok(Err(closed)) => return Err(closed),
