@@ -109,10 +109,14 @@ pub fn shaped_like(
     out
 }
 
-/// The file's own path when `path` reaches it through a symbolic link
-/// (of the file or of a directory on the way); `None` when it is `path`.
-pub fn own_path(path: &Path) -> Option<PathBuf> {
-    std::fs::canonicalize(path).ok().filter(|p| p != path)
+/// The own path of file `key` when `path` reaches it through a symbolic
+/// link (of the file or of a directory on the way); `None` when it is
+/// `path`, or when `path` leads to another file now (the link moved on).
+pub fn own_path(path: &Path, key: FileKey) -> Option<PathBuf> {
+    let own = std::fs::canonicalize(path).ok().filter(|p| p != path)?;
+    std::fs::metadata(&own)
+        .is_ok_and(|m| FileKey::of_meta(&m) == key)
+        .then_some(own)
 }
 
 #[cfg(test)]
@@ -140,8 +144,11 @@ mod tests {
         assert_eq!(names, &vec![link.clone(), hard.clone()]);
         assert_eq!(choose(names, None), hard.as_path(), "not the symlink");
         assert_eq!(choose(names, Some(&link)), link.as_path(), "no flipping");
-        assert_eq!(own_path(&link), Some(std::fs::canonicalize(&real)?));
-        assert_eq!(own_path(&std::fs::canonicalize(&real)?), None);
+        let key = FileKey::of(&std::fs::File::open(&real)?)?;
+        assert_eq!(own_path(&link, key), Some(std::fs::canonicalize(&real)?));
+        assert_eq!(own_path(&std::fs::canonicalize(&real)?, key), None);
+        let other_key = FileKey::of(&std::fs::File::open(&other)?)?;
+        assert_eq!(own_path(&link, other_key), None, "the link moved on");
         std::fs::create_dir_all(dir.join("2026/12/02"))?;
         std::fs::write(dir.join("2026/12/02/access.log"), b"b\n")?;
         assert_eq!(

@@ -142,6 +142,9 @@ struct PendingFile {
     /// Size when last seen, and since when it has not changed.
     size: u64,
     still_since: Instant,
+    /// Its own path when found through a symbolic link (the link may move
+    /// on before it is decided).
+    target: Option<PathBuf>,
     /// Its modification time when found: until it is decided, the flow's
     /// rotations are not all looked at from then on (a flow stopped now
     /// must look at it again when it starts).
@@ -1064,7 +1067,9 @@ impl Tailer {
                     )
                 });
                 let modified = file.metadata().and_then(|m| m.modified()).ok();
+                let target = names::own_path(&path, key);
                 self.pending.push(PendingFile {
+                    target,
                     key,
                     path,
                     file,
@@ -1078,11 +1083,15 @@ impl Tailer {
             }
             return Ok(());
         };
-        let placeholder = self
+        let (placeholder, pending_target) = self
             .pending
             .iter()
             .position(|p| p.key == key)
-            .and_then(|i| self.pending.swap_remove(i).placeholder);
+            .map(|i| {
+                let p = self.pending.swap_remove(i);
+                (p.placeholder, p.target)
+            })
+            .unwrap_or_default();
         let offset = match offset {
             Offset::Byte(b) => b,
             Offset::LastLineBoundary => last_line_boundary(&file, size)?,
@@ -1109,7 +1118,7 @@ impl Tailer {
             // The reading holds its place from now on.
             self.ledger.close(placeholder);
         }
-        let target = names::own_path(&path);
+        let target = pending_target.or_else(|| names::own_path(&path, key));
         if let Some(t) = &target {
             self.ledger.set_target(source, target.clone());
             remember_target(&mut self.link_targets, t);
