@@ -176,6 +176,8 @@ impl FileWatcher {
     ) -> Self {
         let offset = gz.position();
         let mut w = FileWatcher::new(source, key, path, file, fingerprint, offset);
+        // Offsets are decompressed ones: the file's own bytes say nothing.
+        w.tail = Tail::default();
         w.gz = Some(Box::new(gz));
         w.orphaned = true;
         w.copy = true;
@@ -206,6 +208,9 @@ impl FileWatcher {
     /// to [`TAIL_BYTES`], fewer when a partial line is pending after them),
     /// when they were read.
     pub fn mark(&self) -> Option<Fingerprint> {
+        if self.gz.is_some() {
+            return None;
+        }
         let before = self.tail.len.checked_sub(self.buf.len())?;
         (before > 0).then(|| Fingerprint::of_bytes(&self.tail.bytes[..before]))
     }
