@@ -416,6 +416,19 @@ impl Tailer {
         out
     }
 
+    /// Follow `w` from now on. One that starts past 0 tells the ledger the
+    /// bytes before its offset at once: a checkpoint written before it
+    /// reads anything can already tell a cut at the next start.
+    fn track(&mut self, w: FileWatcher) {
+        if w.offset() > 0 {
+            if let Some(tail) = w.mark() {
+                self.ledger
+                    .set_processed_at(w.source, w.offset(), Some(tail));
+            }
+        }
+        self.watchers.push(w);
+    }
+
     /// Lines were lost: `bytes` of `path`, for the reason `how`. Logged
     /// with the file and the bytes, and counted (`BytesLost`).
     fn lost(&self, path: &Path, bytes: u64, how: &str) {
@@ -518,7 +531,7 @@ impl Tailer {
         let mut w = FileWatcher::new(source, key, path.to_path_buf(), file, fp, 0);
         w.orphaned = true;
         w.why = "replay";
-        self.watchers.push(w);
+        self.track(w);
         Ok(())
     }
 
@@ -1127,7 +1140,7 @@ impl Tailer {
         w.orphaned = left_path;
         w.why = why;
         w.target = target;
-        self.watchers.push(w);
+        self.track(w);
         Ok(())
     }
 
@@ -1399,7 +1412,7 @@ impl Tailer {
         };
         w.why = why;
         tracing::info!(flow = %flow, path = %path.display(), offset = from, "reading {why}");
-        self.watchers.push(w);
+        self.track(w);
         Ok(true)
     }
 
@@ -1446,18 +1459,31 @@ impl Tailer {
             if Codec::of_file(&path, &file).is_some() {
                 continue;
             }
-            tracing::info!(flow = %self.settings.flow, path = %path.display(), offset = ck.offset, "draining file rotated while the agent was down");
+            // Cut and written again past the checkpoint while the agent was
+            // down: the lines it kept are sent again.
+            let cut = ck
+                .tail
+                .is_some_and(|t| !t.matches_before(&file, ck.offset).unwrap_or(true));
+            let (offset, why) = if cut {
+                (0, "cut to another size and written again while the agent was down (the lines it kept are sent again)")
+            } else {
+                (
+                    ck.offset,
+                    "checkpoint (the file left its path while the agent was down)",
+                )
+            };
+            tracing::info!(flow = %self.settings.flow, path = %path.display(), offset, reason = why, "draining file rotated while the agent was down");
             let source = self.ledger.open(
                 &self.settings.flow,
                 ck.key,
                 ck.fingerprint,
                 path.clone(),
-                ck.offset,
+                offset,
             );
-            let mut w = FileWatcher::new(source, ck.key, path, file, ck.fingerprint, ck.offset);
+            let mut w = FileWatcher::new(source, ck.key, path, file, ck.fingerprint, offset);
             w.orphaned = true;
-            w.why = "checkpoint (the file left its path while the agent was down)";
-            self.watchers.push(w);
+            w.why = why;
+            self.track(w);
             return true;
         }
         false
@@ -1598,7 +1624,7 @@ impl Tailer {
                     w.orphaned = true;
                     w.copy = true;
                     w.why = "copy of a file truncated or replaced (copytruncate)";
-                    self.watchers.push(w);
+                    self.track(w);
                     return Ok(true);
                 }
                 decision::Displaced::NothingUnsent | decision::Displaced::ReadFrom(_) => {
@@ -1630,7 +1656,7 @@ impl Tailer {
                             let mut w =
                                 FileWatcher::compressed(source, key, candidate, file, fp, gz);
                             w.why = "compressed copy of a file truncated or rotated";
-                            self.watchers.push(w);
+                            self.track(w);
                             return Ok(true);
                         }
                         Err(e) => {
