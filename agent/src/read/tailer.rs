@@ -1081,6 +1081,12 @@ impl Tailer {
                 });
                 let modified = file.metadata().and_then(|m| m.modified()).ok();
                 let target = names::own_path(&path, key);
+                if let Some(t) = &target {
+                    remember_target(&mut self.link_targets, t);
+                    if let Some(placeholder) = placeholder {
+                        self.ledger.set_target(placeholder, target.clone());
+                    }
+                }
                 self.pending.push(PendingFile {
                     target,
                     key,
