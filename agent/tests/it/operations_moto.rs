@@ -618,6 +618,11 @@ async fn a_loss_it_could_not_avoid_is_reported() -> Result<()> {
     // most of what was lost is reported (a file is looked at again when
     // written to, not at every write).
     let lost: u64 = missing.iter().map(|&i| numbered_line(i).len() as u64).sum();
+    eprintln!(
+        "{written} lines written, {} lost ({lost} bytes), {reported} bytes reported lost in {} warnings",
+        missing.len(),
+        warnings.len()
+    );
     ensure!(
         reported <= lost && reported * 2 >= lost,
         "{} lines ({lost} bytes) lost, {reported} bytes reported:\n{}",
