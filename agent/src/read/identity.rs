@@ -93,14 +93,7 @@ impl Fingerprint {
             return Ok(false);
         }
         let mut buf = [0u8; FINGERPRINT_BYTES];
-        let mut got = 0;
-        while got < n {
-            let r = file.read_at(&mut buf[got..n], end - n as u64 + got as u64)?;
-            if r == 0 {
-                break;
-            }
-            got += r;
-        }
+        let got = read_at_most(file, &mut buf[..n], end - n as u64)?;
         Ok(got == n && Fingerprint::of_bytes(&buf[..n]) == *self)
     }
 
@@ -112,9 +105,15 @@ impl Fingerprint {
 
 /// Read up to `buf.len()` bytes from the start of `file`; returns how many.
 pub fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    read_at_most(file, buf, 0)
+}
+
+/// Read up to `buf.len()` bytes of `file` from byte `at` (fewer only at
+/// its end); returns how many.
+pub fn read_at_most(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
-        let n = file.read_at(&mut buf[got..], got as u64)?;
+        let n = file.read_at(&mut buf[got..], at + got as u64)?;
         if n == 0 {
             break;
         }

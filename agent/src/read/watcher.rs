@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::read::compressed::CompressedInput;
-use crate::read::identity::{FileKey, Fingerprint, FINGERPRINT_BYTES};
+use crate::read::identity::{read_at_most, FileKey, Fingerprint, FINGERPRINT_BYTES};
 use crate::ship::ledger::SourceId;
 
 /// Bytes read from the file per `read_at` call.
@@ -451,15 +451,13 @@ impl Tail {
     fn before(file: &File, offset: u64) -> Tail {
         let mut t = Tail::default();
         let n = (offset.min(TAIL_BYTES as u64)) as usize;
-        let mut got = 0;
-        while got < n {
-            match file.read_at(&mut t.bytes[got..n], offset - n as u64 + got as u64) {
-                Ok(0) | Err(_) => return Tail::default(),
-                Ok(r) => got += r,
+        match read_at_most(file, &mut t.bytes[..n], offset - n as u64) {
+            Ok(got) if got == n => {
+                t.len = n;
+                t
             }
+            _ => Tail::default(),
         }
-        t.len = n;
-        t
     }
 
     /// `bytes` were just read, ending at the read position.
@@ -484,14 +482,7 @@ impl Tail {
             return Ok(true);
         }
         let mut now = [0u8; TAIL_BYTES];
-        let mut got = 0;
-        while got < n {
-            let r = file.read_at(&mut now[got..n], read_pos - n as u64 + got as u64)?;
-            if r == 0 {
-                break;
-            }
-            got += r;
-        }
+        let got = read_at_most(file, &mut now[..n], read_pos - n as u64)?;
         Ok(got == n && now[..n] == self.bytes[..n])
     }
 }
