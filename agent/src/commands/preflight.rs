@@ -96,8 +96,8 @@ async fn aws(config: &Validated, r: &mut Report) {
         Some(provider) => {
             match tokio::time::timeout(CALL_BUDGET, provider.provide_credentials()).await {
                 Ok(Ok(creds)) => {
-                    let id = creds.access_key_id();
-                    let tail = &id[id.len().saturating_sub(4)..];
+                    let id: Vec<char> = creds.access_key_id().chars().collect();
+                    let tail: String = id[id.len().saturating_sub(4)..].iter().collect();
                     r.say(format!("  AWS credentials: found (access key …{tail})"));
                 }
                 Ok(Err(e)) => r.problem(format!(
