@@ -675,6 +675,44 @@ async fn time_named_files_deleted_during_an_outage_are_still_read() -> Result<()
     c.stop()
 }
 
+/// A rotation read to its end and closed (its plain file deleted by the
+/// compressor), then a crash: the compressed copy, newer than the
+/// checkpoint, is a file the flow already shipped (issue #11 noted it was
+/// read again after a crash: only the checkpoint's own files were known).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_shipped_before_a_crash_is_not_read_again() -> Result<()> {
+    let mut c = Case::new("shippedgz").await?;
+    c.configure(&[c.flow("web", &["access.log"], "    start_at: beginning\n")])?;
+    let live = c.logs().join("access.log");
+    append(&live, 0..300)?;
+    c.start()?;
+    c.until_shipped(0..300).await?;
+    let rotated = c.logs().join("access.log.1");
+    fs::rename(&live, &rotated)?;
+    append(&live, 300..320)?;
+    c.until_shipped(300..320).await?;
+    // `compress`: a new file (its modification time now), the plain one
+    // deleted; the reading of it closes once drained and quiet.
+    let data = fs::read(&rotated)?;
+    let mut gz = flate2::write::GzEncoder::new(
+        File::create(c.logs().join("access.log.1.gz"))?,
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&data)?;
+    gz.finish()?.sync_all()?;
+    fs::remove_file(&rotated)?;
+    c.log_says("closed rotated file", 1).await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    c.kill()?;
+    c.start()?;
+    append(&live, 320..330)?;
+    let got = c.until_shipped(0..330).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    no_repeats(&c.shipped().await?, &c.dir)?;
+    ensure!(got.len() == 330);
+    c.stop()
+}
+
 /// The state directory deleted while the agent runs, then a crash and a
 /// restart: it recreated the directory and wrote its positions again, so
 /// the restart resumes from them (with `start_at: end`, no checkpoint
