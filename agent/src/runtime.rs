@@ -4,8 +4,10 @@
 //! plus, for the agent, one checkpointer task, the monitor (health, status
 //! file), and when configured the CloudWatch self-metrics publisher and the
 //! HTTP endpoint. SIGHUP reloads the config: flows added start, flows removed
-//! stop the way SIGTERM stops them, flows changed stop that way and start
-//! again from where they stood, others are untouched (see [`crate::reload`]).
+//! stop the way SIGTERM stops them (their positions are kept as retired,
+//! for a flow that reads the same files later: [`flow_tailer`]), flows
+//! changed stop that way and start again from where they stood, others
+//! are untouched (see [`crate::reload`]).
 //! SIGTERM/SIGINT: the readers stop
 //! reading and flush what they buffered, the shippers drain their queues until
 //! every record is acknowledged, and the checkpoint is written a last time —
