@@ -5,7 +5,7 @@
 //! file), and when configured the CloudWatch self-metrics publisher and the
 //! HTTP endpoint. SIGHUP reloads the config: flows added start, flows removed
 //! stop the way SIGTERM stops them (their positions are kept as retired,
-//! for a flow that reads the same files later: [`flow_tailer`]), flows
+//! for a flow that reads the same files later: `flow_tailer`), flows
 //! changed stop that way and start again from where they stood, others
 //! are untouched (see [`crate::reload`]).
 //! SIGTERM/SIGINT: the readers stop
