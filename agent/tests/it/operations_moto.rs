@@ -676,9 +676,11 @@ async fn time_named_files_deleted_during_an_outage_are_still_read() -> Result<()
 }
 
 /// A rotation read to its end and closed (its plain file deleted by the
-/// compressor), then a crash: the compressed copy, newer than the
-/// checkpoint, is a file the flow already shipped (issue #11 noted it was
-/// read again after a crash: only the checkpoint's own files were known).
+/// compressor), then a crash, and the compressed copy's modification time
+/// set while the agent was down (a compressor that stamps its output when
+/// it finishes, a copy tool): newer than the checkpoint, it is still a file
+/// the flow shipped (issue #11 noted it was read again after a crash: only
+/// the checkpoint's own files were known).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_shipped_before_a_crash_is_not_read_again() -> Result<()> {
     let mut c = Case::new("shippedgz").await?;
@@ -694,16 +696,20 @@ async fn a_rotation_shipped_before_a_crash_is_not_read_again() -> Result<()> {
     // `compress`: a new file (its modification time now), the plain one
     // deleted; the reading of it closes once drained and quiet.
     let data = fs::read(&rotated)?;
-    let mut gz = flate2::write::GzEncoder::new(
-        File::create(c.logs().join("access.log.1.gz"))?,
-        flate2::Compression::fast(),
-    );
+    let gz_path = c.logs().join("access.log.1.gz");
+    let mut gz =
+        flate2::write::GzEncoder::new(File::create(&gz_path)?, flate2::Compression::fast());
     gz.write_all(&data)?;
     gz.finish()?.sync_all()?;
     fs::remove_file(&rotated)?;
     c.log_says("closed rotated file", 1).await?;
     tokio::time::sleep(Duration::from_millis(800)).await;
     c.kill()?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    OpenOptions::new()
+        .write(true)
+        .open(&gz_path)?
+        .set_modified(std::time::SystemTime::now())?;
     c.start()?;
     append(&live, 320..330)?;
     let got = c.until_shipped(0..330).await?;
