@@ -146,7 +146,11 @@ impl FileWatcher {
             path,
             file,
             fingerprint,
-            head: (offset == 0 && !fingerprint.is_full()).then(Vec::new),
+            // From 0, the fingerprint is taken of the bytes read: the file
+            // may have been truncated and written again since it was opened
+            // (`copytruncate` right after), and a fingerprint of bytes never
+            // read would make their copy look like this reading's.
+            head: (offset == 0).then(Vec::new),
             offset,
             buf: Vec::new(),
             skipping: false,
@@ -220,7 +224,7 @@ impl FileWatcher {
         self.previous = Some((self.fingerprint, self.offset, self.source, self.mark()));
         self.source = source;
         self.fingerprint = fingerprint;
-        self.head = (!fingerprint.is_full()).then(Vec::new);
+        self.head = Some(Vec::new());
         self.offset = 0;
         self.buf.clear();
         self.skipping = false;
@@ -313,9 +317,7 @@ impl FileWatcher {
             self.last_growth = Instant::now();
             match self.head.take() {
                 Some(head) => {
-                    if head.len() >= self.fingerprint.len as usize {
-                        self.fingerprint = Fingerprint::of_bytes(&head);
-                    }
+                    self.fingerprint = Fingerprint::of_bytes(&head);
                     if head.len() < FINGERPRINT_BYTES {
                         self.head = Some(head);
                     }
@@ -601,6 +603,35 @@ mod tests {
             40,
             "nothing read past the cut as if it were the old file"
         );
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// Opened (and fingerprinted) at 0, then truncated and written again
+    /// before the first read (`copytruncate` right after a reload's
+    /// restart, model seed 82): the fingerprint is of the bytes read, so
+    /// the copy of the bytes never read is not taken for this reading.
+    #[test]
+    fn a_reading_from_0_is_fingerprinted_by_what_it_read() -> io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("tailrace-wfp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("a.log");
+        let first: String = (0..20)
+            .map(|i| format!("first generation line {i:04}\n"))
+            .collect();
+        std::fs::write(&path, &first)?;
+        let f = File::open(&path)?;
+        let key = FileKey::of(&f)?;
+        let at_open = Fingerprint::of(&f)?;
+        let mut w = FileWatcher::new(SourceId(1), key, path.clone(), f, at_open, 0);
+        let second: String = (0..20)
+            .map(|i| format!("second generation line {i:04}\n"))
+            .collect();
+        std::fs::write(&path, &second)?;
+        let mut sink = Collect::default();
+        w.poll(&mut sink, 1000, u64::MAX)?.ok();
+        assert_ne!(w.fingerprint, at_open);
+        assert_eq!(w.fingerprint, Fingerprint::of(&File::open(&path)?)?);
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }
