@@ -113,9 +113,9 @@ pub struct FileWatcher {
     /// Set when `file` is a compressed rotation read as a stream of its
     /// decompressed bytes (offsets are decompressed offsets).
     gz: Option<Box<CompressedInput>>,
-    /// The last bytes read (up to [`TAIL_BYTES`]), ending at the read
-    /// position: a file cut short and written again past it no longer has
-    /// them there.
+    /// The bytes just before `offset` (up to [`TAIL_BYTES`]), as read: a
+    /// file cut short and written again past them no longer has them
+    /// there.
     tail: Tail,
     /// The largest size a poll saw of this generation: on a truncation, the
     /// bytes between the read position and it were never read.
@@ -209,14 +209,10 @@ impl FileWatcher {
     }
 
     /// A fingerprint of the bytes just before [`FileWatcher::offset`] (up
-    /// to [`TAIL_BYTES`], fewer when a partial line is pending after them),
-    /// when they were read.
+    /// to [`TAIL_BYTES`]), when they were read.
     pub fn mark(&self) -> Option<Fingerprint> {
-        if self.gz.is_some() {
-            return None;
-        }
-        let before = self.tail.len.checked_sub(self.buf.len())?;
-        (before > 0).then(|| Fingerprint::of_bytes(&self.tail.bytes[..before]))
+        (self.gz.is_none() && self.tail.len > 0)
+            .then(|| Fingerprint::of_bytes(&self.tail.bytes[..self.tail.len]))
     }
 
     /// Start over at 0 as a new source (after truncation).
@@ -266,13 +262,13 @@ impl FileWatcher {
         // Truncated and written again past our offset while we were not
         // looking (blocked by a Kinesis outage, say): the size alone cannot
         // tell; the first bytes can when it was emptied (`copytruncate`),
-        // the bytes just before the read position when it was cut to
-        // another size (`truncate -s N`). Two reads of at most 256 and 32
-        // bytes per poll that finds new bytes, not per line.
+        // the bytes just before the offset when it was cut to another size
+        // (`truncate -s N`). Two reads of at most 256 and 32 bytes per poll
+        // that finds new bytes, not per line.
         if size > read_pos
             && read_pos > 0
             && ((self.fingerprint.len > 0 && !self.fingerprint.matches(&self.file)?)
-                || !self.tail.matches(&self.file, read_pos)?)
+                || !self.tail.matches(&self.file, self.offset)?)
         {
             return Ok(Ok(Polled::Truncated { size }));
         }
@@ -282,7 +278,7 @@ impl FileWatcher {
         while read_pos < size && total < budget {
             // The sink may have blocked for minutes (an outage) since the
             // last chunk: look again before reading on.
-            if total > 0 && !self.tail.matches(&self.file, read_pos)? {
+            if total > 0 && !self.tail.matches(&self.file, self.offset)? {
                 let size = self.size()?;
                 return Ok(Ok(Polled::Truncated { size }));
             }
@@ -306,7 +302,6 @@ impl FileWatcher {
                     head.extend_from_slice(&self.buf[old_len..old_len + take]);
                 }
             }
-            self.tail.push(&self.buf[old_len..old_len + n]);
             read_pos += n as u64;
             total += n as u64;
             if let Err(closed) = self.split_lines(sink, max_line, old_len) {
@@ -343,6 +338,7 @@ impl FileWatcher {
         if !self.skipping {
             sink.line(self.source, self.offset, &self.buf, false)?;
         }
+        self.tail.push(&self.buf);
         self.offset += self.buf.len() as u64;
         self.buf.clear();
         self.skipping = false;
@@ -402,6 +398,7 @@ impl FileWatcher {
                     self.skipping = false;
                 }
                 None => {
+                    self.tail.push(&self.buf);
                     self.offset += self.buf.len() as u64;
                     self.buf.clear();
                     return Ok(());
@@ -433,14 +430,17 @@ impl FileWatcher {
             self.skipping = true;
             start = self.buf.len();
         }
+        // The bytes just before the new offset: one copy of at most 32
+        // bytes per read, not per line.
+        self.tail.push(&self.buf[..start]);
         self.offset += start as u64;
         self.buf.drain(..start);
         Ok(())
     }
 }
 
-/// The last bytes read of a file (up to [`TAIL_BYTES`]), ending at the
-/// read position.
+/// The bytes of a file just before a reading's offset (up to
+/// [`TAIL_BYTES`]).
 #[derive(Default)]
 struct Tail {
     bytes: [u8; TAIL_BYTES],
@@ -462,7 +462,7 @@ impl Tail {
         }
     }
 
-    /// `bytes` were just read, ending at the read position.
+    /// `bytes` were just passed, ending at the new offset.
     fn push(&mut self, bytes: &[u8]) {
         if bytes.len() >= TAIL_BYTES {
             self.bytes
@@ -476,15 +476,15 @@ impl Tail {
         self.len = keep + bytes.len();
     }
 
-    /// Whether `file` still has these bytes just before `read_pos` (true
-    /// when nothing was read yet).
-    fn matches(&self, file: &File, read_pos: u64) -> io::Result<bool> {
+    /// Whether `file` still has these bytes just before `offset` (true
+    /// when none are known).
+    fn matches(&self, file: &File, offset: u64) -> io::Result<bool> {
         let n = self.len;
-        if n == 0 || read_pos < n as u64 {
+        if n == 0 || offset < n as u64 {
             return Ok(true);
         }
         let mut now = [0u8; TAIL_BYTES];
-        let got = read_at_most(file, &mut now[..n], read_pos - n as u64)?;
+        let got = read_at_most(file, &mut now[..n], offset - n as u64)?;
         Ok(got == n && now[..n] == self.bytes[..n])
     }
 }
