@@ -229,7 +229,7 @@ const DISPLACED_SEARCH: Duration = Duration::from_secs(600);
 /// Fewer first bytes than this cannot tell a rotated file from another
 /// (a line's address and time differ within them); a file still being
 /// written with fewer is looked at again.
-const DECIDING_BYTES: usize = 64;
+const DECIDING_BYTES: usize = crate::read::seen::TELLING_BYTES;
 
 /// One flow's file server. Lives for the flow's lifetime on its own thread.
 pub struct Tailer {
@@ -1312,11 +1312,17 @@ impl Tailer {
     /// Whether `firsts` and the first bytes of a plain file being read,
     /// as it is now, begin alike: its `copytruncate` copy, perhaps still
     /// being made, before this reading's fingerprint covers those bytes.
+    /// Fewer than [`DECIDING_BYTES`] in common say nothing (model seed 194:
+    /// a live file cut to 2 bytes "started like" every rotation).
     fn starts_like_a_file_being_read(&self, firsts: &FirstBytes) -> bool {
         self.watchers
             .iter()
             .filter(|w| !w.is_compressed())
-            .any(|w| FirstBytes::of(w.file(), None).is_ok_and(|b| b.same_start(firsts)))
+            .any(|w| {
+                FirstBytes::of(w.file(), None).is_ok_and(|b| {
+                    b.len().min(firsts.len()) >= DECIDING_BYTES && b.same_start(firsts)
+                })
+            })
     }
 
     /// [`Tailer::read_unseen_rotations`] for one file; false if it cannot
@@ -1431,7 +1437,8 @@ impl Tailer {
             .rev()
             .find(|s| {
                 let n = s.fingerprint.len as usize;
-                (n >= DECIDING_BYTES || size == Some(n as u64)) && firsts.starts_with(s.fingerprint)
+                (n >= DECIDING_BYTES || size.is_none_or(|s| s == n as u64))
+                    && firsts.starts_with(s.fingerprint)
             })
             .map(|s| s.offset)
     }
