@@ -4,8 +4,10 @@
 //! plus, for the agent, one checkpointer task, the monitor (health, status
 //! file), and when configured the CloudWatch self-metrics publisher and the
 //! HTTP endpoint. SIGHUP reloads the config: flows added start, flows removed
-//! stop the way SIGTERM stops them, flows changed stop that way and start
-//! again from where they stood, others are untouched (see [`crate::reload`]).
+//! stop the way SIGTERM stops them (their positions are kept as retired,
+//! for a flow that reads the same files later: `flow_tailer`), flows
+//! changed stop that way and start again from where they stood, others
+//! are untouched (see [`crate::reload`]).
 //! SIGTERM/SIGINT: the readers stop
 //! reading and flush what they buffered, the shippers drain their queues until
 //! every record is acknowledged, and the checkpoint is written a last time —
@@ -243,6 +245,45 @@ fn tailer_settings(flow: &Flow) -> TailerSettings {
     )
 }
 
+/// The tailer of `flow`, resuming from `checkpoints` and from the positions
+/// a removed flow left for its files; `resumed`: the flow ran before (files
+/// without a checkpoint appeared meanwhile: read whole, whatever
+/// `start_at`); `down_since`: when the checkpoint of the agent's start was
+/// written. `run` and `check --live` start flows alike through this.
+pub(crate) fn flow_tailer(
+    flow: &Flow,
+    ledger: &Ledger,
+    mut checkpoints: Vec<FileCheckpoint>,
+    resumed: bool,
+    down_since: Option<std::time::SystemTime>,
+) -> Tailer {
+    let name = flow.name();
+    // Positions belong to files, not to a flow's name: a flow removed (by a
+    // reload or a restart) left its positions behind, and a flow reading
+    // those files now resumes from them (added back, renamed).
+    let own: std::collections::HashSet<crate::read::identity::FileKey> =
+        checkpoints.iter().map(|c| c.key).collect();
+    let taken = claim_retired(ledger, flow, &own);
+    if !taken.is_empty() {
+        let mut from: Vec<&str> = taken.iter().map(|p| p.flow.as_str()).collect();
+        from.dedup();
+        tracing::info!(flow = %name, files = taken.len(), ?from, "resuming from the positions a removed flow left for these files");
+        checkpoints.extend(taken.into_iter().map(|p| FileCheckpoint {
+            flow: name.to_string(),
+            ..p.into()
+        }));
+    }
+    let mut settings = tailer_settings(flow);
+    if resumed {
+        settings.start_at = crate::config::StartAt::Beginning;
+    }
+    let mut tailer = Tailer::new(settings, ledger.clone(), checkpoints);
+    if let Some(t) = down_since {
+        tailer.set_down_since(t);
+    }
+    tailer
+}
+
 /// Wait for the readers to finish and the shippers to drain, bounded by `deadline`.
 async fn finish(handles: Vec<FlowHandles>, deadline: Instant) -> bool {
     let mut clean = true;
@@ -322,14 +363,8 @@ impl Agent {
             sequences: &self.sequences,
             runtime: tokio::runtime::Handle::current(),
         };
-        let mut settings = tailer_settings(&flow);
-        if resumed {
-            settings.start_at = crate::config::StartAt::Beginning;
-        }
-        let mut tailer = Tailer::new(settings, self.ledger.clone(), checkpoints);
-        if let Some(t) = self.down_since {
-            tailer.set_down_since(t);
-        }
+        let mut tailer = flow_tailer(&flow, &self.ledger, checkpoints, resumed, self.down_since);
+        tailer.set_stats(stats.clone());
         let next_sequence = self.sequences.register(&name);
         let beats = self.heartbeats.register(&name);
         let handles = start_flow(
@@ -441,8 +476,10 @@ impl Agent {
         }
         for name in &plan.stop {
             self.registry.remove(name);
-            // Its stale offsets must not come back into the checkpoint.
-            self.ledger.forget_flow(name);
+            // Its positions stay, as retired: a flow that reads its files
+            // later (the same flow added back, or renamed) resumes there.
+            self.ledger
+                .retire_flow(name, crate::observe::counters::now_ms());
         }
         let mut flows: BTreeMap<String, Flow> = new
             .flows
@@ -491,6 +528,8 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         .and_then(|m| m.modified())
         .ok();
     let state = store.load().context("loading checkpoints")?;
+    let ledger = Ledger::new();
+    restore(&ledger, &state, &config);
     let selfmetrics = &config.monitoring.cloudwatch;
     let need_imds = config.host_id == "auto" || selfmetrics.enabled == Toggle::Auto;
     let instance_id = if need_imds {
@@ -525,7 +564,7 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         host_id: host_id.clone(),
         client,
         shared: reload::shared_fingerprint(&config),
-        ledger: Ledger::new(),
+        ledger,
         sequences: Sequences::new(&state.flows),
         registry: registry.clone(),
         health: config.monitoring.health.clone(),
@@ -539,15 +578,7 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
         down_since,
     };
     for flow in config.flows {
-        let checkpoints = state
-            .files
-            .iter()
-            .filter(|c| c.flow == flow.name())
-            .cloned()
-            .collect();
-        // A flow named in the checkpoint's per-flow state ran on this host
-        // before (even if it holds no files now): `start_at` is behind it.
-        let ran_before = state.flows.contains_key(flow.name());
+        let (checkpoints, ran_before) = state.of_flow(flow.name());
         agent.start(flow, checkpoints, ran_before)?;
     }
     // Flows started by a reload resume from the running agent's state.
@@ -630,6 +661,76 @@ pub async fn run(config: Validated, config_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Put what the checkpoint remembers beyond positions back into the ledger:
+/// each flow's memory, the retired positions, and, as retired too, the
+/// positions of flows the config no longer has (renamed or removed while
+/// the agent was stopped).
+pub(crate) fn restore(ledger: &Ledger, state: &State, config: &Validated) {
+    for (name, flow) in &state.flows {
+        ledger.restore_memory(name, flow.memory());
+    }
+    let now = crate::observe::counters::now_ms();
+    let mut retired: Vec<crate::ship::ledger::Retired> =
+        state.retired.iter().cloned().map(Into::into).collect();
+    retired.extend(
+        state
+            .files
+            .iter()
+            .filter(|c| !config.flows.iter().any(|f| f.name() == c.flow))
+            .map(|c| crate::ship::ledger::Retired {
+                position: c.clone().into(),
+                retired_ms: now,
+            }),
+    );
+    if !retired.is_empty() {
+        ledger.restore_retired(retired);
+    }
+}
+
+/// The retired positions that are `flow`'s files now: their path (or the
+/// file's own path, through a link) matches one of its globs or is named
+/// like a rotation of its files, or their file is one its globs match now.
+/// Files the flow has its own position for (`own`) are not taken.
+fn claim_retired(
+    ledger: &Ledger,
+    flow: &Flow,
+    own: &std::collections::HashSet<crate::read::identity::FileKey>,
+) -> Vec<crate::ship::ledger::Position> {
+    use std::os::unix::fs::MetadataExt;
+    let globs: Vec<glob::Pattern> = flow
+        .config
+        .paths
+        .value
+        .iter()
+        .filter_map(|p| glob::Pattern::new(p).ok())
+        .collect();
+    let mut found = Vec::new();
+    for p in &flow.config.paths.value {
+        crate::read::globs::expand(p, &mut found);
+    }
+    let keys: std::collections::HashSet<crate::read::identity::FileKey> = found
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| crate::read::identity::FileKey {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+        .collect();
+    let patterns = &flow.config.paths.value;
+    ledger.claim_retired(flow.name(), |p| {
+        !own.contains(&p.key)
+            && (keys.contains(&p.key)
+                || std::iter::once(&p.path)
+                    .chain(p.target.as_ref())
+                    .any(|path| {
+                        globs.iter().any(|g| g.matches_path(path))
+                            || patterns
+                                .iter()
+                                .any(|pat| crate::read::globs::is_rotation_of(pat, path))
+                    }))
+    })
+}
+
 /// What the checkpointer saves: the ledger's positions and the flows' sequences.
 struct CheckpointSource {
     ledger: Ledger,
@@ -648,6 +749,12 @@ impl crate::state::checkpointer::Source for CheckpointSource {
     }
     fn save(&self, state: &State) -> Result<(), String> {
         self.store.save(state).map_err(|e| e.to_string())
+    }
+    fn lost(&self) -> bool {
+        self.store.is_missing()
+    }
+    fn advice(&self) -> String {
+        self.store.restart_advice()
     }
     fn report(&self, error: Option<String>) {
         self.registry.checkpoint_result(error);

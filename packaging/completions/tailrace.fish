@@ -39,6 +39,8 @@ complete -c tailrace -n "__fish_tailrace_needs_command" -f -a "help" -d 'Print t
 complete -c tailrace -n "__fish_tailrace_using_subcommand run" -s c -l config -d 'The YAML config file' -r -F
 complete -c tailrace -n "__fish_tailrace_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tailrace -n "__fish_tailrace_using_subcommand check" -s c -l config -d 'The YAML config file' -r -F
+complete -c tailrace -n "__fish_tailrace_using_subcommand check" -l user -d 'The service user the files are checked for (with --live; default: tailrace when it exists and check runs as root, else the user running check)' -r
+complete -c tailrace -n "__fish_tailrace_using_subcommand check" -l live -d 'Also check AWS, the state directory and the files, as the agent would meet them'
 complete -c tailrace -n "__fish_tailrace_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tailrace -n "__fish_tailrace_using_subcommand status" -s c -l config -d 'The YAML config file' -r -F
 complete -c tailrace -n "__fish_tailrace_using_subcommand status" -l json -d 'Print JSON instead of a table'

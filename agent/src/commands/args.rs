@@ -53,10 +53,27 @@ pub enum Command {
     /// Every problem is printed as FILE:LINE:COLUMN: KEY: WHAT IS EXPECTED;
     /// unknown keys come with the nearest valid key. Exit status 2 when there
     /// is any.
+    ///
+    /// With --live, also check the host the agent would run on: that AWS
+    /// credentials resolve and DescribeStreamSummary answers for each
+    /// stream; that the service user can write the state directory, list
+    /// each glob's directories and read its files; which files each flow
+    /// would read now and from which offset, and why; flows that read the
+    /// same file, and globs that match one file under several names. Exit
+    /// status 1 when anything found would stop shipping.
     Check {
         /// The YAML config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Also check AWS, the state directory and the files, as the agent
+        /// would meet them.
+        #[arg(long)]
+        live: bool,
+        /// The service user the files are checked for (with --live;
+        /// default: tailrace when it exists and check runs as root, else
+        /// the user running check).
+        #[arg(long, requires = "live")]
+        user: Option<String>,
     },
     /// Show, per flow and file, what is acknowledged, the file's size and the lag.
     ///
@@ -190,6 +207,7 @@ and status.json, which tailrace status reads.
 
 EXAMPLES
     tailrace check --config /etc/tailrace/tailrace.yaml
+    sudo tailrace check --live --user tailrace --config /etc/tailrace/tailrace.yaml
     sudo systemctl reload tailrace
     journalctl -u tailrace -f
     tail -n 5 /var/log/apache2/access.log | tailrace parse --format combined

@@ -17,9 +17,10 @@ use super::args::{Cli, Command};
 use super::manpage;
 use crate::config;
 
-fn init_logging() {
+fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TAILRACE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("TAILRACE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Colour only on a terminal, and never with `NO_COLOR` set to anything
     // (https://no-color.org): journald, a file or a pipe get plain text.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -36,9 +37,14 @@ fn init_logging() {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // `check --live` runs the agent's own tailer, whose decisions it
+    // prints itself: only warnings go to the log.
+    init_logging(match cli.command {
+        Command::Check { live: true, .. } => "warn",
+        _ => "info",
+    });
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, live, user } => check(&config, live, user.as_deref()),
         Command::Schema => report(schema()),
         Command::ImportKinesisAgent { file } => import_kinesis_agent(&file),
         Command::Completions { shell } => {
@@ -97,7 +103,7 @@ fn config_error(e: config::ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn check(path: &Path) -> ExitCode {
+fn check(path: &Path, live: bool, user: Option<&str>) -> ExitCode {
     match config::Validated::load(path) {
         Ok(cfg) => {
             for warning in crate::read::globs::probe_flows(&cfg, path) {
@@ -118,7 +124,26 @@ fn check(path: &Path) -> ExitCode {
                     f.config.stream
                 );
             }
-            ExitCode::SUCCESS
+            if !live {
+                return ExitCode::SUCCESS;
+            }
+            let report = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(super::preflight::live(&cfg, user)),
+                Err(e) => {
+                    eprintln!("tailrace: error: starting the async runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            print!("{}", report.render());
+            if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(e) => config_error(e),
     }

@@ -4,11 +4,12 @@
 //! parses; [`manpage`] renders the man page and shell completions from the
 //! same definition; [`status`] is `tailrace status`; [`import`] is
 //! `tailrace import-kinesis-agent`; [`progress`] is `tailrace replay`'s
-//! progress bar.
+//! progress bar; [`preflight`] is `tailrace check --live`.
 
 pub mod args;
 pub mod cli;
 pub mod import;
 pub mod manpage;
+pub mod preflight;
 pub mod progress;
 pub mod status;

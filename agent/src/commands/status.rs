@@ -85,6 +85,11 @@ pub struct FlowStatus {
     pub backlog_bytes: u64,
     /// Age of the oldest unacknowledged line, seconds.
     pub oldest_unacknowledged_secs: u64,
+    /// Bytes lost since the agent started: files deleted or cut short
+    /// before they could be read (the agent's log names each).
+    pub bytes_lost: u64,
+    /// When bytes were last lost (RFC 3339).
+    pub last_loss_at: Option<String>,
 }
 
 impl From<FlowView> for FlowStatus {
@@ -103,6 +108,8 @@ impl From<FlowView> for FlowStatus {
             last_error: f.last_error.map(|(_, e)| e),
             backlog_bytes: f.backlog_bytes,
             oldest_unacknowledged_secs: f.oldest_unacked_secs,
+            bytes_lost: f.bytes_lost,
+            last_loss_at: f.last_loss_ms.map(rfc3339),
         }
     }
 }
@@ -239,6 +246,13 @@ pub fn render(status: &Status) -> String {
             f.records_failed,
             f.parse_rejects,
         ));
+        if f.bytes_lost > 0 {
+            out.push_str(&format!(
+                "  LOST {} bytes (files deleted or cut short before they could be read; see the log), the last at {}\n",
+                f.bytes_lost,
+                dash(&f.last_loss_at)
+            ));
+        }
         if let Some(since) = &f.failing_since {
             out.push_str(&format!("  failing since {since}\n"));
         }

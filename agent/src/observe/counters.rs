@@ -101,6 +101,11 @@ pub struct FlowStats {
     pub backlog_bytes: Gauge,
     /// Age in seconds of the oldest unacknowledged line (set by the monitor).
     pub oldest_unacked_secs: Gauge,
+    /// Bytes lost: in files deleted or cut short before they could be read
+    /// (each loss is also logged with the file).
+    pub bytes_lost: Counter,
+    /// When bytes were last lost (Unix ms, 0: never).
+    pub last_loss_ms: Gauge,
     /// The last Kinesis error and when (Unix ms): error paths only.
     last_error: Mutex<Option<(u64, String)>>,
     /// A sample of a rejected line, taken by whoever formats one anyway,
@@ -116,6 +121,12 @@ impl FlowStats {
         if truncated {
             self.lines_truncated.inc();
         }
+    }
+
+    /// `bytes` were lost (the reader logs which file).
+    pub fn lost(&self, bytes: u64) {
+        self.bytes_lost.add(bytes);
+        self.last_loss_ms.set(now_ms());
     }
 
     /// A flow's counters, with its start time set to now.
@@ -163,7 +174,7 @@ impl FlowStats {
     /// One-line summary for logs.
     pub fn summary(&self) -> String {
         format!(
-            "lines_read={} lines_sent={} records_sent={} bytes_sent={} truncated={} parse_rejects={} late_lines={} put_calls={} put_call_errors={} throttled={} failed={}",
+            "lines_read={} lines_sent={} records_sent={} bytes_sent={} truncated={} parse_rejects={} late_lines={} put_calls={} put_call_errors={} throttled={} failed={} bytes_lost={}",
             self.lines_read.get(),
             self.lines_sent.get(),
             self.records_sent.get(),
@@ -175,6 +186,7 @@ impl FlowStats {
             self.put_call_errors.get(),
             self.records_throttled.get(),
             self.records_failed.get(),
+            self.bytes_lost.get(),
         )
     }
 }

@@ -197,6 +197,14 @@ pub const METRICS: &[MetricDef] = &[
         |s| s.transport_errors.get()
     ),
     metric!(
+        "BytesLost",
+        "tailrace_bytes_lost_total",
+        Counter,
+        Bytes,
+        "Bytes of files deleted or cut short before they could be read (each logged with the file).",
+        |s| s.bytes_lost.get()
+    ),
+    metric!(
         "BacklogBytes",
         "tailrace_backlog_bytes",
         Gauge,

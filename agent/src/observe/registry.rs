@@ -175,6 +175,16 @@ impl Registry {
                     ago(now, since)
                 ));
             }
+            // A loss is a stall that already cost lines: reported for as
+            // long as a stall must last to be one.
+            let lost_at = s.last_loss_ms.get();
+            if lost_at != 0 && now.saturating_sub(lost_at) < f.stall_after.as_millis() as u64 {
+                out.push(format!(
+                    "flow {name}: {} bytes lost (files deleted or cut short before they could be read; the log names them), the last {} ago",
+                    s.bytes_lost.get(),
+                    ago(now, lost_at)
+                ));
+            }
         }
         out
     }
@@ -202,6 +212,8 @@ impl Registry {
                     last_error: s.last_error(),
                     backlog_bytes: s.backlog_bytes.get(),
                     oldest_unacked_secs: s.oldest_unacked_secs.get(),
+                    bytes_lost: s.bytes_lost.get(),
+                    last_loss_ms: nz(s.last_loss_ms.get()),
                 }
             })
             .collect();
@@ -437,7 +449,9 @@ mod tests {
             key: FileKey { dev: 1, ino: 2 },
             fingerprint: Fingerprint::EMPTY,
             path: "/x".into(),
+            target: None,
             offset,
+            tail: None,
         }
     }
 

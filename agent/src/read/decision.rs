@@ -17,9 +17,15 @@
 //!   unsent end of a *displaced* reading (a checkpoint whose inode now holds
 //!   other bytes, or a reading truncated while the agent ran), and from
 //!   which offset to read it;
-//! - [`rotated_unseen`]: whether a rotated file that nothing names holds a
-//!   generation the reader never saw at its path (created and rotated away
-//!   while the agent was down, or between two looks while it ran).
+//! - [`leftover`]: what to do with a rotated file that no glob matches:
+//!   leave it, or read a generation the reader never saw at its path
+//!   (created and rotated away while the agent was down, or between two
+//!   looks while it ran), or the unsent end of a file the flow shipped;
+//! - [`name_for`]: which of the names of one file (hard links, symbolic
+//!   links) a reading goes by: one inode is one reading;
+//! - [`after_truncation`]: what a file found truncated (to any size) is:
+//!   a new generation whose predecessor may have a copy, or the same file
+//!   cut short.
 
 use std::time::Duration;
 
@@ -57,6 +63,10 @@ pub enum CheckpointFit {
     /// The file matches the fingerprint but is shorter than the offset:
     /// truncated while the agent was down.
     Shorter,
+    /// The file matches the fingerprint and is long enough, but the bytes
+    /// just before the offset are not those the checkpoint saw there: cut
+    /// to another size and written again while the agent was down.
+    Cut,
 }
 
 /// What a found file's first bytes resemble among what the tailer knows.
@@ -71,12 +81,17 @@ pub enum Resemblance {
         offset: u64,
         /// The original's reading.
         source: SourceId,
+        /// Its bytes just before `offset` are not the original's: the
+        /// original was cut and written again before it was copied.
+        diverged: bool,
     },
     /// A displaced checkpoint starts like it (its file was copied and
     /// truncated while the agent was down): `offset` was acknowledged.
     DisplacedCheckpoint {
         /// The checkpoint's offset.
         offset: u64,
+        /// As for [`Resemblance::TruncatedReading`].
+        diverged: bool,
     },
     /// A reading not truncated starts like it: a copy about to be followed
     /// by the truncation of its original, or identical first lines.
@@ -84,6 +99,15 @@ pub enum Resemblance {
     /// Shorter than the fingerprint of a truncated reading, and equal as
     /// far as it goes: cannot tell yet.
     TooShort,
+    /// A file this flow is done with (closed, every line acknowledged, by
+    /// this process or one before it: [`crate::ship::ledger::Shipped`])
+    /// starts like it: a copy or a rename of it (a `copytruncate` copy that
+    /// a reload's wider glob now matches). Everything before `offset` was
+    /// shipped.
+    Shipped {
+        /// Acknowledged through here.
+        offset: u64,
+    },
 }
 
 /// How long a file has been waiting for a decision (absent on first sight).
@@ -180,6 +204,12 @@ fn at(offset: u64, why: &'static str) -> Start {
 pub fn start(f: &FoundFile) -> Start {
     match f.checkpoint {
         CheckpointFit::Matches { offset } => return at(offset, "checkpoint"),
+        CheckpointFit::Cut => {
+            return at(
+                0,
+                "cut to another size and written again while the agent was down (the lines it kept are sent again)",
+            )
+        }
         CheckpointFit::FingerprintDiffers | CheckpointFit::Shorter => {
             // The inode holds other bytes now; the rest of the file is new.
             // (Its copy, if any, is found through the displaced checkpoint.)
@@ -222,10 +252,36 @@ pub fn start(f: &FoundFile) -> Start {
     let quiet_now = still_for.is_some_and(|s| s >= f.quiet);
     match f.resemblance {
         Resemblance::Nothing => at(0, "new file"),
-        Resemblance::TruncatedReading { offset, source } => {
-            copy_start(f, offset, quiet_now, Some(source), false)
+        Resemblance::TruncatedReading {
+            source,
+            diverged: true,
+            ..
+        } => copy_start(f, 0, quiet_now, Some(source), DIVERGED),
+        Resemblance::TruncatedReading { offset, source, .. } => copy_start(
+            f,
+            offset,
+            quiet_now,
+            Some(source),
+            "copy of a file being read (copytruncate)",
+        ),
+        Resemblance::DisplacedCheckpoint { diverged: true, .. } => {
+            copy_start(f, 0, quiet_now, None, DIVERGED).claiming()
         }
-        Resemblance::DisplacedCheckpoint { offset } => copy_start(f, offset, quiet_now, None, true),
+        Resemblance::DisplacedCheckpoint { offset, .. } => copy_start(
+            f,
+            offset,
+            quiet_now,
+            None,
+            "copy of a file truncated while the agent was down (copytruncate)",
+        )
+        .claiming(),
+        Resemblance::Shipped { offset } => copy_start(
+            f,
+            offset,
+            quiet_now,
+            None,
+            "same first bytes as a file this flow already shipped (its copy or rename)",
+        ),
         Resemblance::LiveReading | Resemblance::TooShort => {
             // Waits end once the file stopped growing (a slow copy is still
             // a copy), or after a cap when it keeps growing.
@@ -241,32 +297,56 @@ pub fn start(f: &FoundFile) -> Start {
     }
 }
 
+/// Why a copy whose bytes before the original's offset are not the
+/// original's is read whole.
+const DIVERGED: &str =
+    "copy of a file cut and written again before it was copied: read whole (what it kept is sent again)";
+
 /// A copy of a reading that stood at `target`: start there once the copy is
-/// that long; if it stops growing short of it, at its last line boundary.
+/// that long. A copy that stops growing short of it is not a copy of what
+/// was read (its original was cut before it was copied): read it whole.
 fn copy_start(
     f: &FoundFile,
     target: u64,
     quiet_now: bool,
     copy_of: Option<SourceId>,
-    claims_displaced: bool,
+    why: &'static str,
 ) -> Start {
-    let offset = if f.size >= target {
-        Offset::Byte(target)
+    let (offset, why) = if f.size >= target {
+        (Offset::Byte(target), why)
     } else if quiet_now {
-        Offset::LastLineBoundary
+        (Offset::Byte(0), DIVERGED)
     } else {
         return Start::Wait(Wait::Copy);
     };
     Start::At {
         offset,
-        why: if claims_displaced {
-            "copy of a file truncated while the agent was down (copytruncate)"
-        } else {
-            "copy of a file being read (copytruncate)"
-        },
+        why,
         copy_of,
         displaces_checkpoint: false,
-        claims_displaced,
+        claims_displaced: false,
+    }
+}
+
+impl Start {
+    /// The same start, claiming the displaced checkpoint it resembles.
+    fn claiming(self) -> Start {
+        match self {
+            Start::At {
+                offset,
+                why,
+                copy_of,
+                displaces_checkpoint,
+                ..
+            } => Start::At {
+                offset,
+                why,
+                copy_of,
+                displaces_checkpoint,
+                claims_displaced: true,
+            },
+            wait => wait,
+        }
     }
 }
 
@@ -329,6 +409,9 @@ pub fn may_close(r: &Reading, t: &CloseTimes) -> Close {
 pub struct Candidate {
     /// Its (decompressed) first bytes have the displaced fingerprint.
     pub starts_like: bool,
+    /// Its bytes just before the displaced offset are not those read there
+    /// (the file was cut and written again before it was copied).
+    pub diverged: bool,
     /// A plain file with these first bytes is being read already (the
     /// rotation is not compressed yet, or this is that file).
     pub being_read: bool,
@@ -351,14 +434,18 @@ pub enum Displaced {
 }
 
 /// Whether `c` holds the unsent end of a displaced reading acknowledged up
-/// to `offset`.
+/// to `offset`. A copy shorter than the offset, or whose bytes before it
+/// are other bytes, is a copy of the file cut and written again before it
+/// was copied: what it has past the cut is new, and where the cut was is
+/// not known, so it is read whole.
 pub fn displaced(c: &Candidate, offset: u64) -> Displaced {
     if !c.starts_like || c.being_read {
         return Displaced::NotIt;
     }
     match c.len {
         None => Displaced::NotYet,
-        Some(len) if len <= offset => Displaced::NothingUnsent,
+        Some(len) if c.diverged || len < offset => Displaced::ReadFrom(0),
+        Some(len) if len == offset => Displaced::NothingUnsent,
         Some(_) => Displaced::ReadFrom(offset),
     }
 }
@@ -370,21 +457,121 @@ pub fn displaced(c: &Candidate, offset: u64) -> Displaced {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Leftover {
     /// Its inode is being read, or its (decompressed) first bytes are those
-    /// of a file this flow has read, checkpointed, or found already old:
-    /// that file's rotation or copy, handled by the rules above.
-    pub known: bool,
+    /// of a file being read, checkpointed, or displaced: that file's
+    /// rotation or copy, handled by the rules above.
+    pub followed: bool,
+    /// Its first bytes are those of a file this flow is done with
+    /// ([`crate::ship::ledger::Shipped`]), acknowledged through this offset.
+    pub shipped_through: Option<u64>,
+    /// Its first bytes are those of a file this flow closed in this run,
+    /// or of a rotation it found already old.
+    pub seen: bool,
+    /// Its (decompressed) length.
+    pub len: u64,
     /// It was modified after the last look: the checkpoint the agent
     /// started from, or the reader's previous discovery.
     pub modified_since: bool,
 }
 
-/// Whether a [`Leftover`] holds a generation the reader never saw at its
-/// path, all unsent: read it from 0. A file created and rotated away while
+/// What to do with a [`Leftover`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftoverAction {
+    /// Nothing: read already, being read, or old.
+    Leave,
+    /// A generation the reader never saw at its path, all unsent.
+    ReadWhole,
+    /// A file this flow shipped through this offset, longer now (the lines
+    /// written between its last read and its rotation): read the rest.
+    ReadFrom(u64),
+}
+
+/// What to do with a [`Leftover`]. A file created and rotated away while
 /// the agent was stopped, or while the reader was blocked by an outage (or
 /// just between two discoveries), was never seen at its path, so nothing
-/// else names it; a rotation older than the last look was seen before.
-pub fn rotated_unseen(l: &Leftover) -> bool {
-    !l.known && l.modified_since
+/// else names it: read it whole. A rotation older than the last look was
+/// seen before. A file with the first bytes of one the flow shipped is that
+/// file: only what lies past the shipped offset is new.
+pub fn leftover(l: &Leftover) -> LeftoverAction {
+    if l.followed {
+        return LeftoverAction::Leave;
+    }
+    if let Some(offset) = l.shipped_through {
+        return if l.len > offset {
+            LeftoverAction::ReadFrom(offset)
+        } else {
+            LeftoverAction::Leave
+        };
+    }
+    if !l.seen && l.modified_since {
+        LeftoverAction::ReadWhole
+    } else {
+        LeftoverAction::Leave
+    }
+}
+
+/// One of the names discovery found for a file (an inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Name {
+    /// The reading goes by this name now.
+    pub current: bool,
+    /// The name is a symbolic link.
+    pub symlink: bool,
+}
+
+/// Which of a file's names (in discovery's sorted order) its reading goes
+/// by: the one it goes by already, while that still leads to it (discovery
+/// never flips between two names of one file); else the first that is not
+/// a symbolic link (the file's own name, which stays when a link is moved
+/// to the next file); else the first.
+pub fn name_for(names: &[Name]) -> usize {
+    names
+        .iter()
+        .position(|n| n.current)
+        .or_else(|| names.iter().position(|n| !n.symlink))
+        .unwrap_or(0)
+}
+
+/// What a poll found of a file shorter than, or different from, what was
+/// read of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncation {
+    /// Its size now.
+    pub size: u64,
+    /// Where reading stood.
+    pub read: u64,
+    /// Its first bytes are still those the reading began with.
+    pub same_start: bool,
+}
+
+/// What a truncated file is. Either way it is read again from 0: where a
+/// file was cut cannot be known once it was written to again (the bytes
+/// Apache appended after the cut would be skipped by starting at its size),
+/// so what it kept of its first bytes is sent again rather than new lines
+/// lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncated {
+    /// A new generation (`copytruncate`, or rewritten): the old reading is
+    /// *displaced*, its unread end may live in a copy.
+    Generation,
+    /// The same file cut short (`truncate -s N`): no copy holds what it had
+    /// past the read position; those bytes are lost.
+    Cut,
+}
+
+/// What a truncated file is.
+///
+/// | found | is |
+/// |---|---|
+/// | shorter, other first bytes (or empty) | a new generation (`copytruncate`) |
+/// | shorter, same first bytes | cut short (`truncate -s N`) |
+/// | not shorter, other first bytes | a new generation, written while nobody looked |
+/// | not shorter, same first bytes, other bytes before the read position | cut short, then written past the read position while nobody looked |
+pub fn after_truncation(t: &Truncation) -> Truncated {
+    if t.same_start && t.size > 0 {
+        Truncated::Cut
+    } else {
+        Truncated::Generation
+    }
 }
 
 #[cfg(test)]
@@ -426,6 +613,13 @@ mod tests {
     fn where_a_file_starts_table() {
         use Offset::{Byte, LastLineBoundary};
         type Row = (&'static str, FoundFile, Start);
+        let diverged_at = |copy_of, claims: bool| Start::At {
+            offset: Byte(0),
+            why: DIVERGED,
+            copy_of,
+            displaces_checkpoint: false,
+            claims_displaced: claims,
+        };
         let copy_at = |o: Offset, copy_of, claims: bool| Start::At {
             offset: o,
             why: if claims {
@@ -460,6 +654,17 @@ mod tests {
                     displaces_checkpoint: true,
                     claims_displaced: false,
                 },
+            ),
+            (
+                "cut and written again past its checkpoint while down (its bytes before the offset differ): 0",
+                FoundFile {
+                    checkpoint: CheckpointFit::Cut,
+                    ..found(100)
+                },
+                at(
+                    0,
+                    "cut to another size and written again while the agent was down (the lines it kept are sent again)",
+                ),
             ),
             (
                 "shorter than its checkpoint: 0, checkpoint displaced",
@@ -514,6 +719,7 @@ mod tests {
                     resemblance: Resemblance::TruncatedReading {
                         offset: 60,
                         source: S,
+                        diverged: false,
                     },
                     ..found(100)
                 },
@@ -525,6 +731,7 @@ mod tests {
                     resemblance: Resemblance::TruncatedReading {
                         offset: 60,
                         source: S,
+                        diverged: false,
                     },
                     waiting: waited(30, 1),
                     ..found(50)
@@ -532,24 +739,51 @@ mod tests {
                 Start::Wait(Wait::Copy),
             ),
             (
-                "copy of a truncated reading, stopped short of it: last line boundary",
+                "copy of a truncated reading, stopped short of it: cut before it was copied, 0",
                 FoundFile {
                     resemblance: Resemblance::TruncatedReading {
                         offset: 60,
                         source: S,
+                        diverged: false,
                     },
                     waiting: waited(30, 5),
                     ..found(50)
                 },
-                copy_at(LastLineBoundary, Some(S), false),
+                diverged_at(Some(S), false),
+            ),
+            (
+                "copy of a truncated reading whose bytes before the offset differ: 0 (model seed 32)",
+                FoundFile {
+                    resemblance: Resemblance::TruncatedReading {
+                        offset: 60,
+                        source: S,
+                        diverged: true,
+                    },
+                    ..found(100)
+                },
+                diverged_at(Some(S), false),
             ),
             (
                 "copy of a checkpoint displaced while down (copytruncate while stopped)",
                 FoundFile {
-                    resemblance: Resemblance::DisplacedCheckpoint { offset: 60 },
+                    resemblance: Resemblance::DisplacedCheckpoint {
+                        offset: 60,
+                        diverged: false,
+                    },
                     ..found(100)
                 },
                 copy_at(Byte(60), None, true),
+            ),
+            (
+                "... cut and written again before it was copied: 0",
+                FoundFile {
+                    resemblance: Resemblance::DisplacedCheckpoint {
+                        offset: 60,
+                        diverged: true,
+                    },
+                    ..found(100)
+                },
+                diverged_at(None, true),
             ),
             (
                 "starts like a reading not truncated: wait for its truncation",
@@ -594,6 +828,20 @@ mod tests {
                 },
                 Start::Wait(Wait::Short),
             ),
+            (
+                "same first bytes as a file this flow shipped (a reload widened the glob): its offset",
+                FoundFile {
+                    resemblance: Resemblance::Shipped { offset: 60 },
+                    ..found(100)
+                },
+                Start::At {
+                    offset: Byte(60),
+                    why: "same first bytes as a file this flow already shipped (its copy or rename)",
+                    copy_of: None,
+                    displaces_checkpoint: false,
+                    claims_displaced: false,
+                },
+            ),
             ("anything else: 0", found(100), at(0, "new file")),
         ];
         for (name, facts, want) in rows {
@@ -603,35 +851,126 @@ mod tests {
 
     #[test]
     fn files_rotated_while_the_agent_was_down() {
-        let rows = [
+        use LeftoverAction::{Leave, ReadFrom, ReadWhole};
+        let base = Leftover {
+            followed: false,
+            shipped_through: None,
+            seen: false,
+            len: 500,
+            modified_since: true,
+        };
+        let rows: Vec<(&str, Leftover, LeftoverAction)> = vec![
             // Model seed 4: created and rotated away while the agent was
             // starting, two late lines in it.
+            ("unknown, modified while down: read from 0", base, ReadWhole),
             (
-                "unknown, modified while down: read from 0",
-                false,
-                true,
-                true,
+                "unknown, older than the last look: shipped before",
+                Leftover {
+                    modified_since: false,
+                    ..base
+                },
+                Leave,
             ),
             (
-                "unknown, older than the checkpoint: shipped before",
-                false,
-                false,
-                false,
+                "a file being read, checkpointed or displaced: its own rules",
+                Leftover {
+                    followed: true,
+                    shipped_through: Some(100),
+                    ..base
+                },
+                Leave,
             ),
             (
-                "a checkpointed file's rotation: its own rules",
-                true,
-                true,
-                false,
+                "closed in this run, or found old",
+                Leftover { seen: true, ..base },
+                Leave,
             ),
-            ("known and old", true, false, false),
+            (
+                "shipped whole, then compressed while down (issue #11): not again",
+                Leftover {
+                    shipped_through: Some(500),
+                    ..base
+                },
+                Leave,
+            ),
+            (
+                "shipped through 300 when truncated; its copy holds more: the rest",
+                Leftover {
+                    shipped_through: Some(300),
+                    seen: true,
+                    ..base
+                },
+                ReadFrom(300),
+            ),
         ];
-        for (name, known, modified_since, want) in rows {
-            let l = Leftover {
-                known,
-                modified_since,
-            };
-            assert_eq!(rotated_unseen(&l), want, "{name}");
+        for (name, l, want) in rows {
+            assert_eq!(leftover(&l), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn one_file_one_reading_one_name() {
+        let n = |current, symlink| Name { current, symlink };
+        let rows: Vec<(&str, Vec<Name>, usize)> = vec![
+            ("one name", vec![n(false, false)], 0),
+            (
+                "the name it goes by, while it leads to it (no flipping)",
+                vec![n(false, false), n(true, false)],
+                1,
+            ),
+            (
+                "a new file: its own name, not the link to it (cronolog --symlink)",
+                vec![n(false, true), n(false, false)],
+                1,
+            ),
+            (
+                "two hard links (rotatelogs -L): the first",
+                vec![n(false, false), n(false, false)],
+                0,
+            ),
+            (
+                "only links: the first",
+                vec![n(false, true), n(false, true)],
+                0,
+            ),
+        ];
+        for (name, names, want) in rows {
+            assert_eq!(name_for(&names), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn where_a_truncated_file_starts_again() {
+        let t = |size, read, same_start| Truncation {
+            size,
+            read,
+            same_start,
+        };
+        let rows = [
+            (
+                "copytruncate: empty",
+                t(0, 500, false),
+                Truncated::Generation,
+            ),
+            (
+                "copytruncate, written again: other first bytes",
+                t(120, 500, false),
+                Truncated::Generation,
+            ),
+            ("truncate -s 300", t(300, 500, true), Truncated::Cut),
+            (
+                "rewritten past the read position while blocked",
+                t(900, 500, false),
+                Truncated::Generation,
+            ),
+            (
+                "truncate -s N, then written past the read position (issue #23)",
+                t(900, 500, true),
+                Truncated::Cut,
+            ),
+        ];
+        for (name, facts, want) in rows {
+            assert_eq!(after_truncation(&facts), want, "{name}");
         }
     }
 
@@ -723,6 +1062,7 @@ mod tests {
     fn what_a_displaced_reading_matches() {
         let c = |starts_like, being_read, len| Candidate {
             starts_like,
+            diverged: false,
             being_read,
             len,
         };
@@ -737,5 +1077,15 @@ mod tests {
             displaced(&c(true, false, Some(9)), 5),
             Displaced::ReadFrom(5)
         );
+        // Cut, written again, then copied (model seeds 32, 267): whole.
+        assert_eq!(
+            displaced(&c(true, false, Some(4)), 5),
+            Displaced::ReadFrom(0)
+        );
+        let diverged = Candidate {
+            diverged: true,
+            ..c(true, false, Some(9))
+        };
+        assert_eq!(displaced(&diverged, 5), Displaced::ReadFrom(0));
     }
 }

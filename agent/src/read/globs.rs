@@ -68,6 +68,55 @@ fn first_time(pattern: &str, msg: &str) -> bool {
         .insert(format!("{pattern}\u{0}{msg}"))
 }
 
+/// Where the rotations of the files `pattern` matches live, and how they are
+/// named: the directory of its literal leading part, and the literal
+/// prefix of its file name (`/var/log/apache2/access.log*` → the
+/// directory `/var/log/apache2`, names starting `access.log`). Rotations
+/// are looked for there and one directory below (logrotate's `olddir`).
+/// `None` when the file name starts with a wildcard.
+pub fn rotation_names(pattern: &str) -> Option<(PathBuf, String)> {
+    let name = std::path::Path::new(pattern)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix: String = name
+        .chars()
+        .take_while(|c| !matches!(c, '*' | '?' | '[' | '{'))
+        .collect();
+    (!prefix.is_empty()).then(|| (base_dir(pattern), prefix))
+}
+
+/// Whether `path` is named like one of `pattern`'s files or their
+/// rotations ([`rotation_names`]): below its directory (at any depth:
+/// an `olddir`, or the dated directories a link points into), named with
+/// its prefix.
+pub fn is_rotation_of(pattern: &str, path: &std::path::Path) -> bool {
+    let Some((base, prefix)) = rotation_names(pattern) else {
+        return false;
+    };
+    let named = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(&prefix));
+    named && path.parent().is_some_and(|p| p.starts_with(&base))
+}
+
+/// The directory a glob's matches live in: the longest leading part without
+/// glob metacharacters.
+pub fn base_dir(pattern: &str) -> PathBuf {
+    let mut base = PathBuf::new();
+    for comp in std::path::Path::new(pattern).components() {
+        let s = comp.as_os_str().to_string_lossy();
+        if s.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        base.push(comp);
+    }
+    if base.as_os_str() == pattern {
+        base.pop();
+    }
+    base
+}
+
 /// The problems expanding `pattern` now would meet (unreadable directories), for
 /// `tailrace check` and startup: each as `path: why`.
 pub fn probe(pattern: &str) -> Vec<String> {
@@ -107,6 +156,40 @@ pub fn probe_flows(config: &crate::config::Validated, file: &std::path::Path) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotations_are_named_like_the_file() {
+        let p = "/var/log/apache2/access.log*";
+        assert_eq!(
+            rotation_names(p),
+            Some((PathBuf::from("/var/log/apache2"), "access.log".to_string()))
+        );
+        assert!(is_rotation_of(
+            p,
+            std::path::Path::new("/var/log/apache2/old/access.log-20261201.xz")
+        ));
+        assert!(!is_rotation_of(
+            p,
+            std::path::Path::new("/var/log/apache2/error.log")
+        ));
+        assert!(is_rotation_of(
+            p,
+            std::path::Path::new("/var/log/apache2/2026/12/01/access.log")
+        ));
+        assert!(!is_rotation_of(
+            p,
+            std::path::Path::new("/var/log/other/access.log.1")
+        ));
+        assert_eq!(
+            rotation_names("/var/log/*/x"),
+            Some((PathBuf::from("/var/log"), "x".into()))
+        );
+        assert_eq!(rotation_names("/var/log/*.log"), None);
+        assert_eq!(
+            base_dir("/var/log/httpd/access_log"),
+            PathBuf::from("/var/log/httpd")
+        );
+    }
 
     #[test]
     fn braces_are_refused_with_the_reason() {

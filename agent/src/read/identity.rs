@@ -29,11 +29,15 @@ pub struct FileKey {
 impl FileKey {
     /// The key of an open file.
     pub fn of(file: &File) -> io::Result<FileKey> {
-        let m = file.metadata()?;
-        Ok(FileKey {
-            dev: m.dev(),
-            ino: m.ino(),
-        })
+        Ok(FileKey::of_meta(&file.metadata()?))
+    }
+
+    /// The key of the file `meta` describes.
+    pub fn of_meta(meta: &std::fs::Metadata) -> FileKey {
+        FileKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
     }
 }
 
@@ -80,6 +84,19 @@ impl Fingerprint {
         Ok(now == *self)
     }
 
+    /// Whether `file`'s `len` bytes just before `end` are those this
+    /// fingerprint was taken of (a *tail*: the bytes before a read
+    /// position or a checkpoint).
+    pub fn matches_before(&self, file: &File, end: u64) -> io::Result<bool> {
+        let n = self.len as usize;
+        if (end as usize) < n || n > FINGERPRINT_BYTES {
+            return Ok(false);
+        }
+        let mut buf = [0u8; FINGERPRINT_BYTES];
+        let got = read_at_most(file, &mut buf[..n], end - n as u64)?;
+        Ok(got == n && Fingerprint::of_bytes(&buf[..n]) == *self)
+    }
+
     /// Whether this fingerprint covers all the bytes a fingerprint can.
     pub fn is_full(&self) -> bool {
         self.len as usize >= FINGERPRINT_BYTES
@@ -88,9 +105,15 @@ impl Fingerprint {
 
 /// Read up to `buf.len()` bytes from the start of `file`; returns how many.
 pub fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    read_at_most(file, buf, 0)
+}
+
+/// Read up to `buf.len()` bytes of `file` from byte `at` (fewer only at
+/// its end); returns how many.
+pub fn read_at_most(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
-        let n = file.read_at(&mut buf[got..], got as u64)?;
+        let n = file.read_at(&mut buf[got..], at + got as u64)?;
         if n == 0 {
             break;
         }

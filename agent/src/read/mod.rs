@@ -7,12 +7,16 @@
 //! one (device + inode, confirmed by a fingerprint of the first bytes);
 //! [`seen`] remembers the fingerprints a flow has already read; [`compressed`]
 //! reads unsent lines out of a rotation logrotate compressed; [`globs`]
-//! expands the `paths` patterns.
+//! expands the `paths` patterns; [`names`] makes one reading of a file
+//! found under several names (links); [`keeper`] holds new files open
+//! while the reader is blocked, so files deleted meanwhile are still read.
 
 pub mod compressed;
 pub mod decision;
 pub mod globs;
 pub mod identity;
+pub mod keeper;
+pub mod names;
 pub mod seen;
 pub mod tailer;
 pub mod watcher;

@@ -6,7 +6,7 @@
 //! inode. [`SeenFirsts`] remembers the fingerprints of the readings a flow
 //! closed and of the rotated files it found already old, so their later
 //! copies are not mistaken for generations it never saw
-//! ([`crate::read::decision::rotated_unseen`]). [`FirstBytes`] holds a
+//! ([`crate::read::decision::leftover`]). [`FirstBytes`] holds a
 //! candidate's first bytes once, so comparing it with many fingerprints
 //! reads (or decompresses) it once.
 
@@ -20,6 +20,10 @@ use crate::read::identity::{read_prefix, Fingerprint, FINGERPRINT_BYTES};
 /// How many fingerprints a flow remembers: far more than `rotate N` keeps,
 /// at 16 bytes each.
 const REMEMBERED: usize = 4096;
+
+/// Fewer first bytes than this cannot tell a file from another (a line's
+/// address and time differ within them), unless they are the whole file.
+pub const TELLING_BYTES: usize = 64;
 
 /// The first bytes of a file, decompressed if it is compressed.
 pub struct FirstBytes {
@@ -61,11 +65,16 @@ impl FirstBytes {
         n > 0 && self.buf[..n] == other.buf[..n]
     }
 
-    /// Whether these bytes begin with the bytes `f` was taken of. An empty
-    /// fingerprint says nothing and matches nothing.
+    /// Whether these bytes begin with the bytes `f` was taken of. A
+    /// fingerprint of fewer than [`TELLING_BYTES`] says nothing, unless it
+    /// covers these bytes whole (model seed 194: a file cut to 2 bytes,
+    /// `10`, "began" every line of the log); an empty one matches nothing.
     pub fn starts_with(&self, f: Fingerprint) -> bool {
         let n = f.len as usize;
-        n > 0 && n <= self.len && Fingerprint::of_bytes(&self.buf[..n]) == f
+        n > 0
+            && n <= self.len
+            && (n >= TELLING_BYTES || n == self.len)
+            && Fingerprint::of_bytes(&self.buf[..n]) == f
     }
 }
 
@@ -121,11 +130,16 @@ mod tests {
         let mut seen = SeenFirsts::default();
         let line = b"10.0.0.1 - - [01/Dec/2026:07:00:00 +0000] \"GET / HTTP/1.1\" 200 1\n";
         // Remembered while the file was shorter than a full fingerprint.
-        seen.remember(Fingerprint::of_bytes(&line[..20]));
+        seen.remember(Fingerprint::of_bytes(&line[..TELLING_BYTES]));
         assert!(seen.knows(&firsts(line)));
         assert!(!seen.knows(&firsts(b"10.0.0.2 - - [01/Dec/2026:07:00:00 +0000]")));
         // Shorter than what was remembered: not known.
         assert!(!seen.knows(&firsts(&line[..10])));
+        // A few first bytes say nothing of a longer file ...
+        seen.remember(Fingerprint::of_bytes(b"10"));
+        assert!(!seen.knows(&firsts(b"10.0.0.3 - - [01/Dec/2026:07:00:00 +0000]")));
+        // ... but all of a file that short.
+        assert!(seen.knows(&firsts(b"10")));
     }
 
     #[test]

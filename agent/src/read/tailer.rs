@@ -16,6 +16,14 @@
 //!   compressed (gzip, xz, zstd, bzip2: [`crate::read::compressed`]), is looked for next to its path and in an
 //!   `olddir` ([`decision::displaced`]), while running and at startup.
 //!
+//! - a file found under several names (links) is one reading, by one name
+//!   ([`crate::read::names`]);
+//! - while the reader is blocked, a [`Keeper`] holds new files open, so a
+//!   file deleted before the reader could look is still read; a loss it
+//!   could not avoid (a file gone before anything could hold it, the unread
+//!   end of a file cut short) is logged with the file and its bytes, and
+//!   counted (`BytesLost`).
+//!
 //! The tailer runs on its own thread; the sink it feeds may block, which is
 //! how a slow Kinesis slows reading down (the file is the buffer).
 
@@ -31,12 +39,17 @@ use std::time::{Duration, Instant, SystemTime};
 use notify::Watcher as _;
 
 use crate::config::StartAt;
+use crate::observe::counters::FlowStats;
 use crate::read::compressed::{self, Codec, CompressedInput};
-use crate::read::decision::{self, CheckpointFit, Close, Offset, Resemblance, Start, Waiting};
+use crate::read::decision::{
+    self, CheckpointFit, Close, LeftoverAction, Offset, Resemblance, Start, Truncated, Waiting,
+};
 use crate::read::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
+use crate::read::keeper::{Finder, Keeper};
+use crate::read::names;
 use crate::read::seen::{FirstBytes, SeenFirsts};
 use crate::read::watcher::{FileWatcher, LineSink, Polled, SinkClosed};
-use crate::ship::ledger::{Ledger, SourceId};
+use crate::ship::ledger::{Ledger, Shipped, SourceId};
 use crate::state::checkpoint::FileCheckpoint;
 
 /// How a tailer behaves; built from a flow's config.
@@ -129,6 +142,13 @@ struct PendingFile {
     /// Size when last seen, and since when it has not changed.
     size: u64,
     still_since: Instant,
+    /// Its own path when found through a symbolic link (the link may move
+    /// on before it is decided).
+    target: Option<PathBuf>,
+    /// Its modification time when found: until it is decided, the flow's
+    /// rotations are not all looked at from then on (a flow stopped now
+    /// must look at it again when it starts).
+    modified: Option<SystemTime>,
     /// A ledger entry at 0 holding an empty file's place in the checkpoint,
     /// so a crash before its first line does not forget it
     /// ([`decision::Wait::Empty`]). Superseded by its reading once decided.
@@ -149,6 +169,13 @@ struct DisplacedReading {
     /// The reading truncated while the agent ran, if so: its copy is linked
     /// to it in the ledger.
     original: Option<SourceId>,
+    /// Bytes a poll saw in it past `offset` that were not read before it
+    /// was truncated: lost unless its copy is found (0: none, or unknown
+    /// for a checkpoint).
+    unread: u64,
+    /// The bytes just before `offset`, when known: a copy without them
+    /// there is a copy of the file cut and written again.
+    tail: Option<Fingerprint>,
     /// When it was displaced; searched for [`DISPLACED_SEARCH`].
     since: Instant,
     /// Candidates already found not to be its copy, with their size then.
@@ -202,7 +229,7 @@ const DISPLACED_SEARCH: Duration = Duration::from_secs(600);
 /// Fewer first bytes than this cannot tell a rotated file from another
 /// (a line's address and time differ within them); a file still being
 /// written with fewer is looked at again.
-const DECIDING_BYTES: usize = 64;
+const DECIDING_BYTES: usize = crate::read::seen::TELLING_BYTES;
 
 /// One flow's file server. Lives for the flow's lifetime on its own thread.
 pub struct Tailer {
@@ -233,6 +260,10 @@ pub struct Tailer {
     down_since: Option<SystemTime>,
     /// Fingerprints of the checkpoints this start resumed from.
     resumed_fingerprints: Vec<Fingerprint>,
+    /// Own paths of files read through a symbolic link (a checkpoint's or
+    /// a reading's, at most [`LINK_SHAPES`] distinct shapes): the link's
+    /// other files (cronolog's other days) are looked for where they are.
+    link_targets: Vec<PathBuf>,
     /// First bytes of files this flow is done with (closed readings,
     /// rotations found already old): their copies are not unseen
     /// generations.
@@ -249,6 +280,23 @@ pub struct Tailer {
     /// A reading was found truncated, or began reading a live file's new
     /// generation, since the last discovery: a rotation may have happened.
     truncated_since_look: bool,
+    /// Every rotation modified before this time was looked at by this
+    /// flow's reader before this start (from the checkpoint, or from the
+    /// reading a reload replaced).
+    looked_before: Option<SystemTime>,
+    /// Files this flow is done with, as the ledger remembers them (taken
+    /// again at each discovery).
+    shipped: Vec<Shipped>,
+    /// Counters of the flow (lost bytes), when it runs for real.
+    stats: Option<Arc<FlowStats>>,
+    /// Holds new files open while the reader is blocked (`run` only).
+    keeper: Option<Keeper>,
+    /// Events for the keeper: names changed, and, while it watches (the
+    /// reader is away), writes.
+    keeper_events: Arc<EventFlags>,
+    /// The keeper watches: writes wake it too (otherwise only names
+    /// changing does: a write per request must not cost a wake-up more).
+    keeper_watching: Arc<AtomicBool>,
 }
 
 impl Tailer {
@@ -265,6 +313,10 @@ impl Tailer {
             .collect();
         let flags = Arc::new(EventFlags::default());
         let tx = flags.clone();
+        let keeper_events = Arc::new(EventFlags::default());
+        let keeper_tx = keeper_events.clone();
+        let keeper_watching = Arc::new(AtomicBool::new(false));
+        let watching = keeper_watching.clone();
         let fs_watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Opening and reading files (ours included) raises access events:
             // reacting to them would make discovery wake itself forever.
@@ -278,6 +330,9 @@ impl Tailer {
                     _ => false,
                 };
                 tx.raise(rediscover);
+                if rediscover || watching.load(Ordering::Relaxed) {
+                    keeper_tx.raise(rediscover);
+                }
             }
         })
         .map_err(|e| tracing::warn!(error = %e, "file-system events unavailable; polling only"))
@@ -291,10 +346,19 @@ impl Tailer {
             .map(|c| c.fingerprint)
             .filter(|f| f.len > 0)
             .collect();
+        let mut link_targets = Vec::new();
+        for t in checkpoints.iter().filter_map(|c| c.target.as_ref()) {
+            remember_target(&mut link_targets, t);
+        }
+        let memory = ledger.memory(&settings.flow);
+        let looked_before = memory
+            .looked_ms
+            .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms));
         Tailer {
             start_at_end,
             down_since: None,
             resumed_fingerprints,
+            link_targets,
             patterns: settings.paths.clone(),
             settings,
             ledger,
@@ -314,7 +378,61 @@ impl Tailer {
             last_look: None,
             unseen_since: None,
             truncated_since_look: false,
+            looked_before,
+            shipped: memory.shipped.into_iter().collect(),
+            stats: None,
+            keeper: None,
+            keeper_events,
+            keeper_watching,
         }
+    }
+
+    /// Count what this flow loses in `stats`.
+    pub fn set_stats(&mut self, stats: Arc<FlowStats>) {
+        self.stats = Some(stats);
+    }
+
+    /// Where each open file is read from and why, and the files still
+    /// undecided: `(path, Some(offset), why)` or `(path, None, why it waits)`.
+    /// For `tailrace check --live`, after one [`Tailer::discover`].
+    pub fn planned(&self) -> Vec<(PathBuf, Option<u64>, String)> {
+        let mut out: Vec<(PathBuf, Option<u64>, String)> = self
+            .watchers
+            .iter()
+            .map(|w| (w.path.clone(), Some(w.offset()), w.why.to_string()))
+            .collect();
+        out.extend(self.pending.iter().map(|p| {
+            (
+                p.path.clone(),
+                None,
+                if p.size == 0 {
+                    "empty: decided once it has a line".to_string()
+                } else {
+                    "undecided: it starts like a file being read (a copy being made?)".to_string()
+                },
+            )
+        }));
+        out.sort();
+        out
+    }
+
+    /// Follow `w` from now on. One that starts past 0 tells the ledger the
+    /// bytes before its offset at once: a checkpoint written before it
+    /// reads anything can already tell a cut at the next start.
+    fn track(&mut self, w: FileWatcher) {
+        if w.offset() > 0 {
+            if let Some(tail) = w.mark() {
+                self.ledger
+                    .set_processed_at(w.source, w.offset(), Some(tail));
+            }
+        }
+        self.watchers.push(w);
+    }
+
+    /// Lines were lost: `bytes` of `path`, for the reason `how`. Logged
+    /// with the file and the bytes, and counted (`BytesLost`).
+    fn lost(&self, path: &Path, bytes: u64, how: &str) {
+        report_loss(&self.settings.flow, self.stats.as_deref(), path, bytes, how);
     }
 
     /// The checkpoint this start resumes from was written at `t` (the
@@ -336,9 +454,13 @@ impl Tailer {
     /// without events, at every poll interval. It ticks its sink (linger,
     /// watchdog) every poll interval either way.
     pub fn run(&mut self, sink: &mut dyn LineSink, stop: &AtomicBool) -> Result<(), SinkClosed> {
+        self.start_keeper();
         let mut poll_due = true;
         let mut last_poll = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if let Some(k) = &self.keeper {
+                k.alive();
+            }
             let idle = self.idle_interval();
             let due = self.last_discover.is_none_or(|t| t.elapsed() >= idle);
             if due {
@@ -352,6 +474,9 @@ impl Tailer {
             } else {
                 false
             };
+            if let Some(k) = &self.keeper {
+                k.alive();
+            }
             sink.tick()?;
             self.close_quiet(sink)?;
             poll_due = progressed || self.wait_for_event(progressed);
@@ -363,7 +488,29 @@ impl Tailer {
         if poll_due {
             self.poll_all(sink)?;
         }
+        self.keeper = None;
         sink.flush()
+    }
+
+    /// Start the [`Keeper`] (not for a replay, nor for `check --live`).
+    fn start_keeper(&mut self) {
+        let finder = Finder {
+            patterns: self.patterns.clone(),
+            exclude: self.exclude.clone(),
+        };
+        let events = self.keeper_events.clone();
+        let wake = move |timeout| events.wait(timeout);
+        match Keeper::start(
+            &self.settings.flow,
+            finder,
+            wake,
+            self.keeper_watching.clone(),
+        ) {
+            Ok(k) => self.keeper = Some(k),
+            Err(e) => {
+                tracing::warn!(flow = %self.settings.flow, error = %e, "cannot start the thread that keeps new files open while the reader is blocked; files deleted during an outage may be lost")
+            }
+        }
     }
 
     /// Read every file once to its end (replay), then flush.
@@ -383,7 +530,8 @@ impl Tailer {
             .open(&self.settings.flow, key, fp, path.to_path_buf(), 0);
         let mut w = FileWatcher::new(source, key, path.to_path_buf(), file, fp, 0);
         w.orphaned = true;
-        self.watchers.push(w);
+        w.why = "replay";
+        self.track(w);
         Ok(())
     }
 
@@ -429,28 +577,52 @@ impl Tailer {
                         // truncated before this reader saw any of it (its
                         // size never passed 0 when anyone looked).
                         self.truncated_since_look |= from_start;
-                        self.ledger.set_processed(w.source, w.offset());
+                        self.ledger.set_processed_at(w.source, w.offset(), w.mark());
                         self.ledger.update(w.source, w.fingerprint, None);
                     }
                 }
                 Ok(Ok(Polled::Truncated { size })) => {
-                    tracing::warn!(
-                        flow = %self.settings.flow,
-                        path = %w.path.display(),
-                        read = w.offset(),
+                    let read = w.offset();
+                    let unread = w.seen_size.saturating_sub(read + w.pending() as u64);
+                    // Few first bytes cannot tell the file from its next
+                    // generation (a line's address and time).
+                    let same_start = w.fingerprint.len as usize >= DECIDING_BYTES
+                        && w.fingerprint.matches(w.file()).unwrap_or(false);
+                    let facts = decision::Truncation {
                         size,
-                        "file truncated (copytruncate?); reading it again from the start"
-                    );
+                        read,
+                        same_start,
+                    };
+                    self.ledger.set_processed(w.source, read);
                     self.ledger.close(w.source);
                     self.truncated_since_look = true;
+                    pass.read_any = true;
+                    pass.more_waiting = true;
+                    let cut = decision::after_truncation(&facts) == Truncated::Cut;
+                    if cut {
+                        tracing::warn!(flow = %self.settings.flow, path = %w.path.display(), read, size, "file truncated to a size other than 0 (truncate -s?); reading it again from the start: the lines it kept are sent again");
+                    } else {
+                        tracing::warn!(flow = %self.settings.flow, path = %w.path.display(), read, size, "file truncated (copytruncate?); reading it again from the start");
+                    }
                     self.seen.remember(w.fingerprint);
-                    if w.fingerprint.len > 0 {
-                        self.displaced.push(DisplacedReading::new(
+                    if cut && unread > 0 {
+                        report_loss(
+                            &self.settings.flow,
+                            self.stats.as_deref(),
+                            &w.path,
+                            unread,
+                            "the file was cut short (truncated) before they were read",
+                        );
+                    } else if w.fingerprint.len > 0 {
+                        let mut d = DisplacedReading::new(
                             w.fingerprint,
-                            w.offset(),
+                            read,
                             w.path.clone(),
                             Some(w.source),
-                        ));
+                        );
+                        d.unread = unread;
+                        d.tail = w.mark();
+                        self.displaced.push(d);
                         // Look for its copy at once.
                         self.last_discover = None;
                     }
@@ -458,9 +630,10 @@ impl Tailer {
                     let source =
                         self.ledger
                             .open(&self.settings.flow, w.key, fp, w.path.clone(), 0);
+                    if w.target.is_some() {
+                        self.ledger.set_target(source, w.target.clone());
+                    }
                     w.restart(source, fp);
-                    pass.read_any = true;
-                    pass.more_waiting = true;
                 }
                 Ok(Err(closed)) => return Err(closed),
                 Err(e) => {
@@ -527,7 +700,7 @@ impl Tailer {
             return;
         };
         for pattern in &self.patterns {
-            let dir = glob_base_dir(pattern);
+            let dir = crate::read::globs::base_dir(pattern);
             if self.watched_dirs.contains(&dir) || !dir.is_dir() {
                 continue;
             }
@@ -565,6 +738,13 @@ impl Tailer {
         }
         found.sort();
         found.dedup();
+        found.retain(|p| !self.is_excluded(p));
+        self.shipped = self
+            .ledger
+            .memory(&self.settings.flow)
+            .shipped
+            .into_iter()
+            .collect();
         let mut fresh: Vec<(PathBuf, FileKey)> = Vec::new();
         // Watchers by inode: one lookup per path, not a scan (linear in
         // the number of files, not quadratic).
@@ -574,21 +754,13 @@ impl Tailer {
             .enumerate()
             .map(|(i, w)| (w.key, i))
             .collect();
-        for path in found {
-            if self.is_excluded(&path) {
-                continue;
-            }
-            // Known files by stat alone: no open per file per discovery.
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            let key = FileKey {
-                dev: meta.dev(),
-                ino: meta.ino(),
-            };
+        // One inode, one reading, by one name, whatever its links.
+        for names::Found {
+            key,
+            names: paths,
+            modified,
+        } in names::group(&found)
+        {
             seen.insert(key);
             if let Some(w) = by_key.get(&key).map(|&i| &mut self.watchers[i]) {
                 if w.offset() == 0 && w.pending() == 0 {
@@ -596,17 +768,23 @@ impl Tailer {
                     // changed, it may have been written, copied and
                     // truncated (`copytruncate`) between two looks, and
                     // the copy holds lines never seen here.
-                    let mtime = meta.modified().ok();
+                    let mtime = modified;
                     rotated |= w.mtime_at_look.is_some() && mtime != w.mtime_at_look;
                     w.mtime_at_look = mtime;
                 }
+                let path = names::choose(&paths, Some(&w.path));
                 if w.path != path {
                     tracing::info!(flow = %self.settings.flow, from = %w.path.display(), to = %path.display(), "file renamed");
-                    w.path = path.clone();
-                    self.ledger.update(w.source, w.fingerprint, Some(path));
+                    w.path = path.to_path_buf();
+                    self.ledger
+                        .update(w.source, w.fingerprint, Some(path.to_path_buf()));
                 }
                 w.orphaned = false;
                 continue;
+            }
+            let path = names::choose(&paths, None).to_path_buf();
+            if paths.len() > 1 {
+                tracing::info!(flow = %self.settings.flow, path = %path.display(), names = ?paths, "one file under several names (links); reading it once");
             }
             fresh.push((path, key));
         }
@@ -636,6 +814,7 @@ impl Tailer {
                 tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot start reading file");
             }
         }
+        rotated |= self.adopt_kept(&seen);
         rotated |= self.follow_pending(&seen);
         for w in &mut self.watchers {
             if !seen.contains(&w.key) && !w.orphaned {
@@ -648,10 +827,17 @@ impl Tailer {
             self.first_scan = false;
             self.recover_rotated_while_down();
             self.search_displaced();
-            // At the agent's start, rotations since the checkpoint was
-            // written; at a flow's first start, none (what is there is old).
-            let since = self.down_since.unwrap_or_else(SystemTime::now);
-            self.read_unseen_rotations(since);
+            // At the agent's start, rotations since the reader before it
+            // last looked (saved in the checkpoint; else since the
+            // checkpoint was written); at a flow's first start, none (what
+            // is there is old).
+            let since = match (self.looked_before, self.down_since) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap_or_else(SystemTime::now),
+            };
+            if !self.read_unseen_rotations(since) {
+                self.unseen_since = Some(since);
+            }
         } else if rotated {
             if let Some(previous) = previous_look {
                 // Coarse file-system clocks can stamp a write just after
@@ -668,6 +854,82 @@ impl Tailer {
                 self.unseen_since = None;
             }
         }
+        self.note_looked();
+    }
+
+    /// Save (with the next checkpoint) the time before which every rotation
+    /// was looked at: this discovery's start, less the coarse-clock margin,
+    /// or the start of a search not finished yet. Published to the keeper
+    /// too: the identities the reader follows now.
+    fn note_looked(&mut self) {
+        if let Some(look) = self.last_look {
+            // Undecided files were looked at, not decided: before them.
+            let look = self
+                .pending
+                .iter()
+                .filter_map(|p| p.modified)
+                .fold(look, SystemTime::min);
+            let margin = look.checked_sub(Duration::from_secs(1)).unwrap_or(look);
+            let at = self.unseen_since.map_or(margin, |u| u.min(margin));
+            let ms = at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            self.ledger.looked(&self.settings.flow, ms);
+        }
+        if let Some(k) = self.keeper.as_mut() {
+            let keys = self
+                .watchers
+                .iter()
+                .map(|w| w.key)
+                .chain(self.pending.iter().map(|p| p.key));
+            k.set_known(keys);
+        }
+    }
+
+    /// Files the keeper held open while the reader was blocked: one still
+    /// at a matched path is read from it as usual; one that left it (renamed
+    /// or deleted, as `rotate 0` does) is followed through the descriptor,
+    /// like a new file that left its path. Files it could not hold, gone
+    /// now, are reported lost. Returns whether any left its path.
+    fn adopt_kept(&mut self, seen: &HashSet<FileKey>) -> bool {
+        let Some(keeper) = self.keeper.as_ref() else {
+            return false;
+        };
+        let (kept, unheld) = (keeper.take_kept(), keeper.take_unheld());
+        let mut left = false;
+        for k in kept {
+            let followed = seen.contains(&k.key)
+                || self.watchers.iter().any(|w| w.key == k.key)
+                || self.pending.iter().any(|p| p.key == k.key);
+            if followed {
+                continue;
+            }
+            left = true;
+            let path = find_by_key(&k.path, k.key).unwrap_or(k.path);
+            tracing::info!(flow = %self.settings.flow, path = %path.display(), "reading a file created and rotated away while the reader was blocked (kept open meanwhile)");
+            if let Err(e) = self.open_new(path.clone(), k.file, k.key, true) {
+                tracing::warn!(flow = %self.settings.flow, path = %path.display(), error = %e, "cannot start reading file");
+            }
+        }
+        for u in unheld {
+            // Still on disk (the inode number alone may be another file's
+            // now): the rules for rotated files find it, or it is read.
+            let on_disk = find_by_key(&u.path, u.key)
+                .and_then(|p| std::fs::metadata(p).ok())
+                .is_some_and(|m| u.is(&m));
+            if on_disk {
+                left = true;
+                continue;
+            }
+            if u.size > 0 {
+                self.lost(
+                    &u.path,
+                    u.size,
+                    "the file was deleted before it could be read (more files were created and deleted while the reader was blocked than it keeps open)",
+                );
+            }
+        }
+        left
     }
 
     /// What `file`'s checkpoint says of it.
@@ -689,16 +951,18 @@ impl Tailer {
             CheckpointFit::FingerprintDiffers
         } else if ck.offset > size {
             CheckpointFit::Shorter
+        } else if ck
+            .tail
+            .is_some_and(|t| !t.matches_before(file, ck.offset).unwrap_or(true))
+        {
+            return Ok(CheckpointFit::Cut);
         } else {
             return Ok(CheckpointFit::Matches { offset: ck.offset });
         };
         if ck.fingerprint.len > 0 {
-            self.displaced.push(DisplacedReading::new(
-                ck.fingerprint,
-                ck.offset,
-                ck.path,
-                None,
-            ));
+            let mut d = DisplacedReading::new(ck.fingerprint, ck.offset, ck.path, None);
+            d.tail = ck.tail;
+            self.displaced.push(d);
         }
         Ok(fit)
     }
@@ -815,7 +1079,16 @@ impl Tailer {
                         0,
                     )
                 });
+                let modified = file.metadata().and_then(|m| m.modified()).ok();
+                let target = names::own_path(&path, key);
+                if let Some(t) = &target {
+                    remember_target(&mut self.link_targets, t);
+                    if let Some(placeholder) = placeholder {
+                        self.ledger.set_target(placeholder, target.clone());
+                    }
+                }
                 self.pending.push(PendingFile {
+                    target,
                     key,
                     path,
                     file,
@@ -823,16 +1096,21 @@ impl Tailer {
                     found: Instant::now(),
                     size,
                     still_since: Instant::now(),
+                    modified,
                     placeholder,
                 });
             }
             return Ok(());
         };
-        let placeholder = self
+        let (placeholder, pending_target) = self
             .pending
             .iter()
             .position(|p| p.key == key)
-            .and_then(|i| self.pending.swap_remove(i).placeholder);
+            .map(|i| {
+                let p = self.pending.swap_remove(i);
+                (p.placeholder, p.target)
+            })
+            .unwrap_or_default();
         let offset = match offset {
             Offset::Byte(b) => b,
             Offset::LastLineBoundary => last_line_boundary(&file, size)?,
@@ -859,9 +1137,16 @@ impl Tailer {
             // The reading holds its place from now on.
             self.ledger.close(placeholder);
         }
+        let target = pending_target.or_else(|| names::own_path(&path, key));
+        if let Some(t) = &target {
+            self.ledger.set_target(source, target.clone());
+            remember_target(&mut self.link_targets, t);
+        }
         let mut w = FileWatcher::new(source, key, path, file, fp, offset);
         w.orphaned = left_path;
-        self.watchers.push(w);
+        w.why = why;
+        w.target = target;
+        self.track(w);
         Ok(())
     }
 
@@ -874,11 +1159,11 @@ impl Tailer {
         let mut short = false;
         for w in self.watchers.iter().filter(|w| !w.is_compressed()) {
             let truncated_now = w.size()? < w.offset();
-            let current = (w.fingerprint, w.offset(), truncated_now, w.source);
+            let current = (w.fingerprint, w.offset(), truncated_now, w.source, w.mark());
             let previous = w
                 .previous
-                .map(|(fp, offset, source)| (fp, offset, true, source));
-            for (fp, offset, truncated, source) in std::iter::once(current).chain(previous) {
+                .map(|(fp, offset, source, tail)| (fp, offset, true, source, tail));
+            for (fp, offset, truncated, source, tail) in std::iter::once(current).chain(previous) {
                 if fp.len == 0 {
                     continue;
                 }
@@ -893,7 +1178,11 @@ impl Tailer {
                 if same {
                     return Ok((
                         if truncated {
-                            Resemblance::TruncatedReading { offset, source }
+                            Resemblance::TruncatedReading {
+                                offset,
+                                source,
+                                diverged: diverged_before(file, size, offset, tail)?,
+                            }
                         } else {
                             Resemblance::LiveReading
                         },
@@ -904,16 +1193,27 @@ impl Tailer {
         }
         for (i, d) in self.displaced.iter().enumerate() {
             if u64::from(d.fingerprint.len) <= size && d.fingerprint.matches(file)? {
+                let diverged = diverged_before(file, size, d.offset, d.tail)?;
                 return Ok((
                     match d.original {
                         Some(source) => Resemblance::TruncatedReading {
                             offset: d.offset,
                             source,
+                            diverged,
                         },
-                        None => Resemblance::DisplacedCheckpoint { offset: d.offset },
+                        None => Resemblance::DisplacedCheckpoint {
+                            offset: d.offset,
+                            diverged,
+                        },
                     },
                     Some(i),
                 ));
+            }
+        }
+        if !self.shipped.is_empty() {
+            let firsts = FirstBytes::of(file, None)?;
+            if let Some(offset) = self.shipped_through(&firsts, Some(size)) {
+                return Ok((Resemblance::Shipped { offset }, None));
             }
         }
         Ok((
@@ -934,12 +1234,9 @@ impl Tailer {
         let leftovers: Vec<FileCheckpoint> = self.checkpoints.drain().map(|(_, c)| c).collect();
         for ck in leftovers {
             if !self.recover_renamed(&ck) && ck.fingerprint.len > 0 {
-                self.displaced.push(DisplacedReading::new(
-                    ck.fingerprint,
-                    ck.offset,
-                    ck.path,
-                    None,
-                ));
+                let mut d = DisplacedReading::new(ck.fingerprint, ck.offset, ck.path, None);
+                d.tail = ck.tail;
+                self.displaced.push(d);
             }
         }
     }
@@ -949,7 +1246,7 @@ impl Tailer {
     /// that were modified since `since` hold generations no discovery saw
     /// at their path (created and rotated away while the agent was down,
     /// or while the reader was blocked or between two looks): read them
-    /// whole ([`decision::rotated_unseen`]). Older ones are remembered by
+    /// whole ([`decision::leftover`]). Older ones are remembered by
     /// their first bytes, so their later compressed copies are known.
     /// Returns false if a file could not be decided yet (a compressed one
     /// still being written): the search is then repeated.
@@ -977,18 +1274,9 @@ impl Tailer {
             .collect();
         let mut candidates: Vec<PathBuf> = Vec::new();
         for pattern in &self.patterns {
-            let name = Path::new(pattern)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let prefix: String = name
-                .chars()
-                .take_while(|c| !matches!(c, '*' | '?' | '[' | '{'))
-                .collect();
-            if prefix.is_empty() {
+            let Some((dir, prefix)) = crate::read::globs::rotation_names(pattern) else {
                 continue;
-            }
-            let dir = glob_base_dir(pattern);
+            };
             for path in sibling_files(&dir.join(&prefix)) {
                 let named_like = path
                     .file_name()
@@ -1001,6 +1289,20 @@ impl Tailer {
                     candidates.push(path);
                 }
             }
+            // A link into dated directories: its other days, deeper than
+            // one directory below, where nothing else looks.
+            let Ok(base) = std::fs::canonicalize(&dir) else {
+                continue;
+            };
+            for target in &self.link_targets {
+                let (Ok(rel), Some(name)) = (target.strip_prefix(&base), target.file_name()) else {
+                    continue;
+                };
+                let depth = rel.components().count();
+                if depth > 2 {
+                    candidates.extend(names::shaped_like(&base, depth, name, 4096));
+                }
+            }
         }
         candidates.sort();
         candidates.dedup();
@@ -1010,11 +1312,17 @@ impl Tailer {
     /// Whether `firsts` and the first bytes of a plain file being read,
     /// as it is now, begin alike: its `copytruncate` copy, perhaps still
     /// being made, before this reading's fingerprint covers those bytes.
+    /// Fewer than [`DECIDING_BYTES`] in common say nothing (model seed 194:
+    /// a live file cut to 2 bytes "started like" every rotation).
     fn starts_like_a_file_being_read(&self, firsts: &FirstBytes) -> bool {
         self.watchers
             .iter()
             .filter(|w| !w.is_compressed())
-            .any(|w| FirstBytes::of(w.file(), None).is_ok_and(|b| b.same_start(firsts)))
+            .any(|w| {
+                FirstBytes::of(w.file(), None).is_ok_and(|b| {
+                    b.len().min(firsts.len()) >= DECIDING_BYTES && b.same_start(firsts)
+                })
+            })
     }
 
     /// [`Tailer::read_unseen_rotations`] for one file; false if it cannot
@@ -1061,11 +1369,10 @@ impl Tailer {
             // being written (a copy in progress): look again.
             return Ok(false);
         }
-        let known = self.seen.knows(&firsts)
-            || self
-                .resumed_fingerprints
-                .iter()
-                .any(|&f| firsts.starts_with(f))
+        let followed = self
+            .resumed_fingerprints
+            .iter()
+            .any(|&f| firsts.starts_with(f))
             || self
                 .watchers
                 .iter()
@@ -1075,44 +1382,77 @@ impl Tailer {
                 .iter()
                 .any(|d| firsts.starts_with(d.fingerprint))
             || self.starts_like_a_file_being_read(&firsts);
+        let shipped_through = self.shipped_through(&firsts, None);
+        // Read only a complete stream: a compressor may still be writing
+        // it (its lines are still in the plain file, or in its descriptor,
+        // until it is done).
+        let len = match codec {
+            Some(codec) => match compressed::decompressed_len(&file, codec) {
+                Ok(len) => len,
+                Err(_) if followed => return Ok(true),
+                Err(_) => return Ok(false),
+            },
+            None => meta.len(),
+        };
         let facts = decision::Leftover {
-            known,
+            followed,
+            shipped_through,
+            seen: self.seen.knows(&firsts),
+            len,
             modified_since,
         };
-        if !decision::rotated_unseen(&facts) {
-            return Ok(true);
-        }
-
+        let (from, why) = match decision::leftover(&facts) {
+            LeftoverAction::Leave => return Ok(true),
+            LeftoverAction::ReadWhole => (0, "a rotated file no discovery saw at its path (created and rotated while the agent was down or not looking)"),
+            LeftoverAction::ReadFrom(offset) => (offset, "a rotated file this flow shipped up to this offset, longer now"),
+        };
         let flow = self.settings.flow.clone();
-        let w = match codec {
+        let mut w = match codec {
             Some(codec) => {
-                // Read only a complete stream: a compressor may still be
-                // writing it (its lines are still in the plain file, or
-                // in its descriptor, until it is done).
-                if compressed::decompressed_len(&file, codec).is_err() {
-                    return Ok(false);
-                }
                 let fp = firsts.fingerprint();
-                let input = CompressedInput::open_at(&file, codec, 0)?;
-                let source = self.ledger.open(&flow, key, fp, path.to_path_buf(), 0);
+                let input = CompressedInput::open_at(&file, codec, from)?;
+                let source = self.ledger.open(&flow, key, fp, path.to_path_buf(), from);
                 FileWatcher::compressed(source, key, path.to_path_buf(), file, fp, input)
             }
             None => {
                 let fp = Fingerprint::of(&file)?;
-                let source = self.ledger.open(&flow, key, fp, path.to_path_buf(), 0);
-                let mut w = FileWatcher::new(source, key, path.to_path_buf(), file, fp, 0);
+                let source = self.ledger.open(&flow, key, fp, path.to_path_buf(), from);
+                let mut w = FileWatcher::new(source, key, path.to_path_buf(), file, fp, from);
                 w.orphaned = true;
                 w
             }
         };
-        tracing::info!(flow = %flow, path = %path.display(), "reading a rotated file no discovery saw at its path (created and rotated while the agent was down or not looking)");
-        self.watchers.push(w);
+        w.why = why;
+        tracing::info!(flow = %flow, path = %path.display(), offset = from, "reading {why}");
+        self.track(w);
         Ok(true)
     }
 
-    /// Find `ck`'s file by inode next to its last path; true if found.
+    /// The offset through which a file this flow is done with, whose first
+    /// bytes `firsts` begin with, was shipped. Few first bytes say nothing
+    /// (a line's address and time), unless they are the whole file (`size`).
+    fn shipped_through(&self, firsts: &FirstBytes, size: Option<u64>) -> Option<u64> {
+        self.shipped
+            .iter()
+            .rev()
+            .find(|s| {
+                let n = s.fingerprint.len as usize;
+                (n >= DECIDING_BYTES || size.is_none_or(|s| s == n as u64))
+                    && firsts.starts_with(s.fingerprint)
+            })
+            .map(|s| s.offset)
+    }
+
+    /// Find `ck`'s file by inode: at its own path when it was reached
+    /// through a symbolic link (cronolog's link, moved to the next day's
+    /// file), else next to its last path; true if found.
     fn recover_renamed(&mut self, ck: &FileCheckpoint) -> bool {
-        for path in sibling_files(&ck.path) {
+        let mut candidates: Vec<PathBuf> = ck.target.iter().cloned().collect();
+        candidates.extend(sibling_files(&ck.path));
+        if let Some(t) = &ck.target {
+            candidates.extend(sibling_files(t));
+        }
+        for path in candidates {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
@@ -1132,17 +1472,31 @@ impl Tailer {
             if Codec::of_file(&path, &file).is_some() {
                 continue;
             }
-            tracing::info!(flow = %self.settings.flow, path = %path.display(), offset = ck.offset, "draining file rotated while the agent was down");
+            // Cut and written again past the checkpoint while the agent was
+            // down: the lines it kept are sent again.
+            let cut = ck
+                .tail
+                .is_some_and(|t| !t.matches_before(&file, ck.offset).unwrap_or(true));
+            let (offset, why) = if cut {
+                (0, "cut to another size and written again while the agent was down (the lines it kept are sent again)")
+            } else {
+                (
+                    ck.offset,
+                    "checkpoint (the file left its path while the agent was down)",
+                )
+            };
+            tracing::info!(flow = %self.settings.flow, path = %path.display(), offset, reason = why, "draining file rotated while the agent was down");
             let source = self.ledger.open(
                 &self.settings.flow,
                 ck.key,
                 ck.fingerprint,
                 path.clone(),
-                ck.offset,
+                offset,
             );
-            let mut w = FileWatcher::new(source, ck.key, path, file, ck.fingerprint, ck.offset);
+            let mut w = FileWatcher::new(source, ck.key, path, file, ck.fingerprint, offset);
             w.orphaned = true;
-            self.watchers.push(w);
+            w.why = why;
+            self.track(w);
             return true;
         }
         false
@@ -1162,7 +1516,13 @@ impl Tailer {
                 }
                 Ok(false) if self.displaced[i].since.elapsed() >= DISPLACED_SEARCH => {
                     let d = self.displaced.swap_remove(i);
-                    tracing::warn!(flow = %self.settings.flow, path = %d.path.display(), offset = d.offset, "no copy found of a file truncated, replaced or gone; lines written to it after this offset, if any, were not shipped");
+                    if d.unread > 0 {
+                        self.lost(&d.path, d.unread, "the file was truncated before they were read, and no copy of it was found");
+                    } else if d.original.is_some() {
+                        tracing::info!(flow = %self.settings.flow, path = %d.path.display(), offset = d.offset, "no copy found of a file truncated after it was read to its end; nothing of it was unsent");
+                    } else {
+                        tracing::warn!(flow = %self.settings.flow, path = %d.path.display(), offset = d.offset, "no copy found of a file truncated, replaced or gone while the agent was down; lines written to it after this offset, if any, were not shipped");
+                    }
                 }
                 Ok(false) => i += 1,
                 Err(e) => {
@@ -1178,9 +1538,9 @@ impl Tailer {
     fn search_one(&mut self, i: usize) -> io::Result<bool> {
         let flow = self.settings.flow.clone();
         let quiet = self.settings.rotate_quiet;
-        let (fp, offset, path, original) = {
+        let (fp, offset, path, original, tail) = {
             let d = &self.displaced[i];
-            (d.fingerprint, d.offset, d.path.clone(), d.original)
+            (d.fingerprint, d.offset, d.path.clone(), d.original, d.tail)
         };
         let being_read = self
             .watchers
@@ -1193,10 +1553,7 @@ impl Tailer {
             if !meta.is_file() {
                 continue;
             }
-            let key = FileKey {
-                dev: meta.dev(),
-                ino: meta.ino(),
-            };
+            let key = FileKey::of_meta(&meta);
             let size = meta.len();
             // Files being read, or whose start discovery is deciding (a
             // copy matched by the globs), are not candidates.
@@ -1213,16 +1570,24 @@ impl Tailer {
             let gz = codec.is_some();
             let facts = if let Some(codec) = codec {
                 let starts_like = compressed::starts_like(&file, codec, fp);
+                // A stream cut short is still being written by its
+                // compressor.
+                let len = if starts_like {
+                    compressed::decompressed_len(&file, codec).ok()
+                } else {
+                    None
+                };
+                let diverged = match (tail, len) {
+                    (Some(t), Some(len)) if len >= offset => {
+                        !compressed_tail_matches(&file, codec, offset, t)?
+                    }
+                    _ => false,
+                };
                 decision::Candidate {
                     starts_like,
+                    diverged,
                     being_read,
-                    // A stream cut short is still being written by its
-                    // compressor.
-                    len: if starts_like {
-                        compressed::decompressed_len(&file, codec).ok()
-                    } else {
-                        None
-                    },
+                    len,
                 }
             } else {
                 let starts_like = u64::from(fp.len) <= size && fp.matches(&file)?;
@@ -1239,24 +1604,30 @@ impl Tailer {
                 };
                 decision::Candidate {
                     starts_like,
+                    diverged: starts_like
+                        && size >= offset
+                        && tail.is_some_and(|t| !t.matches_before(&file, offset).unwrap_or(true)),
                     being_read: false,
                     len,
                 }
             };
-            match decision::displaced(&facts, offset) {
+            let decided = decision::displaced(&facts, offset);
+            if decided == decision::Displaced::ReadFrom(0) && offset > 0 {
+                tracing::warn!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, "the copy of a file truncated or rotated does not hold what was read of it (cut and written again before it was copied): reading it whole, the lines it kept are sent again");
+            }
+            match decided {
                 decision::Displaced::NotIt => {
                     self.displaced[i].examined.insert((key, size));
                 }
                 decision::Displaced::NotYet => {}
-                decision::Displaced::NothingUnsent if gz => {
-                    tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, "found the compressed copy of a truncated or rotated file; nothing in it was unsent");
-                    return Ok(true);
-                }
                 decision::Displaced::NothingUnsent | decision::Displaced::ReadFrom(_) if !gz => {
                     // Read (or hold, when drained) the plain copy from where
                     // the reading stood, linked to it in the ledger so a
                     // crash now resumes at its unacknowledged lines.
-                    let at = offset.min(size);
+                    let at = match decided {
+                        decision::Displaced::ReadFrom(at) => at,
+                        _ => offset.min(size),
+                    };
                     tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset = at, "reading the copy of a file truncated or replaced (copytruncate)");
                     let source = self.ledger.open(&flow, key, fp, candidate.clone(), at);
                     if let Some(original) = original {
@@ -1265,19 +1636,40 @@ impl Tailer {
                     let mut w = FileWatcher::new(source, key, candidate, file, fp, at);
                     w.orphaned = true;
                     w.copy = true;
-                    self.watchers.push(w);
+                    w.why = "copy of a file truncated or replaced (copytruncate)";
+                    self.track(w);
                     return Ok(true);
                 }
                 decision::Displaced::NothingUnsent | decision::Displaced::ReadFrom(_) => {
                     let codec = codec.unwrap_or(Codec::Gzip);
-                    match CompressedInput::open_at(&file, codec, offset) {
+                    let at = match decided {
+                        decision::Displaced::ReadFrom(at) => at,
+                        _ => offset,
+                    };
+                    if decided == decision::Displaced::NothingUnsent {
+                        tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, "found the compressed copy of a truncated or rotated file; nothing in it was unsent");
+                        if original
+                            .is_none_or(|o| !self.ledger.entry(o).is_some_and(|e| e.is_held()))
+                        {
+                            return Ok(true);
+                        }
+                        // Its original's lines not yet acknowledged exist
+                        // only here now: held (drained) and linked to it,
+                        // so a crash resumes at them.
+                    }
+                    match CompressedInput::open_at(&file, codec, at) {
                         Ok(gz) => {
-                            tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset, format = codec.name(), "reading the unsent end of a truncated or rotated file from its compressed copy");
-                            let source =
-                                self.ledger.open(&flow, key, fp, candidate.clone(), offset);
-                            self.watchers.push(FileWatcher::compressed(
-                                source, key, candidate, file, fp, gz,
-                            ));
+                            if decided != decision::Displaced::NothingUnsent {
+                                tracing::info!(flow = %flow, path = %candidate.display(), was = %path.display(), offset = at, format = codec.name(), "reading the unsent end of a truncated or rotated file from its compressed copy");
+                            }
+                            let source = self.ledger.open(&flow, key, fp, candidate.clone(), at);
+                            if let Some(original) = original {
+                                self.ledger.same_bytes_as(source, original);
+                            }
+                            let mut w =
+                                FileWatcher::compressed(source, key, candidate, file, fp, gz);
+                            w.why = "compressed copy of a file truncated or rotated";
+                            self.track(w);
                             return Ok(true);
                         }
                         Err(e) => {
@@ -1304,10 +1696,33 @@ impl DisplacedReading {
             offset,
             path,
             original,
+            unread: 0,
+            tail: None,
             since: Instant::now(),
             examined: HashSet::new(),
             short: HashMap::new(),
         }
+    }
+}
+
+/// How many shapes of link targets a flow remembers.
+const LINK_SHAPES: usize = 16;
+
+/// Remember `target` (a file's own path behind a link) unless one of the
+/// same shape (name and depth) is remembered.
+fn remember_target(targets: &mut Vec<PathBuf>, target: &Path) {
+    let shape = |p: &Path| (p.file_name().map(ToOwned::to_owned), p.components().count());
+    if targets.len() < LINK_SHAPES && !targets.iter().any(|t| shape(t) == shape(target)) {
+        targets.push(target.to_path_buf());
+    }
+}
+
+/// Lines were lost: `bytes` of `path`, for the reason `how`. Logged with the
+/// file and the bytes, and counted in `stats` (`BytesLost`).
+fn report_loss(flow: &str, stats: Option<&FlowStats>, path: &Path, bytes: u64, how: &str) {
+    tracing::warn!(flow, path = %path.display(), bytes, "lines lost: {how}");
+    if let Some(stats) = stats {
+        stats.lost(bytes);
     }
 }
 
@@ -1344,21 +1759,42 @@ fn sibling_files(path: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The directory a glob's matches live in: the longest leading part without
-/// glob metacharacters.
-fn glob_base_dir(pattern: &str) -> PathBuf {
-    let mut base = PathBuf::new();
-    for comp in Path::new(pattern).components() {
-        let s = comp.as_os_str().to_string_lossy();
-        if s.contains(['*', '?', '[', '{']) {
+/// Whether the decompressed bytes of `file` just before `offset` are those
+/// `tail` was taken of.
+fn compressed_tail_matches(
+    file: &File,
+    codec: Codec,
+    offset: u64,
+    tail: Fingerprint,
+) -> io::Result<bool> {
+    let n = u64::from(tail.len).min(offset);
+    let mut input = CompressedInput::open_at(file, codec, offset - n)?;
+    let mut buf = [0u8; FINGERPRINT_BYTES];
+    let mut got = 0;
+    while (got as u64) < n {
+        let r = input.read(&mut buf[got..n as usize])?;
+        if r == 0 {
             break;
         }
-        base.push(comp);
+        got += r;
     }
-    if base.as_os_str() == pattern {
-        base.pop();
+    Ok(Fingerprint::of_bytes(&buf[..got]) == tail)
+}
+
+/// Whether a copy (`file`, `size` bytes) lacks, just before `offset`, the
+/// bytes `tail` a reading saw there: its original was cut and written
+/// again before it was copied. Unknown (no tail, or the copy is shorter):
+/// not diverged.
+fn diverged_before(
+    file: &File,
+    size: u64,
+    offset: u64,
+    tail: Option<Fingerprint>,
+) -> io::Result<bool> {
+    match tail {
+        Some(t) if size >= offset => Ok(!t.matches_before(file, offset)?),
+        _ => Ok(false),
     }
-    base
 }
 
 /// Whether two files start with the same `len` bytes (`len` ≤ FINGERPRINT_BYTES).
@@ -1411,22 +1847,6 @@ mod tests {
             flags.wait(Duration::from_millis(10)),
             (false, false),
             "nothing: a timeout"
-        );
-    }
-
-    #[test]
-    fn base_dir_of_globs() {
-        assert_eq!(
-            glob_base_dir("/var/log/apache2/access.log*"),
-            PathBuf::from("/var/log/apache2")
-        );
-        assert_eq!(
-            glob_base_dir("/var/log/*/access.log"),
-            PathBuf::from("/var/log")
-        );
-        assert_eq!(
-            glob_base_dir("/var/log/httpd/access_log"),
-            PathBuf::from("/var/log/httpd")
         );
     }
 }

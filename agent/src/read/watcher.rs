@@ -6,7 +6,10 @@
 //! the descriptor, so a renamed or deleted file keeps being read; it holds a
 //! trailing partial line until its newline arrives; it cuts lines longer than
 //! the limit, ships their first bytes and skips the rest; and it notices
-//! truncation (`copytruncate`) when the file shrinks below what it has read.
+//! truncation (`copytruncate`, `truncate -s N`) when the file shrinks below
+//! what it has read, or when its first bytes, or the bytes just before the
+//! read position, are no longer those it read (truncated and written again
+//! past the read position while nobody looked).
 //! A watcher may also read a compressed rotation as a stream ([`CompressedInput`]): the
 //! unsent end of a file compressed while the agent was down.
 
@@ -17,11 +20,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::read::compressed::CompressedInput;
-use crate::read::identity::{FileKey, Fingerprint, FINGERPRINT_BYTES};
+use crate::read::identity::{read_at_most, FileKey, Fingerprint, FINGERPRINT_BYTES};
 use crate::ship::ledger::SourceId;
 
 /// Bytes read from the file per `read_at` call.
 pub const READ_CHUNK: usize = 64 * 1024;
+
+/// How many bytes just before the read position are compared with what was
+/// read there: enough to tell a line from another (a line's time and
+/// address), one small read per poll that finds new bytes.
+pub const TAIL_BYTES: usize = 32;
 
 /// Receives complete lines from watchers.
 pub trait LineSink {
@@ -98,12 +106,24 @@ pub struct FileWatcher {
     /// generation has been read: a change then, with nothing to read, is a
     /// generation written and truncated between two looks (`copytruncate`).
     pub mtime_at_look: Option<std::time::SystemTime>,
-    /// Fingerprint and read offset of the generation before the last
-    /// truncation, to recognize its `copytruncate` copy.
-    pub previous: Option<(Fingerprint, u64, SourceId)>,
+    /// Fingerprint, read offset, reading and tail (when known) of the
+    /// generation before the last truncation, to recognize its
+    /// `copytruncate` copy.
+    pub previous: Option<(Fingerprint, u64, SourceId, Option<Fingerprint>)>,
     /// Set when `file` is a compressed rotation read as a stream of its
     /// decompressed bytes (offsets are decompressed offsets).
     gz: Option<Box<CompressedInput>>,
+    /// The bytes just before `offset` (up to [`TAIL_BYTES`]), as read: a
+    /// file cut short and written again past them no longer has them
+    /// there.
+    tail: Tail,
+    /// The largest size a poll saw of this generation: on a truncation, the
+    /// bytes between the read position and it were never read.
+    pub seen_size: u64,
+    /// Why it was opened where it was (the rule of [`crate::read::decision`]).
+    pub why: &'static str,
+    /// The file's own path, when `path` reaches it through a symbolic link.
+    pub target: Option<PathBuf>,
 }
 
 impl FileWatcher {
@@ -117,13 +137,20 @@ impl FileWatcher {
         offset: u64,
     ) -> Self {
         let mtime_at_look = file.metadata().and_then(|m| m.modified()).ok();
+        // Starting past 0 (a checkpoint, `start_at: end`, a copy's offset):
+        // the bytes before it, to see a cut there before anything is read.
+        let tail = Tail::before(&file, offset);
         FileWatcher {
             source,
             key,
             path,
             file,
             fingerprint,
-            head: (offset == 0 && !fingerprint.is_full()).then(Vec::new),
+            // From 0, the fingerprint is taken of the bytes read: the file
+            // may have been truncated and written again since it was opened
+            // (`copytruncate` right after), and a fingerprint of bytes never
+            // read would make their copy look like this reading's.
+            head: (offset == 0).then(Vec::new),
             offset,
             buf: Vec::new(),
             skipping: false,
@@ -134,6 +161,10 @@ impl FileWatcher {
             mtime_at_look,
             previous: None,
             gz: None,
+            tail,
+            seen_size: offset,
+            why: "",
+            target: None,
         }
     }
 
@@ -149,6 +180,8 @@ impl FileWatcher {
     ) -> Self {
         let offset = gz.position();
         let mut w = FileWatcher::new(source, key, path, file, fingerprint, offset);
+        // Offsets are decompressed ones: the file's own bytes say nothing.
+        w.tail = Tail::default();
         w.gz = Some(Box::new(gz));
         w.orphaned = true;
         w.copy = true;
@@ -175,16 +208,25 @@ impl FileWatcher {
         self.buf.len()
     }
 
+    /// A fingerprint of the bytes just before [`FileWatcher::offset`] (up
+    /// to [`TAIL_BYTES`]), when they were read.
+    pub fn mark(&self) -> Option<Fingerprint> {
+        (self.gz.is_none() && self.tail.len > 0)
+            .then(|| Fingerprint::of_bytes(&self.tail.bytes[..self.tail.len]))
+    }
+
     /// Start over at 0 as a new source (after truncation).
     pub fn restart(&mut self, source: SourceId, fingerprint: Fingerprint) {
-        self.previous = Some((self.fingerprint, self.offset, self.source));
+        self.previous = Some((self.fingerprint, self.offset, self.source, self.mark()));
         self.source = source;
         self.fingerprint = fingerprint;
-        self.head = (!fingerprint.is_full()).then(Vec::new);
+        self.head = Some(Vec::new());
         self.offset = 0;
         self.buf.clear();
         self.skipping = false;
         self.last_growth = Instant::now();
+        self.tail = Tail::default();
+        self.seen_size = 0;
     }
 
     /// Whether the file has been deleted (no links left).
@@ -219,17 +261,27 @@ impl FileWatcher {
         }
         // Truncated and written again past our offset while we were not
         // looking (blocked by a Kinesis outage, say): the size alone cannot
-        // tell, the first bytes can. One read of at most 256 bytes per poll
+        // tell; the first bytes can when it was emptied (`copytruncate`),
+        // the bytes just before the offset when it was cut to another size
+        // (`truncate -s N`). Two reads of at most 256 and 32 bytes per poll
         // that finds new bytes, not per line.
         if size > read_pos
             && read_pos > 0
-            && self.fingerprint.len > 0
-            && !self.fingerprint.matches(&self.file)?
+            && ((self.fingerprint.len > 0 && !self.fingerprint.matches(&self.file)?)
+                || !self.tail.matches(&self.file, self.offset)?)
         {
             return Ok(Ok(Polled::Truncated { size }));
         }
+        // Bytes of this generation, as far as anyone can tell now.
+        self.seen_size = self.seen_size.max(size);
         let mut total = 0u64;
         while read_pos < size && total < budget {
+            // The sink may have blocked for minutes (an outage) since the
+            // last chunk: look again before reading on.
+            if total > 0 && !self.tail.matches(&self.file, self.offset)? {
+                let size = self.size()?;
+                return Ok(Ok(Polled::Truncated { size }));
+            }
             let want = READ_CHUNK.min((size - read_pos) as usize);
             let old_len = self.buf.len();
             self.buf.resize(old_len + want, 0);
@@ -260,9 +312,7 @@ impl FileWatcher {
             self.last_growth = Instant::now();
             match self.head.take() {
                 Some(head) => {
-                    if head.len() >= self.fingerprint.len as usize {
-                        self.fingerprint = Fingerprint::of_bytes(&head);
-                    }
+                    self.fingerprint = Fingerprint::of_bytes(&head);
                     if head.len() < FINGERPRINT_BYTES {
                         self.head = Some(head);
                     }
@@ -288,6 +338,7 @@ impl FileWatcher {
         if !self.skipping {
             sink.line(self.source, self.offset, &self.buf, false)?;
         }
+        self.tail.push(&self.buf);
         self.offset += self.buf.len() as u64;
         self.buf.clear();
         self.skipping = false;
@@ -347,6 +398,7 @@ impl FileWatcher {
                     self.skipping = false;
                 }
                 None => {
+                    self.tail.push(&self.buf);
                     self.offset += self.buf.len() as u64;
                     self.buf.clear();
                     return Ok(());
@@ -378,9 +430,62 @@ impl FileWatcher {
             self.skipping = true;
             start = self.buf.len();
         }
+        // The bytes just before the new offset: one copy of at most 32
+        // bytes per read, not per line.
+        self.tail.push(&self.buf[..start]);
         self.offset += start as u64;
         self.buf.drain(..start);
         Ok(())
+    }
+}
+
+/// The bytes of a file just before a reading's offset (up to
+/// [`TAIL_BYTES`]).
+#[derive(Default)]
+struct Tail {
+    bytes: [u8; TAIL_BYTES],
+    len: usize,
+}
+
+impl Tail {
+    /// The bytes of `file` just before `offset` (none at 0, or when they
+    /// cannot be read).
+    fn before(file: &File, offset: u64) -> Tail {
+        let mut t = Tail::default();
+        let n = (offset.min(TAIL_BYTES as u64)) as usize;
+        match read_at_most(file, &mut t.bytes[..n], offset - n as u64) {
+            Ok(got) if got == n => {
+                t.len = n;
+                t
+            }
+            _ => Tail::default(),
+        }
+    }
+
+    /// `bytes` were just passed, ending at the new offset.
+    fn push(&mut self, bytes: &[u8]) {
+        if bytes.len() >= TAIL_BYTES {
+            self.bytes
+                .copy_from_slice(&bytes[bytes.len() - TAIL_BYTES..]);
+            self.len = TAIL_BYTES;
+            return;
+        }
+        let keep = (TAIL_BYTES - bytes.len()).min(self.len);
+        self.bytes.copy_within(self.len - keep..self.len, 0);
+        self.bytes[keep..keep + bytes.len()].copy_from_slice(bytes);
+        self.len = keep + bytes.len();
+    }
+
+    /// Whether `file` still has these bytes just before `offset` (true
+    /// when none are known).
+    fn matches(&self, file: &File, offset: u64) -> io::Result<bool> {
+        let n = self.len;
+        if n == 0 || offset < n as u64 {
+            return Ok(true);
+        }
+        let mut now = [0u8; TAIL_BYTES];
+        let got = read_at_most(file, &mut now[..n], offset - n as u64)?;
+        Ok(got == n && now[..n] == self.bytes[..n])
     }
 }
 
@@ -456,5 +561,89 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir)?;
         Ok(())
+    }
+
+    /// `truncate -s N` while the reader was not looking, then written past
+    /// where it stood: the first bytes are the same, the size is larger;
+    /// only the bytes before the read position tell.
+    #[test]
+    fn a_file_cut_to_any_size_and_written_past_the_read_position_is_seen() -> io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("tailrace-wcut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("a.log");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
+        let lines: String = (0..40)
+            .map(|i| format!("line {i:04} of the first run\n"))
+            .collect();
+        f.write_all(lines.as_bytes())?;
+        let mut w = watcher(&path)?;
+        let mut sink = Collect::default();
+        w.poll(&mut sink, 1000, u64::MAX)?.ok();
+        assert_eq!(sink.0.len(), 40);
+        let read = w.offset();
+        f.set_len(300)?;
+        let more: String = (0..40)
+            .map(|i| format!("line {i:04} of the second run\n"))
+            .collect();
+        std::io::Write::write_all(
+            &mut std::fs::OpenOptions::new().append(true).open(&path)?,
+            more.as_bytes(),
+        )?;
+        assert!(std::fs::metadata(&path)?.len() > read);
+        assert!(matches!(
+            w.poll(&mut sink, 1000, u64::MAX)?.ok(),
+            Some(Polled::Truncated { .. })
+        ));
+        assert_eq!(
+            sink.0.len(),
+            40,
+            "nothing read past the cut as if it were the old file"
+        );
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// Opened (and fingerprinted) at 0, then truncated and written again
+    /// before the first read (`copytruncate` right after a reload's
+    /// restart, model seed 82): the fingerprint is of the bytes read, so
+    /// the copy of the bytes never read is not taken for this reading.
+    #[test]
+    fn a_reading_from_0_is_fingerprinted_by_what_it_read() -> io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("tailrace-wfp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("a.log");
+        let first: String = (0..20)
+            .map(|i| format!("first generation line {i:04}\n"))
+            .collect();
+        std::fs::write(&path, &first)?;
+        let f = File::open(&path)?;
+        let key = FileKey::of(&f)?;
+        let at_open = Fingerprint::of(&f)?;
+        let mut w = FileWatcher::new(SourceId(1), key, path.clone(), f, at_open, 0);
+        let second: String = (0..20)
+            .map(|i| format!("second generation line {i:04}\n"))
+            .collect();
+        std::fs::write(&path, &second)?;
+        let mut sink = Collect::default();
+        w.poll(&mut sink, 1000, u64::MAX)?.ok();
+        assert_ne!(w.fingerprint, at_open);
+        assert_eq!(w.fingerprint, Fingerprint::of(&File::open(&path)?)?);
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_tail_follows_reads_of_any_length() {
+        let mut t = Tail::default();
+        t.push(b"0123456789");
+        assert_eq!(&t.bytes[..t.len], b"0123456789");
+        t.push(b"abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(&t.bytes[..t.len], b"456789abcdefghijklmnopqrstuvwxyz");
+        t.push(&[b'.'; 40]);
+        assert_eq!(&t.bytes[..t.len], &[b'.'; TAIL_BYTES]);
     }
 }

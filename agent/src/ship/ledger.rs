@@ -11,10 +11,22 @@
 //! The ledger is shared by the reader threads and the shipper (acks) behind
 //! one mutex; the data path touches it once per record or window, never per
 //! line.
+//!
+//! It also remembers, for the checkpoint, what outlives a reading:
+//! - per flow, the files it is done with ([`Shipped`]: first bytes and how
+//!   far they were acknowledged), so a copy or a rename of one of them found
+//!   later, by this reading or after a restart or a reload, is recognized and
+//!   not read again; and how far back its rotations were all looked at
+//!   ([`FlowMemory::looked_ms`]);
+//! - the positions of flows that a reload or a restart removed
+//!   ([`Retired`]): positions belong to a file, not to a flow's name, so a
+//!   flow added back, renamed, or given a wider glob resumes from them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
 
 use crate::read::identity::{FileKey, Fingerprint};
 
@@ -42,8 +54,15 @@ pub struct SourceEntry {
     pub fingerprint: Fingerprint,
     /// Last path it was seen at.
     pub path: PathBuf,
+    /// The file's own path when `path` reaches it through a symbolic link.
+    pub target: Option<PathBuf>,
     /// Offset through which lines were handed to a record or a window.
     pub processed: u64,
+    /// Recent processed offsets with the bytes just before each (a
+    /// fingerprint of up to 32 bytes), newest last: a checkpoint at one of
+    /// them carries it, so a restart can tell a file cut and written again
+    /// while the agent was down.
+    marks: VecDeque<(u64, Fingerprint)>,
     /// Offsets held by unacknowledged records and open windows, with counts.
     holds: BTreeMap<u64, u32>,
     /// The reader closed it (rotated away and drained, or deleted).
@@ -82,14 +101,88 @@ pub struct Position {
     pub fingerprint: Fingerprint,
     /// Last known path.
     pub path: PathBuf,
+    /// The file's own path when `path` is (or passes through) a symbolic
+    /// link: where to look for it once the link points elsewhere.
+    pub target: Option<PathBuf>,
     /// Resume offset.
     pub offset: u64,
+    /// The bytes just before `offset` (up to 32), when the reader saw them
+    /// there: a file whose bytes there differ at a restart was cut and
+    /// written again while the agent was down.
+    pub tail: Option<Fingerprint>,
 }
+
+/// How many recent processed offsets a source keeps the tail of.
+const MARKS_KEPT: usize = 16;
+
+/// A file a flow is done with: its first bytes and the offset through which
+/// everything in it was acknowledged. A file found later with these first
+/// bytes (a copy, a rename, a compressed rotation) holds nothing new before
+/// `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipped {
+    /// Its first bytes.
+    #[serde(flatten)]
+    pub fingerprint: Fingerprint,
+    /// Acknowledged through here.
+    pub offset: u64,
+}
+
+/// How many [`Shipped`] files a flow remembers (the oldest are forgotten
+/// first): far more than `rotate N` keeps, and small in the checkpoint
+/// (about 60 bytes each).
+pub const SHIPPED_KEPT: usize = 256;
+
+/// What a flow remembers beyond its open files (see the module comment).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowMemory {
+    /// Files it is done with, oldest first.
+    pub shipped: VecDeque<Shipped>,
+    /// Wall-clock time (Unix ms) before which every rotated file was looked
+    /// at by this flow's reader: a restart looks again only at rotations
+    /// modified since. `None` until its first discovery.
+    pub looked_ms: Option<u64>,
+}
+
+impl FlowMemory {
+    /// Remember `s`, replacing an entry with the same first bytes.
+    pub fn remember(&mut self, s: Shipped) {
+        if s.fingerprint.len == 0 {
+            return;
+        }
+        self.shipped.retain(|x| x.fingerprint != s.fingerprint);
+        if self.shipped.len() >= SHIPPED_KEPT {
+            self.shipped.pop_front();
+        }
+        self.shipped.push_back(s);
+    }
+}
+
+/// A position of a flow that was removed (by a reload, or because a restart
+/// found it no more in the config), kept for a flow that reads the same
+/// file later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retired {
+    /// The position, under the removed flow's name.
+    pub position: Position,
+    /// When the flow was removed (Unix ms).
+    pub retired_ms: u64,
+}
+
+/// How long a retired position is kept.
+pub const RETIRED_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// How many retired positions are kept at most (the newest).
+const RETIRED_KEPT: usize = 4096;
 
 #[derive(Default)]
 struct Inner {
     next_id: u64,
     sources: HashMap<SourceId, SourceEntry>,
+    /// Per flow: what outlives its readings.
+    memory: HashMap<String, FlowMemory>,
+    /// Positions of removed flows.
+    retired: Vec<Retired>,
     /// Bumped on every change, so the checkpointer can skip idle writes.
     version: u64,
 }
@@ -136,7 +229,9 @@ impl Ledger {
                 key,
                 fingerprint,
                 path,
+                target: None,
                 processed: offset,
+                marks: VecDeque::new(),
                 holds: BTreeMap::new(),
                 closed: false,
                 superseded: false,
@@ -158,6 +253,26 @@ impl Ledger {
         }
     }
 
+    /// [`Ledger::set_processed`], with `tail` the bytes just before
+    /// `offset` (see [`Position::tail`]).
+    pub fn set_processed_at(&self, id: SourceId, offset: u64, tail: Option<Fingerprint>) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.sources.get_mut(&id) {
+            if let Some(t) = tail {
+                if e.marks.back().is_none_or(|m| m.0 != offset) {
+                    if e.marks.len() >= MARKS_KEPT {
+                        e.marks.pop_front();
+                    }
+                    e.marks.push_back((offset, t));
+                }
+            }
+            if e.processed != offset {
+                e.processed = offset;
+                inner.version += 1;
+            }
+        }
+    }
+
     /// Update what is known of a source (its fingerprint grew, it was renamed).
     pub fn update(&self, id: SourceId, fingerprint: Fingerprint, path: Option<PathBuf>) {
         let mut inner = self.lock();
@@ -166,6 +281,15 @@ impl Ledger {
             if let Some(p) = path {
                 e.path = p;
             }
+            inner.version += 1;
+        }
+    }
+
+    /// `id`'s file is reached through a symbolic link; this is its own path.
+    pub fn set_target(&self, id: SourceId, target: Option<PathBuf>) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.sources.get_mut(&id) {
+            e.target = target;
             inner.version += 1;
         }
     }
@@ -224,6 +348,120 @@ impl Ledger {
         inner.version += 1;
     }
 
+    /// `flow` was removed: its positions (and what it remembers) are kept as
+    /// retired, for a flow that reads the same files later, and its sources
+    /// are forgotten.
+    pub fn retire_flow(&self, flow: &str, now_ms: u64) {
+        let positions: Vec<Position> = self
+            .positions()
+            .into_iter()
+            .filter(|p| p.flow == flow)
+            .collect();
+        let mut inner = self.lock();
+        inner.sources.retain(|_, e| e.flow != flow);
+        let retired: Vec<Retired> = positions
+            .into_iter()
+            .map(|position| Retired {
+                position,
+                retired_ms: now_ms,
+            })
+            .collect();
+        add_retired(&mut inner.retired, retired);
+        inner.version += 1;
+    }
+
+    /// Keep `positions` (of flows no longer configured, found in the
+    /// checkpoint at the agent's start) as retired.
+    pub fn restore_retired(&self, retired: Vec<Retired>) {
+        let mut inner = self.lock();
+        add_retired(&mut inner.retired, retired);
+        inner.version += 1;
+    }
+
+    /// Give `flow` the retired positions `wanted` says are its files now
+    /// (they are removed from the retired ones), under the removed flow's
+    /// name. A flow whose positions are taken also hands over what it
+    /// remembered.
+    pub fn claim_retired(&self, flow: &str, wanted: impl Fn(&Position) -> bool) -> Vec<Position> {
+        let mut inner = self.lock();
+        let (taken, kept): (Vec<Retired>, Vec<Retired>) = std::mem::take(&mut inner.retired)
+            .into_iter()
+            .partition(|r| wanted(&r.position));
+        inner.retired = kept;
+        let mut from: Vec<String> = taken.iter().map(|r| r.position.flow.clone()).collect();
+        from.sort();
+        from.dedup();
+        for old in from {
+            let Some(old_memory) = inner.memory.get(&old).cloned() else {
+                continue;
+            };
+            let memory = inner.memory.entry(flow.to_string()).or_default();
+            for s in old_memory.shipped {
+                memory.remember(s);
+            }
+            // Rotations since the removed flow last looked are looked at.
+            memory.looked_ms = match (memory.looked_ms, old_memory.looked_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if !taken.is_empty() {
+            inner.version += 1;
+        }
+        taken.into_iter().map(|r| r.position).collect()
+    }
+
+    /// The retired positions, without those older than [`RETIRED_FOR`].
+    pub fn retired(&self, now_ms: u64) -> Vec<Retired> {
+        let mut inner = self.lock();
+        let horizon = now_ms.saturating_sub(RETIRED_FOR.as_millis() as u64);
+        inner.retired.retain(|r| r.retired_ms >= horizon);
+        inner.retired.clone()
+    }
+
+    /// What `flow` remembers (see [`FlowMemory`]).
+    pub fn memory(&self, flow: &str) -> FlowMemory {
+        self.lock().memory.get(flow).cloned().unwrap_or_default()
+    }
+
+    /// What every flow remembers.
+    pub fn memories(&self) -> HashMap<String, FlowMemory> {
+        self.lock().memory.clone()
+    }
+
+    /// Start `flow` from what the checkpoint remembered of it.
+    pub fn restore_memory(&self, flow: &str, memory: FlowMemory) {
+        self.lock().memory.insert(flow.to_string(), memory);
+    }
+
+    /// `flow` is done with a file whose first bytes are `fingerprint`,
+    /// acknowledged through `offset` (the reader closed it and nothing of
+    /// it is unacknowledged).
+    pub fn shipped(&self, flow: &str, fingerprint: Fingerprint, offset: u64) {
+        let mut inner = self.lock();
+        inner
+            .memory
+            .entry(flow.to_string())
+            .or_default()
+            .remember(Shipped {
+                fingerprint,
+                offset,
+            });
+        inner.version += 1;
+    }
+
+    /// Every rotation of `flow`'s files modified before `at_ms` (Unix ms)
+    /// was looked at. Saved with the next checkpoint that is written
+    /// anyway: not a change by itself, or an idle agent would write its
+    /// checkpoint at every look.
+    pub fn looked(&self, flow: &str, at_ms: u64) {
+        self.lock()
+            .memory
+            .entry(flow.to_string())
+            .or_default()
+            .looked_ms = Some(at_ms);
+    }
+
     /// A copy of one entry.
     pub fn entry(&self, id: SourceId) -> Option<SourceEntry> {
         self.lock().sources.get(&id).cloned()
@@ -257,6 +495,25 @@ impl Ledger {
             .filter(|(_, e)| e.is_held())
             .map(|(id, _)| *id)
             .collect();
+        let done: Vec<(String, Shipped)> = inner
+            .sources
+            .values()
+            .filter(|e| {
+                e.closed && !e.is_held() && !e.same_bytes_as.is_some_and(|o| held.contains(&o))
+            })
+            .map(|e| {
+                (
+                    e.flow.clone(),
+                    Shipped {
+                        fingerprint: e.fingerprint,
+                        offset: e.processed,
+                    },
+                )
+            })
+            .collect();
+        for (flow, s) in done {
+            inner.memory.entry(flow).or_default().remember(s);
+        }
         inner.sources.retain(|_, e| {
             !e.closed || e.is_held() || e.same_bytes_as.is_some_and(|o| held.contains(&o))
         });
@@ -273,7 +530,9 @@ impl Ledger {
                 key: e.key,
                 fingerprint: e.fingerprint,
                 path: e.path.clone(),
+                target: e.target.clone(),
                 offset,
+                tail: e.marks.iter().rev().find(|m| m.0 == offset).map(|m| m.1),
             };
             let slot = best
                 .entry((e.flow.clone(), e.key))
@@ -286,6 +545,20 @@ impl Ledger {
         let mut out: Vec<Position> = best.into_values().map(|(_, p)| p).collect();
         out.sort_by(|a, b| (&a.flow, a.key).cmp(&(&b.flow, b.key)));
         out
+    }
+}
+
+/// Add `new` to `retired`: a newer position of the same (flow, file)
+/// replaces an older one; the oldest go beyond [`RETIRED_KEPT`].
+fn add_retired(retired: &mut Vec<Retired>, new: Vec<Retired>) {
+    for r in new {
+        retired
+            .retain(|o| (&o.position.flow, o.position.key) != (&r.position.flow, r.position.key));
+        retired.push(r);
+    }
+    if retired.len() > RETIRED_KEPT {
+        retired.sort_by_key(|r| std::cmp::Reverse(r.retired_ms));
+        retired.truncate(RETIRED_KEPT);
     }
 }
 
@@ -386,6 +659,76 @@ mod tests {
         let p = l.positions();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].flow, "kept");
+    }
+
+    #[test]
+    fn a_closed_file_is_remembered_once_nothing_holds_it() {
+        let l = Ledger::new();
+        let fp = Fingerprint { len: 256, hash: 9 };
+        let s = l.open("f", key(), fp, "/a".into(), 0);
+        let h = Hold {
+            source: s,
+            offset: 0,
+        };
+        l.hold(&[h]);
+        l.set_processed(s, 700);
+        l.close(s);
+        l.positions();
+        assert!(l.memory("f").shipped.is_empty(), "still held: a position");
+        l.release(&[h]);
+        assert!(l.positions().is_empty());
+        assert_eq!(
+            l.memory("f").shipped.into_iter().collect::<Vec<_>>(),
+            vec![Shipped {
+                fingerprint: fp,
+                offset: 700
+            }]
+        );
+        // Bounded, the oldest forgotten, one entry per first bytes.
+        for i in 0..SHIPPED_KEPT as u64 + 5 {
+            l.shipped("f", Fingerprint { len: 256, hash: i }, i);
+        }
+        l.shipped(
+            "f",
+            Fingerprint {
+                len: 256,
+                hash: 100,
+            },
+            1,
+        );
+        let m = l.memory("f");
+        assert_eq!(m.shipped.len(), SHIPPED_KEPT);
+        assert_eq!(m.shipped.back().map(|s| s.offset), Some(1));
+        assert!(!m.shipped.iter().any(|s| s.fingerprint.hash == 0));
+    }
+
+    #[test]
+    fn a_removed_flow_leaves_its_positions_to_the_next_reader_of_its_files() {
+        let l = Ledger::new();
+        let fp = Fingerprint { len: 256, hash: 9 };
+        let s = l.open("web", key(), fp, "/logs/access.log".into(), 0);
+        l.set_processed(s, 500);
+        l.shipped("web", Fingerprint { len: 256, hash: 1 }, 40);
+        l.looked("web", 1_000);
+        l.retire_flow("web", 77);
+        assert!(l.positions().is_empty(), "no reading of it any more");
+        assert_eq!(l.retired(77).len(), 1);
+        let other = |p: &Position| p.path.starts_with("/other");
+        assert!(l.claim_retired("x", other).is_empty());
+        let taken = l.claim_retired("web-renamed", |p| p.path.starts_with("/logs"));
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].flow, "web", "under the name it had");
+        assert_eq!(taken[0].offset, 500);
+        assert!(l.retired(77).is_empty(), "taken once");
+        let m = l.memory("web-renamed");
+        assert_eq!(m.shipped.len(), 1, "what it remembered goes along");
+        assert_eq!(m.looked_ms, Some(1_000));
+        // Kept for a week.
+        l.restore_retired(vec![Retired {
+            position: taken[0].clone(),
+            retired_ms: 0,
+        }]);
+        assert!(l.retired(RETIRED_FOR.as_millis() as u64 + 1).is_empty());
     }
 
     #[test]

@@ -36,6 +36,15 @@ pub trait Source: Send + Sync + 'static {
     fn snapshot(&self) -> Self::State;
     /// Write `state` durably (blocking).
     fn save(&self, state: &Self::State) -> Result<(), String>;
+    /// Whether what was saved is gone (the state directory was deleted):
+    /// the state is saved again even when it did not change.
+    fn lost(&self) -> bool {
+        false
+    }
+    /// What a restart would do while saves fail, for the error message.
+    fn advice(&self) -> String {
+        "lines keep flowing".to_string()
+    }
     /// The outcome of a periodic save (for health).
     fn report(&self, error: Option<String>);
 }
@@ -82,11 +91,12 @@ async fn run<S: Source>(
             return;
         }
         let version = source.version();
-        if version == last {
+        let lost = saved.is_some() && source.lost();
+        if version == last && !lost {
             continue;
         }
         let state = source.snapshot();
-        if saved.as_ref() == Some(&state) {
+        if saved.as_ref() == Some(&state) && !lost {
             last = version;
             continue;
         }
@@ -104,7 +114,7 @@ async fn run<S: Source>(
             }
             Ok((Err(e), _)) => {
                 if !failing {
-                    tracing::error!(error = %e, "cannot write checkpoint; lines keep flowing but a restart would re-send them");
+                    tracing::error!(error = %e, "cannot write checkpoint; {}", source.advice());
                 }
                 failing = true;
                 source.report(Some(e));
@@ -114,12 +124,25 @@ async fn run<S: Source>(
     }
 }
 
-/// What the next checkpoint holds: every file's acknowledged position and
-/// every flow's next sequence number.
+/// What the next checkpoint holds: every file's acknowledged position,
+/// every flow's next sequence number and what it remembers, and the
+/// positions of flows no longer configured.
 pub fn snapshot(ledger: &Ledger, sequences: &Sequences) -> State {
+    let files = ledger.positions().into_iter().map(Into::into).collect();
+    let mut flows = sequences.snapshot();
+    for (name, memory) in ledger.memories() {
+        let flow = flows.entry(name).or_default();
+        flow.shipped = memory.shipped.into_iter().collect();
+        flow.looked_ms = memory.looked_ms;
+    }
     State {
-        files: ledger.positions().into_iter().map(Into::into).collect(),
-        flows: sequences.snapshot(),
+        files,
+        flows,
+        retired: ledger
+            .retired(crate::observe::counters::now_ms())
+            .into_iter()
+            .map(Into::into)
+            .collect(),
     }
 }
 
@@ -163,7 +186,9 @@ mod tests {
                 path: "/var/log/a.log".into(),
                 key: crate::read::identity::FileKey { dev: 1, ino: 2 },
                 fingerprint: crate::read::identity::Fingerprint { len: 4, hash: 5 },
+                target: None,
                 offset,
+                tail: None,
             }],
             ..State::default()
         }

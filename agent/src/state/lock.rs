@@ -48,6 +48,18 @@ impl DirLock {
     }
 }
 
+impl DirLock {
+    /// Whether `dir`'s lock file is still the one held (the directory was
+    /// not deleted or replaced meanwhile).
+    pub fn is_current(&self, dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::metadata(dir.join(FILE_NAME)), self._file.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+}
+
 /// Whether an agent holds the lock of state directory `dir` now.
 pub fn is_locked(dir: &Path) -> bool {
     let Ok(lock) = OpenOptions::new().read(true).open(dir.join(FILE_NAME)) else {

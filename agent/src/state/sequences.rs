@@ -99,6 +99,7 @@ impl Sequences {
                     name.clone(),
                     FlowState {
                         next_sequence: next,
+                        ..FlowState::default()
                     },
                 )
             })

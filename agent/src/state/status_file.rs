@@ -63,6 +63,13 @@ pub struct FlowView {
     pub backlog_bytes: u64,
     /// Age of the oldest unacknowledged line, seconds.
     pub oldest_unacked_secs: u64,
+    /// Bytes lost since the agent started (files deleted or cut short
+    /// before they could be read).
+    #[serde(default)]
+    pub bytes_lost: u64,
+    /// When bytes were last lost (Unix ms).
+    #[serde(default)]
+    pub last_loss_ms: Option<u64>,
 }
 
 /// The status file's content.

@@ -18,6 +18,7 @@ mod local_time_and_proxies_moto;
 mod logrotate_matrix;
 mod model_moto;
 mod monitoring_moto;
+mod operations_moto;
 mod outage_moto;
 mod raw_rotation_moto;
 mod reload_moto;
