@@ -16,12 +16,7 @@ use crate::notify::Notifier;
 use crate::publish::calls::{Publisher, RetryPolicy};
 use crate::tally::store::TallyStore;
 
-/// One DynamoDB attempt (a claim, a finish) gives up after this.
-pub const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
-/// One DynamoDB operation, its SDK retries included, gives up after this:
-/// the claims' finishes run after the publish, within the handler's
-/// `FINISH_BUDGET` (which must not be shorter).
-pub const DYNAMODB_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+pub use crate::idempotency::{DYNAMODB_ATTEMPT_TIMEOUT, DYNAMODB_OPERATION_TIMEOUT};
 /// Connecting to any AWS endpoint gives up after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// One CloudWatch operation gives up after this: the publisher cuts each

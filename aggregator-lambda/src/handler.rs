@@ -69,11 +69,11 @@ pub const CLAIM_CONCURRENCY: usize = 32;
 /// after its metrics were stored, which would fail the whole batch and,
 /// once the claims' leases end, publish it again (PutMetricData has no
 /// idempotency token). It covers one DynamoDB operation's whole timeout
-/// (`clients::DYNAMODB_OPERATION_TIMEOUT`, retries included); the finishes
+/// (`idempotency::DYNAMODB_OPERATION_TIMEOUT`, retries included); the finishes
 /// run [`CLAIM_CONCURRENCY`] at a time.
 pub const FINISH_BUDGET: Duration = Duration::from_secs(3);
 const _: () = assert!(
-    FINISH_BUDGET.as_millis() >= crate::clients::DYNAMODB_OPERATION_TIMEOUT.as_millis(),
+    FINISH_BUDGET.as_millis() >= crate::idempotency::DYNAMODB_OPERATION_TIMEOUT.as_millis(),
     "FINISH_BUDGET must cover one DynamoDB operation"
 );
 /// The bookkeeping is cut this long before the deadline, so the handler

@@ -84,6 +84,13 @@ use aws_sdk_dynamodb::types::{
 
 use crate::merge::{GroupMask, PartialId};
 
+/// One DynamoDB attempt (a claim, a finish) gives up after this.
+pub const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// One DynamoDB operation, its SDK retries included, gives up after this:
+/// the claims' finishes run after the publish, within the handler's
+/// `FINISH_BUDGET` (which must not be shorter).
+pub const DYNAMODB_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The table's partition key.
 pub const KEY: &str = "id";
 /// The table's TTL attribute (epoch seconds).
