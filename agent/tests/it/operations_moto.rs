@@ -775,9 +775,14 @@ async fn check_live_says_what_would_stop_shipping() -> Result<()> {
             c.flow("other", &["other.log"], "    start_at: beginning\n"),
         ]
     };
+    // The files are checked for the user running the test: without
+    // --user, a root run checks for `tailrace` when that user exists (it
+    // does once the package tests installed the .deb).
+    let me = std::process::Command::new("id").arg("-un").output()?;
+    let me = String::from_utf8_lossy(&me.stdout).trim().to_string();
     let run = || -> Result<(i32, String)> {
         let out = std::process::Command::new(AGENT)
-            .args(["check", "--live", "--config"])
+            .args(["check", "--live", "--user", &me, "--config"])
             .arg(&c.config)
             .envs(tailrace_tests::child_env())
             .output()?;
