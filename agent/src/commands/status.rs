@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::Validated;
-use crate::observe::counters::now_ms;
+use crate::shared::counters::now_ms;
 use crate::state::checkpoint;
 use crate::state::lock;
 use crate::state::status_file::{self, FlowView};

@@ -29,7 +29,7 @@
 
 use std::time::Duration;
 
-use crate::ship::ledger::SourceId;
+use crate::shared::ledger::SourceId;
 
 /// How long a file must be quiet before waits end and deleted files close.
 pub const DEFAULT_QUIET: Duration = Duration::from_secs(5);
@@ -100,7 +100,7 @@ pub enum Resemblance {
     /// far as it goes: cannot tell yet.
     TooShort,
     /// A file this flow is done with (closed, every line acknowledged, by
-    /// this process or one before it: [`crate::ship::ledger::Shipped`])
+    /// this process or one before it: [`crate::shared::ledger::Shipped`])
     /// starts like it: a copy or a rename of it (a `copytruncate` copy that
     /// a reload's wider glob now matches). Everything before `offset` was
     /// shipped.
@@ -461,7 +461,7 @@ pub struct Leftover {
     /// rotation or copy, handled by the rules above.
     pub followed: bool,
     /// Its first bytes are those of a file this flow is done with
-    /// ([`crate::ship::ledger::Shipped`]), acknowledged through this offset.
+    /// ([`crate::shared::ledger::Shipped`]), acknowledged through this offset.
     pub shipped_through: Option<u64>,
     /// Its first bytes are those of a file this flow closed in this run,
     /// or of a rotation it found already old.

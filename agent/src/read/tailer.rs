@@ -39,17 +39,18 @@ use std::time::{Duration, Instant, SystemTime};
 use notify::Watcher as _;
 
 use crate::config::StartAt;
-use crate::observe::counters::FlowStats;
 use crate::read::compressed::{self, Codec, CompressedInput};
 use crate::read::decision::{
     self, CheckpointFit, Close, LeftoverAction, Offset, Resemblance, Start, Truncated, Waiting,
 };
-use crate::read::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
 use crate::read::keeper::{Finder, Keeper};
 use crate::read::names;
 use crate::read::seen::{FirstBytes, SeenFirsts};
-use crate::read::watcher::{FileWatcher, LineSink, Polled, SinkClosed};
-use crate::ship::ledger::{Ledger, Shipped, SourceId};
+use crate::read::watcher::{FileWatcher, Polled};
+use crate::shared::counters::FlowStats;
+use crate::shared::identity::{read_prefix, FileKey, Fingerprint, FINGERPRINT_BYTES};
+use crate::shared::ledger::{Ledger, Shipped, SourceId};
+use crate::shared::sink::{LineSink, SinkClosed};
 use crate::state::checkpoint::FileCheckpoint;
 
 /// How a tailer behaves; built from a flow's config.

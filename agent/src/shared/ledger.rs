@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::read::identity::{FileKey, Fingerprint};
+use crate::shared::identity::{FileKey, Fingerprint};
 
 /// Identifies one reading of one file generation for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,15 +5,15 @@
 //! the shipper is bounded in *bytes* (a semaphore of byte permits that a
 //! record keeps until it is acknowledged), so memory stays bounded however
 //! long Kinesis is slow or down: readers block, and the file is the buffer.
+//!
+//! The packers (`pack/`) fill it; the shipper ([`super::shipper`]) drains it.
 
 use std::sync::Arc;
 
-use rand::Rng;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use crate::config::PartitionKey;
-use crate::read::watcher::SinkClosed;
-use crate::ship::ledger::{Hold, Ledger};
+use crate::shared::ledger::{Hold, Ledger};
+use crate::shared::sink::SinkClosed;
 
 /// One record to put on the stream.
 pub struct OutRecord {
@@ -41,42 +41,6 @@ impl std::fmt::Debug for OutRecord {
             .field("holds", &self.holds)
             .field("lines", &self.lines)
             .finish()
-    }
-}
-
-/// Makes partition keys per the flow's strategy.
-#[derive(Debug, Clone)]
-pub struct KeyMaker {
-    strategy: PartitionKey,
-    host_id: String,
-}
-
-impl KeyMaker {
-    /// A key maker for `strategy`; `host_id` serves `PartitionKey::HostId`.
-    pub fn new(strategy: PartitionKey, host_id: &str) -> KeyMaker {
-        KeyMaker {
-            strategy,
-            host_id: host_id.chars().take(256).collect(),
-        }
-    }
-
-    /// The longest key this maker produces, in bytes.
-    pub fn max_len(&self) -> usize {
-        match &self.strategy {
-            PartitionKey::Random => 32,
-            PartitionKey::HostId => self.host_id.len().max(1),
-            PartitionKey::Fixed(k) => k.len(),
-        }
-    }
-
-    /// The next key.
-    pub fn next_key(&self) -> String {
-        match &self.strategy {
-            PartitionKey::Random => format!("{:032x}", rand::rng().random::<u128>()),
-            PartitionKey::HostId if self.host_id.is_empty() => "tailrace".into(),
-            PartitionKey::HostId => self.host_id.clone(),
-            PartitionKey::Fixed(k) => k.clone(),
-        }
     }
 }
 
