@@ -25,7 +25,8 @@ use std::time::Duration;
 use crate::config::{HealthConfig, Mode};
 use crate::shared::counters::{now_ms, FlowStats};
 use crate::shared::identity::FileKey;
-use crate::shared::ledger::{Ledger, Position};
+use crate::shared::ledger::Ledger;
+use crate::shared::positions::Position;
 use crate::shared::ratelog::Repeats;
 use crate::state::status_file::{self, FileView, FlowView, StatusFile};
 

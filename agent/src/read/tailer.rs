@@ -56,7 +56,8 @@ use crate::read::seen::SeenFirsts;
 use crate::read::watcher::FileWatcher;
 use crate::shared::counters::FlowStats;
 use crate::shared::identity::{FileKey, Fingerprint};
-use crate::shared::ledger::{Ledger, Shipped, SourceId};
+use crate::shared::ledger::{Ledger, SourceId};
+use crate::shared::positions::Shipped;
 use crate::shared::sink::{LineSink, SinkClosed};
 use crate::state::checkpoint::FileCheckpoint;
 

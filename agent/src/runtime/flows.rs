@@ -229,14 +229,14 @@ pub(crate) fn restore(ledger: &Ledger, state: &State, config: &Validated) {
         ledger.restore_memory(name, flow.memory());
     }
     let now = crate::shared::counters::now_ms();
-    let mut retired: Vec<crate::shared::ledger::Retired> =
+    let mut retired: Vec<crate::shared::positions::Retired> =
         state.retired.iter().cloned().map(Into::into).collect();
     retired.extend(
         state
             .files
             .iter()
             .filter(|c| !config.flows.iter().any(|f| f.name() == c.flow))
-            .map(|c| crate::shared::ledger::Retired {
+            .map(|c| crate::shared::positions::Retired {
                 position: c.clone().into(),
                 retired_ms: now,
             }),
@@ -254,7 +254,7 @@ fn claim_retired(
     ledger: &Ledger,
     flow: &Flow,
     own: &std::collections::HashSet<crate::shared::identity::FileKey>,
-) -> Vec<crate::shared::ledger::Position> {
+) -> Vec<crate::shared::positions::Position> {
     use std::os::unix::fs::MetadataExt;
     let globs: Vec<glob::Pattern> = flow
         .config

@@ -3,8 +3,9 @@
 //! names `read`, `pack`, `ship`, `state`, `observe`, `config` or above).
 //!
 //! - [`ledger`]: which byte offsets Kinesis has acknowledged everything
-//!   before (`Ledger`, `Hold`, `Position`, `SourceId`), and what outlives a
-//!   reading (`Shipped`, `FlowMemory`, `Retired`).
+//!   before (`Ledger`, `Hold`, `SourceId`);
+//! - [`positions`]: what the ledger hands the checkpoint: `Position`, and
+//!   what outlives a reading (`Shipped`, `FlowMemory`, `Retired`).
 //! - [`identity`]: what makes a file the same file (`FileKey`: device +
 //!   inode; `Fingerprint`: a hash of its first bytes).
 //! - [`sink`]: where a reader's lines go (`LineSink`, `SinkClosed`).
@@ -14,5 +15,6 @@
 pub mod counters;
 pub mod identity;
 pub mod ledger;
+pub mod positions;
 pub mod ratelog;
 pub mod sink;

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::shared::identity::{FileKey, Fingerprint};
-use crate::shared::ledger::{FlowMemory, Position, Retired, Shipped};
+use crate::shared::positions::{FlowMemory, Position, Retired, Shipped};
 
 use super::lock::DirLock;
 use super::{io_err, write_atomic, Durability, StoreError};
