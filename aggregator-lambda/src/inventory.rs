@@ -15,7 +15,7 @@ use tailrace_inventory::plan::{FileError, Observation};
 use tailrace_inventory::store::Location;
 use tailrace_inventory::sync::{self, Options, Outcome, SyncError};
 
-use crate::config::{self, ConfigError, S3Location};
+use crate::config::{self, ConfigError, S3Location, Settings};
 use crate::metadata::Metadata;
 
 /// Environment variable: termination grace (`30m`).
@@ -79,17 +79,12 @@ pub enum SyncFailure {
     Sync(#[from] SyncError),
 }
 
-/// The inventory Lambda's settings from its environment.
-pub fn updater_from_env(
-    sdk: &aws_config::SdkConfig,
+/// The inventory updater's own settings from the environment (through
+/// `get`): the grace period and the tag keys. The metadata file and the
+/// namespace are the aggregator's [`Settings`].
+pub fn options_from(
     get: impl Fn(&str) -> Option<String>,
-) -> Result<Updater, ConfigError> {
-    let metadata = get(config::ENV_METADATA).ok_or(ConfigError::Invalid {
-        name: config::ENV_METADATA,
-        value: String::new(),
-        reason: "the inventory updater needs the metadata file (s3://bucket/key)".into(),
-    })?;
-    let at = config::parse_s3(config::ENV_METADATA, &metadata)?;
+) -> Result<(Options, TagKeys), ConfigError> {
     let mut options = Options::default();
     if let Some(g) = get(ENV_GRACE) {
         options.grace = parse_grace(&g).map_err(|reason| ConfigError::Invalid {
@@ -105,17 +100,74 @@ pub fn updater_from_env(
     if let Some(k) = get(ENV_CONTACT_TAG).filter(|k| !k.trim().is_empty()) {
         keys.contact = k.trim().into();
     }
-    let namespace = match get(config::ENV_NAMESPACE) {
-        Some(n) => config::parse_namespace(config::ENV_NAMESPACE, &n)?,
-        None => lambda::DEFAULT_NAMESPACE.into(),
-    };
+    Ok((options, keys))
+}
+
+/// The metadata file the updater writes: the settings' (required here).
+pub fn metadata_file(settings: &Settings) -> Result<&S3Location, ConfigError> {
+    settings.metadata.as_ref().ok_or(ConfigError::Invalid {
+        name: config::ENV_METADATA,
+        value: String::new(),
+        reason: "the inventory updater needs the metadata file (s3://bucket/key)".into(),
+    })
+}
+
+/// The inventory Lambda's updater: the metadata file and namespace from
+/// `settings`, its own settings from the environment (through `get`).
+pub fn updater(
+    sdk: &aws_config::SdkConfig,
+    settings: &Settings,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<Updater, ConfigError> {
+    let at = metadata_file(settings)?;
+    let (options, keys) = options_from(get)?;
     Ok(Updater {
         s3: s3_client(sdk),
         fleet: Fleet::new(sdk, keys),
-        location: location(&at),
+        location: location(at),
         options,
-        namespace,
+        namespace: settings.namespace.clone(),
     })
+}
+
+/// The flags of `inventory sync` beyond the aggregator's settings: each
+/// overrides its environment variable, none has a default of its own.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct InventoryFlags {
+    /// How long a gone instance's rows stay [TAILRACE_INVENTORY_GRACE].
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<String>,
+    /// Tag key of the application [TAILRACE_INVENTORY_APPLICATION_TAG].
+    #[arg(long, value_name = "KEY")]
+    pub application_tag: Option<String>,
+    /// Tag key of the contact [TAILRACE_INVENTORY_CONTACT_TAG].
+    #[arg(long, value_name = "KEY")]
+    pub contact_tag: Option<String>,
+}
+
+impl InventoryFlags {
+    /// The environment's options and tag keys (through `get`), then these
+    /// flags over them.
+    pub fn options(
+        &self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Options, TagKeys), ConfigError> {
+        let (mut options, mut keys) = options_from(get)?;
+        if let Some(g) = &self.grace {
+            options.grace = parse_grace(g).map_err(|reason| ConfigError::Invalid {
+                name: "--grace",
+                value: g.clone(),
+                reason,
+            })?;
+        }
+        if let Some(k) = &self.application_tag {
+            keys.application = k.trim().into();
+        }
+        if let Some(k) = &self.contact_tag {
+            keys.contact = k.trim().into();
+        }
+        Ok((options, keys))
+    }
 }
 
 /// A grace period: a humantime duration of at least one second.

@@ -57,7 +57,7 @@ pub async fn handle_invocation(
             let notifier = notifier.ok_or_else(|| {
                 format!(
                     "an alarm notification arrived but {} is not set: nowhere to publish it",
-                    crate::notify::ENV_NOTIFY_TOPIC
+                    crate::config::ENV_NOTIFY_TOPIC
                 )
             })?;
             let sent = notifier.handle(&messages).await?;

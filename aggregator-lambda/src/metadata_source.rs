@@ -79,12 +79,15 @@ struct State {
     status: SourceStatus,
 }
 
-/// A cached, self-refreshing metadata table.
+/// A cached, self-refreshing metadata table. A clone shares the cache: a
+/// process builds one (`clients::metadata_source`) and its handler and
+/// notifier each hold a clone, so the file is fetched once for both.
+#[derive(Clone)]
 pub struct MetadataSource {
     s3: Option<aws_sdk_s3::Client>,
     location: Option<S3Location>,
     ttl: Duration,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 enum Fetch {
@@ -99,11 +102,11 @@ impl MetadataSource {
             s3: Some(s3),
             location: Some(location),
             ttl,
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 current: None,
                 checked_at: None,
                 status: SourceStatus::default(),
-            }),
+            })),
         }
     }
 
@@ -119,14 +122,14 @@ impl MetadataSource {
             s3: None,
             location: None,
             ttl: Duration::MAX,
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 current: Some(Arc::new(metadata)),
                 checked_at: Some(Instant::now()),
                 status: SourceStatus {
                     serving_entries: entries,
                     ..SourceStatus::default()
                 },
-            }),
+            })),
         }
     }
 

@@ -55,9 +55,6 @@ use owners::OwnerLookup;
 use tallies::TallyReads;
 use totals::Totals;
 
-/// Environment variable with the notification topic's ARN (the Lambda).
-pub const ENV_NOTIFY_TOPIC: &str = "TAILRACE_NOTIFY_TOPIC";
-
 /// At most this many applications are named in one alarm's notifications.
 pub const MAX_APPLICATIONS: usize = 20;
 

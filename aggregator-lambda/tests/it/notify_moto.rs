@@ -22,7 +22,7 @@ use std::net::IpAddr;
 
 use crate::common::*;
 use serde_json::{json, Value};
-use tailrace_aggregator::clients::{build_handler, build_notifier, Clients};
+use tailrace_aggregator::clients::{build_handler, build_notifier, metadata_source, Clients};
 use tailrace_aggregator::config::{parse_model, S3Location, Settings};
 use tailrace_aggregator::handler::rfc3339;
 use tailrace_aggregator::lambda::{classify, Invocation};
@@ -205,7 +205,7 @@ async fn alarm_to_the_person_with_contact_window_and_whole_total() -> anyhow::Re
         .send()
         .await?;
     let settings = with_tallies(settings());
-    let handler = build_handler(&settings, &clients)?;
+    let handler = build_handler(&settings, &clients, &metadata_source(&settings, &clients))?;
 
     // One window, several batches: two hosts, then a late partial of the
     // first; an earlier window with less. Totals counted here.
@@ -263,7 +263,12 @@ async fn alarm_to_the_person_with_contact_window_and_whole_total() -> anyhow::Re
     }
 
     let (sqs, topic, queue_url) = inbox(&config).await?;
-    let notifier = build_notifier(&settings, &clients, &topic);
+    let notifier = build_notifier(
+        &settings,
+        &clients,
+        &metadata_source(&settings, &clients),
+        &topic,
+    );
 
     // 1. The per-application alarm (threshold between the largest batch
     //    share and the window's total): the event as the Lambda gets it.
@@ -461,7 +466,7 @@ async fn first_alarm_and_unknown_flood_without_list_metrics_or_rollup() -> anyho
         model: parse_model(Some("Service+SourceApplication"), None)?,
         ..settings()
     });
-    let handler = build_handler(&settings, &clients)?;
+    let handler = build_handler(&settings, &clients, &metadata_source(&settings, &clients))?;
 
     // One window: search's host sends 3,000 requests seen by two web
     // servers; unknown sources send 2,000.
@@ -504,7 +509,12 @@ async fn first_alarm_and_unknown_flood_without_list_metrics_or_rollup() -> anyho
         ..clients.clone()
     };
     let (sqs, topic, queue_url) = inbox(&config).await?;
-    let notifier = build_notifier(&settings, &blind, &topic);
+    let notifier = build_notifier(
+        &settings,
+        &blind,
+        &metadata_source(&settings, &blind),
+        &topic,
+    );
 
     // 1. The multi time series alarm's contributor for search, as CloudWatch
     //    writes it when the query runs over the per-service schema.

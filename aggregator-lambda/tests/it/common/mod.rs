@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use tailrace_aggregator::clients::{build_handler, Clients};
+use tailrace_aggregator::clients::{build_handler, metadata_source, Clients};
 use tailrace_aggregator::config::{S3Location, Settings};
 use tailrace_aggregator::decode::Decoder;
 use tailrace_aggregator::handler::{Handler, InputRecord};
@@ -110,7 +110,9 @@ pub fn settings() -> Settings {
 /// The handler the binaries would build, every service on moto.
 pub async fn moto_handler(moto: &Moto) -> anyhow::Result<(Handler, Clients)> {
     let clients = Clients::new(&moto.sdk_config().await);
-    Ok((build_handler(&settings(), &clients)?, clients))
+    let settings = settings();
+    let metadata = metadata_source(&settings, &clients);
+    Ok((build_handler(&settings, &clients, &metadata)?, clients))
 }
 
 /// A quick retry policy for tests: `attempts` in all, 10–40 ms apart. The
