@@ -41,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use tailrace_logformat::rfc3339_utc;
 use tailrace_wire::Partial;
 
 use crate::decode::{Decoder, Source};
@@ -840,7 +841,7 @@ fn log_window(window: Window, report: &crate::merge::WindowReport) {
     tracing::info!(
         target: "tailrace_window",
         window_start = window.start,
-        window_time = %rfc3339(window.start),
+        window_time = %rfc3339_utc(window.start),
         window_secs = window.secs,
         requests = report.requests(),
         applications = report.applications.len(),
@@ -858,39 +859,4 @@ fn log_window(window: Window, report: &crate::merge::WindowReport) {
 
 fn hex_prefix(data: &[u8], n: usize) -> String {
     data.iter().take(n).map(|b| format!("{b:02x}")).collect()
-}
-
-/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_formats() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(971_211_336), "2000-10-10T20:55:36Z");
-        assert_eq!(rfc3339(1_709_164_800), "2024-02-29T00:00:00Z");
-    }
 }

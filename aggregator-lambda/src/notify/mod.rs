@@ -203,7 +203,7 @@ impl Notifier {
                 application = n.application.as_deref().unwrap_or(""),
                 contact = %n.contact,
                 window_start = total.map_or(0, |t| t.window_start),
-                window_time = %total.map(|t| crate::handler::rfc3339(t.window_start)).unwrap_or_default(),
+                window_time = %total.map(|t| tailrace_logformat::rfc3339_utc(t.window_start)).unwrap_or_default(),
                 requests = total.map_or(0.0, |t| t.requests),
                 threshold = change.threshold.unwrap_or(0.0),
                 top_clients = %serde_json::to_string(&n.clients).unwrap_or_default(),
@@ -323,8 +323,8 @@ impl Notifier {
             n.body.push_str(&format!(
                 "\nNo source application has a window above the threshold between {} and {} \
                  in CloudWatch or in the client tallies now.\n",
-                crate::handler::rfc3339(start),
-                crate::handler::rfc3339(end)
+                tailrace_logformat::rfc3339_utc(start),
+                tailrace_logformat::rfc3339_utc(end)
             ));
             notes.push(n);
         }
