@@ -8,15 +8,15 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::{Settings, SettingsFlags};
-use crate::decode::{Decoder, FormatError};
-use crate::handler::Handler;
-use crate::idempotency::{ClaimStore, DEFAULT_LEASE};
-use crate::metadata_source::MetadataSource;
+use crate::entry::handler::Handler;
+use crate::ingest::decode::{Decoder, FormatError};
+use crate::ingest::idempotency::{ClaimStore, DEFAULT_LEASE};
+use crate::join::metadata_source::MetadataSource;
 use crate::notify::Notifier;
 use crate::publish::calls::{Publisher, RetryPolicy};
-use crate::tally::store::TallyStore;
+use crate::publish::tally::store::TallyStore;
 
-pub use crate::idempotency::{DYNAMODB_ATTEMPT_TIMEOUT, DYNAMODB_OPERATION_TIMEOUT};
+pub use crate::ingest::idempotency::{DYNAMODB_ATTEMPT_TIMEOUT, DYNAMODB_OPERATION_TIMEOUT};
 /// Connecting to any AWS endpoint gives up after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// One CloudWatch operation gives up after this: the publisher cuts each

@@ -27,7 +27,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::model::MetricModel;
+use crate::publish::model::MetricModel;
 
 /// Environment variable naming the metadata file.
 pub const ENV_METADATA: &str = "TAILRACE_METADATA";
@@ -164,7 +164,7 @@ impl Default for Settings {
             put_timeout: DEFAULT_PUT_TIMEOUT,
             model: MetricModel::default(),
             idempotency_table: None,
-            idempotency_retention: crate::idempotency::DEFAULT_RETENTION,
+            idempotency_retention: crate::ingest::idempotency::DEFAULT_RETENTION,
             tallies: None,
             notify_topic: None,
         }
@@ -532,7 +532,7 @@ mod tests {
 
     #[test]
     fn metric_model_from_the_environment() {
-        use crate::model::{DimensionSet, Metric};
+        use crate::publish::model::{DimensionSet, Metric};
         let s = settings(&[
             (ENV_DIMENSIONS, "SourceApplication"),
             (ENV_METRICS, "Requests,Bytes"),

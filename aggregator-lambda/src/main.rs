@@ -24,9 +24,9 @@ use tailrace_aggregator::clients::{
     build_handler, build_notifier, metadata_source, sdk_config_for, Clients,
 };
 use tailrace_aggregator::config::{Settings, SettingsFlags};
-use tailrace_aggregator::consume::{consume, ConsumeOptions, StartPosition, MAX_BATCH};
+use tailrace_aggregator::entry::consume::{consume, ConsumeOptions, StartPosition, MAX_BATCH};
+use tailrace_aggregator::join::metadata::Metadata;
 use tailrace_aggregator::logging::{self, LogFormat};
-use tailrace_aggregator::metadata::Metadata;
 
 #[derive(Parser)]
 #[command(
@@ -95,14 +95,14 @@ struct InventorySyncArgs {
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
-    inventory: tailrace_aggregator::inventory::InventoryFlags,
+    inventory: tailrace_aggregator::entry::inventory::InventoryFlags,
     #[command(flatten)]
     settings: SettingsFlags,
 }
 
 #[cfg(feature = "inventory")]
 async fn run_inventory(cmd: InventoryCommand, settings: Settings) -> anyhow::Result<ExitCode> {
-    use tailrace_aggregator::inventory;
+    use tailrace_aggregator::entry::inventory;
     let InventoryCommand::Sync(a) = cmd;
     logging::init(LogFormat::Text, false);
     let metadata = inventory::metadata_file(&settings)?;
@@ -181,7 +181,7 @@ async fn run_notify(args: NotifyArgs, settings: Settings) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-/// `resend`: the notifier's failure queue (tailrace_aggregator::resend).
+/// `resend`: the notifier's failure queue (tailrace_aggregator::notify::resend).
 #[derive(clap::Args)]
 struct ResendArgs {
     /// The on-failure queue (SQS URL; the stack's output NotifyFailuresQueue).
@@ -195,7 +195,7 @@ struct ResendArgs {
 }
 
 async fn run_resend(args: ResendArgs, settings: Settings) -> anyhow::Result<ExitCode> {
-    use tailrace_aggregator::resend::resend_queue;
+    use tailrace_aggregator::notify::resend::resend_queue;
     logging::init(LogFormat::Text, false);
     let (notifier, clients) = notifier(&settings, &args.settings).await?;
     let s = resend_queue(&clients.sqs, &notifier, &args.queue_url, args.dry_run)
@@ -315,7 +315,7 @@ async fn main() -> ExitCode {
 async fn handler(
     settings: &Settings,
     flags: &SettingsFlags,
-) -> anyhow::Result<(tailrace_aggregator::handler::Handler, Clients)> {
+) -> anyhow::Result<(tailrace_aggregator::entry::handler::Handler, Clients)> {
     let sdk = sdk_config_for(flags).await;
     let clients = Clients::new(&sdk);
     let metadata = metadata_source(settings, &clients);
@@ -361,7 +361,7 @@ async fn run_consume(args: ConsumeArgs, settings: Settings) -> anyhow::Result<Ex
 }
 
 async fn run_replay(args: ReplayArgs, settings: Settings) -> anyhow::Result<ExitCode> {
-    use tailrace_aggregator::replay::{replay_queue, replay_range, Range, ReplaySummary};
+    use tailrace_aggregator::entry::replay::{replay_queue, replay_range, Range, ReplaySummary};
     args.log_format.init();
     // The same settings as `consume` and the Lambda (the metric model and
     // the tallies among them: a replayed batch lands where the live path
@@ -436,7 +436,7 @@ fn check_metadata(file: &PathBuf) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tailrace_aggregator::model::{DimensionSet, Metric};
+    use tailrace_aggregator::publish::model::{DimensionSet, Metric};
 
     fn settings_of(args: &[&str], env: &[(&str, &str)]) -> Settings {
         let cli = Cli::try_parse_from(args).expect("valid command line");

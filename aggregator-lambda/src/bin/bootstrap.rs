@@ -1,6 +1,6 @@
 //! The Lambda function (`provided.al2023`): settings from the environment,
 //! clients built once, every invocation handled by
-//! [`tailrace_aggregator::lambda::handle_invocation`]: Kinesis records from
+//! [`tailrace_aggregator::entry::lambda::handle_invocation`]: Kinesis records from
 //! the event source mapping, and CloudWatch alarm notifications from the
 //! alarm topic (SNS) when `TAILRACE_NOTIFY_TOPIC` names the topic to write
 //! the person-readable message to. The handler and the notifier share one
@@ -12,7 +12,7 @@ use tailrace_aggregator::clients::{
     build_handler, build_notifier, metadata_source, sdk_config, Clients,
 };
 use tailrace_aggregator::config::Settings;
-use tailrace_aggregator::lambda::handle_invocation;
+use tailrace_aggregator::entry::lambda::handle_invocation;
 use tailrace_aggregator::logging::{self, LogFormat};
 
 #[tokio::main]

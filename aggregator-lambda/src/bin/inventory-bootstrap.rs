@@ -12,7 +12,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use tailrace_aggregator::clients::sdk_config;
 use tailrace_aggregator::config::Settings;
-use tailrace_aggregator::inventory::{updater, validate};
+use tailrace_aggregator::entry::inventory::{updater, validate};
 use tailrace_aggregator::logging::{self, LogFormat};
 
 #[tokio::main]

@@ -4,8 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::metadata::UNKNOWN;
-use crate::tally::TopClients;
+use crate::join::metadata::UNKNOWN;
+use crate::publish::tally::TopClients;
 use tailrace_logformat::rfc3339_utc as rfc3339;
 
 use super::alarm::AlarmChange;

@@ -17,7 +17,7 @@
 //!   minutes ([`totals`]); when no total is readable yet, it says so;
 //! - the window's top client addresses with their request counts, across
 //!   all hosts and batches, from the client tallies the aggregator wrote as
-//!   it published ([`crate::tally`]): exact, or with the stated bound;
+//!   it published ([`crate::publish::tally`]): exact, or with the stated bound;
 //! - for each address, what AWS knows of it ([`owners`]).
 //!
 //! Any other alarm (pipeline health) is passed on as a short text naming
@@ -27,11 +27,13 @@
 //! [`message`] writes the text (all three pure); [`totals`] reads
 //! CloudWatch, [`owners`] reads EC2, the tallies come from S3
 //! (`tally::store`); [`timing`] is the rule behind the stack's alarm
-//! settings. This module ties them together and publishes.
+//! settings; [`resend`] sends again what the Lambda could not send (its
+//! on-failure queue). This module ties them together and publishes.
 
 pub mod alarm;
 pub mod message;
 pub mod owners;
+pub mod resend;
 pub mod tallies;
 pub mod timing;
 pub mod totals;
@@ -40,11 +42,11 @@ pub mod window;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::metadata::UNKNOWN;
-use crate::metadata_source::MetadataSource;
-use crate::model::{DimensionSet, MetricModel};
-use crate::tally::store::{encode_application, PeriodTallies, TallyKey, TallyStore};
-use crate::tally::top_clients;
+use crate::join::metadata::UNKNOWN;
+use crate::join::metadata_source::MetadataSource;
+use crate::publish::model::{DimensionSet, MetricModel};
+use crate::publish::tally::store::{encode_application, PeriodTallies, TallyKey, TallyStore};
+use crate::publish::tally::top_clients;
 
 pub use alarm::{alarm_messages, parse_alarm, parse_time, AlarmChange, DEFAULT_PERIOD};
 pub use message::{pipeline_notification, Notification};

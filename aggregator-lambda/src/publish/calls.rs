@@ -32,8 +32,8 @@ use super::plan::{
     batches, estimate_size, health_datum, plan_model, split_range, Plan, PlannedDatum,
     DROPPED_DATUMS, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL,
 };
-use crate::merge::{MetricEntry, MetricKey};
-use crate::model::MetricModel;
+use crate::join::merge::{MetricEntry, MetricKey};
+use crate::publish::model::MetricModel;
 
 /// Retry rules for PutMetricData.
 #[derive(Debug, Clone, Copy)]

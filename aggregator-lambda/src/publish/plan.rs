@@ -33,8 +33,8 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use tailrace_wire::ClientStats;
 
-use crate::merge::{MetricEntry, MetricKey, Window};
-use crate::model::{DimensionSet, Metric, MetricModel};
+use crate::join::merge::{MetricEntry, MetricKey, Window};
+use crate::publish::model::{DimensionSet, Metric, MetricModel};
 
 /// Metric: requests.
 pub const REQUESTS: &str = "Requests";
@@ -469,8 +469,8 @@ pub(crate) fn split_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::merge::Window;
-    use crate::model::DEFAULT_METRICS;
+    use crate::join::merge::Window;
+    use crate::publish::model::DEFAULT_METRICS;
 
     fn entry(
         requests: u64,

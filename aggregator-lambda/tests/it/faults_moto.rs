@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use tailrace_aggregator::handler::{Handler, InputRecord, Outcome, FINISH_BUDGET};
+use tailrace_aggregator::entry::handler::{Handler, Outcome, FINISH_BUDGET};
+use tailrace_aggregator::ingest::batch::InputRecord;
 use tailrace_aggregator::publish::calls::RetryPolicy;
 use tailrace_tests::cloudwatch_proxy::{CloudWatchProxy, CwFaults};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};

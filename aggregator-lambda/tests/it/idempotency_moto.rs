@@ -27,11 +27,12 @@ use crate::common::*;
 use std::time::Instant;
 
 use tailrace_aggregator::config::S3Location;
-use tailrace_aggregator::handler::{Handler, InputRecord, Outcome, FINISH_BUDGET};
-use tailrace_aggregator::idempotency::{Claim, ClaimStore, Finish, DEFAULT_RETENTION};
-use tailrace_aggregator::merge::{GroupMask, PartialId};
-use tailrace_aggregator::tally::application_totals;
-use tailrace_aggregator::tally::store::TallyStore;
+use tailrace_aggregator::entry::handler::{Handler, Outcome, FINISH_BUDGET};
+use tailrace_aggregator::ingest::batch::InputRecord;
+use tailrace_aggregator::ingest::idempotency::{Claim, ClaimStore, Finish, DEFAULT_RETENTION};
+use tailrace_aggregator::join::merge::{GroupMask, PartialId};
+use tailrace_aggregator::publish::tally::application_totals;
+use tailrace_aggregator::publish::tally::store::TallyStore;
 use tailrace_tests::cloudwatch_proxy::CloudWatchProxy;
 use tailrace_tests::cloudwatch_proxy::CwFaults;
 use tailrace_tests::{create_stream, put_object, Moto, Piped};

@@ -11,9 +11,9 @@ use crate::common::*;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use tailrace_aggregator::config::Settings;
-use tailrace_aggregator::handler::InputRecord;
-use tailrace_aggregator::inventory::{updater, validate};
-use tailrace_aggregator::metadata::Metadata;
+use tailrace_aggregator::entry::inventory::{updater, validate};
+use tailrace_aggregator::ingest::batch::InputRecord;
+use tailrace_aggregator::join::metadata::Metadata;
 use tailrace_tests::ec2::{ami, launch_one as launch, owner_tags};
 use tailrace_tests::{get_object, metric_sum, put_object, Moto, Piped};
 

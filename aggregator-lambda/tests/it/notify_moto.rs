@@ -24,7 +24,7 @@ use crate::common::*;
 use serde_json::{json, Value};
 use tailrace_aggregator::clients::{build_handler, build_notifier, metadata_source, Clients};
 use tailrace_aggregator::config::{parse_model, S3Location, Settings};
-use tailrace_aggregator::lambda::{classify, Invocation};
+use tailrace_aggregator::entry::lambda::{classify, Invocation};
 use tailrace_logformat::rfc3339_utc as rfc3339;
 use tailrace_tests::cloudwatch_proxy::{CloudWatchProxy, CwFaults};
 use tailrace_tests::{ec2, sdk_config_for, Moto};

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use crate::common::*;
 use aws_sdk_kinesis::primitives::Blob;
-use tailrace_aggregator::handler::{Handler, InputRecord};
-use tailrace_aggregator::idempotency::{ClaimStore, DEFAULT_RETENTION};
+use tailrace_aggregator::entry::handler::Handler;
+use tailrace_aggregator::ingest::batch::InputRecord;
+use tailrace_aggregator::ingest::idempotency::{ClaimStore, DEFAULT_RETENTION};
 use tailrace_tests::{create_stream, free_port, Moto, Piped};
 
 const TABLE: &str = "tailrace-claims";

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use tailrace_aggregator::clients::{build_handler, metadata_source, Clients};
 use tailrace_aggregator::config::{S3Location, Settings};
-use tailrace_aggregator::decode::Decoder;
-use tailrace_aggregator::handler::{Handler, InputRecord};
-use tailrace_aggregator::metadata_source::MetadataSource;
+use tailrace_aggregator::entry::handler::Handler;
+use tailrace_aggregator::ingest::batch::InputRecord;
+use tailrace_aggregator::ingest::decode::Decoder;
+use tailrace_aggregator::join::metadata_source::MetadataSource;
 use tailrace_aggregator::publish::calls::{Publisher, RetryPolicy};
 use tailrace_tests::loggen::{clf_time, combined_line};
 use tailrace_tests::{put_object, s3_client, sdk_config_for, Moto};

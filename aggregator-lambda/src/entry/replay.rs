@@ -32,8 +32,9 @@ use std::time::Duration;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use serde::Deserialize;
 
-use crate::consume::MAX_BATCH;
-use crate::handler::{Handler, InputRecord};
+use crate::entry::consume::MAX_BATCH;
+use crate::entry::handler::Handler;
+use crate::ingest::batch::InputRecord;
 
 /// Attempts per batch before a replay gives up on a range.
 pub const MAX_ATTEMPTS: u32 = 5;

@@ -82,7 +82,7 @@ use aws_sdk_dynamodb::types::{
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 
-use crate::merge::{GroupMask, PartialId};
+use crate::join::merge::{GroupMask, PartialId};
 
 /// One DynamoDB attempt (a claim, a finish) gives up after this.
 pub const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);

@@ -16,7 +16,7 @@ use tailrace_inventory::store::Location;
 use tailrace_inventory::sync::{self, Options, Outcome, SyncError};
 
 use crate::config::{self, ConfigError, S3Location, Settings};
-use crate::metadata::Metadata;
+use crate::join::metadata::Metadata;
 
 /// Environment variable: termination grace (`30m`).
 pub const ENV_GRACE: &str = "TAILRACE_INVENTORY_GRACE";

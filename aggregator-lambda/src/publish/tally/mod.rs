@@ -45,7 +45,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use tailrace_wire::{ClientKey, Partial};
 
-use crate::merge::{Contributed, PartialId, Window};
+use crate::join::merge::{Contributed, PartialId, Window};
 
 /// Clients listed per (partial, application) entry.
 pub const TOP_PER_ENTRY: usize = 100;
@@ -320,8 +320,8 @@ pub fn application_totals(tallies: &[WindowTally]) -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::merge::Merger;
-    use crate::metadata::Metadata;
+    use crate::join::merge::Merger;
+    use crate::join::metadata::Metadata;
     use tailrace_wire::ClientStats;
 
     fn stats(requests: u64) -> ClientStats {

@@ -28,7 +28,7 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use tokio::sync::Mutex;
 
 use crate::config::S3Location;
-use crate::metadata::{Metadata, RowError};
+use crate::join::metadata::{Metadata, RowError};
 
 /// How long one read of the file may take before it counts as failed.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);

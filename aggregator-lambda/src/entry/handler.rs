@@ -39,25 +39,17 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
-
-use tailrace_logformat::rfc3339_utc;
-use tailrace_wire::Partial;
-
-use crate::decode::{Decoder, Source};
-use crate::idempotency::{Claim, ClaimStore, Finish, DEFAULT_LEASE, LEASE_MARGIN};
-use crate::merge::{Contributed, GroupMask, Merger, PartialId, Progress, SeenPartials, Window};
-use crate::metadata::Metadata;
-use crate::metadata_source::MetadataSource;
+use crate::ingest::batch::{decode_batch, local_admissions, Admission, BatchStats, InputRecord};
+use crate::ingest::decode::Decoder;
+use crate::ingest::idempotency::{Claim, ClaimStore, Finish, DEFAULT_LEASE, LEASE_MARGIN};
+use crate::join::batch::{log_window, merge_admitted, MergedBatch};
+use crate::join::merge::{GroupMask, PartialId, Progress, SeenPartials, Window};
+use crate::join::metadata_source::MetadataSource;
 use crate::publish::calls::Publisher;
 use crate::publish::plan::{add_health, UnitKey};
-use crate::tally::store::TallyStore;
-use crate::tally::TallyBuilder;
+use crate::publish::tally::store::TallyStore;
+use crate::publish::tally::TallyBuilder;
 
-/// Applications named in the per-window log line.
-pub const TOP_APPLICATIONS: usize = 10;
-/// Unknown client addresses named in the per-window log line.
-pub const TOP_UNKNOWN_CLIENTS: usize = 10;
 /// Partial ids remembered across batches.
 pub const SEEN_CAPACITY: usize = 200_000;
 /// DynamoDB claims or finishes in flight at once.
@@ -74,7 +66,7 @@ pub const CLAIM_CONCURRENCY: usize = 32;
 /// run [`CLAIM_CONCURRENCY`] at a time.
 pub const FINISH_BUDGET: Duration = Duration::from_secs(3);
 const _: () = assert!(
-    FINISH_BUDGET.as_millis() >= crate::idempotency::DYNAMODB_OPERATION_TIMEOUT.as_millis(),
+    FINISH_BUDGET.as_millis() >= crate::ingest::idempotency::DYNAMODB_OPERATION_TIMEOUT.as_millis(),
     "FINISH_BUDGET must cover one DynamoDB operation"
 );
 /// The bookkeeping is cut this long before the deadline, so the handler
@@ -86,79 +78,6 @@ pub const LEASE_SLACK: Duration = Duration::from_millis(200);
 /// Time a batch still needs after a wait for a busy lease (merge, publish)
 /// for the wait to be worth it; else its records fail and come back.
 pub const WORK_AFTER_WAIT: Duration = Duration::from_secs(5);
-
-/// One Kinesis record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputRecord {
-    /// Sequence number Kinesis assigned (the `itemIdentifier` of a failure).
-    pub sequence_number: String,
-    /// Partition key (for logs).
-    pub partition_key: String,
-    /// The record's data.
-    pub data: Vec<u8>,
-}
-
-/// Counters of one batch.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct BatchStats {
-    /// Records in the batch.
-    pub records: usize,
-    /// Records skipped as undecodable.
-    pub poison: usize,
-    /// Inner records of KPL aggregates.
-    pub kpl_inner: usize,
-    /// Partials merged (tailrace partials and synthetic ones).
-    pub partials: usize,
-    /// Tailrace partials among them.
-    pub tailrace_partials: usize,
-    /// Synthetic partials from raw lines.
-    pub raw_partials: usize,
-    /// Synthetic partials from Kinesis Agent JSON.
-    pub json_partials: usize,
-    /// Partials skipped as replays.
-    pub duplicates: usize,
-    /// Partials merged again without the client groups an earlier, partly
-    /// failed attempt already published.
-    pub resumed: usize,
-    /// Partials another attempt holds a live claim on (their records fail).
-    pub busy: usize,
-    /// DynamoDB claims or finishes that failed.
-    pub claim_errors: usize,
-    /// Client tally objects written (`tally`).
-    pub tallies: usize,
-    /// Client tally objects that could not be written.
-    pub tally_errors: usize,
-    /// Milliseconds waited for other attempts' leases to end.
-    pub lease_wait_ms: u64,
-    /// Milliseconds from the end of the publish to the claims' finishes
-    /// recorded: while they run, a crash leaves published partials
-    /// unrecorded (counted again after their lease).
-    pub finish_ms: u64,
-    /// Whether the metadata table used is not the current file's.
-    pub metadata_stale: bool,
-    /// Raw/JSON lines counted.
-    pub lines: u64,
-    /// Raw/JSON lines and agent-side lines rejected.
-    pub rejected_lines: u64,
-    /// Windows touched.
-    pub windows: usize,
-    /// Datums published.
-    pub datums: usize,
-    /// PutMetricData calls made successfully.
-    pub calls: usize,
-    /// PutMetricData retries.
-    pub retries: usize,
-    /// PutMetricData calls that failed after their last attempt.
-    pub failed_calls: usize,
-    /// Datums not sent because CloudWatch would refuse their timestamp.
-    pub unpublishable_datums: usize,
-    /// Datums CloudWatch refused as invalid.
-    pub dropped_datums: usize,
-    /// Units split over calls (too big for one).
-    pub split_units: usize,
-    /// Records reported as failed.
-    pub failed: usize,
-}
 
 /// The result of handling a batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -178,23 +97,6 @@ pub struct Handler {
     claims: Option<Arc<ClaimStore>>,
     lease: Duration,
     tallies: Option<TallyStore>,
-}
-
-#[derive(Serialize)]
-struct TopApp<'a> {
-    application: &'a str,
-    contact: &'a str,
-    requests: u64,
-    bytes: u64,
-    client_errors: u64,
-    server_errors: u64,
-}
-
-#[derive(Serialize)]
-struct TopClient<'a> {
-    client: &'a str,
-    requests: u64,
-    bytes: u64,
 }
 
 impl Handler {
@@ -585,7 +487,7 @@ impl Handler {
 fn busy_wait(
     results: &[(
         PartialId,
-        Result<Claim, crate::idempotency::IdempotencyError>,
+        Result<Claim, crate::ingest::idempotency::IdempotencyError>,
     )],
     deadline: Option<Instant>,
 ) -> Option<Duration> {
@@ -596,8 +498,8 @@ fn busy_wait(
             last = Some(last.unwrap_or(0).max((*lease_end_ms)?));
         }
     }
-    let wait =
-        Duration::from_millis(last?.saturating_sub(crate::idempotency::now_ms())) + LEASE_SLACK;
+    let wait = Duration::from_millis(last?.saturating_sub(crate::ingest::idempotency::now_ms()))
+        + LEASE_SLACK;
     let needed = wait + WORK_AFTER_WAIT + FINISH_BUDGET;
     (Instant::now() + needed <= deadline).then_some(wait)
 }
@@ -610,253 +512,4 @@ where
     R: Send + 'static,
 {
     crate::bounded::map_bounded(CLAIM_CONCURRENCY, items, f).await
-}
-
-/// What to do with one partial of a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
-    /// Merge the client groups not in `done`; `owner` is the claim to finish.
-    Merge {
-        /// Groups an earlier attempt published.
-        done: GroupMask,
-        /// The claim's owner token (with a claim table).
-        owner: Option<String>,
-    },
-    /// Published whole already: skip it.
-    Skip,
-    /// Cannot be handled now: fail its record.
-    Fail,
-}
-
-/// Per record (by batch index), its decoded partials and their ids.
-pub type DecodedBatch = Vec<Vec<(Source, Partial, PartialId)>>;
-
-/// Decode every record, skipping (counting, logging) poison records.
-pub fn decode_batch(
-    decoder: &Decoder,
-    records: &[InputRecord],
-    stats: &mut BatchStats,
-) -> DecodedBatch {
-    let mut out: DecodedBatch = Vec::with_capacity(records.len());
-    for record in records {
-        let decoded = match decoder.decode(&record.data, &record.sequence_number) {
-            Ok(d) => d,
-            Err(e) => {
-                stats.poison += 1;
-                tracing::error!(
-                    sequence_number = %record.sequence_number,
-                    partition_key = %record.partition_key,
-                    bytes = record.data.len(),
-                    first_bytes = %hex_prefix(&record.data, 16),
-                    error = %e,
-                    "poison record skipped"
-                );
-                out.push(Vec::new());
-                continue;
-            }
-        };
-        stats.kpl_inner += decoded.kpl_inner;
-        stats.lines += decoded.lines;
-        stats.rejected_lines += decoded.rejected_lines;
-        if decoded.rejected_lines > 0 {
-            tracing::warn!(
-                sequence_number = %record.sequence_number,
-                rejected_lines = decoded.rejected_lines,
-                samples = ?decoded.reject_samples,
-                "lines of a raw or JSON record did not parse"
-            );
-        }
-        out.push(
-            decoded
-                .partials
-                .into_iter()
-                .map(|(source, partial)| {
-                    let id = PartialId::of(&partial, &record.data);
-                    (source, partial, id)
-                })
-                .collect(),
-        );
-    }
-    out
-}
-
-/// Admissions from this process's memory alone.
-pub fn local_admissions(
-    seen: &SeenPartials,
-    decoded: &DecodedBatch,
-) -> HashMap<PartialId, Admission> {
-    let mut out = HashMap::new();
-    for (_, _, id) in decoded.iter().flatten() {
-        let admission = match seen.progress(id) {
-            Some(Progress::Complete) => Admission::Skip,
-            Some(Progress::Partly(done)) => Admission::Merge {
-                done: done.clone(),
-                owner: None,
-            },
-            None => Admission::Merge {
-                done: GroupMask::default(),
-                owner: None,
-            },
-        };
-        out.insert(id.clone(), admission);
-    }
-    out
-}
-
-/// What one partial added to a batch's merge.
-#[derive(Debug, Clone)]
-pub struct Contribution {
-    /// The partial.
-    pub id: PartialId,
-    /// Its window.
-    pub window: Window,
-    /// What it added in this batch.
-    pub contributed: Contributed,
-    /// The client groups an earlier, partly failed attempt already published.
-    pub published_before: GroupMask,
-    /// The owner of its claim (with a claim table).
-    pub owner: Option<String>,
-}
-
-/// A batch decoded and merged, before publishing.
-pub struct MergedBatch {
-    /// The merged metrics and per-window reports.
-    pub merger: Merger,
-    /// Per record (by batch index), what its partials contributed.
-    pub contributions: Vec<Vec<Contribution>>,
-}
-
-/// Decode every record, join client addresses with `metadata` and merge,
-/// skipping poison records and partials in `seen` or repeated in the batch:
-/// the part of [`Handler::handle`] that needs no I/O. Counts go to `stats`.
-pub fn merge_batch(
-    decoder: &Decoder,
-    seen: &SeenPartials,
-    records: &[InputRecord],
-    metadata: &Metadata,
-    stats: &mut BatchStats,
-) -> MergedBatch {
-    let decoded = decode_batch(decoder, records, stats);
-    let admissions = local_admissions(seen, &decoded);
-    merge_admitted(&decoded, &admissions, metadata, stats)
-}
-
-/// Join and merge the partials `admissions` let in.
-pub fn merge_admitted(
-    decoded: &DecodedBatch,
-    admissions: &HashMap<PartialId, Admission>,
-    metadata: &Metadata,
-    stats: &mut BatchStats,
-) -> MergedBatch {
-    let mut merger = Merger::new();
-    let mut contributions: Vec<Vec<Contribution>> = vec![Vec::new(); decoded.len()];
-    for (index, partials) in decoded.iter().enumerate() {
-        for (source, partial, id) in partials {
-            let (before, owner) = match admissions.get(id) {
-                Some(Admission::Merge { done, owner }) => (done, owner),
-                Some(Admission::Fail) => continue,
-                Some(Admission::Skip) | None => {
-                    stats.duplicates += 1;
-                    tracing::info!(
-                        host_id = %partial.host_id,
-                        flow = %partial.flow,
-                        sequence = partial.sequence,
-                        "replayed partial skipped"
-                    );
-                    continue;
-                }
-            };
-            let Some(contributed) = merger.add_except(index, id.clone(), partial, metadata, before)
-            else {
-                stats.duplicates += 1;
-                tracing::info!(
-                    host_id = %partial.host_id,
-                    flow = %partial.flow,
-                    sequence = partial.sequence,
-                    "partial repeated in the batch skipped"
-                );
-                continue;
-            };
-            // Resumed: some group with requests was published before (an
-            // empty overflow counts as done from the start, not as resumed).
-            let overflow = partial.groups.len();
-            let published_before = (0..overflow).any(|i| before.contains(i))
-                || (partial.overflow.requests > 0 && before.contains(overflow));
-            if published_before {
-                stats.resumed += 1;
-                tracing::info!(
-                    host_id = %partial.host_id,
-                    flow = %partial.flow,
-                    sequence = partial.sequence,
-                    "partly published partial: merging the rest only"
-                );
-            }
-            stats.partials += 1;
-            stats.rejected_lines += partial.rejected_lines;
-            match source {
-                Source::Partial => stats.tailrace_partials += 1,
-                Source::RawLines => stats.raw_partials += 1,
-                Source::AgentJson => stats.json_partials += 1,
-            }
-            contributions[index].push(Contribution {
-                id: id.clone(),
-                window: Window {
-                    start: partial.window_start,
-                    secs: partial.window_secs,
-                },
-                contributed,
-                published_before: before.clone(),
-                owner: owner.clone(),
-            });
-        }
-    }
-    MergedBatch {
-        merger,
-        contributions,
-    }
-}
-
-fn log_window(window: Window, report: &crate::merge::WindowReport) {
-    let apps: Vec<TopApp<'_>> = report
-        .top_applications(TOP_APPLICATIONS)
-        .into_iter()
-        .map(|(application, t)| TopApp {
-            application,
-            contact: &t.contact,
-            requests: t.requests,
-            bytes: t.bytes,
-            client_errors: t.client_errors,
-            server_errors: t.server_errors,
-        })
-        .collect();
-    let unknown: Vec<TopClient<'_>> = report
-        .top_unknown_clients(TOP_UNKNOWN_CLIENTS)
-        .into_iter()
-        .map(|(client, t)| TopClient {
-            client,
-            requests: t.requests,
-            bytes: t.bytes,
-        })
-        .collect();
-    tracing::info!(
-        target: "tailrace_window",
-        window_start = window.start,
-        window_time = %rfc3339_utc(window.start),
-        window_secs = window.secs,
-        requests = report.requests(),
-        applications = report.applications.len(),
-        top_applications = %serde_json::to_string(&apps).unwrap_or_default(),
-        top_unknown_clients = %serde_json::to_string(&unknown).unwrap_or_default(),
-        unknown_clients = report.unknown_clients.len(),
-        overflow_requests = report.overflow_requests,
-        partials = report.partials,
-        late_partials = report.late_partials,
-        hosts = report.hosts.len(),
-        rejected_lines = report.rejected_lines,
-        "who do I call"
-    );
-}
-
-fn hex_prefix(data: &[u8], n: usize) -> String {
-    data.iter().take(n).map(|b| format!("{b:02x}")).collect()
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use tailrace_wire::{ClientStats, Partial};
 
-use crate::metadata::{Metadata, UNKNOWN};
+use crate::join::metadata::{Metadata, UNKNOWN};
 
 /// What identifies a partial on the stream: a replay carries the same id.
 ///

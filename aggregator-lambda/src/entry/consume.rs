@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::types::ShardIteratorType;
 
-use crate::handler::{Handler, InputRecord};
+use crate::entry::handler::Handler;
+use crate::ingest::batch::InputRecord;
 
 /// The event source mapping's batch size, and the most `consume` feeds at once.
 pub const MAX_BATCH: usize = 200;

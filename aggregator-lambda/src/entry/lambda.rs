@@ -12,7 +12,8 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 
-use crate::handler::{Handler, InputRecord, Outcome};
+use crate::entry::handler::{Handler, Outcome};
+use crate::ingest::batch::InputRecord;
 use crate::notify::{alarm_messages, Notifier};
 
 /// What one invocation carries.

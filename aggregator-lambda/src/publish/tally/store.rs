@@ -29,7 +29,7 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use crate::bounded::map_bounded;
 use crate::config::S3Location;
-use crate::tally::{WindowTally, VERSION};
+use crate::publish::tally::{WindowTally, VERSION};
 
 /// How long one object's write or read may take, retries included.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
