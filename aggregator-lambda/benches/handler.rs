@@ -43,7 +43,8 @@ use tailrace_aggregator::join::batch::{
 };
 use tailrace_aggregator::join::merge::{PartialId, SeenPartials};
 use tailrace_aggregator::join::metadata::Metadata;
-use tailrace_aggregator::publish::plan::{batches, plan, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL};
+use tailrace_aggregator::publish::packing::{batches, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL};
+use tailrace_aggregator::publish::plan::plan;
 use tailrace_aggregator::publish::tally::TallyBuilder;
 use tailrace_wire::{ClientKey, ClientStats, Partial};
 

@@ -13,13 +13,14 @@
 //! StorageResolution 60.
 //!
 //! [`model`] says what is published (`TAILRACE_DIMENSIONS`,
-//! `TAILRACE_METRICS`); [`plan`] is pure (which datums, grouped in units, in
-//! which calls, and the rule that splits a refused call), and [`calls`] makes
-//! the PutMetricData calls with their retries, deadlines and bisection;
+//! `TAILRACE_METRICS`); [`plan`] is pure (which datums, grouped in
+//! units), [`packing`] packs them into calls and splits a refused one (pure
+//! too), and [`calls`] makes the PutMetricData calls with their retries, deadlines and bisection;
 //! [`tally`] writes each published unit's client tallies (the notifier's
 //! top addresses).
 
 pub mod calls;
 pub mod model;
+pub mod packing;
 pub mod plan;
 pub mod tally;

@@ -32,9 +32,8 @@ use tailrace_aggregator::join::merge::SeenPartials;
 use tailrace_aggregator::join::metadata::Metadata;
 use tailrace_aggregator::join::metadata_source::MetadataSource;
 use tailrace_aggregator::publish::calls::{Publisher, RetryPolicy};
-use tailrace_aggregator::publish::plan::{
-    add_health, batches, plan, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL,
-};
+use tailrace_aggregator::publish::packing::{batches, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL};
+use tailrace_aggregator::publish::plan::{add_health, plan};
 use tailrace_bench::fleet::{Fleet, FleetConfig, RecordKind};
 
 /// Kinesis: bytes per second per shard (data + partition key).
