@@ -85,6 +85,7 @@ pub use agent::{run_agent, run_checked, spawn_logged, AgentDir, ChildGuard, Pipe
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+#[cfg(feature = "servers")]
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
