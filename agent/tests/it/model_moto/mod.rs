@@ -56,7 +56,7 @@ use tailrace_tests::fault_proxy::{FaultProxy, Faults};
 use tailrace_tests::loggen::{id_of, numbered_line as line, numbered_lines};
 use tailrace_tests::{create_stream, read_stream, ChildGuard, Moto};
 
-use crate::support::codec::Codec;
+use crate::common::codec::Codec;
 
 mod alphabet;
 mod oracle;
