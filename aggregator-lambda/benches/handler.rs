@@ -23,6 +23,8 @@
 //!
 //! Run: `cargo bench -p tailrace-aggregator --bench handler`
 //! (`TAILRACE_BOOTSTRAP=path` measures the cold start of another build).
+// criterion_group! defines an undocumented `pub fn` (workspace lint missing_docs).
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};

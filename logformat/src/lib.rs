@@ -51,8 +51,6 @@
 //! - `json`: the `tailrace parse` JSON object.
 //! - `fuzzing` (hidden): the fuzz targets' bodies, shared with their regression test.
 
-#![warn(missing_docs)]
-
 mod calendar;
 mod compile;
 mod directive;

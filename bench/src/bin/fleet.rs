@@ -151,6 +151,7 @@ struct WindowRow {
 }
 
 /// Process CPU (user + system), milliseconds.
+#[allow(unsafe_code)] // getrusage: libc has no safe wrapper; see SAFETY below.
 fn cpu_ms() -> f64 {
     // SAFETY: getrusage writes into the struct we pass and reads nothing else.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
