@@ -376,9 +376,7 @@ impl WindowSink {
     }
 }
 
-/// The address `n` places from the right in a comma-separated list
-/// (`X-Forwarded-For: client, proxy1, proxy2`): the one the n-th trusted
-/// proxy appended. With fewer entries, the left-most.
+/// Each line parsed and added to its client's group in the window of its time.
 impl LineSink for WindowSink {
     fn line(
         &mut self,
