@@ -294,12 +294,6 @@ async fn a_record_whose_partial_another_attempt_holds_fails_then_counts_once() -
     Ok(())
 }
 
-const SMALL_META: &str = "\
-ip_or_cidr,application,contact
-10.0.0.0/8,corp,corp@example.com
-10.1.0.0/16,shop,shop@example.com
-";
-
 /// `tailrace-aggregator consume` with claims in `TABLE`, exiting when idle.
 fn consumer(moto: &Moto) -> anyhow::Result<Piped> {
     Piped::spawn(
@@ -318,7 +312,7 @@ async fn two_consumers_of_the_same_stream_count_every_request_once() -> anyhow::
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     let cw = aws_sdk_cloudwatch::Client::new(&config);
     create_stream(&kinesis, "logs", 2).await?;
-    let map = lookup(&[("10.9.0.1", "corp"), ("10.1.7.7", "shop")]);
+    let map = lookup(SMALL_MAP);
     let mut expected = Expected::new();
     let w = window_ago(3);
     for host in 0..20u64 {

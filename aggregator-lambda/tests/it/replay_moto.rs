@@ -23,11 +23,6 @@ use tailrace_aggregator::ingest::idempotency::{ClaimStore, DEFAULT_RETENTION};
 use tailrace_tests::{create_stream, free_port, Moto, Piped};
 
 const TABLE: &str = "tailrace-claims";
-const META: &str = "\
-ip_or_cidr,application,contact
-10.0.0.0/8,corp,corp@example.com
-10.1.0.0/16,shop,shop@example.com
-";
 
 /// A Lambda environment claiming in `TABLE`, publishing to `cloudwatch`.
 async fn lambda(moto: &Moto, cloudwatch: &str) -> anyhow::Result<Handler> {
@@ -61,12 +56,12 @@ fn replay(moto: &Moto, args: &[&str]) -> anyhow::Result<(bool, String, String)> 
 async fn replay_publishes_exactly_the_records_not_yet_published() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     let config = moto.sdk_config().await;
-    metadata_file(&moto, META).await?;
+    metadata_file(&moto, SMALL_META).await?;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
     let cw = aws_sdk_cloudwatch::Client::new(&config);
     create_stream(&kinesis, "logs", 1).await?;
-    let map = lookup(&[("10.9.0.1", "corp"), ("10.1.7.7", "shop")]);
+    let map = lookup(SMALL_MAP);
     let w = window_ago(2);
 
     let mut expected = Expected::new();
@@ -214,7 +209,7 @@ async fn model_published(
 async fn replay_publishes_the_metric_model_consume_publishes() -> anyhow::Result<()> {
     let moto = Moto::start()?;
     let config = moto.sdk_config().await;
-    metadata_file(&moto, META).await?;
+    metadata_file(&moto, SMALL_META).await?;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     let cw = aws_sdk_cloudwatch::Client::new(&config);
     create_stream(&kinesis, "logs", 1).await?;

@@ -31,6 +31,17 @@ pub const META_URL: &str = "s3://meta/apps.csv";
 /// The expected application of each test address; anything else is `unknown`.
 pub type Mapping = &'static [(&'static str, &'static str)];
 
+/// The small metadata file most tests need: the corp network and the
+/// shop inside it.
+pub const SMALL_META: &str = "\
+ip_or_cidr,application,contact
+10.0.0.0/8,corp,corp@example.com
+10.1.0.0/16,shop,shop@example.com
+";
+
+/// One address of each application of [`SMALL_META`].
+pub const SMALL_MAP: Mapping = &[("10.9.0.1", "corp"), ("10.1.7.7", "shop")];
+
 /// `mapping` as the function [`expect`] takes.
 pub fn lookup(mapping: Mapping) -> impl Fn(&str) -> &'static str {
     move |ip| {
