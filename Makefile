@@ -30,7 +30,8 @@ CLIPPY_DRIVER := $(shell rustup which clippy-driver 2>/dev/null || command -v cl
 LINTED := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER)
 
 # `make check`: what a change to a parser, a decision table or a setting
-# needs in seconds: formatting, the module graph, clippy on every target of
+# needs in seconds: formatting, the module graph, the names
+# docs/ARCHITECTURE.md gives (scripts/architecture_names.py), clippy on every target of
 # the workspace, then the unit and property tests of every crate: the
 # libraries' and binaries' own tests, the pure crates' test binaries, and
 # the `it` binaries of the agent, the aggregator and the inventory updater
@@ -44,6 +45,7 @@ NO_SERVERS := not test(/(_moto|apache_httpd|logrotate_matrix|lambda_watch|watchd
 check:
 	cargo fmt --all -- --check
 	python3 scripts/module_cycles.py
+	python3 scripts/architecture_names.py
 	cargo clippy --workspace --all-targets --locked
 	cargo nextest run --workspace --locked --no-fail-fast $(CHECK_TESTS) -E '$(NO_SERVERS)'
 
@@ -51,6 +53,7 @@ test:
 	@test -n "$(CLIPPY_DRIVER)" || { echo "clippy-driver not found (rustup component add clippy)" >&2; exit 1; }
 	cargo fmt --all -- --check
 	python3 scripts/module_cycles.py
+	python3 scripts/architecture_names.py
 	$(LINTED) cargo test --workspace --all-targets --no-run --locked
 	TAILRACE_PKG_ARCHES=x86_64 TAILRACE_PKG_BINARY=$(TARGET_DIR)/debug/tailrace ./packaging/check.sh
 	$(LINTED) cargo test --workspace --doc --locked
@@ -60,6 +63,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets
 	python3 scripts/module_cycles.py
+	python3 scripts/architecture_names.py
 
 build:
 	cargo build --release --workspace --bins
