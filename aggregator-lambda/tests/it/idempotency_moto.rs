@@ -35,7 +35,7 @@ use tailrace_aggregator::publish::tally::application_totals;
 use tailrace_aggregator::publish::tally::store::TallyStore;
 use tailrace_tests::cloudwatch_proxy::CloudWatchProxy;
 use tailrace_tests::cloudwatch_proxy::CwFaults;
-use tailrace_tests::{create_stream, put_object, Moto, Piped};
+use tailrace_tests::{put_object, Moto, Piped};
 
 const TABLE: &str = "tailrace-claims";
 
@@ -306,12 +306,9 @@ fn consumer(moto: &Moto) -> anyhow::Result<Piped> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_of_the_same_stream_count_every_request_once() -> anyhow::Result<()> {
-    let moto = Moto::start()?;
-    let config = moto.sdk_config().await;
-    metadata_file(&moto, SMALL_META).await?;
-    let kinesis = aws_sdk_kinesis::Client::new(&config);
-    let cw = aws_sdk_cloudwatch::Client::new(&config);
-    create_stream(&kinesis, "logs", 2).await?;
+    let StreamOnMoto {
+        moto, kinesis, cw, ..
+    } = stream_on_moto(SMALL_META, 2).await?;
     let map = lookup(SMALL_MAP);
     let mut expected = Expected::new();
     let w = window_ago(3);

@@ -20,7 +20,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use tailrace_aggregator::entry::handler::Handler;
 use tailrace_aggregator::ingest::batch::InputRecord;
 use tailrace_aggregator::ingest::idempotency::{ClaimStore, DEFAULT_RETENTION};
-use tailrace_tests::{create_stream, free_port, Moto, Piped};
+use tailrace_tests::{free_port, Moto, Piped};
 
 const TABLE: &str = "tailrace-claims";
 
@@ -54,13 +54,14 @@ fn replay(moto: &Moto, args: &[&str]) -> anyhow::Result<(bool, String, String)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_publishes_exactly_the_records_not_yet_published() -> anyhow::Result<()> {
-    let moto = Moto::start()?;
-    let config = moto.sdk_config().await;
-    metadata_file(&moto, SMALL_META).await?;
-    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let StreamOnMoto {
+        moto,
+        config,
+        kinesis,
+        cw,
+        ..
+    } = stream_on_moto(SMALL_META, 1).await?;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let cw = aws_sdk_cloudwatch::Client::new(&config);
-    create_stream(&kinesis, "logs", 1).await?;
     let map = lookup(SMALL_MAP);
     let w = window_ago(2);
 
@@ -207,12 +208,9 @@ async fn model_published(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_publishes_the_metric_model_consume_publishes() -> anyhow::Result<()> {
-    let moto = Moto::start()?;
-    let config = moto.sdk_config().await;
-    metadata_file(&moto, SMALL_META).await?;
-    let kinesis = aws_sdk_kinesis::Client::new(&config);
-    let cw = aws_sdk_cloudwatch::Client::new(&config);
-    create_stream(&kinesis, "logs", 1).await?;
+    let StreamOnMoto {
+        moto, kinesis, cw, ..
+    } = stream_on_moto(SMALL_META, 1).await?;
     let w = window_ago(2);
     let r = [
         reqs(3, "10.9.0.1", 200, 10, Some(2_000)),

@@ -86,6 +86,39 @@ pub async fn put(
     Ok(())
 }
 
+/// moto_server with the metadata file and the stream `logs`: where a test
+/// of the stream path (`consume`, `replay`, two consumers) starts.
+pub struct StreamOnMoto {
+    /// The server; dropping it stops it.
+    pub moto: Moto,
+    /// The SDK configuration pointing at it.
+    pub config: aws_config::SdkConfig,
+    /// S3, to rewrite the metadata file.
+    pub s3: aws_sdk_s3::Client,
+    /// Kinesis, to put records on `logs`.
+    pub kinesis: aws_sdk_kinesis::Client,
+    /// CloudWatch, to read the metrics back.
+    pub cw: aws_sdk_cloudwatch::Client,
+}
+
+/// Start moto_server, write the metadata file `csv` and create the stream
+/// `logs` with `shards` shards.
+pub async fn stream_on_moto(csv: &str, shards: i32) -> anyhow::Result<StreamOnMoto> {
+    let moto = Moto::start()?;
+    let config = moto.sdk_config().await;
+    let s3 = metadata_file(&moto, csv).await?;
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    tailrace_tests::create_stream(&kinesis, "logs", shards).await?;
+    Ok(StreamOnMoto {
+        moto,
+        config,
+        s3,
+        kinesis,
+        cw,
+    })
+}
+
 /// Create the bucket and write the metadata file `csv`; the S3 client.
 pub async fn metadata_file(moto: &Moto, csv: &str) -> anyhow::Result<aws_sdk_s3::Client> {
     let s3 = s3_client(&moto.sdk_config().await);
