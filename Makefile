@@ -1,11 +1,11 @@
 # The commands the README starts with:
 #   make demo    run the whole pipeline locally and print the per-application table
-#   make check   the fast loop: fmt, module graph, clippy, unit and property tests
+#   make check   the fast loop: fmt, module graph, map names, clippy, unit and property tests
 #   make test    run every test (what CI runs)
 
 .PHONY: demo check test lint build bench packaging fuzz soak outage budget
 
-# Seconds per fuzz target in `make test`; `make fuzz FUZZ_SECONDS=1800` hunts longer.
+# Seconds per fuzz target in `make fuzz`; `make fuzz FUZZ_SECONDS=1800` hunts longer.
 FUZZ_SECONDS ?= 20
 
 demo:
