@@ -14,7 +14,6 @@
 pub mod compressed;
 pub mod decision;
 pub mod globs;
-pub mod identity;
 pub mod keeper;
 pub mod names;
 pub mod seen;
