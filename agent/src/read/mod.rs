@@ -9,7 +9,8 @@
 //! reads unsent lines out of a rotation logrotate compressed; [`globs`]
 //! expands the `paths` patterns; [`names`] makes one reading of a file
 //! found under several names (links); [`keeper`] holds new files open
-//! while the reader is blocked, so files deleted meanwhile are still read.
+//! while the reader is blocked, so files deleted meanwhile are still read;
+//! [`wake`] wakes the reader on file-system events, once per read pass.
 
 pub mod compressed;
 pub mod decision;
@@ -19,4 +20,5 @@ pub mod keeper;
 pub mod names;
 pub mod seen;
 pub mod tailer;
+pub mod wake;
 pub mod watcher;
