@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tailrace_wire::raw::RecordPacker;
 
-use crate::observe::counters::FlowStats;
+use crate::observe::counters::{FlowStats, ReadTally};
 use crate::pack::record::{KeyMaker, OutRecord, RecordSender};
 use crate::read::watcher::{LineSink, SinkClosed};
 use crate::ship::ledger::{Hold, SourceId};
@@ -28,6 +28,8 @@ pub struct RawPacker {
     holds: Vec<Hold>,
     started: Option<Instant>,
     stats: Arc<FlowStats>,
+    /// Lines read since they were last added to `stats`.
+    tally: ReadTally,
 }
 
 impl RawPacker {
@@ -48,6 +50,7 @@ impl RawPacker {
             holds: Vec::new(),
             started: None,
             stats,
+            tally: ReadTally::default(),
         }
     }
 
@@ -101,11 +104,14 @@ impl LineSink for RawPacker {
             self.out.ledger().hold(&[hold]);
             self.holds.push(hold);
         }
-        self.stats.line_read(line.len(), truncated);
+        if self.tally.line(line.len(), truncated) {
+            self.stats.add_read(&mut self.tally);
+        }
         Ok(())
     }
 
     fn tick(&mut self) -> Result<(), SinkClosed> {
+        self.stats.add_read(&mut self.tally);
         if self.started.is_some_and(|t| t.elapsed() >= self.linger) {
             self.seal()?;
         }
@@ -113,6 +119,7 @@ impl LineSink for RawPacker {
     }
 
     fn flush(&mut self) -> Result<(), SinkClosed> {
+        self.stats.add_read(&mut self.tally);
         self.seal()
     }
 }
