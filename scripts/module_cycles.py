@@ -27,6 +27,28 @@ CRATES = [
     "tests",
     "bench",
 ]
+# Bottom first. The agent's ground floor (`shared`: the ledger, file
+# identity, the line sink, counters, the rate-limited log) imports no layer;
+# `config` is what the operator said; then the data path read from its end,
+# so each stage names only the stages after it: `read` hands lines to a sink
+# that `pack` implements, `pack` fills `ship`'s queue, `ship` acknowledges
+# into the ledger that `state` saves. `observe` watches all of them;
+# `runtime` wires them; `commands` is the command line.
+FLOORS = {
+    "agent": [
+        "shared",
+        "config",
+        "state",
+        "ship",
+        "pack",
+        "read",
+        "observe",
+        "limits",
+        "reload",
+        "runtime",
+        "commands",
+    ],
+}
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 PATH_RE = re.compile(rf"\b(crate|super|self)((?:::{IDENT})+|::\{{)")
 
@@ -174,6 +196,29 @@ def crate_cycles(crate: str):
     return cycles, graph, why
 
 
+def floor_breaches(crate: str, graph: dict, why: dict):
+    """References that run from a floor up to a higher one, and top-level
+    modules with no floor."""
+    floors = FLOORS.get(crate)
+    if floors is None:
+        return []
+    level = {f: i for i, f in enumerate(floors)}
+    out = []
+    tops = sorted({m[0] for m in graph if m})
+    for t in tops:
+        if t not in level:
+            out.append(f"{crate}: top-level module `{t}` has no floor in FLOORS (scripts/module_cycles.py)")
+    for a in sorted(graph):
+        for b in sorted(graph[a]):
+            if not a or not b or a[0] not in level or b[0] not in level:
+                continue
+            if level[b[0]] > level[a[0]]:
+                out.append(
+                    f"{crate}: {name(a)} (floor `{a[0]}`) names {name(b)} (floor `{b[0]}`, above it)  ({why[(a, b)]})"
+                )
+    return out
+
+
 def name(m: tuple) -> str:
     return "::".join(m) if m else "(crate root)"
 
@@ -191,10 +236,15 @@ def main() -> int:
             for a in sorted(comp):
                 for b in sorted(graph[a] & members):
                     print(f"    {name(a)} -> {name(b)}  ({why[(a, b)]})")
+        for line in floor_breaches(crate, graph, why):
+            bad += 1
+            print(line)
     if bad:
-        print(f"{bad} circle(s) between modules")
+        print(f"{bad} circle(s) between modules or import(s) running up a floor")
         return 1
     print("no circles between modules in " + ", ".join(CRATES))
+    for crate, floors in FLOORS.items():
+        print(f"{crate}: floors in order, no import running up: " + " < ".join(floors))
     return 0
 
 

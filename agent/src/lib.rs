@@ -5,25 +5,33 @@
 //!
 //! # Layout
 //!
-//! The folders follow the data path, one layer each (see
-//! `docs/ARCHITECTURE.md`):
+//! The folders are floors (see `docs/ARCHITECTURE.md`): a module names
+//! modules of its own floor and of the floors below it, never one above
+//! (`scripts/module_cycles.py`, run by `make lint`, refuses one that does).
+//! Bottom first:
 //!
-//! - [`read`]: which files a flow follows, through rotation, and the lines
-//!   out of each one (tailer → watcher).
-//! - [`pack`]: lines into records: raw ([`pack::packer`]) or event-time
-//!   windows ([`pack::aggregate`]), then the bounded queue ([`pack::record`]).
-//! - [`ship`]: records into PutRecords calls ([`ship::shipper`]) and what
-//!   Kinesis has acknowledged ([`ship::ledger`]).
+//! - [`shared`]: the ground floor: the types every layer shares (the
+//!   ledger, file identity, the line sink, counters, the rate-limited log).
+//! - [`config`]: the YAML configuration: types, units, loading, validation.
 //! - [`state`]: the state directory: the lock, the checkpoint and the status
 //!   file, written through one atomic-write helper.
-//! - [`observe`]: counters, the metric set, health, the status file's
-//!   content, CloudWatch self-metrics, the HTTP endpoint, systemd's watchdog.
-//! - [`config`]: the YAML configuration: types, units, loading, validation.
+//! - [`ship`]: the bounded record queue ([`ship::queue`]) drained into
+//!   PutRecords calls ([`ship::shipper`]), whose acknowledgements go into
+//!   the ledger.
+//! - [`pack`]: lines into records: raw ([`pack::packer`]) or event-time
+//!   windows ([`pack::aggregate`]), into the shipper's queue.
+//! - [`read`]: which files a flow follows, through rotation, and the lines
+//!   out of each one (tailer → watcher → a [`shared::sink::LineSink`]).
+//! - [`observe`]: the metric set, health, the status file's content,
+//!   CloudWatch self-metrics, the HTTP endpoint, systemd's watchdog.
+//! - [`limits`] raises the descriptor limit; [`reload`] decides what a
+//!   SIGHUP changes.
+//! - [`runtime`] wires the layers together for `tailrace run` and `replay`.
 //! - [`commands`]: the command line and the commands other than `run`.
 //!
-//! [`runtime`] wires the layers together for `tailrace run` and `replay`;
-//! [`reload`] decides what a SIGHUP changes; [`limits`] raises the
-//! descriptor limit.
+//! The data path runs down the floors: `read` hands lines to a sink that
+//! `pack` implements, `pack` fills `ship`'s queue, `ship` releases holds in
+//! the ledger that `state` saves.
 
 pub mod commands;
 pub mod config;
@@ -33,5 +41,6 @@ pub mod pack;
 pub mod read;
 pub mod reload;
 pub mod runtime;
+pub mod shared;
 pub mod ship;
 pub mod state;

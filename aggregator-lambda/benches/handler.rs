@@ -23,6 +23,8 @@
 //!
 //! Run: `cargo bench -p tailrace-aggregator --bench handler`
 //! (`TAILRACE_BOOTSTRAP=path` measures the cold start of another build).
+// criterion_group! defines an undocumented `pub fn` (workspace lint missing_docs).
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};
@@ -35,15 +37,17 @@ mod common;
 
 use common::{partial_of, window_ago};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use tailrace_aggregator::decode::Decoder;
-use tailrace_aggregator::handler::{
-    decode_batch, local_admissions, merge_admitted, merge_batch, BatchStats, InputRecord,
-    SEEN_CAPACITY, TOP_APPLICATIONS, TOP_UNKNOWN_CLIENTS,
+use tailrace_aggregator::entry::handler::SEEN_CAPACITY;
+use tailrace_aggregator::ingest::batch::{decode_batch, local_admissions, BatchStats, InputRecord};
+use tailrace_aggregator::ingest::decode::Decoder;
+use tailrace_aggregator::join::batch::{
+    merge_admitted, merge_batch, TOP_APPLICATIONS, TOP_UNKNOWN_CLIENTS,
 };
-use tailrace_aggregator::merge::{PartialId, SeenPartials};
-use tailrace_aggregator::metadata::Metadata;
-use tailrace_aggregator::publish::plan::{batches, plan, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL};
-use tailrace_aggregator::tally::TallyBuilder;
+use tailrace_aggregator::join::merge::{PartialId, SeenPartials};
+use tailrace_aggregator::join::metadata::Metadata;
+use tailrace_aggregator::publish::packing::{batches, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL};
+use tailrace_aggregator::publish::plan::plan;
+use tailrace_aggregator::publish::tally::TallyBuilder;
 use tailrace_wire::{ClientKey, ClientStats, Partial};
 
 const HOSTS: usize = 25;

@@ -7,16 +7,16 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
-use crate::config::Settings;
-use crate::decode::{Decoder, FormatError};
-use crate::handler::Handler;
-use crate::idempotency::{ClaimStore, DEFAULT_LEASE};
-use crate::metadata_source::MetadataSource;
+use crate::config::{Settings, SettingsFlags};
+use crate::entry::handler::Handler;
+use crate::ingest::decode::{Decoder, FormatError};
+use crate::ingest::idempotency::{ClaimStore, DEFAULT_LEASE};
+use crate::join::metadata_source::MetadataSource;
 use crate::notify::Notifier;
 use crate::publish::calls::{Publisher, RetryPolicy};
-use crate::tally::store::TallyStore;
+use crate::publish::tally::store::TallyStore;
 
-pub use crate::idempotency::{DYNAMODB_ATTEMPT_TIMEOUT, DYNAMODB_OPERATION_TIMEOUT};
+pub use crate::ingest::idempotency::{DYNAMODB_ATTEMPT_TIMEOUT, DYNAMODB_OPERATION_TIMEOUT};
 /// Connecting to any AWS endpoint gives up after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// One CloudWatch operation gives up after this: the publisher cuts each
@@ -101,14 +101,17 @@ impl Clients {
     }
 }
 
-/// The handler for `settings`, using `clients`.
-pub fn build_handler(settings: &Settings, clients: &Clients) -> Result<Handler, FormatError> {
-    let decoder = Decoder::new(
-        &settings.raw_format,
-        &settings.raw_service,
-        settings.window_secs,
-    )?;
-    let metadata = match &settings.metadata {
+/// The SDK configuration for the command line's flags: `--endpoint-url`
+/// when given, else the environment's default chain (AWS_ENDPOINT_URL).
+pub async fn sdk_config_for(flags: &SettingsFlags) -> SdkConfig {
+    sdk_config(flags.endpoint_url.as_deref()).await
+}
+
+/// The process's one metadata source: the handler and the notifier each
+/// take a clone of it, which shares its cache (one fetch of the file, one
+/// conditional re-read per TTL, for both).
+pub fn metadata_source(settings: &Settings, clients: &Clients) -> MetadataSource {
+    match &settings.metadata {
         Some(location) => {
             MetadataSource::new(clients.s3.clone(), location.clone(), settings.metadata_ttl)
         }
@@ -116,7 +119,22 @@ pub fn build_handler(settings: &Settings, clients: &Clients) -> Result<Handler, 
             tracing::warn!("TAILRACE_METADATA is not set: every client is `unknown`");
             MetadataSource::none()
         }
-    };
+    }
+}
+
+/// The handler for `settings`, using `clients` and the process's
+/// `metadata` source.
+pub fn build_handler(
+    settings: &Settings,
+    clients: &Clients,
+    metadata: &MetadataSource,
+) -> Result<Handler, FormatError> {
+    let decoder = Decoder::new(
+        &settings.raw_format,
+        &settings.raw_service,
+        settings.window_secs,
+    )?;
+    let metadata = metadata.clone();
     let publisher = Publisher::new(clients.cloudwatch.clone(), settings.namespace.clone())
         .with_retry(RetryPolicy {
             attempt_timeout: settings.put_timeout,
@@ -158,18 +176,17 @@ pub fn build_handler(settings: &Settings, clients: &Clients) -> Result<Handler, 
 
 /// The alarm notifier for `settings`, publishing to `topic_arn`: totals by
 /// the settings' metric model, top clients from `TAILRACE_TALLIES`, owners
-/// from EC2, contacts from the metadata file.
-pub fn build_notifier(settings: &Settings, clients: &Clients, topic_arn: &str) -> Notifier {
-    let metadata = match &settings.metadata {
-        Some(location) => {
-            MetadataSource::new(clients.s3.clone(), location.clone(), settings.metadata_ttl)
-        }
-        None => MetadataSource::none(),
-    };
+/// from EC2, contacts from the process's `metadata` source.
+pub fn build_notifier(
+    settings: &Settings,
+    clients: &Clients,
+    metadata: &MetadataSource,
+    topic_arn: &str,
+) -> Notifier {
     let notifier = Notifier::new(
         clients.cloudwatch.clone(),
         clients.sns.clone(),
-        metadata,
+        metadata.clone(),
         settings.namespace.clone(),
         topic_arn,
     )

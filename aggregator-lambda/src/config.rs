@@ -1,6 +1,11 @@
-//! Settings of the aggregator, read from environment variables (the Lambda)
-//! or from the command line (`tailrace-aggregator consume`, whose flags fall
-//! back to the same variables).
+//! Settings of the aggregator: the one front door. Every binary and
+//! subcommand (the Lambda's `bootstrap`, `inventory-bootstrap`, and
+//! `tailrace-aggregator consume`, `replay`, `notify`, `resend`, `inventory`)
+//! builds one [`Settings`] from the environment ([`Settings::from_lookup`],
+//! the only reader of these variables), then lets the command line override
+//! it through one flattened clap struct ([`SettingsFlags`], whose flags have
+//! no defaults and read no variables of their own), the way ripgrep turns
+//! its `LowArgs` into `HiArgs`. A default lives once, in a constant below.
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
@@ -15,13 +20,14 @@
 //! | `TAILRACE_IDEMPOTENCY_TABLE` | DynamoDB table of partial claims: counts exactly once across Lambda environments and replays (`idempotency`) | none: exactly once per process only |
 //! | `TAILRACE_IDEMPOTENCY_RETENTION` | how long a claim is kept (below 15 days, a replay of an older record can count twice) | `15d` |
 //! | `TAILRACE_TALLIES` | `s3://bucket/prefix/` where each published window's client tallies are written, and where the notifier reads a flood's top addresses (`tally`) | none: messages list no addresses |
+//! | `TAILRACE_NOTIFY_TOPIC` | SNS topic ARN the notifier publishes the person-readable message to (`notify`) | none: alarm notifications are refused |
 //! | `TAILRACE_PUT_TIMEOUT` | how long one PutMetricData attempt may take (then it is retried; an attempt that timed out may still have been stored, so keep it generous) | `10s` |
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::model::MetricModel;
+use crate::publish::model::MetricModel;
 
 /// Environment variable naming the metadata file.
 pub const ENV_METADATA: &str = "TAILRACE_METADATA";
@@ -50,6 +56,9 @@ pub const ENV_TALLIES: &str = "TAILRACE_TALLIES";
 
 /// Environment variable with the PutMetricData attempt timeout.
 pub const ENV_PUT_TIMEOUT: &str = "TAILRACE_PUT_TIMEOUT";
+
+/// Environment variable with the notification topic's ARN (`notify`).
+pub const ENV_NOTIFY_TOPIC: &str = "TAILRACE_NOTIFY_TOPIC";
 
 /// Default CloudWatch namespace.
 pub const DEFAULT_NAMESPACE: &str = "Tailrace";
@@ -139,6 +148,8 @@ pub struct Settings {
     pub idempotency_retention: Duration,
     /// Where client tallies are written and read (`tally`); `None`: not kept.
     pub tallies: Option<S3Location>,
+    /// The SNS topic the notifier publishes to; `None`: no notifier.
+    pub notify_topic: Option<String>,
 }
 
 impl Default for Settings {
@@ -153,8 +164,9 @@ impl Default for Settings {
             put_timeout: DEFAULT_PUT_TIMEOUT,
             model: MetricModel::default(),
             idempotency_table: None,
-            idempotency_retention: crate::idempotency::DEFAULT_RETENTION,
+            idempotency_retention: crate::ingest::idempotency::DEFAULT_RETENTION,
             tallies: None,
+            notify_topic: None,
         }
     }
 }
@@ -201,8 +213,146 @@ impl Settings {
         if let Some(v) = get(ENV_TALLIES) {
             settings.tallies = Some(parse_s3(ENV_TALLIES, &v)?);
         }
+        if let Some(v) = get(ENV_NOTIFY_TOPIC) {
+            settings.notify_topic = Some(v.trim().to_string());
+        }
         Ok(settings)
     }
+
+    /// The settings from the environment (through `lookup`), then `flags`
+    /// over them: what every command of `tailrace-aggregator` runs with.
+    pub fn from_lookup_and_flags(
+        lookup: impl Fn(&str) -> Option<String>,
+        flags: &SettingsFlags,
+    ) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(lookup)?.overridden_by(flags)
+    }
+
+    /// These settings with what `flags` gives replacing what they hold.
+    pub fn overridden_by(mut self, flags: &SettingsFlags) -> Result<Settings, ConfigError> {
+        if let Some(v) = &flags.metadata {
+            self.metadata = Some(parse_s3("--metadata", v)?);
+        }
+        if let Some(v) = &flags.namespace {
+            self.namespace = parse_namespace("--namespace", v)?;
+        }
+        if let Some(v) = &flags.metadata_ttl {
+            self.metadata_ttl = parse_duration("--metadata-ttl", v)?;
+        }
+        if let Some(v) = &flags.raw_format {
+            self.raw_format = v.clone();
+        }
+        if let Some(v) = &flags.raw_service {
+            self.raw_service = v.trim().to_string();
+        }
+        if let Some(v) = &flags.window {
+            self.window_secs = parse_window("--window", v)?;
+        }
+        if let Some(v) = &flags.put_timeout {
+            self.put_timeout = parse_duration("--put-timeout", v)?;
+        }
+        if flags.dimensions.is_some() || flags.metrics.is_some() {
+            // A flag replaces its half of the model; the other half stays
+            // as the environment (or the default) set it.
+            let invalid = |name: &'static str, value: &str, reason: String| ConfigError::Invalid {
+                name,
+                value: value.into(),
+                reason,
+            };
+            let sets = match &flags.dimensions {
+                Some(v) => MetricModel::parse_dimensions(v)
+                    .map_err(|reason| invalid("--dimensions", v, reason))?,
+                None => self.model.dimension_sets().to_vec(),
+            };
+            let metrics = match &flags.metrics {
+                Some(v) => MetricModel::parse_metrics(v)
+                    .map_err(|reason| invalid("--metrics", v, reason))?,
+                None => self.model.metrics().to_vec(),
+            };
+            self.model = MetricModel::new(&sets, &metrics).ok_or_else(|| {
+                invalid(
+                    "--dimensions",
+                    flags.dimensions.as_deref().unwrap_or_default(),
+                    "at least one dimension set and one metric are needed".into(),
+                )
+            })?;
+        }
+        if let Some(v) = &flags.idempotency_table {
+            self.idempotency_table = Some(v.trim().to_string());
+        }
+        if let Some(v) = &flags.idempotency_retention {
+            self.idempotency_retention = parse_duration("--idempotency-retention", v)?;
+        }
+        if let Some(v) = &flags.tallies {
+            self.tallies = Some(parse_s3("--tallies", v)?);
+        }
+        if let Some(v) = &flags.topic {
+            self.notify_topic = Some(v.trim().to_string());
+        }
+        Ok(self)
+    }
+}
+
+/// The settings as the command line gives them: one flag per setting, each
+/// overriding its environment variable (named in its help). Flattened into
+/// every command of `tailrace-aggregator`; no flag has a default or reads a
+/// variable itself ([`Settings::from_lookup_and_flags`] does both, once).
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Settings (each overrides its TAILRACE_* variable)")]
+pub struct SettingsFlags {
+    /// Metadata file, s3://bucket/key [TAILRACE_METADATA].
+    #[arg(long, value_name = "S3")]
+    pub metadata: Option<String>,
+    /// CloudWatch namespace [TAILRACE_NAMESPACE].
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// How long a fetched metadata file is used before a conditional
+    /// re-read [TAILRACE_METADATA_TTL].
+    #[arg(long, value_name = "DURATION")]
+    pub metadata_ttl: Option<String>,
+    /// LogFormat (or preset) of raw-line records [TAILRACE_RAW_FORMAT].
+    #[arg(long, value_name = "FORMAT")]
+    pub raw_format: Option<String>,
+    /// Service dimension for raw-line and Kinesis Agent JSON records
+    /// [TAILRACE_RAW_SERVICE].
+    #[arg(long, value_name = "NAME")]
+    pub raw_service: Option<String>,
+    /// Window for raw-line and Kinesis Agent JSON records [TAILRACE_WINDOW].
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
+    /// How long one PutMetricData attempt may take [TAILRACE_PUT_TIMEOUT].
+    #[arg(long, value_name = "DURATION")]
+    pub put_timeout: Option<String>,
+    /// Dimension sets to publish, `,`-separated, from
+    /// `Service+SourceApplication`, `SourceApplication`, `Service`
+    /// [TAILRACE_DIMENSIONS].
+    #[arg(long, value_name = "SETS")]
+    pub dimensions: Option<String>,
+    /// Metrics to publish, `,`-separated, from `Requests`, `Bytes`,
+    /// `ClientErrors`, `ServerErrors`, `Latency` [TAILRACE_METRICS].
+    #[arg(long, value_name = "METRICS")]
+    pub metrics: Option<String>,
+    /// DynamoDB table of partial claims (created on first use if missing):
+    /// counts exactly once across processes and replays
+    /// [TAILRACE_IDEMPOTENCY_TABLE].
+    #[arg(long, value_name = "TABLE")]
+    pub idempotency_table: Option<String>,
+    /// How long a claim is kept [TAILRACE_IDEMPOTENCY_RETENTION].
+    #[arg(long, value_name = "DURATION")]
+    pub idempotency_retention: Option<String>,
+    /// Where each published window's client tallies are written (and the
+    /// notifier reads its top addresses), s3://bucket/prefix/
+    /// [TAILRACE_TALLIES].
+    #[arg(long, value_name = "S3")]
+    pub tallies: Option<String>,
+    /// Notification topic ARN the notifier publishes to
+    /// [TAILRACE_NOTIFY_TOPIC].
+    #[arg(long, value_name = "ARN")]
+    pub topic: Option<String>,
+    /// Endpoint for every AWS service (moto_server, an emulator); the SDK's
+    /// own AWS_ENDPOINT_URL otherwise.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
 }
 
 /// Parse `s3://bucket/key` for the setting `name`.
@@ -382,7 +532,7 @@ mod tests {
 
     #[test]
     fn metric_model_from_the_environment() {
-        use crate::model::{DimensionSet, Metric};
+        use crate::publish::model::{DimensionSet, Metric};
         let s = settings(&[
             (ENV_DIMENSIONS, "SourceApplication"),
             (ENV_METRICS, "Requests,Bytes"),

@@ -1,23 +1,30 @@
 //! tailrace aggregator: the consuming half of the pipeline.
 //!
 //! Records from the Kinesis stream (tailrace partials, raw access-log lines,
-//! Amazon Kinesis Agent `LOGTOJSON` objects, KPL aggregated records) are
-//! decoded into per-window partial aggregates ([`decode`]), their client
-//! addresses joined with an S3 metadata file to find the *source application*
-//! ([`metadata`], [`metadata_source`]), merged per (window, service,
-//! application) ([`merge`]) and published as CloudWatch metrics ([`publish`]).
+//! Amazon Kinesis Agent `LOGTOJSON` objects, KPL aggregated records) go
+//! through three stages, a folder each:
 //!
-//! [`handler::Handler`] ties these together for one batch of records; it is
-//! driven either by the Lambda runtime ([`lambda`], binary `bootstrap`) or by
-//! the local stream consumer ([`consume`], `tailrace-aggregator consume`).
-//! The same Lambda also takes CloudWatch alarm notifications from SNS and
-//! writes the message a person reads ([`notify`]); those it could not send
-//! are re-sent from its failure queue by [`resend`].
+//! - [`ingest`]: records decoded into per-window partial aggregates, and
+//!   admitted (skipped when the DynamoDB claims say another attempt counted
+//!   them already);
+//! - [`join`]: client addresses joined with the S3 metadata file to find the
+//!   *source application*, and partials merged per (window, service,
+//!   application);
+//! - [`publish`]: the metric model, the CloudWatch datums and calls, and the
+//!   client tallies of every published unit.
+//!
+//! [`notify`] turns a CloudWatch alarm into the message a person reads, and
+//! re-sends those the Lambda could not send. [`entry`] holds what drives a
+//! batch through the stages ([`entry::handler::Handler`]) and the ways in:
+//! the Lambda runtime (binary `bootstrap`), the local stream consumer
+//! (`tailrace-aggregator consume`), `replay`, and the inventory updater's
+//! glue. The set-up is flat: [`config`] (the one front door for settings),
+//! [`clients`], [`logging`], [`bounded`].
 //!
 //! All of that needs the default feature `aws`. Without it
-//! (`default-features = false`) only the metadata CSV reader ([`metadata`],
-//! plain std) is built: the fuzz target for it (`fuzz/`) uses that, so the
-//! fuzzer does not compile the AWS SDK.
+//! (`default-features = false`) only the metadata CSV reader
+//! ([`join::metadata`], plain std) is built: the fuzz target for it (`fuzz/`)
+//! uses that, so the fuzzer does not compile the AWS SDK.
 
 #[cfg(feature = "aws")]
 pub mod bounded;
@@ -26,36 +33,16 @@ pub mod clients;
 #[cfg(feature = "aws")]
 pub mod config;
 #[cfg(feature = "aws")]
-pub mod consume;
+pub mod entry;
 #[cfg(feature = "aws")]
-pub mod decode;
-#[cfg(feature = "aws")]
-pub mod handler;
-#[cfg(feature = "aws")]
-pub mod idempotency;
-#[cfg(feature = "inventory")]
-pub mod inventory;
-#[cfg(feature = "aws")]
-pub mod lambda;
+pub mod ingest;
+pub mod join;
 #[cfg(feature = "aws")]
 pub mod logging;
-#[cfg(feature = "aws")]
-pub mod merge;
-pub mod metadata;
-#[cfg(feature = "aws")]
-pub mod metadata_source;
-#[cfg(feature = "aws")]
-pub mod model;
 #[cfg(feature = "aws")]
 pub mod notify;
 #[cfg(feature = "aws")]
 pub mod publish;
-#[cfg(feature = "aws")]
-pub mod replay;
-#[cfg(feature = "aws")]
-pub mod resend;
-#[cfg(feature = "aws")]
-pub mod tally;
 
 /// The body of the `metadata_csv` fuzz target (`fuzz/`), shared with its
 /// regression test below so the two cannot drift apart. Not part of the API.
@@ -63,7 +50,7 @@ pub mod tally;
 pub mod fuzzing {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-    use crate::metadata::Metadata;
+    use crate::join::metadata::Metadata;
 
     /// Target `metadata_csv`: the input (lossy UTF-8) is a metadata file; parse
     /// it and look up a few fixed addresses plus two made from the input.

@@ -20,11 +20,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use tailrace_aggregator::clients::{build_handler, sdk_config, Clients};
-use tailrace_aggregator::config::{self, S3Location, Settings};
-use tailrace_aggregator::consume::{consume, ConsumeOptions, StartPosition, MAX_BATCH};
+use tailrace_aggregator::clients::{
+    build_handler, build_notifier, metadata_source, sdk_config_for, Clients,
+};
+use tailrace_aggregator::config::{Settings, SettingsFlags};
+use tailrace_aggregator::entry::consume::{consume, ConsumeOptions, StartPosition, MAX_BATCH};
+use tailrace_aggregator::join::metadata::Metadata;
 use tailrace_aggregator::logging::{self, LogFormat};
-use tailrace_aggregator::metadata::Metadata;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +61,25 @@ enum Command {
     Inventory(InventoryCommand),
 }
 
+impl Command {
+    /// The command's settings: the environment (through `lookup`), then
+    /// its flags. Every command that has settings takes them from here, as
+    /// the Lambda does from [`Settings::from_env`]; `check-metadata` has
+    /// none.
+    fn settings(&self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
+        let flags = match self {
+            Command::Consume(a) => &a.settings,
+            Command::Replay(a) => &a.settings,
+            Command::Notify(a) => &a.settings,
+            Command::Resend(a) => &a.settings,
+            #[cfg(feature = "inventory")]
+            Command::Inventory(InventoryCommand::Sync(a)) => &a.settings,
+            Command::CheckMetadata { .. } => return Ok(Settings::default()),
+        };
+        Ok(Settings::from_lookup_and_flags(lookup, flags)?)
+    }
+}
+
 /// `inventory` (tailrace_inventory; docs/INVENTORY.md).
 #[cfg(feature = "inventory")]
 #[derive(Subcommand)]
@@ -70,116 +91,72 @@ enum InventoryCommand {
 #[cfg(feature = "inventory")]
 #[derive(clap::Args)]
 struct InventorySyncArgs {
-    /// Metadata file, s3://bucket/key.
-    #[arg(long, env = config::ENV_METADATA)]
-    metadata: S3Location,
-    /// Endpoint for every AWS service (moto_server, an emulator).
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
-    endpoint_url: Option<String>,
     /// Print the diff and the new file; write nothing.
     #[arg(long)]
     dry_run: bool,
-    /// How long a gone instance's rows stay.
-    #[arg(long, env = tailrace_aggregator::inventory::ENV_GRACE, default_value = "30m", value_parser = tailrace_aggregator::inventory::parse_grace)]
-    grace: Duration,
-    /// Tag key of the application.
-    #[arg(long, env = tailrace_aggregator::inventory::ENV_APPLICATION_TAG, default_value = tailrace_inventory::owner::DEFAULT_APPLICATION_TAG)]
-    application_tag: String,
-    /// Tag key of the contact.
-    #[arg(long, env = tailrace_aggregator::inventory::ENV_CONTACT_TAG, default_value = tailrace_inventory::owner::DEFAULT_CONTACT_TAG)]
-    contact_tag: String,
+    #[command(flatten)]
+    inventory: tailrace_aggregator::entry::inventory::InventoryFlags,
+    #[command(flatten)]
+    settings: SettingsFlags,
 }
 
 #[cfg(feature = "inventory")]
-async fn run_inventory(cmd: InventoryCommand) -> anyhow::Result<ExitCode> {
+async fn run_inventory(cmd: InventoryCommand, settings: Settings) -> anyhow::Result<ExitCode> {
+    use tailrace_aggregator::entry::inventory;
     let InventoryCommand::Sync(a) = cmd;
     logging::init(LogFormat::Text, false);
-    let sdk = sdk_config(a.endpoint_url.as_deref()).await;
-    let keys = tailrace_inventory::owner::TagKeys {
-        application: a.application_tag,
-        contact: a.contact_tag,
-    };
-    let options = tailrace_inventory::sync::Options {
-        grace: a.grace,
-        dry_run: a.dry_run,
-        ..Default::default()
-    };
-    let out = tailrace_aggregator::inventory::sync_once(&sdk, &a.metadata, keys, options)
+    let metadata = inventory::metadata_file(&settings)?;
+    let sdk = sdk_config_for(&a.settings).await;
+    let (mut options, keys) = a.inventory.options(|name| std::env::var(name).ok())?;
+    options.dry_run = a.dry_run;
+    let out = inventory::sync_once(&sdk, metadata, keys, options)
         .await
-        .with_context(|| format!("inventory sync of {}", a.metadata))?;
-    tailrace_inventory::lambda::log_outcome(
-        &tailrace_aggregator::inventory::location(&a.metadata),
-        &out,
-    );
+        .with_context(|| format!("inventory sync of {metadata}"))?;
+    tailrace_inventory::lambda::log_outcome(&inventory::location(metadata), &out);
     println!("{}", out.diff);
     if a.dry_run {
         println!(
-            "dry run: nothing written; {} would be:\n{}",
-            a.metadata, out.text
+            "dry run: nothing written; {metadata} would be:\n{}",
+            out.text
         );
     } else {
         println!(
-            "{}: {}",
-            a.metadata,
+            "{metadata}: {}",
             if out.written { "written" } else { "unchanged" }
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The flags of the notifier's commands (`notify`, `resend`).
-#[derive(clap::Args)]
-struct NotifierFlags {
-    /// Notification topic ARN to publish to.
-    #[arg(long, env = tailrace_aggregator::notify::ENV_NOTIFY_TOPIC)]
-    topic: String,
-    /// Metadata file, s3://bucket/key (for contacts).
-    #[arg(long, env = config::ENV_METADATA)]
-    metadata: Option<S3Location>,
-    /// Where the aggregator writes client tallies, s3://bucket/prefix/ (for
-    /// the top addresses).
-    #[arg(long, env = config::ENV_TALLIES)]
-    tallies: Option<S3Location>,
-    /// Endpoint for every AWS service (moto_server, an emulator).
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
-    endpoint_url: Option<String>,
-    /// CloudWatch namespace of the aggregator's metrics.
-    #[arg(long, env = config::ENV_NAMESPACE, default_value = config::DEFAULT_NAMESPACE)]
-    namespace: String,
-}
-
-impl NotifierFlags {
-    /// The notifier as the Lambda builds it (bin/bootstrap.rs): the
-    /// environment's settings (the metric model among them), then these
-    /// flags.
-    async fn notifier(self) -> anyhow::Result<(tailrace_aggregator::notify::Notifier, Clients)> {
-        let settings = Settings {
-            metadata: self.metadata,
-            tallies: self.tallies,
-            namespace: config::parse_namespace("--namespace", &self.namespace)?,
-            ..Settings::from_env()?
-        };
-        let sdk = sdk_config(self.endpoint_url.as_deref()).await;
-        let clients = Clients::new(&sdk);
-        let notifier =
-            tailrace_aggregator::clients::build_notifier(&settings, &clients, &self.topic);
-        Ok((notifier, clients))
-    }
+/// The notifier as the Lambda builds it (bin/bootstrap.rs), from the
+/// command's settings (the metric model among them), with its own
+/// metadata source.
+async fn notifier(
+    settings: &Settings,
+    flags: &SettingsFlags,
+) -> anyhow::Result<(tailrace_aggregator::notify::Notifier, Clients)> {
+    let topic = settings
+        .notify_topic
+        .as_deref()
+        .context("no notification topic: give --topic or set TAILRACE_NOTIFY_TOPIC")?;
+    let sdk = sdk_config_for(flags).await;
+    let clients = Clients::new(&sdk);
+    let metadata = metadata_source(settings, &clients);
+    let notifier = build_notifier(settings, &clients, &metadata, topic);
+    Ok((notifier, clients))
 }
 
 /// `notify`: the alarm notifier outside Lambda (tailrace_aggregator::notify).
-/// Settings come from the environment as in the Lambda (`TAILRACE_*`,
-/// the metric model included); the flags override them.
 #[derive(clap::Args)]
 struct NotifyArgs {
     /// A Lambda SNS event, an SNS message envelope (as an SQS subscriber
     /// receives it) or CloudWatch's alarm JSON; `-` reads standard input.
     event: PathBuf,
     #[command(flatten)]
-    notifier: NotifierFlags,
+    settings: SettingsFlags,
 }
 
-async fn run_notify(args: NotifyArgs) -> anyhow::Result<ExitCode> {
+async fn run_notify(args: NotifyArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     use tailrace_aggregator::notify::alarm_messages;
     logging::init(LogFormat::Text, false);
     let text = if args.event.as_os_str() == "-" {
@@ -196,7 +173,7 @@ async fn run_notify(args: NotifyArgs) -> anyhow::Result<ExitCode> {
             args.event.display()
         )
     })?;
-    let (notifier, _) = args.notifier.notifier().await?;
+    let (notifier, _) = notifier(&settings, &args.settings).await?;
     let sent = notifier.handle(&messages).await?;
     for n in &sent {
         println!("{}", n.subject);
@@ -204,25 +181,23 @@ async fn run_notify(args: NotifyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `resend`: the notifier's failure queue (tailrace_aggregator::resend).
+/// `resend`: the notifier's failure queue (tailrace_aggregator::notify::resend).
 #[derive(clap::Args)]
 struct ResendArgs {
     /// The on-failure queue (SQS URL; the stack's output NotifyFailuresQueue).
     #[arg(long)]
     queue_url: String,
-    #[command(flatten)]
-    notifier: NotifierFlags,
     /// List the kept alarms; send and delete nothing.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    settings: SettingsFlags,
 }
 
-async fn run_resend(args: ResendArgs) -> anyhow::Result<ExitCode> {
-    use tailrace_aggregator::resend::resend_queue;
+async fn run_resend(args: ResendArgs, settings: Settings) -> anyhow::Result<ExitCode> {
+    use tailrace_aggregator::notify::resend::resend_queue;
     logging::init(LogFormat::Text, false);
-    // Built as the Lambda builds it (bin/bootstrap.rs): the environment's
-    // settings, then the flags.
-    let (notifier, clients) = args.notifier.notifier().await?;
+    let (notifier, clients) = notifier(&settings, &args.settings).await?;
     let s = resend_queue(&clients.sqs, &notifier, &args.queue_url, args.dry_run)
         .await
         .context("re-sending the failure queue's notifications")?;
@@ -249,69 +224,40 @@ enum Log {
     Json,
 }
 
+impl Log {
+    fn init(self) {
+        logging::init(
+            match self {
+                Log::Text => LogFormat::Text,
+                Log::Json => LogFormat::Json,
+            },
+            false,
+        );
+    }
+}
+
 #[derive(clap::Args)]
 struct ConsumeArgs {
     /// Kinesis stream name.
     #[arg(long)]
     stream: String,
-    /// Metadata file, s3://bucket/key.
-    #[arg(long, env = config::ENV_METADATA)]
-    metadata: Option<S3Location>,
-    /// Endpoint for every AWS service (moto_server, an emulator).
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
-    endpoint_url: Option<String>,
     /// Exit 0 after this long without new records (e.g. 5s).
     #[arg(long, value_parser = humantime::parse_duration)]
     exit_when_idle: Option<Duration>,
     /// Where to start reading.
     #[arg(long, value_enum, default_value = "trim-horizon")]
     from: From,
-    /// CloudWatch namespace.
-    #[arg(long, env = config::ENV_NAMESPACE, default_value = config::DEFAULT_NAMESPACE)]
-    namespace: String,
-    /// How long a fetched metadata file is used before a conditional re-read.
-    #[arg(long, env = config::ENV_METADATA_TTL, default_value = "60s", value_parser = humantime::parse_duration)]
-    metadata_ttl: Duration,
-    /// LogFormat (or preset) of raw-line records.
-    #[arg(long, env = config::ENV_RAW_FORMAT, default_value = config::DEFAULT_RAW_FORMAT)]
-    raw_format: String,
-    /// Service dimension for raw-line and Kinesis Agent JSON records.
-    #[arg(long, env = config::ENV_RAW_SERVICE, default_value = config::DEFAULT_RAW_SERVICE)]
-    raw_service: String,
-    /// Window for raw-line and Kinesis Agent JSON records.
-    #[arg(long, env = config::ENV_WINDOW, default_value = "5m")]
-    window: String,
-    /// How long one PutMetricData attempt may take.
-    #[arg(long, env = config::ENV_PUT_TIMEOUT, default_value = "10s", value_parser = humantime::parse_duration)]
-    put_timeout: Duration,
-    /// Dimension sets to publish, `,`-separated, from
-    /// `Service+SourceApplication`, `SourceApplication`, `Service`.
-    #[arg(long, env = config::ENV_DIMENSIONS, default_value = tailrace_aggregator::model::DEFAULT_DIMENSIONS)]
-    dimensions: String,
-    /// Metrics to publish, `,`-separated, from `Requests`, `Bytes`,
-    /// `ClientErrors`, `ServerErrors`, `Latency`.
-    #[arg(long, env = config::ENV_METRICS, default_value = tailrace_aggregator::model::DEFAULT_METRICS)]
-    metrics: String,
     /// Records per batch (at most 200).
     #[arg(long, default_value_t = MAX_BATCH)]
     batch_size: usize,
     /// Pause between polls that found nothing.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
-    /// DynamoDB table of partial claims (created on first use if missing):
-    /// counts exactly once across processes and replays.
-    #[arg(long, env = config::ENV_IDEMPOTENCY_TABLE)]
-    idempotency_table: Option<String>,
-    /// How long a claim is kept.
-    #[arg(long, env = config::ENV_IDEMPOTENCY_RETENTION, default_value = "15d", value_parser = humantime::parse_duration)]
-    idempotency_retention: Duration,
-    /// Where to write each published window's client tallies,
-    /// s3://bucket/prefix/ (the notifier's top addresses).
-    #[arg(long, env = config::ENV_TALLIES)]
-    tallies: Option<S3Location>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: Log,
+    #[command(flatten)]
+    settings: SettingsFlags,
 }
 
 #[derive(clap::Args)]
@@ -333,44 +279,27 @@ struct ReplayArgs {
     /// Last sequence number of the range (included).
     #[arg(long)]
     to_sequence: Option<String>,
-    /// DynamoDB table of partial claims, the Lambda's: what was published
-    /// before is not published again.
-    #[arg(long, env = config::ENV_IDEMPOTENCY_TABLE)]
-    idempotency_table: String,
-    /// Metadata file, s3://bucket/key.
-    #[arg(long, env = config::ENV_METADATA)]
-    metadata: Option<S3Location>,
-    /// Endpoint for every AWS service (moto_server, an emulator).
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
-    endpoint_url: Option<String>,
-    /// CloudWatch namespace.
-    #[arg(long, env = config::ENV_NAMESPACE, default_value = config::DEFAULT_NAMESPACE)]
-    namespace: String,
-    /// LogFormat (or preset) of raw-line records.
-    #[arg(long, env = config::ENV_RAW_FORMAT, default_value = config::DEFAULT_RAW_FORMAT)]
-    raw_format: String,
-    /// Service dimension for raw-line and Kinesis Agent JSON records.
-    #[arg(long, env = config::ENV_RAW_SERVICE, default_value = config::DEFAULT_RAW_SERVICE)]
-    raw_service: String,
-    /// Window for raw-line and Kinesis Agent JSON records.
-    #[arg(long, env = config::ENV_WINDOW, default_value = "5m")]
-    window: String,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: Log,
+    #[command(flatten)]
+    settings: SettingsFlags,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Consume(args) => run_consume(*args).await,
-        Command::Replay(args) => run_replay(*args).await,
-        Command::CheckMetadata { file } => check_metadata(&file),
-        Command::Notify(args) => run_notify(*args).await,
-        Command::Resend(args) => run_resend(*args).await,
-        #[cfg(feature = "inventory")]
-        Command::Inventory(cmd) => run_inventory(cmd).await,
+    let result = match cli.command.settings(|name| std::env::var(name).ok()) {
+        Err(e) => Err(e),
+        Ok(settings) => match cli.command {
+            Command::Consume(args) => run_consume(*args, settings).await,
+            Command::Replay(args) => run_replay(*args, settings).await,
+            Command::CheckMetadata { file } => check_metadata(&file),
+            Command::Notify(args) => run_notify(*args, settings).await,
+            Command::Resend(args) => run_resend(*args, settings).await,
+            #[cfg(feature = "inventory")]
+            Command::Inventory(cmd) => run_inventory(cmd, settings).await,
+        },
     };
     match result {
         Ok(code) => code,
@@ -381,36 +310,28 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run_consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
-    logging::init(
-        match args.log_format {
-            Log::Text => LogFormat::Text,
-            Log::Json => LogFormat::Json,
-        },
-        false,
-    );
-    let settings = Settings {
-        metadata: args.metadata,
-        namespace: config::parse_namespace("--namespace", &args.namespace)?,
-        metadata_ttl: args.metadata_ttl,
-        raw_format: args.raw_format,
-        raw_service: args.raw_service,
-        window_secs: config::parse_window("--window", &args.window)?,
-        put_timeout: args.put_timeout,
-        model: config::parse_model(Some(&args.dimensions), Some(&args.metrics))?,
-        idempotency_table: args.idempotency_table,
-        idempotency_retention: args.idempotency_retention,
-        tallies: args.tallies,
-    };
-    let sdk = sdk_config(args.endpoint_url.as_deref()).await;
+/// The handler as the Lambda builds it, and the clients it uses; the claim
+/// table is made ready when the settings name one.
+async fn handler(
+    settings: &Settings,
+    flags: &SettingsFlags,
+) -> anyhow::Result<(tailrace_aggregator::entry::handler::Handler, Clients)> {
+    let sdk = sdk_config_for(flags).await;
     let clients = Clients::new(&sdk);
-    let handler = build_handler(&settings, &clients)?;
+    let metadata = metadata_source(settings, &clients);
+    let handler = build_handler(settings, &clients, &metadata)?;
     if let Some(store) = handler.claims() {
         store
             .ensure_table()
             .await
             .context("preparing the idempotency table")?;
     }
+    Ok((handler, clients))
+}
+
+async fn run_consume(args: ConsumeArgs, settings: Settings) -> anyhow::Result<ExitCode> {
+    args.log_format.init();
+    let (handler, clients) = handler(&settings, &args.settings).await?;
     let mut opts = ConsumeOptions::new(args.stream);
     opts.start = match args.from {
         From::TrimHorizon => StartPosition::TrimHorizon,
@@ -439,36 +360,19 @@ async fn run_consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    use tailrace_aggregator::replay::{replay_queue, replay_range, Range, ReplaySummary};
-    logging::init(
-        match args.log_format {
-            Log::Text => LogFormat::Text,
-            Log::Json => LogFormat::Json,
-        },
-        false,
-    );
-    // The environment's settings (the metric model and the tallies among
-    // them: a replayed batch lands where the live path publishes), then
-    // the flags.
-    let settings = Settings {
-        metadata: args.metadata,
-        namespace: config::parse_namespace("--namespace", &args.namespace)?,
-        raw_format: args.raw_format,
-        raw_service: args.raw_service,
-        window_secs: config::parse_window("--window", &args.window)?,
-        idempotency_table: Some(args.idempotency_table),
-        ..Settings::from_env()?
-    };
-    let sdk = sdk_config(args.endpoint_url.as_deref()).await;
-    let clients = Clients::new(&sdk);
-    let handler = build_handler(&settings, &clients)?;
-    if let Some(store) = handler.claims() {
-        store
-            .ensure_table()
-            .await
-            .context("preparing the idempotency table")?;
+async fn run_replay(args: ReplayArgs, settings: Settings) -> anyhow::Result<ExitCode> {
+    use tailrace_aggregator::entry::replay::{replay_queue, replay_range, Range, ReplaySummary};
+    args.log_format.init();
+    // The same settings as `consume` and the Lambda (the metric model and
+    // the tallies among them: a replayed batch lands where the live path
+    // publishes); the claim table is required: what was published before
+    // is not published again.
+    if settings.idempotency_table.is_none() {
+        anyhow::bail!(
+            "replay needs the Lambda's claim table: give --idempotency-table or set TAILRACE_IDEMPOTENCY_TABLE"
+        );
     }
+    let (handler, clients) = handler(&settings, &args.settings).await?;
     let summary = match (&args.queue_url, &args.shard) {
         (Some(queue), _) => replay_queue(
             &clients.sqs,
@@ -527,4 +431,72 @@ fn check_metadata(file: &PathBuf) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tailrace_aggregator::publish::model::{DimensionSet, Metric};
+
+    fn settings_of(args: &[&str], env: &[(&str, &str)]) -> Settings {
+        let cli = Cli::try_parse_from(args).expect("valid command line");
+        cli.command
+            .settings(|name| {
+                env.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            })
+            .expect("valid settings")
+    }
+
+    /// Issue #24: `replay` built its settings apart from `consume`'s and
+    /// published every metric whatever TAILRACE_DIMENSIONS and
+    /// TAILRACE_METRICS said, so a replayed batch landed where the live path
+    /// publishes nothing. Every command now takes the same front door.
+    #[test]
+    fn replay_and_consume_publish_the_same_model_for_the_same_environment() {
+        let env = [
+            ("TAILRACE_DIMENSIONS", "SourceApplication"),
+            ("TAILRACE_METRICS", "Requests"),
+            ("TAILRACE_IDEMPOTENCY_TABLE", "claims"),
+        ];
+        let consume = settings_of(&["tailrace-aggregator", "consume", "--stream", "s"], &env);
+        let replay = settings_of(
+            &["tailrace-aggregator", "replay", "--queue-url", "http://q"],
+            &env,
+        );
+        assert_eq!(consume.model.dimension_sets(), &[DimensionSet::Application]);
+        assert_eq!(consume.model.metrics(), &[Metric::Requests]);
+        assert_eq!(replay, consume);
+        let notify = settings_of(&["tailrace-aggregator", "notify", "-"], &env);
+        assert_eq!(notify, consume);
+    }
+
+    #[test]
+    fn flags_override_the_environment_and_keep_the_rest() {
+        let env = [
+            ("TAILRACE_NAMESPACE", "FromEnv"),
+            ("TAILRACE_METRICS", "Requests"),
+            ("TAILRACE_WINDOW", "1m"),
+        ];
+        let s = settings_of(
+            &[
+                "tailrace-aggregator",
+                "consume",
+                "--stream",
+                "s",
+                "--namespace",
+                "FromFlag",
+                "--dimensions",
+                "Service",
+            ],
+            &env,
+        );
+        assert_eq!(s.namespace, "FromFlag");
+        assert_eq!(s.window_secs, 60);
+        assert_eq!(s.model.dimension_sets(), &[DimensionSet::Service]);
+        assert_eq!(s.model.metrics(), &[Metric::Requests]);
+        let none = settings_of(&["tailrace-aggregator", "consume", "--stream", "s"], &[]);
+        assert_eq!(none, Settings::default());
+    }
 }

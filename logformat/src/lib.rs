@@ -51,8 +51,7 @@
 //! - `json`: the `tailrace parse` JSON object.
 //! - `fuzzing` (hidden): the fuzz targets' bodies, shared with their regression test.
 
-#![warn(missing_docs)]
-
+mod calendar;
 mod compile;
 mod directive;
 mod error;
@@ -63,11 +62,11 @@ mod parse;
 mod time;
 mod zone;
 
+pub use calendar::{rfc3339_utc, LogTime};
 pub use compile::{CompileError, LogFormat, COMBINED, COMMON, MAX_FIELDS, VHOST_COMBINED};
 pub use error::{Expected, ParseError};
 pub use json::{split_request, RequestLine};
 pub use parse::Parsed;
-pub use time::LogTime;
 pub use zone::{Zone, ZoneError, FOLD_LATENESS_SECS};
 
 #[cfg(test)]

@@ -9,9 +9,10 @@
 
 use memchr::memchr;
 
+use crate::calendar::LogTime;
 use crate::compile::{Feed, LogFormat, Shape, Step};
 use crate::error::{Expected, ParseError};
-use crate::time::{self, ClfMemo, LogTime, TimeAcc};
+use crate::time::{self, ClfMemo, TimeAcc};
 use crate::zone::ZoneCache;
 
 /// How many times per line the parser may retry a later end for a field.

@@ -55,9 +55,8 @@
 //! - A test that crosses crates (agent → Kinesis → aggregator → CloudWatch)
 //!   goes in `tests/tests/` here.
 //! - A helper used by one test file stays in that file. Used by two files of
-//!   one crate, it moves to that crate's `tests/it/common/` (aggregator,
-//!   inventory) or `tests/it/support/` (agent: httpd and logrotate). Used by
-//!   two crates, or by a test and the bench, it moves here, with a doc
+//!   one crate, it moves to that crate's `tests/it/common/` (the agent's
+//!   holds httpd and logrotate). Used by two crates, or by a test and the bench, it moves here, with a doc
 //!   comment, and no `unwrap()` on what it reads from outside: return an
 //!   error with context (a failing test then says what it was doing).
 //! - Before adding a helper, look here and in the crate's shared module:
@@ -85,6 +84,7 @@ pub use agent::{run_agent, run_checked, spawn_logged, AgentDir, ChildGuard, Pipe
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+#[cfg(feature = "servers")]
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

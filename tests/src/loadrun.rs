@@ -266,6 +266,7 @@ pub fn wc_floor(files: &[PathBuf]) -> Result<(f64, u64)> {
 /// User + system seconds of this process's waited-for children
 /// (`getrusage(RUSAGE_CHILDREN)`): how a child's CPU is read once it has
 /// exited, when its `/proc` entry is gone.
+#[allow(unsafe_code)] // getrusage: libc has no safe wrapper; see SAFETY below.
 fn children_cpu_secs() -> f64 {
     // SAFETY: getrusage writes into the struct we pass and reads nothing else.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -2,6 +2,8 @@
 //! median 20 ms, clamped to 100 µs..5 s) and `ClientStats::merge`, against a copy of the
 //! previous implementation (`old`: an `ln` per value and a sorted `Vec<(i32, u64)>` of buckets)
 //! so before and after come out of the same run.
+// criterion_group! defines an undocumented `pub fn` (workspace lint missing_docs).
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 

@@ -56,9 +56,6 @@
 //! assert_eq!(decoded.groups[0].0.to_string(), "10.0.0.1");
 //! ```
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
-
 mod classify;
 mod client;
 pub mod dimension;

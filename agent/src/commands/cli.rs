@@ -61,7 +61,7 @@ pub fn main() -> ExitCode {
             Err(e) => config_error(e),
         },
         Command::Run { config } => match config::Validated::load(&config) {
-            Ok(cfg) => report(block_on(crate::runtime::run(cfg, &config))),
+            Ok(cfg) => report(block_on(crate::runtime::daemon::run(cfg, &config))),
             Err(e) => config_error(e),
         },
         Command::Replay {
@@ -69,7 +69,7 @@ pub fn main() -> ExitCode {
             flow,
             files,
         } => match config::Validated::load(&config) {
-            Ok(cfg) => report(block_on(crate::runtime::replay(
+            Ok(cfg) => report(block_on(crate::runtime::replay::replay(
                 cfg,
                 flow.as_deref(),
                 &files,

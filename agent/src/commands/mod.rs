@@ -3,13 +3,12 @@
 //! [`args`] is the clap definition of every command; [`cli`] runs what it
 //! parses; [`manpage`] renders the man page and shell completions from the
 //! same definition; [`status`] is `tailrace status`; [`import`] is
-//! `tailrace import-kinesis-agent`; [`progress`] is `tailrace replay`'s
-//! progress bar; [`preflight`] is `tailrace check --live`.
+//! `tailrace import-kinesis-agent`; [`preflight`] is `tailrace check --live`.
+//! `run` and `replay` themselves are `crate::runtime`'s.
 
 pub mod args;
 pub mod cli;
 pub mod import;
 pub mod manpage;
 pub mod preflight;
-pub mod progress;
 pub mod status;

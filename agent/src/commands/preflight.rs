@@ -24,8 +24,8 @@ use std::time::Duration;
 use aws_credential_types::provider::ProvideCredentials;
 
 use crate::config::{Flow, Validated};
-use crate::read::identity::FileKey;
-use crate::ship::ledger::Ledger;
+use crate::shared::identity::FileKey;
+use crate::shared::ledger::Ledger;
 
 /// How long one AWS call of the preflight may take.
 const CALL_BUDGET: Duration = Duration::from_secs(20);
@@ -90,7 +90,7 @@ pub async fn live(config: &Validated, user: Option<&str>) -> Report {
 
 /// Credentials, and every stream.
 async fn aws(config: &Validated, r: &mut Report) {
-    let sdk = crate::runtime::sdk_config(&config.aws).await;
+    let sdk = crate::runtime::aws::sdk_config(&config.aws).await;
     match sdk.credentials_provider() {
         None => r.problem("AWS credentials: no credentials provider is configured".to_string()),
         Some(provider) => {
@@ -191,7 +191,7 @@ fn flows(config: &Validated, reader: &Reader, r: &mut Report) {
         .and_then(|m| m.modified())
         .ok();
     let ledger = Ledger::new();
-    crate::runtime::restore(&ledger, &state, config);
+    crate::runtime::flows::restore(&ledger, &state, config);
     let mut readers: BTreeMap<FileKey, (PathBuf, Vec<String>)> = BTreeMap::new();
     for flow in &config.flows {
         r.say(format!("  flow {}:", flow.name()));
@@ -200,7 +200,7 @@ fn flows(config: &Validated, reader: &Reader, r: &mut Report) {
         }
         let (checkpoints, ran_before) = state.of_flow(flow.name());
         let mut tailer =
-            crate::runtime::flow_tailer(flow, &ledger, checkpoints, ran_before, down_since);
+            crate::runtime::flows::flow_tailer(flow, &ledger, checkpoints, ran_before, down_since);
         tailer.discover();
         let planned = tailer.planned();
         if planned.is_empty() {

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::Validated;
-use crate::observe::counters::now_ms;
+use crate::shared::counters::now_ms;
 use crate::state::checkpoint;
 use crate::state::lock;
 use crate::state::status_file::{self, FlowView};
@@ -29,8 +29,7 @@ use crate::state::StoreError;
 
 /// A Unix time in ms as RFC 3339 (seconds).
 fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
+    tailrace_logformat::rfc3339_utc((ms / 1000) as i64)
 }
 
 /// One file's standing.

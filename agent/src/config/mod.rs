@@ -9,6 +9,8 @@
 //!
 //! - this file: the types of the file and their defaults, the error types,
 //!   and [`json_schema`], which `tailrace schema` prints;
+//! - [`patterns`]: what a `paths` glob may be; [`proxies`]: the trusted
+//!   proxies (`ProxyTrust`) a flow's client address is chosen through;
 //! - [`units`]: the text units (durations, sizes, toggles) and their serde
 //!   helpers;
 //! - [`load`]: [`Validated::load`] and [`Validated::parse`], in three passes
@@ -19,6 +21,8 @@
 //!   for meaning ([`validate`]: globs, formats, limits, flows that collide).
 
 pub mod load;
+pub mod patterns;
+pub mod proxies;
 pub mod tree;
 pub mod units;
 pub mod validate;
@@ -401,7 +405,7 @@ pub struct Flow {
     /// Index of `client_field` in the format, when configured.
     pub client_field: Option<usize>,
     /// Which proxies are trusted to have written `client_field`.
-    pub proxy_trust: crate::pack::client_addr::ProxyTrust,
+    pub proxy_trust: proxies::ProxyTrust,
 }
 
 impl Flow {

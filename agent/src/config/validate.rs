@@ -21,12 +21,13 @@ use std::time::Duration;
 use serde_saphyr::Location;
 use tailrace_logformat::{LogFormat, Zone};
 
+use super::patterns;
+use super::proxies::{parse_network, ProxyTrust};
 use super::tree::Locations;
 use super::{
     Config, Flow, FlowConfig, Mode, MonitoringConfig, Problem, TrustedProxies, Validated,
     KINESIS_MAX_RECORD_BYTES,
 };
-use crate::pack::client_addr::{parse_network, ProxyTrust};
 
 /// Check a deserialized config for meaning and compile its flows.
 pub(super) fn validate(
@@ -255,7 +256,7 @@ fn check_paths(flow: &FlowConfig, at: &FlowAt, seen: &mut SeenFlows, r: &mut Rep
         let key = format!("paths[{j}]");
         if p.trim().is_empty() {
             r.flow(at, &key, "expected an absolute glob, got an empty path");
-        } else if let Err(e) = crate::read::globs::validate(p) {
+        } else if let Err(e) = patterns::validate(p) {
             r.flow(at, &key, e);
         } else if !p.starts_with('/') {
             r.flow(
@@ -280,7 +281,7 @@ fn check_paths(flow: &FlowConfig, at: &FlowAt, seen: &mut SeenFlows, r: &mut Rep
         }
     }
     for (j, p) in flow.exclude.iter().enumerate() {
-        if let Err(e) = crate::read::globs::validate(p) {
+        if let Err(e) = patterns::validate(p) {
             r.flow(at, &format!("exclude[{j}]"), e);
         }
     }

@@ -18,10 +18,10 @@ use std::time::Duration;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
-use crate::observe::counters::now_ms;
 use crate::observe::metric_set::{Kind, Unit, METRICS, PER_HOST};
-use crate::observe::ratelog::Repeats;
 use crate::observe::registry::Registry;
+use crate::shared::counters::now_ms;
+use crate::shared::ratelog::Repeats;
 
 /// Most datums per PutMetricData call (CloudWatch's limit).
 pub const MAX_DATUMS_PER_CALL: usize = 1000;

@@ -17,10 +17,10 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::observe::counters::now_ms;
 use crate::observe::metric_set::prometheus_text;
-use crate::observe::ratelog::Repeats;
 use crate::observe::registry::Registry;
+use crate::shared::counters::now_ms;
+use crate::shared::ratelog::Repeats;
 
 /// Content type of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

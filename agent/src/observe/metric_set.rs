@@ -14,8 +14,8 @@
 
 use std::fmt::Write as _;
 
-use crate::observe::counters::{now_ms, FlowStats};
 use crate::observe::registry::Registry;
+use crate::shared::counters::{now_ms, FlowStats};
 
 /// How a metric behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,5 @@
 //! Watching the agent run.
 //!
-//! - [`counters`]: the relaxed atomics the data path bumps (per flow).
 //! - [`metric_set`]: the one table of the agent's own metrics, their names,
 //!   kinds and units, read by both publishers below.
 //! - [`registry`]: the running flows, their files' positions, health, and the
@@ -8,12 +7,9 @@
 //! - [`cloudwatch`]: publishing the metric set to CloudWatch.
 //! - [`http`]: `GET /metrics` (Prometheus) and `GET /health`.
 //! - [`watchdog`]: systemd readiness and watchdog pings.
-//! - [`ratelog`]: logging a repeating error once per window.
 
 pub mod cloudwatch;
-pub mod counters;
 pub mod http;
 pub mod metric_set;
-pub mod ratelog;
 pub mod registry;
 pub mod watchdog;

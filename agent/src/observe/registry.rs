@@ -23,10 +23,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::config::{HealthConfig, Mode};
-use crate::observe::counters::{now_ms, FlowStats};
-use crate::observe::ratelog::Repeats;
-use crate::read::identity::FileKey;
-use crate::ship::ledger::{Ledger, Position};
+use crate::shared::counters::{now_ms, FlowStats};
+use crate::shared::identity::FileKey;
+use crate::shared::ledger::Ledger;
+use crate::shared::positions::Position;
+use crate::shared::ratelog::Repeats;
 use crate::state::status_file::{self, FileView, FlowView, StatusFile};
 
 /// What the registry knows of one running flow.
@@ -441,7 +442,7 @@ fn log_rejects(registry: &Registry, seen: &mut HashMap<String, u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::read::identity::Fingerprint;
+    use crate::shared::identity::Fingerprint;
 
     fn pos(offset: u64) -> Position {
         Position {

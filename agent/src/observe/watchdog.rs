@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use crate::read::watcher::{LineSink, SinkClosed};
+use crate::shared::sink::{LineSink, SinkClosed};
 
 /// Progress of one loop: how often it entered its step, and whether it is inside it.
 #[derive(Debug, Default)]
@@ -148,7 +148,7 @@ impl BeatSink {
 impl LineSink for BeatSink {
     fn line(
         &mut self,
-        source: crate::ship::ledger::SourceId,
+        source: crate::shared::ledger::SourceId,
         start: u64,
         line: &[u8],
         truncated: bool,

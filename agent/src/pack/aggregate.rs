@@ -40,10 +40,11 @@ use tailrace_logformat::{LogFormat, Parsed};
 use tailrace_wire::{ClientKey, ClientStats, Partial};
 
 use crate::config::Flow;
-use crate::observe::counters::{FlowStats, ReadTally};
-use crate::pack::record::{KeyMaker, OutRecord, RecordSender};
-use crate::read::watcher::{LineSink, SinkClosed};
-use crate::ship::ledger::{Hold, Ledger, SourceId};
+use crate::pack::keys::KeyMaker;
+use crate::shared::counters::{FlowStats, ReadTally};
+use crate::shared::ledger::{Hold, Ledger, SourceId};
+use crate::shared::sink::{LineSink, SinkClosed};
+use crate::ship::queue::{OutRecord, RecordSender};
 use crate::state::sequences::Sequences;
 
 /// How long a late partial collects stragglers before it is sent.
@@ -152,7 +153,7 @@ pub struct WindowSink {
     format: LogFormat,
     parsed: Parsed,
     client_field: Option<usize>,
-    proxy_trust: crate::pack::client_addr::ProxyTrust,
+    proxy_trust: crate::config::proxies::ProxyTrust,
     window_secs: i64,
     lateness_secs: i64,
     max_groups: usize,
@@ -303,7 +304,7 @@ impl WindowSink {
     fn client<'l>(
         parsed: &Parsed,
         client_field: Option<usize>,
-        trust: &crate::pack::client_addr::ProxyTrust,
+        trust: &crate::config::proxies::ProxyTrust,
         line: &'l [u8],
     ) -> &'l [u8] {
         let peer = parsed.client(line);
@@ -378,9 +379,7 @@ impl WindowSink {
     }
 }
 
-/// The address `n` places from the right in a comma-separated list
-/// (`X-Forwarded-For: client, proxy1, proxy2`): the one the n-th trusted
-/// proxy appended. With fewer entries, the left-most.
+/// Each line parsed and added to its client's group in the window of its time.
 impl LineSink for WindowSink {
     fn line(
         &mut self,
@@ -495,7 +494,7 @@ impl LineSink for WindowSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::read::identity::{FileKey, Fingerprint};
+    use crate::shared::identity::{FileKey, Fingerprint};
 
     /// A sink over a one-flow config (common format, 5 min windows) and the
     /// receiving end of its queue.

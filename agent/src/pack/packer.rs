@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use tailrace_wire::raw::RecordPacker;
 
-use crate::observe::counters::{FlowStats, ReadTally};
-use crate::pack::record::{KeyMaker, OutRecord, RecordSender};
-use crate::read::watcher::{LineSink, SinkClosed};
-use crate::ship::ledger::{Hold, SourceId};
+use crate::pack::keys::KeyMaker;
+use crate::shared::counters::{FlowStats, ReadTally};
+use crate::shared::ledger::{Hold, SourceId};
+use crate::shared::sink::{LineSink, SinkClosed};
+use crate::ship::queue::{OutRecord, RecordSender};
 use std::sync::Arc;
 
 /// The raw-mode sink. Lives on its flow's reader thread. The bytes are

@@ -23,7 +23,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::read::identity::{read_prefix, Fingerprint, FINGERPRINT_BYTES};
+use crate::shared::identity::{read_prefix, Fingerprint, FINGERPRINT_BYTES};
 
 /// A compression format logrotate can be told to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

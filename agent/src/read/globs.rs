@@ -1,5 +1,5 @@
-//! The `paths` globs: what a pattern may be, and expanding one without losing its
-//! errors.
+//! The `paths` globs: expanding one without losing its errors (what a pattern
+//! may be is `crate::config::patterns`, checked when the config is loaded).
 //!
 //! Patterns use the `glob` crate's syntax (`*`, `?`, `[abc]`, `[!abc]`, `**`). Brace
 //! alternatives (`access.{log,txt}`, a shell feature) are *not* glob syntax there:
@@ -15,23 +15,6 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
-
-/// Why a `paths` / `exclude` pattern is refused, or `Ok`.
-pub fn validate(pattern: &str) -> Result<(), String> {
-    if let Some(open) = pattern.find('{') {
-        if let Some(close) = pattern[open..].find('}') {
-            if pattern[open..open + close].contains(',') {
-                return Err(format!(
-                    "`{pattern}` uses brace alternatives `{}`, which globs here do not expand (it would never match): write one pattern per alternative",
-                    &pattern[open..=open + close]
-                ));
-            }
-        }
-    }
-    glob::Pattern::new(pattern)
-        .map(|_| ())
-        .map_err(|e| format!("`{pattern}` is not a valid glob: {e}"))
-}
 
 /// Errors already logged, so a discovery pass every second does not repeat them.
 static REPORTED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
@@ -189,23 +172,6 @@ mod tests {
             base_dir("/var/log/httpd/access_log"),
             PathBuf::from("/var/log/httpd")
         );
-    }
-
-    #[test]
-    fn braces_are_refused_with_the_reason() {
-        let e = validate("/var/log/httpd/{access,ssl_access}.log").unwrap_err();
-        assert!(
-            e.contains("brace alternatives `{access,ssl_access}`"),
-            "{e}"
-        );
-        assert!(validate("/var/log/httpd/access.log*").is_ok());
-        assert!(
-            validate("/var/log/{weird}/a.log").is_ok(),
-            "a brace without alternatives is a literal name"
-        );
-        assert!(validate("/var/log/[a.log")
-            .unwrap_err()
-            .contains("not a valid glob"));
     }
 
     #[test]

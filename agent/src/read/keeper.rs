@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::observe::counters::now_ms;
-use crate::read::identity::FileKey;
+use crate::shared::counters::now_ms;
+use crate::shared::identity::FileKey;
 
 /// How long the reader must be away from its loop before the keeper looks.
 pub const STALLED_AFTER: Duration = Duration::from_secs(1);
@@ -279,7 +279,7 @@ fn look(flow: &str, finder: &Finder, s: &Shared) {
         let size = meta.len();
         if kept.len() < MAX_KEPT {
             match File::open(&path) {
-                Ok(file) if crate::read::identity::FileKey::of(&file).ok() == Some(key) => {
+                Ok(file) if crate::shared::identity::FileKey::of(&file).ok() == Some(key) => {
                     tracing::debug!(flow, path = %path.display(), "keeping a new file open while the reader is blocked");
                     kept.push(Kept { path, key, file });
                 }

@@ -3,7 +3,7 @@
 //!
 //! [`tailer`] is a flow's loop over its files; it gathers facts with I/O and
 //! carries out what the pure rules of [`decision`] decide. [`watcher`] reads
-//! lines out of one open file; [`identity`] says when two files are the same
+//! lines out of one open file; [`crate::shared::identity`] says when two files are the same
 //! one (device + inode, confirmed by a fingerprint of the first bytes);
 //! [`seen`] remembers the fingerprints a flow has already read; [`compressed`]
 //! reads unsent lines out of a rotation logrotate compressed; [`globs`]
@@ -15,7 +15,6 @@
 pub mod compressed;
 pub mod decision;
 pub mod globs;
-pub mod identity;
 pub mod keeper;
 pub mod names;
 pub mod seen;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::read::decision::{self, Name};
-use crate::read::identity::FileKey;
+use crate::shared::identity::FileKey;
 
 /// One file as discovery found it.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io;
 
 use crate::read::compressed::{self, Codec};
-use crate::read::identity::{read_prefix, Fingerprint, FINGERPRINT_BYTES};
+use crate::shared::identity::{read_prefix, Fingerprint, FINGERPRINT_BYTES};
 
 /// How many fingerprints a flow remembers: far more than `rotate N` keeps,
 /// at 16 bytes each.

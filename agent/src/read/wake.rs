@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
-use crate::read::identity::FileKey;
+use crate::shared::identity::FileKey;
 
 /// A directory's names changing (and the directory itself going away).
 fn names_mask() -> WatchMask {

@@ -20,8 +20,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::read::compressed::CompressedInput;
-use crate::read::identity::{read_at_most, FileKey, Fingerprint, FINGERPRINT_BYTES};
-use crate::ship::ledger::SourceId;
+use crate::shared::identity::{read_at_most, FileKey, Fingerprint, FINGERPRINT_BYTES};
+use crate::shared::ledger::SourceId;
+use crate::shared::sink::{LineSink, SinkClosed};
 
 /// Bytes read from the file per `read_at` call.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -30,34 +31,6 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// read there: enough to tell a line from another (a line's time and
 /// address), one small read per poll that finds new bytes.
 pub const TAIL_BYTES: usize = 32;
-
-/// Receives complete lines from watchers.
-pub trait LineSink {
-    /// One line without its `\n` (nor a trailing `\r` removed: lines are
-    /// passed exactly as written). It begins at byte `start` of `source`.
-    /// `truncated` is set when the line was longer than the limit and only its
-    /// first bytes are passed. Blocking here is how backpressure reaches the
-    /// file: the tailer stops reading.
-    fn line(
-        &mut self,
-        source: SourceId,
-        start: u64,
-        line: &[u8],
-        truncated: bool,
-    ) -> Result<(), SinkClosed>;
-
-    /// Periodic call between read passes: seal what has lingered too long,
-    /// close windows whose time has come.
-    fn tick(&mut self) -> Result<(), SinkClosed>;
-
-    /// Seal and send everything buffered (shutdown, end of replay).
-    fn flush(&mut self) -> Result<(), SinkClosed>;
-}
-
-/// The shipper is gone (shutdown): stop reading.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the shipper has stopped")]
-pub struct SinkClosed;
 
 /// What one poll of a watcher found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
-//! Shipping: records into PutRecords calls ([`shipper`]), and the account of
-//! which byte offsets Kinesis has acknowledged everything before
-//! ([`ledger`]), which is what the checkpoint may record.
+//! Shipping: the bounded queue of records the packers fill ([`queue`]),
+//! drained into PutRecords calls ([`shipper`]). What Kinesis has
+//! acknowledged is written into the ledger (`crate::shared::ledger`), which is
+//! what the checkpoint may record.
 
-pub mod ledger;
+pub mod queue;
 pub mod shipper;

@@ -18,10 +18,10 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use rand::Rng;
 use tokio::sync::mpsc;
 
-use crate::observe::counters::FlowStats;
-use crate::observe::ratelog::Repeats;
-use crate::pack::record::OutRecord;
-use crate::ship::ledger::Ledger;
+use super::queue::OutRecord;
+use crate::shared::counters::FlowStats;
+use crate::shared::ledger::Ledger;
+use crate::shared::ratelog::Repeats;
 
 /// Most records per PutRecords call.
 pub const MAX_BATCH_RECORDS: usize = 500;

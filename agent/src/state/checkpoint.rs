@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::read::identity::{FileKey, Fingerprint};
-use crate::ship::ledger::{FlowMemory, Position, Retired, Shipped};
+use crate::shared::identity::{FileKey, Fingerprint};
+use crate::shared::positions::{FlowMemory, Position, Retired, Shipped};
 
 use super::lock::DirLock;
 use super::{io_err, write_atomic, Durability, StoreError};
@@ -251,7 +251,10 @@ impl Store {
         match written {
             Some(t) => format!(
                 "lines keep flowing; a restart now would resume from the checkpoint written at {} and send the lines acknowledged since then again",
-                humantime::format_rfc3339_seconds(t)
+                tailrace_logformat::rfc3339_utc(
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64)
+                )
             ),
             None => "lines keep flowing; no checkpoint is on disk, so a restart now would start every file where `start_at` says (with `start_at: end`, skipping what was written meanwhile)".to_string(),
         }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::checkpoint::State;
 use super::sequences::Sequences;
-use crate::ship::ledger::Ledger;
+use crate::shared::ledger::Ledger;
 
 /// What the loop needs: whether anything changed, the state to save, and saving it.
 pub trait Source: Send + Sync + 'static {
@@ -139,7 +139,7 @@ pub fn snapshot(ledger: &Ledger, sequences: &Sequences) -> State {
         files,
         flows,
         retired: ledger
-            .retired(crate::observe::counters::now_ms())
+            .retired(crate::shared::counters::now_ms())
             .into_iter()
             .map(Into::into)
             .collect(),
@@ -184,8 +184,8 @@ mod tests {
             files: vec![FileCheckpoint {
                 flow: "web".into(),
                 path: "/var/log/a.log".into(),
-                key: crate::read::identity::FileKey { dev: 1, ino: 2 },
-                fingerprint: crate::read::identity::Fingerprint { len: 4, hash: 5 },
+                key: crate::shared::identity::FileKey { dev: 1, ino: 2 },
+                fingerprint: crate::shared::identity::Fingerprint { len: 4, hash: 5 },
                 target: None,
                 offset,
                 tail: None,

@@ -21,7 +21,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::httpd::{self, Httpd, Logrotate, Rotation};
+use crate::common::httpd::{self, Httpd, Logrotate, Rotation};
 use anyhow::{bail, ensure, Context, Result};
 use tailrace_tests::{
     raw_lines, read_stream, spawn_logged, until_stream, AgentDir, ChildGuard, Moto,

@@ -323,7 +323,7 @@ fn trusted_proxy_networks() {
     let v = config::Validated::parse(Path::new("t.yaml"), &ok).expect("valid");
     assert!(matches!(
         &v.flows[0].proxy_trust,
-        tailrace_agent::pack::client_addr::ProxyTrust::Networks(n) if n.len() == 3
+        tailrace_agent::config::proxies::ProxyTrust::Networks(n) if n.len() == 3
     ));
     let e = check(&with("    trusted_proxies: [10.0.0.0/8, proxy.internal]\n"));
     assert!(

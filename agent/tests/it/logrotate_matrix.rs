@@ -53,7 +53,7 @@ enum State {
 }
 
 // `compresscmd`: gzip is logrotate's default.
-use crate::support::codec::Codec as Compressor;
+use crate::common::codec::Codec as Compressor;
 
 /// One logrotate stanza.
 #[derive(Debug, Clone, Copy)]

@@ -1,11 +1,11 @@
 //! The agent's integration tests, one binary (linking the AWS SDK once, not
 //! once per topic), a module per topic: `<topic>.rs` here, `_moto` when it
 //! starts moto_server. Shared helpers: the test kit (`tailrace_tests`) and
-//! `support/` (httpd, logrotate). `nofile.rs` stays its own binary: it
+//! `common/` (httpd, logrotate). `nofile.rs` stays its own binary: it
 //! changes the process's open-files limit. Where a new test goes:
 //! `tests/src/lib.rs` of the kit.
 
-mod support;
+mod common;
 
 mod aggregate_moto;
 mod apache_httpd;

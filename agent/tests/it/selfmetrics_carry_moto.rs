@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use tailrace_agent::config::HealthConfig;
 use tailrace_agent::observe::cloudwatch::Publisher;
-use tailrace_agent::observe::counters::FlowStats;
 use tailrace_agent::observe::registry::{FlowEntry, Registry};
+use tailrace_agent::shared::counters::FlowStats;
 use tailrace_tests::{free_port, metric_sum, sdk_config_for, Moto};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

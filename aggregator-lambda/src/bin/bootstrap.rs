@@ -1,17 +1,19 @@
 //! The Lambda function (`provided.al2023`): settings from the environment,
 //! clients built once, every invocation handled by
-//! [`tailrace_aggregator::lambda::handle_invocation`]: Kinesis records from
+//! [`tailrace_aggregator::entry::lambda::handle_invocation`]: Kinesis records from
 //! the event source mapping, and CloudWatch alarm notifications from the
 //! alarm topic (SNS) when `TAILRACE_NOTIFY_TOPIC` names the topic to write
-//! the person-readable message to.
+//! the person-readable message to. The handler and the notifier share one
+//! metadata source (one cached copy of the file).
 
 use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
-use tailrace_aggregator::clients::{build_handler, build_notifier, sdk_config, Clients};
+use tailrace_aggregator::clients::{
+    build_handler, build_notifier, metadata_source, sdk_config, Clients,
+};
 use tailrace_aggregator::config::Settings;
-use tailrace_aggregator::lambda::handle_invocation;
+use tailrace_aggregator::entry::lambda::handle_invocation;
 use tailrace_aggregator::logging::{self, LogFormat};
-use tailrace_aggregator::notify::ENV_NOTIFY_TOPIC;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,11 +26,12 @@ async fn main() -> anyhow::Result<()> {
     // endpoint is set (`Clients::new`).
     let config = sdk_config(None).await;
     let clients = Clients::new(&config);
-    let handler = build_handler(&settings, &clients).context("building the handler")?;
-    let notifier = match std::env::var(ENV_NOTIFY_TOPIC) {
-        Ok(topic) if !topic.is_empty() => Some(build_notifier(&settings, &clients, &topic)),
-        _ => None,
-    };
+    let metadata = metadata_source(&settings, &clients);
+    let handler = build_handler(&settings, &clients, &metadata).context("building the handler")?;
+    let notifier = settings
+        .notify_topic
+        .as_deref()
+        .map(|topic| build_notifier(&settings, &clients, &metadata, topic));
     let handler = &handler;
     let notifier = notifier.as_ref();
     lambda_runtime::run(service_fn(

@@ -11,14 +11,16 @@ use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use tailrace_aggregator::clients::sdk_config;
-use tailrace_aggregator::inventory::{updater_from_env, validate};
+use tailrace_aggregator::config::Settings;
+use tailrace_aggregator::entry::inventory::{updater, validate};
 use tailrace_aggregator::logging::{self, LogFormat};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     logging::init(LogFormat::Json, true);
     let sdk = sdk_config(None).await;
-    let updater = updater_from_env(&sdk, |name| std::env::var(name).ok())
+    let settings = Settings::from_env().context("reading settings from the environment")?;
+    let updater = updater(&sdk, &settings, |name| std::env::var(name).ok())
         .context("reading settings from the environment")?;
     let updater = &updater;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

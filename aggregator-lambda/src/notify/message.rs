@@ -4,9 +4,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::handler::rfc3339;
-use crate::metadata::UNKNOWN;
-use crate::tally::TopClients;
+use crate::join::metadata::UNKNOWN;
+use crate::publish::tally::TopClients;
+use tailrace_logformat::rfc3339_utc as rfc3339;
 
 use super::alarm::AlarmChange;
 use super::owners::Owner;

@@ -17,7 +17,7 @@
 //!   minutes ([`totals`]); when no total is readable yet, it says so;
 //! - the window's top client addresses with their request counts, across
 //!   all hosts and batches, from the client tallies the aggregator wrote as
-//!   it published ([`crate::tally`]): exact, or with the stated bound;
+//!   it published ([`crate::publish::tally`]): exact, or with the stated bound;
 //! - for each address, what AWS knows of it ([`owners`]).
 //!
 //! Any other alarm (pipeline health) is passed on as a short text naming
@@ -27,11 +27,13 @@
 //! [`message`] writes the text (all three pure); [`totals`] reads
 //! CloudWatch, [`owners`] reads EC2, the tallies come from S3
 //! (`tally::store`); [`timing`] is the rule behind the stack's alarm
-//! settings. This module ties them together and publishes.
+//! settings; [`resend`] sends again what the Lambda could not send (its
+//! on-failure queue). This module ties them together and publishes.
 
 pub mod alarm;
 pub mod message;
 pub mod owners;
+pub mod resend;
 pub mod tallies;
 pub mod timing;
 pub mod totals;
@@ -40,11 +42,11 @@ pub mod window;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::metadata::UNKNOWN;
-use crate::metadata_source::MetadataSource;
-use crate::model::{DimensionSet, MetricModel};
-use crate::tally::store::{encode_application, PeriodTallies, TallyKey, TallyStore};
-use crate::tally::top_clients;
+use crate::join::metadata::UNKNOWN;
+use crate::join::metadata_source::MetadataSource;
+use crate::publish::model::{DimensionSet, MetricModel};
+use crate::publish::tally::store::{encode_application, PeriodTallies, TallyKey, TallyStore};
+use crate::publish::tally::top_clients;
 
 pub use alarm::{alarm_messages, parse_alarm, parse_time, AlarmChange, DEFAULT_PERIOD};
 pub use message::{pipeline_notification, Notification};
@@ -54,9 +56,6 @@ use message::{application_notification, now_secs, ApplicationReport, ClientsNote
 use owners::OwnerLookup;
 use tallies::TallyReads;
 use totals::Totals;
-
-/// Environment variable with the notification topic's ARN (the Lambda).
-pub const ENV_NOTIFY_TOPIC: &str = "TAILRACE_NOTIFY_TOPIC";
 
 /// At most this many applications are named in one alarm's notifications.
 pub const MAX_APPLICATIONS: usize = 20;
@@ -206,7 +205,7 @@ impl Notifier {
                 application = n.application.as_deref().unwrap_or(""),
                 contact = %n.contact,
                 window_start = total.map_or(0, |t| t.window_start),
-                window_time = %total.map(|t| crate::handler::rfc3339(t.window_start)).unwrap_or_default(),
+                window_time = %total.map(|t| tailrace_logformat::rfc3339_utc(t.window_start)).unwrap_or_default(),
                 requests = total.map_or(0.0, |t| t.requests),
                 threshold = change.threshold.unwrap_or(0.0),
                 top_clients = %serde_json::to_string(&n.clients).unwrap_or_default(),
@@ -326,8 +325,8 @@ impl Notifier {
             n.body.push_str(&format!(
                 "\nNo source application has a window above the threshold between {} and {} \
                  in CloudWatch or in the client tallies now.\n",
-                crate::handler::rfc3339(start),
-                crate::handler::rfc3339(end)
+                tailrace_logformat::rfc3339_utc(start),
+                tailrace_logformat::rfc3339_utc(end)
             ));
             notes.push(n);
         }

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::tally::store::{encode_application, PeriodTallies, TallyKey, TallyStore};
+use crate::publish::tally::store::{encode_application, PeriodTallies, TallyKey, TallyStore};
 
 use super::alarm::AlarmChange;
 use super::window::WindowTotal;

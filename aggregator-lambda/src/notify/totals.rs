@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, DimensionFilter, Metric, MetricDataQuery, MetricStat};
 
-use crate::model::{DimensionSet, MetricModel};
+use crate::publish::model::{DimensionSet, MetricModel};
 use crate::publish::plan::{DIM_APPLICATION, DIM_SERVICE, REQUESTS};
 
 use super::window::WindowTotal;

@@ -28,12 +28,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatch::types::MetricDatum;
 
-use super::plan::{
-    batches, estimate_size, health_datum, plan_model, split_range, Plan, PlannedDatum,
-    DROPPED_DATUMS, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL,
-};
-use crate::merge::{MetricEntry, MetricKey};
-use crate::model::MetricModel;
+use super::packing::{batches, split_range, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL};
+use super::plan::{estimate_size, health_datum, plan_model, Plan, PlannedDatum, DROPPED_DATUMS};
+use crate::join::merge::{MetricEntry, MetricKey};
+use crate::publish::model::MetricModel;
 
 /// Retry rules for PutMetricData.
 #[derive(Debug, Clone, Copy)]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::common::*;
-use tailrace_tests::{create_stream, eventually, metric_sum, put_object, Moto, Piped};
+use tailrace_tests::{eventually, metric_sum, put_object, Piped};
 use tailrace_wire::kpl::{aggregate, KplRecord};
 
 const META_V1: &str = "\
@@ -36,13 +36,14 @@ const MAP_V2: Mapping = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consume_counts_every_kind_and_follows_the_rewritten_file() -> anyhow::Result<()> {
-    let moto = Moto::start()?;
-    let config = moto.sdk_config().await;
-    let s3 = metadata_file(&moto, META_V1).await?;
-    let kinesis = aws_sdk_kinesis::Client::new(&config);
-    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    let StreamOnMoto {
+        moto,
+        s3,
+        kinesis,
+        cw,
+        ..
+    } = stream_on_moto(META_V1, 2).await?;
     let (map_v1, map_v2) = (lookup(MAP_V1), lookup(MAP_V2));
-    create_stream(&kinesis, "logs", 2).await?;
 
     let mut expected = Expected::new();
     let w1 = window_ago(4);

@@ -24,20 +24,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use tailrace_aggregator::handler::{Handler, InputRecord, Outcome, FINISH_BUDGET};
+use tailrace_aggregator::entry::handler::{Handler, Outcome, FINISH_BUDGET};
+use tailrace_aggregator::ingest::batch::InputRecord;
 use tailrace_aggregator::publish::calls::RetryPolicy;
 use tailrace_tests::cloudwatch_proxy::{CloudWatchProxy, CwFaults};
 use tailrace_tests::fault_proxy::{FaultProxy, Faults};
 use tailrace_tests::{free_port, put_object, Moto};
 use tailrace_wire::kpl::{aggregate, KplRecord};
-
-const SMALL_META: &str = "\
-ip_or_cidr,application,contact
-10.0.0.0/8,corp,corp@example.com
-10.1.0.0/16,shop,shop@example.com
-";
-
-const SMALL_MAP: Mapping = &[("10.9.0.1", "corp"), ("10.1.7.7", "shop")];
 
 /// moto with the metadata file `meta`, a CloudWatch proxy injecting
 /// `faults`, and a handler publishing through it with `attempts` per call.

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::common::*;
-use tailrace_aggregator::handler::Handler;
+use tailrace_aggregator::entry::handler::Handler;
 use tailrace_tests::{put_object, s3_client, Moto};
 use tailrace_wire::kpl::{aggregate, KplRecord};
 
@@ -236,8 +236,8 @@ async fn no_metadata_ever_fails_the_batch_and_cloudwatch_down_fails_contributors
     .await;
     let dead_cw = aws_sdk_cloudwatch::Client::new(&dead);
     let handler = Handler::new(
-        tailrace_aggregator::decode::Decoder::new("combined", "raw", 300)?,
-        tailrace_aggregator::metadata_source::MetadataSource::none(),
+        tailrace_aggregator::ingest::decode::Decoder::new("combined", "raw", 300)?,
+        tailrace_aggregator::join::metadata_source::MetadataSource::none(),
         tailrace_aggregator::publish::calls::Publisher::new(dead_cw, NAMESPACE).with_retry(
             tailrace_aggregator::publish::calls::RetryPolicy {
                 max_attempts: 2,

@@ -27,14 +27,15 @@ use crate::common::*;
 use std::time::Instant;
 
 use tailrace_aggregator::config::S3Location;
-use tailrace_aggregator::handler::{Handler, InputRecord, Outcome, FINISH_BUDGET};
-use tailrace_aggregator::idempotency::{Claim, ClaimStore, Finish, DEFAULT_RETENTION};
-use tailrace_aggregator::merge::{GroupMask, PartialId};
-use tailrace_aggregator::tally::application_totals;
-use tailrace_aggregator::tally::store::TallyStore;
+use tailrace_aggregator::entry::handler::{Handler, Outcome, FINISH_BUDGET};
+use tailrace_aggregator::ingest::batch::InputRecord;
+use tailrace_aggregator::ingest::idempotency::{Claim, ClaimStore, Finish, DEFAULT_RETENTION};
+use tailrace_aggregator::join::merge::{GroupMask, PartialId};
+use tailrace_aggregator::publish::tally::application_totals;
+use tailrace_aggregator::publish::tally::store::TallyStore;
 use tailrace_tests::cloudwatch_proxy::CloudWatchProxy;
 use tailrace_tests::cloudwatch_proxy::CwFaults;
-use tailrace_tests::{create_stream, put_object, Moto, Piped};
+use tailrace_tests::{put_object, Moto, Piped};
 
 const TABLE: &str = "tailrace-claims";
 
@@ -293,12 +294,6 @@ async fn a_record_whose_partial_another_attempt_holds_fails_then_counts_once() -
     Ok(())
 }
 
-const SMALL_META: &str = "\
-ip_or_cidr,application,contact
-10.0.0.0/8,corp,corp@example.com
-10.1.0.0/16,shop,shop@example.com
-";
-
 /// `tailrace-aggregator consume` with claims in `TABLE`, exiting when idle.
 fn consumer(moto: &Moto) -> anyhow::Result<Piped> {
     Piped::spawn(
@@ -311,13 +306,10 @@ fn consumer(moto: &Moto) -> anyhow::Result<Piped> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_of_the_same_stream_count_every_request_once() -> anyhow::Result<()> {
-    let moto = Moto::start()?;
-    let config = moto.sdk_config().await;
-    metadata_file(&moto, SMALL_META).await?;
-    let kinesis = aws_sdk_kinesis::Client::new(&config);
-    let cw = aws_sdk_cloudwatch::Client::new(&config);
-    create_stream(&kinesis, "logs", 2).await?;
-    let map = lookup(&[("10.9.0.1", "corp"), ("10.1.7.7", "shop")]);
+    let StreamOnMoto {
+        moto, kinesis, cw, ..
+    } = stream_on_moto(SMALL_META, 2).await?;
+    let map = lookup(SMALL_MAP);
     let mut expected = Expected::new();
     let w = window_ago(3);
     for host in 0..20u64 {

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::common::*;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use tailrace_aggregator::handler::InputRecord;
-use tailrace_aggregator::inventory::{updater_from_env, validate};
-use tailrace_aggregator::metadata::Metadata;
+use tailrace_aggregator::config::Settings;
+use tailrace_aggregator::entry::inventory::{updater, validate};
+use tailrace_aggregator::ingest::batch::InputRecord;
+use tailrace_aggregator::join::metadata::Metadata;
 use tailrace_tests::ec2::{ami, launch_one as launch, owner_tags};
 use tailrace_tests::{get_object, metric_sum, put_object, Moto, Piped};
 
@@ -142,10 +143,11 @@ async fn new_instance_is_attributed_once_the_updater_wrote_the_file() -> Result<
     let ami = ami(&ec2).await?;
     const TTL: Duration = Duration::from_secs(1);
     let aggregator = handler_via(&moto.endpoint(), &moto.endpoint(), TTL, quick_retry(3)).await?;
-    let updater = updater_from_env(&sdk, |name| match name {
+    let env = |name: &str| match name {
         "TAILRACE_METADATA" => Some(META_URL.to_string()),
         _ => None,
-    })?;
+    };
+    let updater = updater(&sdk, &Settings::from_lookup(env)?, env)?;
     let first = unix_now();
     let mut seq = 0u64;
     // The aggregator has read the file before the launch (and caches it).

@@ -17,12 +17,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::common::*;
 use tailrace_aggregator::clients::Clients;
-use tailrace_aggregator::decode::Decoder;
-use tailrace_aggregator::handler::Handler;
-use tailrace_aggregator::merge::{MetricEntry, MetricKey, Window};
-use tailrace_aggregator::metadata_source::MetadataSource;
-use tailrace_aggregator::model::MetricModel;
+use tailrace_aggregator::entry::handler::Handler;
+use tailrace_aggregator::ingest::decode::Decoder;
+use tailrace_aggregator::join::merge::{MetricEntry, MetricKey, Window};
+use tailrace_aggregator::join::metadata_source::MetadataSource;
 use tailrace_aggregator::publish::calls::Publisher;
+use tailrace_aggregator::publish::model::MetricModel;
 use tailrace_aggregator::publish::plan::{plan_model, DROPPED_DATUMS};
 use tailrace_tests::cloudwatch_proxy::{CloudWatchProxy, CwFaults};
 use tailrace_tests::{metric_sum, sdk_config_for, Moto};

@@ -17,16 +17,21 @@
 //! cheaper metric model without the `[SourceApplication]` rollup, and a
 //! flood from addresses nobody owns, with EC2 instances in moto behind some
 //! of them.
+//!
+//! The third shows the process's one metadata source: the handler and the
+//! notifier share its cache, so the file is fetched once for both (issue
+//! #24: the Lambda's handler and notifier each fetched the same object).
 
 use std::net::IpAddr;
 
 use crate::common::*;
 use serde_json::{json, Value};
-use tailrace_aggregator::clients::{build_handler, build_notifier, Clients};
+use tailrace_aggregator::clients::{build_handler, build_notifier, metadata_source, Clients};
 use tailrace_aggregator::config::{parse_model, S3Location, Settings};
-use tailrace_aggregator::handler::rfc3339;
-use tailrace_aggregator::lambda::{classify, Invocation};
+use tailrace_aggregator::entry::lambda::{classify, Invocation};
+use tailrace_logformat::rfc3339_utc as rfc3339;
 use tailrace_tests::cloudwatch_proxy::{CloudWatchProxy, CwFaults};
+use tailrace_tests::s3_proxy::{NoListBucket, S3NoListProxy};
 use tailrace_tests::{ec2, sdk_config_for, Moto};
 use tailrace_wire::{ClientKey, ClientStats};
 
@@ -205,7 +210,7 @@ async fn alarm_to_the_person_with_contact_window_and_whole_total() -> anyhow::Re
         .send()
         .await?;
     let settings = with_tallies(settings());
-    let handler = build_handler(&settings, &clients)?;
+    let handler = build_handler(&settings, &clients, &metadata_source(&settings, &clients))?;
 
     // One window, several batches: two hosts, then a late partial of the
     // first; an earlier window with less. Totals counted here.
@@ -263,7 +268,12 @@ async fn alarm_to_the_person_with_contact_window_and_whole_total() -> anyhow::Re
     }
 
     let (sqs, topic, queue_url) = inbox(&config).await?;
-    let notifier = build_notifier(&settings, &clients, &topic);
+    let notifier = build_notifier(
+        &settings,
+        &clients,
+        &metadata_source(&settings, &clients),
+        &topic,
+    );
 
     // 1. The per-application alarm (threshold between the largest batch
     //    share and the window's total): the event as the Lambda gets it.
@@ -461,7 +471,7 @@ async fn first_alarm_and_unknown_flood_without_list_metrics_or_rollup() -> anyho
         model: parse_model(Some("Service+SourceApplication"), None)?,
         ..settings()
     });
-    let handler = build_handler(&settings, &clients)?;
+    let handler = build_handler(&settings, &clients, &metadata_source(&settings, &clients))?;
 
     // One window: search's host sends 3,000 requests seen by two web
     // servers; unknown sources send 2,000.
@@ -504,7 +514,12 @@ async fn first_alarm_and_unknown_flood_without_list_metrics_or_rollup() -> anyho
         ..clients.clone()
     };
     let (sqs, topic, queue_url) = inbox(&config).await?;
-    let notifier = build_notifier(&settings, &blind, &topic);
+    let notifier = build_notifier(
+        &settings,
+        &blind,
+        &metadata_source(&settings, &blind),
+        &topic,
+    );
 
     // 1. The multi time series alarm's contributor for search, as CloudWatch
     //    writes it when the query runs over the per-service schema.
@@ -580,6 +595,58 @@ async fn first_alarm_and_unknown_flood_without_list_metrics_or_rollup() -> anyho
             pad("192.0.2.7")
         )),
         "{body}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_and_the_notifier_fetch_the_metadata_file_once() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let config = moto.sdk_config().await;
+    metadata_file(&moto, META).await?;
+    // S3 through a proxy that counts its requests (and changes nothing).
+    let s3_proxy = S3NoListProxy::start(&moto.endpoint(), NoListBucket::default())?;
+    let clients = Clients {
+        s3: Clients::new(&sdk_config_for(&s3_proxy.endpoint()).await).s3,
+        ..Clients::new(&config)
+    };
+    // As the Lambda runs: a TTL longer than the test, one source for both.
+    let settings = Settings {
+        metadata_ttl: std::time::Duration::from_secs(600),
+        ..settings()
+    };
+    let metadata = metadata_source(&settings, &clients);
+    let handler = build_handler(&settings, &clients, &metadata)?;
+    let (sqs, topic, queue_url) = inbox(&config).await?;
+    let notifier = build_notifier(&settings, &clients, &metadata, &topic);
+
+    let w = window_ago(2);
+    let p = partial(
+        "h1",
+        1,
+        "checkout",
+        w,
+        &reqs(1_500, "10.2.0.5", 200, 10, None),
+    );
+    let outcome = handler.handle(&[record(1, p.encode())]).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    let Invocation::Alarms(messages) =
+        classify(sns_event(&insights_alarm(1000.0, now()))).map_err(anyhow::Error::msg)?
+    else {
+        panic!("an SNS event of alarm notifications is not a Kinesis event");
+    };
+    let sent = notifier.handle(&messages).await?;
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    let (_, body) = one_message(&sqs, &queue_url).await?;
+    // The notifier had the file (the contact is in it) without reading it.
+    assert!(
+        body.contains("Contact:      billing-oncall@example.com\n"),
+        "{body}"
+    );
+    assert_eq!(
+        s3_proxy.counts().calls,
+        1,
+        "the file is fetched once, by the handler; the notifier shares its copy"
     );
     Ok(())
 }

@@ -6,21 +6,23 @@
 //! deletes the message, and a second replay of the whole shard by
 //! `--shard/--from-sequence/--to-sequence` publishes nothing: CloudWatch
 //! equals the count made here, every request once.
+//!
+//! And `replay` publishes the metric model `consume` (the live path)
+//! publishes for the same environment (issue #24: it built its own
+//! settings and published every metric whatever `TAILRACE_DIMENSIONS` and
+//! `TAILRACE_METRICS` said).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::common::*;
 use aws_sdk_kinesis::primitives::Blob;
-use tailrace_aggregator::handler::{Handler, InputRecord};
-use tailrace_aggregator::idempotency::{ClaimStore, DEFAULT_RETENTION};
-use tailrace_tests::{create_stream, free_port, Moto, Piped};
+use tailrace_aggregator::entry::handler::Handler;
+use tailrace_aggregator::ingest::batch::InputRecord;
+use tailrace_aggregator::ingest::idempotency::{ClaimStore, DEFAULT_RETENTION};
+use tailrace_tests::{free_port, Moto, Piped};
 
 const TABLE: &str = "tailrace-claims";
-const META: &str = "\
-ip_or_cidr,application,contact
-10.0.0.0/8,corp,corp@example.com
-10.1.0.0/16,shop,shop@example.com
-";
 
 /// A Lambda environment claiming in `TABLE`, publishing to `cloudwatch`.
 async fn lambda(moto: &Moto, cloudwatch: &str) -> anyhow::Result<Handler> {
@@ -52,14 +54,15 @@ fn replay(moto: &Moto, args: &[&str]) -> anyhow::Result<(bool, String, String)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_publishes_exactly_the_records_not_yet_published() -> anyhow::Result<()> {
-    let moto = Moto::start()?;
-    let config = moto.sdk_config().await;
-    metadata_file(&moto, META).await?;
-    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let StreamOnMoto {
+        moto,
+        config,
+        kinesis,
+        cw,
+        ..
+    } = stream_on_moto(SMALL_META, 1).await?;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let cw = aws_sdk_cloudwatch::Client::new(&config);
-    create_stream(&kinesis, "logs", 1).await?;
-    let map = lookup(&[("10.9.0.1", "corp"), ("10.1.7.7", "shop")]);
+    let map = lookup(SMALL_MAP);
     let w = window_ago(2);
 
     let mut expected = Expected::new();
@@ -171,5 +174,118 @@ async fn replay_publishes_exactly_the_records_not_yet_published() -> anyhow::Res
         "{err}"
     );
     assert_metrics(&cw, &expected).await?;
+    Ok(())
+}
+
+/// The metrics in `namespace` that carry dimensions (the metric model's;
+/// the pipeline's health metrics have none): name and dimension names.
+async fn model_published(
+    cw: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+) -> anyhow::Result<BTreeSet<(String, Vec<String>)>> {
+    let mut found = BTreeSet::new();
+    let mut pages = cw
+        .list_metrics()
+        .namespace(namespace)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for m in page?.metrics() {
+            let mut dims: Vec<String> = m
+                .dimensions()
+                .iter()
+                .filter_map(|d| d.name().map(str::to_string))
+                .collect();
+            if dims.is_empty() {
+                continue;
+            }
+            dims.sort();
+            found.insert((m.metric_name().unwrap_or_default().to_string(), dims));
+        }
+    }
+    Ok(found)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_publishes_the_metric_model_consume_publishes() -> anyhow::Result<()> {
+    let StreamOnMoto {
+        moto, kinesis, cw, ..
+    } = stream_on_moto(SMALL_META, 1).await?;
+    let w = window_ago(2);
+    let r = [
+        reqs(3, "10.9.0.1", 200, 10, Some(2_000)),
+        reqs(2, "10.1.7.7", 503, 3, None),
+    ]
+    .concat();
+    let mut sequences = Vec::new();
+    let mut shard = String::new();
+    for host in ["host-a", "host-b"] {
+        let out = kinesis
+            .put_record()
+            .stream_name("logs")
+            .partition_key(host)
+            .data(Blob::new(partial(host, 1, "web", w, &r).encode()))
+            .send()
+            .await?;
+        shard = out.shard_id().to_string();
+        sequences.push(out.sequence_number().to_string());
+    }
+    // The same model settings for both; each publishes to its own
+    // namespace, so what each published can be listed apart.
+    let model = [
+        ("TAILRACE_DIMENSIONS", "SourceApplication"),
+        ("TAILRACE_METRICS", "Requests"),
+    ];
+
+    let out = Piped::spawn(
+        aggregator_cli(&moto, &["consume", "--stream", "logs"])
+            .args(["--exit-when-idle", "3s", "--poll-interval", "200ms"])
+            .envs(model)
+            .env("TAILRACE_NAMESPACE", "Live"),
+    )?
+    .wait(Duration::from_secs(90))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "consume: {stderr}");
+
+    let out = Piped::spawn(
+        aggregator_cli(&moto, &["replay", "--stream", "logs", "--shard", &shard])
+            .args(["--from-sequence", &sequences[0]])
+            .args(["--to-sequence", &sequences[1]])
+            .args(["--idempotency-table", TABLE])
+            .envs(model)
+            .env("TAILRACE_NAMESPACE", "Replayed"),
+    )?
+    .wait(Duration::from_secs(120))?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "replay: {stdout}\n{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "replayed 1 ranges: 2 records, 2 partials published, 0 already published",
+        "{stderr}"
+    );
+
+    let live = model_published(&cw, "Live").await?;
+    let replayed = model_published(&cw, "Replayed").await?;
+    let want = BTreeSet::from([(
+        "Requests".to_string(),
+        vec!["SourceApplication".to_string()],
+    )]);
+    assert_eq!(live, want, "consume publishes the model of its environment");
+    assert_eq!(replayed, live, "replay publishes what consume publishes");
+    // And the same counts: both hosts' requests, once each.
+    for (namespace, app, n) in [
+        ("Live", "corp", 6.0),
+        ("Replayed", "corp", 6.0),
+        ("Live", "shop", 4.0),
+        ("Replayed", "shop", 4.0),
+    ] {
+        let dims = [("SourceApplication", app)];
+        let (sum, _) =
+            tailrace_tests::metric_sum(&cw, namespace, "Requests", &dims, w, 300).await?;
+        assert_eq!(sum, n, "{namespace} {app}");
+    }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! A notification that could not be sent is kept and re-sent
-//! (`tailrace_aggregator::resend`), against moto_server (SQS, SNS, S3).
+//! (`tailrace_aggregator::notify::resend`), against moto_server (SQS, SNS, S3).
 //!
 //! moto runs no Lambda for our runtime and sends no on-failure records, so
 //! the queue is given the record as Lambda documents it for asynchronous
@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use crate::common::*;
 use serde_json::{json, Value};
-use tailrace_aggregator::metadata_source::MetadataSource;
+use tailrace_aggregator::join::metadata_source::MetadataSource;
+use tailrace_aggregator::notify::resend::{resend_queue, ResendSummary};
 use tailrace_aggregator::notify::Notifier;
-use tailrace_aggregator::resend::{resend_queue, ResendSummary};
 use tailrace_tests::{Moto, Piped};
 
 /// CloudWatch's message for a pipeline alarm (no window total to read).

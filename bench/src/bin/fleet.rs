@@ -24,18 +24,16 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
-use tailrace_aggregator::decode::Decoder;
-use tailrace_aggregator::handler::{
-    merge_batch, BatchStats, Handler, InputRecord, SEEN_CAPACITY, TOP_APPLICATIONS,
-    TOP_UNKNOWN_CLIENTS,
-};
-use tailrace_aggregator::merge::SeenPartials;
-use tailrace_aggregator::metadata::Metadata;
-use tailrace_aggregator::metadata_source::MetadataSource;
+use tailrace_aggregator::entry::handler::{Handler, SEEN_CAPACITY};
+use tailrace_aggregator::ingest::batch::{BatchStats, InputRecord};
+use tailrace_aggregator::ingest::decode::Decoder;
+use tailrace_aggregator::join::batch::{merge_batch, TOP_APPLICATIONS, TOP_UNKNOWN_CLIENTS};
+use tailrace_aggregator::join::merge::SeenPartials;
+use tailrace_aggregator::join::metadata::Metadata;
+use tailrace_aggregator::join::metadata_source::MetadataSource;
 use tailrace_aggregator::publish::calls::{Publisher, RetryPolicy};
-use tailrace_aggregator::publish::plan::{
-    add_health, batches, plan, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL,
-};
+use tailrace_aggregator::publish::packing::{batches, MAX_BYTES_PER_CALL, MAX_DATUMS_PER_CALL};
+use tailrace_aggregator::publish::plan::{add_health, plan};
 use tailrace_bench::fleet::{Fleet, FleetConfig, RecordKind};
 
 /// Kinesis: bytes per second per shard (data + partition key).
@@ -153,6 +151,7 @@ struct WindowRow {
 }
 
 /// Process CPU (user + system), milliseconds.
+#[allow(unsafe_code)] // getrusage: libc has no safe wrapper; see SAFETY below.
 fn cpu_ms() -> f64 {
     // SAFETY: getrusage writes into the struct we pass and reads nothing else.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -5,7 +5,7 @@
 use crate::common::*;
 use anyhow::{Context, Result};
 use serde_json::json;
-use tailrace_aggregator::metadata::Metadata;
+use tailrace_aggregator::join::metadata::Metadata;
 use tailrace_inventory::ec2::Fleet;
 use tailrace_inventory::lambda::{handle, Updater};
 use tailrace_inventory::owner::TagKeys;

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::common::validate;
 use proptest::prelude::*;
-use tailrace_aggregator::metadata::Metadata;
+use tailrace_aggregator::join::metadata::Metadata;
 use tailrace_inventory::owner::{self, TagKeys};
 use tailrace_inventory::plan::{plan, Instance, Observation, State};
 

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::common::validate;
-use tailrace_aggregator::metadata::Metadata;
+use tailrace_aggregator::join::metadata::Metadata;
 use tailrace_inventory::owner::Owner;
 use tailrace_inventory::plan::{plan, Instance, Observation, PlanError, State};
 use tailrace_inventory::section::NEW_FILE_HEAD;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::common::*;
 use anyhow::{Context, Result};
 use aws_sdk_autoscaling::types::Tag as AsgTag;
-use tailrace_aggregator::metadata::Metadata;
+use tailrace_aggregator::join::metadata::Metadata;
 use tailrace_inventory::ec2::Fleet;
 use tailrace_inventory::event::Trigger;
 use tailrace_inventory::lambda::observe;

@@ -1,5 +1,12 @@
 //! Generated from the `ln`-based definition of the bucket index (see the test
-//! `upper_bounds_match_ln` in `histogram.rs`, which recomputes and compares every entry).
+//! `upper_bounds_match_ln` in `histogram.rs`, which recomputes and compares every entry),
+//! and how many buckets there are.
+
+/// The highest bucket index a `u64` latency can have (`bucket_index(u64::MAX)`).
+pub const MAX_BUCKET_INDEX: i32 = 2218;
+
+/// Number of buckets (zero bucket excluded): indexes `0..=MAX_BUCKET_INDEX`.
+pub(super) const BUCKETS: usize = MAX_BUCKET_INDEX as usize + 1;
 
 /// `UPPER[i]` is the largest `u64` latency whose bucket index is `i` (`u64::MAX` for the last).
 #[rustfmt::skip]

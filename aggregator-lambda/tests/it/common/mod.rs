@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use tailrace_aggregator::clients::{build_handler, Clients};
+use tailrace_aggregator::clients::{build_handler, metadata_source, Clients};
 use tailrace_aggregator::config::{S3Location, Settings};
-use tailrace_aggregator::decode::Decoder;
-use tailrace_aggregator::handler::{Handler, InputRecord};
-use tailrace_aggregator::metadata_source::MetadataSource;
+use tailrace_aggregator::entry::handler::Handler;
+use tailrace_aggregator::ingest::batch::InputRecord;
+use tailrace_aggregator::ingest::decode::Decoder;
+use tailrace_aggregator::join::metadata_source::MetadataSource;
 use tailrace_aggregator::publish::calls::{Publisher, RetryPolicy};
 use tailrace_tests::loggen::{clf_time, combined_line};
 use tailrace_tests::{put_object, s3_client, sdk_config_for, Moto};
@@ -29,6 +30,17 @@ pub const META_URL: &str = "s3://meta/apps.csv";
 
 /// The expected application of each test address; anything else is `unknown`.
 pub type Mapping = &'static [(&'static str, &'static str)];
+
+/// The small metadata file most tests need: the corp network and the
+/// shop inside it.
+pub const SMALL_META: &str = "\
+ip_or_cidr,application,contact
+10.0.0.0/8,corp,corp@example.com
+10.1.0.0/16,shop,shop@example.com
+";
+
+/// One address of each application of [`SMALL_META`].
+pub const SMALL_MAP: Mapping = &[("10.9.0.1", "corp"), ("10.1.7.7", "shop")];
 
 /// `mapping` as the function [`expect`] takes.
 pub fn lookup(mapping: Mapping) -> impl Fn(&str) -> &'static str {
@@ -74,6 +86,39 @@ pub async fn put(
     Ok(())
 }
 
+/// moto_server with the metadata file and the stream `logs`: where a test
+/// of the stream path (`consume`, `replay`, two consumers) starts.
+pub struct StreamOnMoto {
+    /// The server; dropping it stops it.
+    pub moto: Moto,
+    /// The SDK configuration pointing at it.
+    pub config: aws_config::SdkConfig,
+    /// S3, to rewrite the metadata file.
+    pub s3: aws_sdk_s3::Client,
+    /// Kinesis, to put records on `logs`.
+    pub kinesis: aws_sdk_kinesis::Client,
+    /// CloudWatch, to read the metrics back.
+    pub cw: aws_sdk_cloudwatch::Client,
+}
+
+/// Start moto_server, write the metadata file `csv` and create the stream
+/// `logs` with `shards` shards.
+pub async fn stream_on_moto(csv: &str, shards: i32) -> anyhow::Result<StreamOnMoto> {
+    let moto = Moto::start()?;
+    let config = moto.sdk_config().await;
+    let s3 = metadata_file(&moto, csv).await?;
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    tailrace_tests::create_stream(&kinesis, "logs", shards).await?;
+    Ok(StreamOnMoto {
+        moto,
+        config,
+        s3,
+        kinesis,
+        cw,
+    })
+}
+
 /// Create the bucket and write the metadata file `csv`; the S3 client.
 pub async fn metadata_file(moto: &Moto, csv: &str) -> anyhow::Result<aws_sdk_s3::Client> {
     let s3 = s3_client(&moto.sdk_config().await);
@@ -110,7 +155,9 @@ pub fn settings() -> Settings {
 /// The handler the binaries would build, every service on moto.
 pub async fn moto_handler(moto: &Moto) -> anyhow::Result<(Handler, Clients)> {
     let clients = Clients::new(&moto.sdk_config().await);
-    Ok((build_handler(&settings(), &clients)?, clients))
+    let settings = settings();
+    let metadata = metadata_source(&settings, &clients);
+    Ok((build_handler(&settings, &clients, &metadata)?, clients))
 }
 
 /// A quick retry policy for tests: `attempts` in all, 10–40 ms apart. The

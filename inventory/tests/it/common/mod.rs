@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use anyhow::{Context, Result};
-use tailrace_aggregator::metadata::Metadata;
+use tailrace_aggregator::join::metadata::Metadata;
 use tailrace_inventory::plan::FileError;
 #[allow(unused_imports)]
 pub use tailrace_tests::ec2::{ami, launch, owner_tags};
 
 /// The aggregator's parser as the updater's validator: the file's errors.
-/// (The aggregator's own copy, `tailrace_aggregator::inventory::validate`,
+/// (The aggregator's own copy, `tailrace_aggregator::entry::inventory::validate`,
 /// is behind its `inventory` feature, which these tests do not turn on.)
 pub fn validate(text: &str) -> Vec<FileError> {
     Metadata::parse(text)
