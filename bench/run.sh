@@ -9,7 +9,9 @@
 #                    browser: long browser lines with escaped quotes)
 #   START=<unix secs> (event time of the first line; default: now minus LINES/RATE)
 #   WORK=/tmp/dir   (kept; default: a fresh temp dir, removed unless KEEP=1)
-#   SKIP_BUILD=1    (use the binaries already in target/release)
+#   SKIP_BUILD=1    (use the binaries already in target/release, or in BIN)
+#   BIN=/dir        (where the binaries are: for an A/B of two builds; implies
+#                    nothing about building, so set SKIP_BUILD=1 with it)
 #   PARSE_JSON=1    (also time `tailrace parse ... > /dev/null`)
 set -euo pipefail
 
@@ -24,7 +26,7 @@ WINDOW=${WINDOW:-5m}
 KEEP=${KEEP:-0}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN="$ROOT/target/release"
+BIN=${BIN:-$ROOT/target/release}
 if [[ -z "${WORK:-}" ]]; then
     WORK=$(mktemp -d /tmp/tailrace-bench.XXXXXX)
 else

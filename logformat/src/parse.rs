@@ -12,7 +12,7 @@ use memchr::memchr;
 use crate::calendar::LogTime;
 use crate::compile::{Feed, LogFormat, Shape, Step};
 use crate::error::{Expected, ParseError};
-use crate::time::{self, TimeAcc};
+use crate::time::{self, ClfMemo, TimeAcc};
 use crate::zone::ZoneCache;
 
 /// How many times per line the parser may retry a later end for a field.
@@ -33,6 +33,11 @@ pub struct Parsed {
     pub(crate) time: Option<LogTime>,
     acc: [TimeAcc; 2],
     zone_cache: ZoneCache,
+    /// The last CLF time text and its parts (most lines repeat it).
+    clf_memo: ClfMemo,
+    /// The last parts finished into a time that no zone changes, and that
+    /// time (most lines name the second of the line before).
+    finished: Option<(TimeAcc, LogTime)>,
 }
 
 impl Default for Parsed {
@@ -53,6 +58,8 @@ impl Parsed {
             time: None,
             acc: [TimeAcc::default(); 2],
             zone_cache: ZoneCache::default(),
+            clf_memo: ClfMemo::default(),
+            finished: None,
         }
     }
 
@@ -155,8 +162,17 @@ impl LogFormat {
         let mut budget = BACKTRACK_BUDGET;
         self.run(0, line, 0, out, &mut budget)?;
         if self.has_time {
-            let i = usize::from(!out.acc[0].seen());
-            out.time = out.acc[i].finish(&self.zone, &mut out.zone_cache)?;
+            let acc = &out.acc[usize::from(!out.acc[0].seen())];
+            out.time = match out.finished {
+                Some((parts, time)) if acc.same_parts(&parts) => Some(time),
+                _ => {
+                    let time = acc.finish(&self.zone, &mut out.zone_cache)?;
+                    if let Some(t) = time.filter(|_| acc.zone_free()) {
+                        out.finished = Some((*acc, t));
+                    }
+                    time
+                }
+            };
         }
         Ok(())
     }
@@ -248,7 +264,7 @@ impl LogFormat {
                             out.spans[f.slot] = (start as u32, pos as u32);
                         } else {
                             let acc = &mut out.acc[usize::from(spec.end)];
-                            let (end, s, e) = time::parse(spec, line, pos, acc)?;
+                            let (end, s, e) = time::parse(spec, line, pos, acc, &mut out.clf_memo)?;
                             out.spans[f.slot] = (s as u32, e as u32);
                             pos = end;
                         }

@@ -529,3 +529,39 @@ fn field_cap_parses_on_a_small_stack() {
         .expect("spawn");
     handle.join().expect("no stack overflow");
 }
+
+/// One `Parsed` over many lines remembers the last CLF time text and the
+/// last time finished (issue #25): a line whose text differs in a single
+/// byte, has a longer form of the same offset, or names another zone, or a
+/// format with a local-time part, must not be given the remembered time.
+#[test]
+fn remembered_times_are_only_reused_for_the_same_text() {
+    let fresh = |fmt: &str, line: &str| parse(fmt, line).1.time().unwrap();
+    let lines = [
+        "[10/Oct/2000:13:55:36 -0700] a",
+        "[10/Oct/2000:13:55:36 -0700] b",
+        "[10/Oct/2000:13:55:37 -0700] c",
+        "[10/Oct/2000:13:55:37 -07:00] d",
+        "[10/Oct/2000:13:55:37 -07:30] e",
+        "[10/Oct/2000:13:55:37 Z] f",
+        "[10/Oct/2000:13:55:37 -0700] g",
+        "[11/Oct/2000:13:55:37 -0700] h",
+    ];
+    let f = LogFormat::compile("%t %U").unwrap();
+    let mut p = Parsed::new();
+    for line in lines.iter().chain(lines.iter().rev()) {
+        f.parse(line.as_bytes(), &mut p).unwrap();
+        assert_eq!(p.time(), Some(fresh("%t %U", line)), "{line}");
+    }
+    // A zone-free time is not given to a line whose time is local: the same
+    // `Parsed` with a format whose time takes the zone.
+    let local = LogFormat::compile("%{%d/%b/%Y:%H:%M:%S}t %U").unwrap();
+    for line in ["10/Oct/2000:13:55:36 a", "10/Oct/2000:13:55:36 b"] {
+        local.parse(line.as_bytes(), &mut p).unwrap();
+        assert_eq!(
+            p.time(),
+            Some(fresh("%{%d/%b/%Y:%H:%M:%S}t %U", line)),
+            "{line}"
+        );
+    }
+}

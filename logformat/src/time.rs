@@ -173,7 +173,7 @@ fn compile_strf(body: &str) -> Result<Vec<Tok>, (usize, String)> {
 
 /// The parts of a time seen so far in one line (one accumulator for `begin:` parts,
 /// one for `end:` parts).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TimeAcc {
     seen: bool,
     /// The text gave the offset (`%z`, CLF, or a `%Z` of UTC/GMT).
@@ -201,6 +201,20 @@ impl TimeAcc {
     /// Whether any part of this time was parsed.
     pub(crate) fn seen(&self) -> bool {
         self.seen
+    }
+
+    /// Whether `other` holds the same parts (where they began in the line
+    /// aside).
+    #[inline]
+    pub(crate) fn same_parts(&self, other: &TimeAcc) -> bool {
+        TimeAcc { col: 0, ..*self } == TimeAcc { col: 0, ..*other }
+    }
+
+    /// Whether [`TimeAcc::finish`] gives the same for these parts whatever
+    /// the zone (the text gave the offset, or epoch seconds).
+    #[inline]
+    pub(crate) fn zone_free(&self) -> bool {
+        self.has_offset || self.has_epoch
     }
 
     /// Combine the parts into a time; `None` when they do not name an instant
@@ -334,9 +348,80 @@ fn parse_zone(b: &[u8], p: usize) -> Option<(i32, usize)> {
     Some((sign * (h * 3600 + m * 60) as i32, end))
 }
 
+/// The longest CLF time text: `dd/Mon/yyyy:HH:MM:SS +hh:mm`.
+const CLF_MAX: usize = 27;
+
+/// The last CLF time text parsed, and the parts it gave. Apache stamps the
+/// requests of one second alike, so most lines carry the time text of the
+/// line before: comparing it costs a fraction of parsing it again (about 400
+/// instructions a line; BENCHMARKS.md, issue #25). What [`parse_clf`] gives
+/// depends on the bytes it consumed alone, so equal bytes give equal parts.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ClfMemo {
+    text: [u8; CLF_MAX],
+    /// Bytes of `text` in use; 0: nothing remembered.
+    len: usize,
+    year: i32,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    offset: i32,
+}
+
+impl ClfMemo {
+    /// Set the parts of a CLF time in `acc`.
+    #[inline]
+    fn apply(&self, acc: &mut TimeAcc) {
+        acc.seen = true;
+        acc.has_year = true;
+        acc.year = self.year;
+        acc.month = self.month;
+        acc.day = self.day;
+        acc.hour = self.hour;
+        acc.minute = self.minute;
+        acc.second = self.second;
+        acc.offset = self.offset;
+        acc.has_offset = true;
+    }
+}
+
+/// [`parse_clf_text`], or what the same text gave the last time.
+#[inline]
+fn parse_clf(
+    b: &[u8],
+    p: usize,
+    acc: &mut TimeAcc,
+    memo: &mut ClfMemo,
+) -> Result<usize, ParseError> {
+    let n = memo.len;
+    if n > 0 && b.get(p..p + n) == Some(&memo.text[..n]) {
+        memo.apply(acc);
+        return Ok(p + n);
+    }
+    let end = parse_clf_text(b, p, acc)?;
+    let len = end - p;
+    if len <= CLF_MAX {
+        memo.text[..len].copy_from_slice(&b[p..end]);
+        *memo = ClfMemo {
+            len,
+            year: acc.year,
+            month: acc.month,
+            day: acc.day,
+            hour: acc.hour,
+            minute: acc.minute,
+            second: acc.second,
+            offset: acc.offset,
+            ..*memo
+        };
+    }
+    Ok(end)
+}
+
 /// Parse Apache's default time text `dd/Mon/yyyy:HH:MM:SS +zzzz` at `p` (after the `[`).
 #[inline]
-fn parse_clf(b: &[u8], p: usize, acc: &mut TimeAcc) -> Result<usize, ParseError> {
+fn parse_clf_text(b: &[u8], p: usize, acc: &mut TimeAcc) -> Result<usize, ParseError> {
     let day = two(b, p).ok_or_else(|| err(p, "two-digit day in %t"))?;
     if b.get(p + 2) != Some(&b'/') {
         return Err(err(p + 2, "'/' after the day in %t"));
@@ -403,6 +488,7 @@ pub(crate) fn parse(
     b: &[u8],
     p: usize,
     acc: &mut TimeAcc,
+    memo: &mut ClfMemo,
 ) -> Result<(usize, usize, usize), ParseError> {
     if !acc.seen {
         acc.col = p as u32;
@@ -412,14 +498,14 @@ pub(crate) fn parse(
             if b.get(p) != Some(&b'[') {
                 return Err(err(p, "'[' to open %t"));
             }
-            let end = parse_clf(b, p + 1, acc)?;
+            let end = parse_clf(b, p + 1, acc, memo)?;
             if b.get(end) != Some(&b']') {
                 return Err(err(end, "']' to close %t"));
             }
             Ok((end + 1, p + 1, end))
         }
         TimeFormat::Clf { brackets: false } => {
-            let end = parse_clf(b, p, acc)?;
+            let end = parse_clf(b, p, acc, memo)?;
             Ok((end, p, end))
         }
         TimeFormat::Sec | TimeFormat::Msec | TimeFormat::Usec => {

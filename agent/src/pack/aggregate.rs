@@ -41,7 +41,7 @@ use tailrace_wire::{ClientKey, ClientStats, Partial};
 
 use crate::config::Flow;
 use crate::pack::keys::KeyMaker;
-use crate::shared::counters::FlowStats;
+use crate::shared::counters::{FlowStats, ReadTally};
 use crate::shared::ledger::{Hold, Ledger, SourceId};
 use crate::shared::sink::{LineSink, SinkClosed};
 use crate::ship::queue::{OutRecord, RecordSender};
@@ -182,6 +182,8 @@ pub struct WindowSink {
     sequences: Sequences,
     next_sequence: u64,
     stats: Arc<FlowStats>,
+    /// Lines read since they were last added to `stats`.
+    tally: ReadTally,
 }
 
 impl WindowSink {
@@ -226,6 +228,7 @@ impl WindowSink {
             sequences,
             next_sequence: next_sequence.max(1),
             stats,
+            tally: ReadTally::default(),
         }
     }
 
@@ -385,7 +388,9 @@ impl LineSink for WindowSink {
         line: &[u8],
         truncated: bool,
     ) -> Result<(), SinkClosed> {
-        self.stats.line_read(line.len(), truncated);
+        if self.tally.line(line.len(), truncated) {
+            self.stats.add_read(&mut self.tally);
+        }
         self.active = true;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let parsed = self.format.parse(line, &mut self.parsed);
@@ -444,6 +449,7 @@ impl LineSink for WindowSink {
     }
 
     fn tick(&mut self) -> Result<(), SinkClosed> {
+        self.stats.add_read(&mut self.tally);
         if std::mem::take(&mut self.active) {
             self.last_line = Instant::now();
         }
@@ -472,6 +478,7 @@ impl LineSink for WindowSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkClosed> {
+        self.stats.add_read(&mut self.tally);
         self.emit_prelude()?;
         for (start, w) in std::mem::take(&mut self.open) {
             self.emitted_before = self.emitted_before.max(start + self.window_secs);

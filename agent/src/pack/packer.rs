@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tailrace_wire::raw::RecordPacker;
 
 use crate::pack::keys::KeyMaker;
-use crate::shared::counters::FlowStats;
+use crate::shared::counters::{FlowStats, ReadTally};
 use crate::shared::ledger::{Hold, SourceId};
 use crate::shared::sink::{LineSink, SinkClosed};
 use crate::ship::queue::{OutRecord, RecordSender};
@@ -29,6 +29,8 @@ pub struct RawPacker {
     holds: Vec<Hold>,
     started: Option<Instant>,
     stats: Arc<FlowStats>,
+    /// Lines read since they were last added to `stats`.
+    tally: ReadTally,
 }
 
 impl RawPacker {
@@ -49,6 +51,7 @@ impl RawPacker {
             holds: Vec::new(),
             started: None,
             stats,
+            tally: ReadTally::default(),
         }
     }
 
@@ -102,11 +105,14 @@ impl LineSink for RawPacker {
             self.out.ledger().hold(&[hold]);
             self.holds.push(hold);
         }
-        self.stats.line_read(line.len(), truncated);
+        if self.tally.line(line.len(), truncated) {
+            self.stats.add_read(&mut self.tally);
+        }
         Ok(())
     }
 
     fn tick(&mut self) -> Result<(), SinkClosed> {
+        self.stats.add_read(&mut self.tally);
         if self.started.is_some_and(|t| t.elapsed() >= self.linger) {
             self.seal()?;
         }
@@ -114,6 +120,7 @@ impl LineSink for RawPacker {
     }
 
     fn flush(&mut self) -> Result<(), SinkClosed> {
+        self.stats.add_read(&mut self.tally);
         self.seal()
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! It owns every [`FileWatcher`] of a flow and gathers the facts the pure
 //! decisions of [`crate::read::decision`] need, then carries them out:
-//! - discovery expands the flow's globs (promptly on a `notify` event, and on
+//! - discovery expands the flow's globs (promptly when names change, and on
 //!   a polling interval as the fallback for file systems without events);
+//!   a file's writes wake the reader once per read pass
+//!   ([`crate::read::wake`]);
 //! - a file is known by device + inode; where a new one starts (its
 //!   checkpoint, a `copytruncate` copy's original offset, 0, or the end at a
 //!   flow's real first start with `start_at: end`) is [`decision::start`];
@@ -44,15 +46,14 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-use notify::Watcher as _;
 
 use crate::config::StartAt;
 use crate::read::decision;
 use crate::read::keeper::{Finder, Keeper};
 use crate::read::seen::SeenFirsts;
+use crate::read::wake::{self, Wake};
 use crate::read::watcher::FileWatcher;
 use crate::shared::counters::FlowStats;
 use crate::shared::identity::{FileKey, Fingerprint};
@@ -198,45 +199,6 @@ struct DisplacedReading {
     short: HashMap<FileKey, (u64, Instant)>,
 }
 
-/// File-system events, coalesced: however many events arrive while the
-/// reader is busy (blocked by a Kinesis outage, say, with Apache writing one
-/// line per request), they cost two flags, not one queued event each.
-#[derive(Default)]
-struct EventFlags {
-    /// (something happened, names changed)
-    state: Mutex<(bool, bool)>,
-    cond: Condvar,
-}
-
-impl EventFlags {
-    /// An event: wake the reader; `rediscover` when names changed. Only the
-    /// first event since the reader last looked wakes it: a wake is a
-    /// `futex` call, and the events of a busy file come faster than the
-    /// reader (settling, reading) takes them.
-    fn raise(&self, rediscover: bool) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let asleep = !s.0;
-        s.0 = true;
-        s.1 |= rediscover;
-        if asleep {
-            self.cond.notify_one();
-        }
-    }
-
-    /// Wait up to `timeout` for an event; clears the flags and returns
-    /// (whether anything happened, whether names changed).
-    fn wait(&self, timeout: Duration) -> (bool, bool) {
-        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut s, _) = self
-            .cond
-            .wait_timeout_while(guard, timeout, |s| !s.0)
-            .unwrap_or_else(|p| p.into_inner());
-        let happened = *s;
-        *s = (false, false);
-        happened
-    }
-}
-
 /// How long a displaced reading's copy is looked for.
 const DISPLACED_SEARCH: Duration = Duration::from_secs(600);
 
@@ -261,10 +223,9 @@ pub struct Tailer {
     unreadable: HashSet<PathBuf>,
     /// New files whose starting offset is not decided yet.
     pending: Vec<PendingFile>,
-    /// File-system events, coalesced into flags (see [`EventFlags`]).
-    fs_events: Option<Arc<EventFlags>>,
-    fs_watcher: Option<notify::RecommendedWatcher>,
-    watched_dirs: HashSet<PathBuf>,
+    /// File-system events: names, and one wake per pass for writes (see
+    /// [`crate::read::wake`]); none: polling only.
+    fs_events: Option<Wake>,
     last_discover: Option<Instant>,
     /// `start_at: end` applies: the flow's first start (no checkpoints).
     start_at_end: bool,
@@ -305,11 +266,8 @@ pub struct Tailer {
     stats: Option<Arc<FlowStats>>,
     /// Holds new files open while the reader is blocked (`run` only).
     keeper: Option<Keeper>,
-    /// Events for the keeper: names changed, and, while it watches (the
-    /// reader is away), writes.
-    keeper_events: Arc<EventFlags>,
-    /// The keeper watches: writes wake it too (otherwise only names
-    /// changing does: a write per request must not cost a wake-up more).
+    /// The keeper watches (the reader is away): only then does it take
+    /// file-system events ([`wake::keeper_wake`]).
     keeper_watching: Arc<AtomicBool>,
 }
 
@@ -325,32 +283,10 @@ impl Tailer {
             .iter()
             .filter_map(|p| glob::Pattern::new(p).ok())
             .collect();
-        let flags = Arc::new(EventFlags::default());
-        let tx = flags.clone();
-        let keeper_events = Arc::new(EventFlags::default());
-        let keeper_tx = keeper_events.clone();
         let keeper_watching = Arc::new(AtomicBool::new(false));
-        let watching = keeper_watching.clone();
-        let fs_watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            // Opening and reading files (ours included) raises access events:
-            // reacting to them would make discovery wake itself forever.
-            // Appends only wake the loop; names changing also rediscover.
-            if let Ok(event) = res {
-                use notify::event::{EventKind, ModifyKind};
-                let rediscover = match event.kind {
-                    EventKind::Access(_) => return,
-                    EventKind::Create(_) | EventKind::Remove(_) => true,
-                    EventKind::Modify(ModifyKind::Name(_)) => true,
-                    _ => false,
-                };
-                tx.raise(rediscover);
-                if rediscover || watching.load(Ordering::Relaxed) {
-                    keeper_tx.raise(rediscover);
-                }
-            }
-        })
-        .map_err(|e| tracing::warn!(error = %e, "file-system events unavailable; polling only"))
-        .ok();
+        let fs_events = Wake::new()
+            .map_err(|e| tracing::warn!(error = %e, "file-system events unavailable; polling only"))
+            .ok();
         // `start_at` is for a flow's first start only. Once it has
         // checkpoints, a file without one appeared while the agent was down
         // (a rotation's new file, a new site) and all of it is unsent.
@@ -383,9 +319,7 @@ impl Tailer {
             first_scan: true,
             unreadable: HashSet::new(),
             pending: Vec::new(),
-            fs_events: fs_watcher.as_ref().map(|_| flags),
-            fs_watcher,
-            watched_dirs: HashSet::new(),
+            fs_events,
             last_discover: None,
             seen: SeenFirsts::default(),
             old_examined: HashSet::new(),
@@ -396,7 +330,6 @@ impl Tailer {
             shipped: memory.shipped.into_iter().collect(),
             stats: None,
             keeper: None,
-            keeper_events,
             keeper_watching,
         }
     }
@@ -484,6 +417,7 @@ impl Tailer {
             let progressed = if poll_due || self.fs_events.is_none() || last_poll.elapsed() >= idle
             {
                 last_poll = Instant::now();
+                self.arm_wakes();
                 self.poll_all(sink)?.more_waiting
             } else {
                 false
@@ -512,8 +446,7 @@ impl Tailer {
             patterns: self.patterns.clone(),
             exclude: self.exclude.clone(),
         };
-        let events = self.keeper_events.clone();
-        let wake = move |timeout| events.wait(timeout);
+        let wake = wake::keeper_wake(&self.patterns, self.keeper_watching.clone());
         match Keeper::start(
             &self.settings.flow,
             finder,
@@ -558,9 +491,12 @@ impl Tailer {
             return true;
         }
         let timeout = self.settings.poll_interval;
-        match &self.fs_events {
-            Some(flags) => {
-                let (happened, rediscover) = flags.wait(timeout);
+        match &mut self.fs_events {
+            Some(events) => {
+                let wake::Woken {
+                    happened,
+                    rediscover,
+                } = events.wait(timeout);
                 if rediscover {
                     self.last_discover = None;
                 }
@@ -577,22 +513,34 @@ impl Tailer {
     }
 
     fn watch_dirs(&mut self) {
-        let Some(w) = self.fs_watcher.as_mut() else {
+        let Some(w) = self.fs_events.as_mut() else {
             return;
         };
         for pattern in &self.patterns {
             let dir = crate::read::globs::base_dir(pattern);
-            if self.watched_dirs.contains(&dir) || !dir.is_dir() {
+            if w.watches_dir(&dir) || !dir.is_dir() {
                 continue;
             }
-            match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
-                Ok(()) => {
-                    self.watched_dirs.insert(dir);
-                }
+            match w.watch_dir(&dir) {
+                Ok(()) => {}
                 Err(e) => {
                     tracing::debug!(dir = %dir.display(), error = %e, "cannot watch directory; polling it")
                 }
             }
+        }
+    }
+
+    /// Before a read pass: arm the one-shot write watch of every plain file
+    /// read whose watch fired (or is new), so a write during the pass wakes
+    /// the next one ([`Wake::arm`]).
+    fn arm_wakes(&mut self) {
+        if let Some(events) = self.fs_events.as_mut() {
+            events.arm(
+                self.watchers
+                    .iter()
+                    .filter(|w| !w.is_compressed())
+                    .map(|w| (w.key, w.file())),
+            );
         }
     }
 
@@ -651,36 +599,4 @@ fn sibling_files(path: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_million_events_coalesce_into_one_wakeup() {
-        let flags = EventFlags::default();
-        for i in 0..1_000_000u32 {
-            flags.raise(i == 17);
-        }
-        assert_eq!(
-            flags.wait(Duration::from_secs(5)),
-            (true, true),
-            "names changed once"
-        );
-        // Everything was consumed by that one wakeup: nothing is queued.
-        let s = *flags.state.lock().unwrap_or_else(|p| p.into_inner());
-        assert_eq!(s, (false, false));
-        flags.raise(false);
-        assert_eq!(
-            flags.wait(Duration::from_secs(5)),
-            (true, false),
-            "an append only wakes"
-        );
-        assert_eq!(
-            flags.wait(Duration::from_millis(10)),
-            (false, false),
-            "nothing: a timeout"
-        );
-    }
 }
