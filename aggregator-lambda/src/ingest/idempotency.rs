@@ -22,6 +22,7 @@
 //! | `owner` | the attempt holding an `INPROGRESS` lease |
 //! | `in_progress_expiration` | end of that lease, epoch milliseconds |
 //! | `groups` | binary: which client groups were published (`merge::GroupMask`) |
+//! | `finished_by` | the attempt whose finish set `PARTLY`/`COMPLETED` |
 //! | `expiration` | epoch seconds after which DynamoDB may delete the item |
 //!
 //! # States of one partial
@@ -51,7 +52,9 @@
 //!   ran out and another attempt took the partial over, the finish is refused
 //!   and said in the log (both attempts may then have published: the one
 //!   double count this scheme can make, and only when an attempt outlives
-//!   its lease). The lease is the invocation's remaining time plus
+//!   its lease). A finish refused because it was already stored (the SDK
+//!   retried a write whose answer timed out) is told apart by
+//!   `finished_by`, and is no lost lease. The lease is the invocation's remaining time plus
 //!   [`LEASE_MARGIN`] in Lambda, [`DEFAULT_LEASE`] for the local consumer.
 //! - A process that dies between claim and finish leaves `INPROGRESS`:
 //!   redeliveries fail until the lease expires, then the next one takes the
@@ -107,6 +110,9 @@ const STATUS: &str = "status";
 const OWNER: &str = "owner";
 const LEASE: &str = "in_progress_expiration";
 const GROUPS: &str = "groups";
+/// The attempt whose finish set the status: tells the SDK's retry of a
+/// stored finish from a finish refused because another attempt took over.
+const FINISHED_BY: &str = "finished_by";
 const IN_PROGRESS: &str = "INPROGRESS";
 const PARTLY: &str = "PARTLY";
 const COMPLETED: &str = "COMPLETED";
@@ -438,12 +444,13 @@ impl ClaimStore {
             .update_item()
             .table_name(&self.table)
             .key(KEY, AttributeValue::S(item_key(id)))
-            .update_expression("SET #s = :status, #g = :groups, #l = :zero REMOVE #o")
+            .update_expression("SET #s = :status, #g = :groups, #l = :zero, #f = :owner REMOVE #o")
             .condition_expression("#o = :owner")
             .expression_attribute_names("#s", STATUS)
             .expression_attribute_names("#g", GROUPS)
             .expression_attribute_names("#l", LEASE)
             .expression_attribute_names("#o", OWNER)
+            .expression_attribute_names("#f", FINISHED_BY)
             .expression_attribute_values(":status", AttributeValue::S(status.into()))
             .expression_attribute_values(
                 ":groups",
@@ -455,11 +462,33 @@ impl ClaimStore {
             )
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(Finish::Recorded),
-            Err(e) if is_condition_failed(&e) => Ok(Finish::LeaseLost),
+            Err(e) if is_condition_failed(&e) => {
+                let item = match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
+                    _ => None,
+                };
+                let item = match item {
+                    Some(item) => Some(item),
+                    None => self.read(id).await?,
+                };
+                // The SDK retries a write whose answer timed out: when the
+                // first try was stored, the retry finds its own finish (the
+                // owner removed, `finished_by` us), not a lost lease.
+                let ours = item.as_ref().is_some_and(|i| {
+                    !i.contains_key(OWNER)
+                        && matches!(i.get(FINISHED_BY), Some(AttributeValue::S(f)) if f == owner)
+                });
+                Ok(if ours {
+                    Finish::Recorded
+                } else {
+                    Finish::LeaseLost
+                })
+            }
             Err(e) => Err(self.error("UpdateItem", sdk_message(&e))),
         }
     }

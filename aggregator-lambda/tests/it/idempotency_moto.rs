@@ -221,6 +221,12 @@ async fn a_live_claim_blocks_an_expired_one_is_taken_over_and_its_late_finish_re
         store_b.finish(&pid(1), &b, &done, true).await?,
         Finish::Recorded
     );
+    // The same finish again, as the SDK sends it when the first answer
+    // timed out after DynamoDB stored it: recorded, not a lost lease.
+    assert_eq!(
+        store_b.finish(&pid(1), &b, &done, true).await?,
+        Finish::Recorded
+    );
     assert_eq!(
         store_a.claim(&pid(1), Duration::from_secs(600)).await?,
         Claim::Completed
@@ -250,6 +256,14 @@ async fn a_live_claim_blocks_an_expired_one_is_taken_over_and_its_late_finish_re
             .finish(&pid(2), &alive, &GroupMask::default(), true)
             .await?,
         Finish::Recorded
+    );
+    // Once the live attempt finished, the dead one's finish is still
+    // refused: the item has no owner, but it was finished by another.
+    assert_eq!(
+        store_a
+            .finish(&pid(2), &dead, &GroupMask::default(), true)
+            .await?,
+        Finish::LeaseLost
     );
     Ok(())
 }
