@@ -328,6 +328,7 @@ def check_models(t):
             check(read, f"{name} under MetricDimensions {model!r}: reads no metric")
             for r in read:
                 check(r in sets, f"{name} under MetricDimensions {model!r} reads {sorted(r)}, which is not published: it would never fire")
+    check_dashboard_models(t, allowed)
     names = t["Parameters"]["MetricNames"]
     pattern = names["AllowedPattern"]
     check(re.fullmatch(pattern, names["Default"]), "MetricNames' default does not match its AllowedPattern")
@@ -335,6 +336,30 @@ def check_models(t):
         check(re.fullmatch(pattern, ok), f"MetricNames' pattern refuses {ok!r}")
     for bad in ("Bytes", "Bytes,Latency", "RequestsX", ""):
         check(not re.fullmatch(pattern, bad), f"MetricNames' pattern accepts {bad!r}, which blinds the alarms")
+
+
+def check_dashboard_models(t, allowed):
+    """Under every accepted MetricDimensions value, the dashboard's
+    per-application widgets (totals, requests, errors, unknown sources) read
+    a dimension set the aggregator publishes: a widget that SEARCHes the
+    rollup alone is empty under the pairs-only models."""
+    sub = as_list(t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
+    body, variables = sub[0], (sub[1] if len(sub) > 1 else {})
+    check(not re.search(r"SEARCH\('\{\$\{Namespace\},SourceApplication\}", body),
+          "the dashboard SEARCHes the [SourceApplication] rollup, which the pairs-only models do not publish")
+    for model in allowed:
+        sets = published_sets(model)
+        conditions = {c: condition_value(v, t, {"MetricDimensions": model})
+                      for c, v in t["Conditions"].items()
+                      if "MetricDimensions" in json.dumps(v)}
+        values = {k: resolve(v, conditions) for k, v in variables.items()}
+        rendered = re.sub(r"\$\{(\w+)\}", lambda m: str(values.get(m.group(1), m.group(0))), body)
+        read = re.findall(r'SCHEMA\(\\"\$\{Namespace\}\\",\s*([^)]*)\)', rendered)
+        check(len(read) >= 5, f"the dashboard reads {len(read)} per-application queries, expected totals, requests, 2 errors, unknown")
+        for r in read:
+            dims = frozenset(x.strip() for x in r.split(","))
+            check(dims in sets,
+                  f"the dashboard under MetricDimensions {model!r} reads {sorted(dims)}, which is not published: its widget would be empty")
 
 
 def rust_const(text, name):
