@@ -387,15 +387,7 @@ impl ClaimStore {
                 Ok(Claim::Granted { done, owner })
             }
             Err(e) if is_condition_failed(&e) => {
-                let item = match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
-                    _ => None,
-                };
-                let item = match item {
-                    Some(item) => Some(item),
-                    // Not every emulator returns the item: read it.
-                    None => self.read(id).await?,
-                };
+                let item = self.refused_item(id, &e).await?;
                 let status = item.as_ref().and_then(|i| match i.get(STATUS) {
                     Some(AttributeValue::S(s)) => Some(s.as_str()),
                     _ => None,
@@ -409,6 +401,22 @@ impl ClaimStore {
                 })
             }
             Err(e) => Err(self.error("UpdateItem", sdk_message(&e))),
+        }
+    }
+
+    /// The item a conditional UpdateItem was refused on: the one the
+    /// refusal returned (`ReturnValuesOnConditionCheckFailure`), else read
+    /// (not every emulator returns it).
+    async fn refused_item<R>(
+        &self,
+        id: &PartialId,
+        e: &SdkError<UpdateItemError, R>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, IdempotencyError> {
+        match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(c)) if c.item().is_some() => {
+                Ok(c.item().cloned())
+            }
+            _ => self.read(id).await,
         }
     }
 
@@ -468,14 +476,7 @@ impl ClaimStore {
         match result {
             Ok(_) => Ok(Finish::Recorded),
             Err(e) if is_condition_failed(&e) => {
-                let item = match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
-                    _ => None,
-                };
-                let item = match item {
-                    Some(item) => Some(item),
-                    None => self.read(id).await?,
-                };
+                let item = self.refused_item(id, &e).await?;
                 // The SDK retries a write whose answer timed out: when the
                 // first try was stored, the retry finds its own finish (the
                 // owner removed, `finished_by` us), not a lost lease.
